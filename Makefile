@@ -1,0 +1,61 @@
+# entrolab — the two commands a new user runs:
+#   make figures   create .venv if missing, install, reproduce the figures and print the theorem table
+#   make test      create/refresh .venv, install with [dev,llm], run lint and the test suite
+#
+# torch is installed first, pinned to TORCH_VERSION, so pip never swaps in a multi-GB build by
+# accident. On a machine whose default index serves CUDA wheels, add e.g.
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+
+PYTHON        ?= python3
+VENV          ?= .venv
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX   ?=
+PYTEST_ARGS   ?=
+
+PY  := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+TORCH_INDEX_FLAG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+
+.PHONY: test figures verify lint format clean help
+
+help:
+	@echo "make figures  - reproduce the figures and print the theorem-verification table"
+	@echo "make test     - lint + full test suite (CPU)"
+	@echo "make verify   - only the theorem-verification table (python -m theory verify)"
+	@echo "make lint     - ruff check + ruff format --check"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# One stamp per install flavour; re-run when pyproject.toml or the torch pin changes.
+$(VENV)/.torch-$(TORCH_VERSION): | $(PY)
+	$(PIP) install -q torch==$(TORCH_VERSION) $(TORCH_INDEX_FLAG)
+	touch $@
+
+$(VENV)/.core: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
+	$(PIP) install -q -e '.[dev,llm]'
+	touch $@ $(VENV)/.core
+
+figures: $(VENV)/.core
+	$(PY) -m theory verify --json theory/verification.json
+
+verify: $(VENV)/.core
+	$(PY) -m theory verify
+
+lint: $(VENV)/.dev
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: $(VENV)/.dev lint
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+format: $(VENV)/.dev
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""figures: see README.md (lands with its own issue)."""

@@ -1,0 +1,1 @@
+"""llm: see README.md (lands with its own issue)."""

@@ -1,0 +1,1 @@
+"""sim: see README.md (lands with its own issue)."""
