@@ -30,6 +30,7 @@ from theory.law import (
     exact_bandit_trajectory,
     fit_entropy_law,
 )
+from theory.policy import c_pi, cov_pi, entropy, g_values, log_softmax, softmax
 from theory.qae import (
     linear_quantile_baseline,
     prob_sum_g_nonneg,
@@ -41,7 +42,6 @@ from theory.qae import (
     sampled_first_order_dH,
     sum_g_distribution,
 )
-from theory.policy import c_pi, cov_pi, entropy, g_values, log_softmax, softmax
 from theory.token_stats import batch_cov_mean, token_cov, token_cov_expectation
 
 __all__ = [

@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     ver = sub.add_parser("verify", help="run every claim check and print the verdict table")
     ver.add_argument("--json", type=Path, default=None, help="also write the table as JSON to this path")
     ver.add_argument("--seed", type=int, default=0, help="root seed of the random instances (default 0)")
-    ver.add_argument("--only", nargs="+", default=None, metavar="ID", help="only these row ids (e.g. L1 Q13b)")
+    ver.add_argument(
+        "--only", nargs="+", default=None, metavar="ID", help="only these row ids (e.g. L1 Q13b)"
+    )
     ver.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
 
@@ -28,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"--only: unknown row ids {unknown}; allowed: {' '.join(verify.CHECKS)}")
     if args.json is not None and not args.json.parent.exists():
-        parser.error(f"--json: directory {args.json.parent} does not exist; allowed: a path in an existing directory")
+        parser.error(
+            f"--json: directory {args.json.parent} does not exist; allowed: a path in an existing directory"
+        )
 
     t0 = time.perf_counter()
 

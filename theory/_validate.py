@@ -21,7 +21,9 @@ def array(value: object, name: str, *, min_ndim: int = 1) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: cannot convert {_show(value)} to a float array; allowed: real numbers") from None
+        raise ValueError(
+            f"{name}: cannot convert {_show(value)} to a float array; allowed: real numbers"
+        ) from None
     if arr.ndim < min_ndim:
         raise ValueError(
             f"{name}: has {arr.ndim} axes (shape {arr.shape}); allowed: at least {min_ndim} "
@@ -54,8 +56,15 @@ def like(value: object, name: str, logits: np.ndarray) -> np.ndarray:
     return arr
 
 
-def scalar(value: object, name: str, *, lo: float | None = None, hi: float | None = None,
-           lo_open: bool = False, hi_open: bool = False) -> float:
+def scalar(
+    value: object,
+    name: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
     """A finite real scalar in the interval given by ``lo``/``hi`` (closed unless ``*_open``)."""
     ok_type = isinstance(value, numbers.Real) or (isinstance(value, np.ndarray) and value.ndim == 0)
     if not ok_type or isinstance(value, bool):

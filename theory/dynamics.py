@@ -64,7 +64,7 @@ def first_order_dH(logits, dz) -> np.ndarray:
     """
     z = v.array(logits, "logits")
     d = v.like(dz, "dz", z)
-    logp, p, _, u, _ = _c_and_parts(z)
+    _, p, _, u, _ = _c_and_parts(z)
     return -(p * u * (d - (p * d).sum(axis=-1, keepdims=True))).sum(axis=-1)
 
 

@@ -76,9 +76,11 @@ def entropy_law_prediction(H, R, fit_frac: float = 0.15) -> LawPrediction:
     """
     h, r = _pair(H, R)
     frac = v.scalar(fit_frac, "fit_frac", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-    n_fit = max(2, int(round(frac * h.shape[0])))
+    n_fit = max(2, round(frac * h.shape[0]))
     if n_fit >= h.shape[0]:
-        raise ValueError(f"fit_frac: {frac} of {h.shape[0]} points leaves nothing to predict; allowed: a smaller share")
+        raise ValueError(
+            f"fit_frac: {frac} of {h.shape[0]} points leaves nothing to predict; allowed: a smaller share"
+        )
     a, b = fit_entropy_law(h[:n_fit], r[:n_fit])
     pred = entropy_law_predict(h, a, b)
     err = pred - r

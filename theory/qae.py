@@ -82,7 +82,9 @@ def qae_binary_baseline(success_frac, k) -> np.ndarray:
     """
     p = v.array(success_frac, "success_frac", min_ndim=0)
     if ((p < 0) | (p > 1)).any():
-        raise ValueError(f"success_frac: got values outside [0, 1] (min {p.min()}, max {p.max()}); allowed: [0, 1]")
+        raise ValueError(
+            f"success_frac: got values outside [0, 1] (min {p.min()}, max {p.max()}); allowed: [0, 1]"
+        )
     kk = _k(k)
     return np.where(p <= 1.0 - kk + 1e-12, 0.0, 1.0)
 
@@ -92,7 +94,9 @@ def _b(b, shape) -> np.ndarray:
     try:
         return np.broadcast_to(arr, shape)
     except ValueError:
-        raise ValueError(f"b: shape {arr.shape} does not broadcast to {shape}; allowed: a scalar or batch shape") from None
+        raise ValueError(
+            f"b: shape {arr.shape} does not broadcast to {shape}; allowed: a scalar or batch shape"
+        ) from None
 
 
 def qae_surrogate_dH(logits, rewards, b, lr) -> np.ndarray:
@@ -166,7 +170,9 @@ def sampled_first_order_dH(logits, rewards, actions, b, lr) -> np.ndarray:
         raise ValueError(f"rewards: shape {r.shape}; allowed: shape (n,) like logits")
     acts = np.asarray(actions)
     if acts.ndim < 1 or acts.shape[-1] == 0 or not np.issubdtype(acts.dtype, np.integer):
-        raise ValueError(f"actions: shape {acts.shape} dtype {acts.dtype}; allowed: integer array (..., G), G >= 1")
+        raise ValueError(
+            f"actions: shape {acts.shape} dtype {acts.dtype}; allowed: integer array (..., G), G >= 1"
+        )
     if (acts < 0).any() or (acts >= z.shape[0]).any():
         raise ValueError(f"actions: values in [{acts.min()}, {acts.max()}]; allowed: [0, {z.shape[0] - 1}]")
     bb = v.scalar(b, "b")
@@ -223,8 +229,15 @@ def sum_g_distribution(logits, group_size: int, *, max_outcomes: int = 200_000):
     return counts, np.exp(log_prob), counts @ g
 
 
-def prob_sum_g_nonneg(logits, group_size: int, *, method: str = "auto", n_mc: int = 200_000,
-                      seed: int = 0, max_outcomes: int = 200_000) -> float:
+def prob_sum_g_nonneg(
+    logits,
+    group_size: int,
+    *,
+    method: str = "auto",
+    n_mc: int = 200_000,
+    seed: int = 0,
+    max_outcomes: int = 200_000,
+) -> float:
     """P(Σ_{i=1..G} g(y_i) ≥ 0), y_i iid ~ π: the probability that a sampled draw orders two constant
     baselines the way Prop. 4.2 says (ΔH(b) ≥ ΔH(b') for b > b').
 
@@ -243,9 +256,7 @@ def prob_sum_g_nonneg(logits, group_size: int, *, method: str = "auto", n_mc: in
     g_size = v.integer(group_size, "group_size", lo=1)
     if z.ndim != 1:
         raise ValueError(f"logits: shape {z.shape}; allowed: one state, shape (n,)")
-    use_exact = method == "exact" or (
-        method == "auto" and n_compositions(z.shape[0], g_size) <= max_outcomes
-    )
+    use_exact = method == "exact" or (method == "auto" and n_compositions(z.shape[0], g_size) <= max_outcomes)
     if use_exact:
         _, prob, s = sum_g_distribution(z, g_size, max_outcomes=max_outcomes)
         return float(prob[s >= -1e-15].sum())

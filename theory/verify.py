@@ -124,9 +124,13 @@ def check_lemma1(rng) -> Row:
         worst=max(d1, d2),
         tolerance=1e-2,
         verdict=HOLDS if ok else FAILS,
-        details={"drift1_max": d1, "drift2_max": d2, "median_slope1": float(np.median(slopes1)),
-                 "median_slope2": float(np.median(slopes2)),
-                 "median_abs_ratio_minus_1": {str(k): m for k, m in med.items()}},
+        details={
+            "drift1_max": d1,
+            "drift2_max": d2,
+            "median_slope1": float(np.median(slopes1)),
+            "median_slope2": float(np.median(slopes2)),
+            "median_abs_ratio_minus_1": {str(k): m for k, m in med.items()},
+        },
     )
 
 
@@ -135,8 +139,11 @@ def check_shift(rng) -> Row:
     worst_const, worst_cpi, nonneg = 0.0, 0.0, 0
     for z in cases:
         c = float(rng.normal() * 5)
-        worst_const = max(worst_const, abs(dynamics.exact_dH(z, np.full_like(z, c))),
-                          abs(dynamics.first_order_dH(z, np.full_like(z, c))))
+        worst_const = max(
+            worst_const,
+            abs(dynamics.exact_dH(z, np.full_like(z, c))),
+            abs(dynamics.first_order_dH(z, np.full_like(z, c))),
+        )
         p = policy.softmax(z)
         f = dynamics.first_order_dH(z, c * p)
         cp = policy.c_pi(z)
@@ -167,10 +174,12 @@ def check_prop1(rng) -> Row:
         dz = dynamics.pg_dz(z, r, eta)
         via_j = eta * dynamics.softmax_jacobian(z) @ r
         h = 1e-6
-        fd = np.array([
-            (policy.softmax(z + h * e) @ r - policy.softmax(z - h * e) @ r) / (2 * h)
-            for e in np.eye(z.shape[0])
-        ])
+        fd = np.array(
+            [
+                (policy.softmax(z + h * e) @ r - policy.softmax(z - h * e) @ r) / (2 * h)
+                for e in np.eye(z.shape[0])
+            ]
+        )
         worst_j = max(worst_j, float(np.abs(dz - via_j).max()))
         worst_fd = max(worst_fd, float(np.abs(dz - eta * fd).max()))
     ok = worst_j <= 1e-13 and worst_fd <= 1e-7
@@ -220,7 +229,8 @@ def _ratio_row(rng, rid, claim, source, step_fn, pred_fn) -> Row:
         setting="random softmax, rewards ~ N(0,1), exact step",
         n=len(drifts),
         measured=(
-            "median |ΔH_exact/ΔH_pred − 1|: " + ", ".join(f"η={e:g}: {m:.2g}" for e, m in med.items())
+            "median |ΔH_exact/ΔH_pred − 1|: "
+            + ", ".join(f"η={e:g}: {m:.2g}" for e, m in med.items())
             + f"; error/η² converges (max change η=1e-3→1e-4: {d:.1e})"
         ),
         worst=d,
@@ -231,15 +241,23 @@ def _ratio_row(rng, rid, claim, source, step_fn, pred_fn) -> Row:
 
 def check_thm1(rng) -> Row:
     return _ratio_row(
-        rng, "T1", "Thm 1: PG step gives ΔH ≈ −η·Cov(log π, π·A), ratio → 1 as η → 0",
-        "Cui et al. 2025 Thm 1; THEORY §5.3", dynamics.pg_dz, dynamics.pg_first_order_dH,
+        rng,
+        "T1",
+        "Thm 1: PG step gives ΔH ≈ −η·Cov(log π, π·A), ratio → 1 as η → 0",
+        "Cui et al. 2025 Thm 1; THEORY §5.3",
+        dynamics.pg_dz,
+        dynamics.pg_first_order_dH,
     )
 
 
 def check_thm2(rng) -> Row:
     return _ratio_row(
-        rng, "T2", "Thm 2: NPG step gives ΔH ≈ −η·Cov(log π, A), ratio → 1 as η → 0",
-        "Cui et al. 2025 Thm 2; THEORY §5.3", dynamics.npg_dz, dynamics.npg_first_order_dH,
+        rng,
+        "T2",
+        "Thm 2: NPG step gives ΔH ≈ −η·Cov(log π, A), ratio → 1 as η → 0",
+        "Cui et al. 2025 Thm 2; THEORY §5.3",
+        dynamics.npg_dz,
+        dynamics.npg_first_order_dH,
     )
 
 
@@ -272,8 +290,10 @@ def check_sign_table(rng) -> Row:
         source="Cui et al. 2025 Thm 1 remark; THEORY §5.4",
         setting="one-arm bump δ=±1e-6, n∈[3,12], |log π_a + H| ≥ 1e-3",
         n=counted,
-        measured=(f"exact-ΔH sign mismatches with threshold e^(−H): {wrong_eh}/{counted}; "
-                  f"with the naive threshold 1/n: {wrong_1n}/{counted} ({wrong_1n / max(counted, 1):.1%})"),
+        measured=(
+            f"exact-ΔH sign mismatches with threshold e^(−H): {wrong_eh}/{counted}; "
+            f"with the naive threshold 1/n: {wrong_1n}/{counted} ({wrong_1n / max(counted, 1):.1%})"
+        ),
         worst=float(wrong_eh),
         tolerance=0.0,
         verdict=HOLDS if ok else FAILS,
@@ -324,7 +344,9 @@ def check_rare_best_arm(rng) -> Row:
         r[best] = 1.0
         mode_start, rose = int(np.argmax(z)) == best, False
         for _ in range(300):
-            cov = float(policy.cov_pi(z, policy.log_softmax(z), policy.softmax(z) * (r - policy.softmax(z) @ r)))
+            cov = float(
+                policy.cov_pi(z, policy.log_softmax(z), policy.softmax(z) * (r - policy.softmax(z) @ r))
+            )
             dz = dynamics.pg_dz(z, r, eta)
             exact = float(dynamics.exact_dH(z, dz))
             small = float(dynamics.exact_dH(z, dynamics.pg_dz(z, r, probe)))
@@ -342,16 +364,24 @@ def check_rare_best_arm(rng) -> Row:
         source="Cui et al. 2025 Thm 1; THEORY §5.6 (reference run z=(2,1,.5,−2), η=0.5)",
         setting="reference run + 60 random bandits × 300 exact-PG steps (η=0.5), sign probed with η=1e-3",
         n=total,
-        measured=(f"reference: H {ref.entropy[0]:.3f} → peak {ref.entropy[peak]:.3f} at step {peak}, Cov flips at "
-                  f"step {flip}, H(400) = {ref.entropy[-1]:.3f}; sign-rule mismatches at η=1e-3: "
-                  f"{probe_mismatch}/{total} (at the η=0.5 training step: {big_mismatch}, higher-order effects); "
-                  f"best-arm-is-mode runs where H ever rose: {mono_fail}"),
+        measured=(
+            f"reference: H {ref.entropy[0]:.3f} → peak {ref.entropy[peak]:.3f} at step {peak}, Cov flips at "
+            f"step {flip}, H(400) = {ref.entropy[-1]:.3f}; sign-rule mismatches at η=1e-3: "
+            f"{probe_mismatch}/{total} (at the η=0.5 training step: {big_mismatch}, higher-order effects); "
+            f"best-arm-is-mode runs where H ever rose: {mono_fail}"
+        ),
         worst=float(probe_mismatch),
         tolerance=0.0,
         verdict=HOLDS if ok else FAILS,
-        details={"peak_step": peak, "flip_step": flip, "H0": float(ref.entropy[0]),
-                 "H_peak": float(ref.entropy[peak]), "H_end": float(ref.entropy[-1]),
-                 "mismatches_at_training_step": big_mismatch, "mode_start_runs_with_rise": mono_fail},
+        details={
+            "peak_step": peak,
+            "flip_step": flip,
+            "H0": float(ref.entropy[0]),
+            "H_peak": float(ref.entropy[peak]),
+            "H_end": float(ref.entropy[-1]),
+            "mismatches_at_training_step": big_mismatch,
+            "mode_start_runs_with_rise": mono_fail,
+        },
     )
 
 
@@ -396,12 +426,23 @@ def _law_runs(rng) -> dict:
         a, b = law.fit_entropy_law(tr.entropy, tr.success)
         pred = law.entropy_law_prediction(tr.entropy, tr.success, 0.15)
         rmse = float(np.sqrt(np.mean((law.entropy_law_predict(tr.entropy, a, b) - tr.success) ** 2)))
-        runs[name] = {"lr": lr, "a": a, "b": b, "ceiling": b - a, "rmse_full": rmse,
-                      "rmse_pred_15": pred.rmse_pred, "ceiling_15": pred.ceiling,
-                      "H_start": float(tr.entropy[0]), "H_end": float(tr.entropy[-1]),
-                      "R_start": float(tr.success[0]), "R_end": float(tr.success[-1])}
-    return {"setting": f"exact PG (η=4) and NPG (η=0.2), {n_prompts} prompts × {n_arms} arms, {steps} steps",
-            "runs": runs}
+        runs[name] = {
+            "lr": lr,
+            "a": a,
+            "b": b,
+            "ceiling": b - a,
+            "rmse_full": rmse,
+            "rmse_pred_15": pred.rmse_pred,
+            "ceiling_15": pred.ceiling,
+            "H_start": float(tr.entropy[0]),
+            "H_end": float(tr.entropy[-1]),
+            "R_start": float(tr.success[0]),
+            "R_end": float(tr.success[-1]),
+        }
+    return {
+        "setting": f"exact PG (η=4) and NPG (η=0.2), {n_prompts} prompts × {n_arms} arms, {steps} steps",
+        "runs": runs,
+    }
 
 
 def check_entropy_law(rng) -> list[Row]:
@@ -419,9 +460,11 @@ def _law_fit_row(data) -> Row:
         source="Cui et al. 2025 Eq. 6, Figs. 3-4; THEORY §5.8",
         setting=data["setting"],
         n=2,
-        measured=(f"PG: a={pg['a']:.3f} b={pg['b']:.3f}, RMSE {pg['rmse_full']:.3f} (H {pg['H_start']:.2f}→"
-                  f"{pg['H_end']:.2f}); NPG: a={npg['a']:.3f} b={npg['b']:.3f}, RMSE {npg['rmse_full']:.3f} "
-                  f"(H {npg['H_start']:.2f}→{npg['H_end']:.2f})"),
+        measured=(
+            f"PG: a={pg['a']:.3f} b={pg['b']:.3f}, RMSE {pg['rmse_full']:.3f} (H {pg['H_start']:.2f}→"
+            f"{pg['H_end']:.2f}); NPG: a={npg['a']:.3f} b={npg['b']:.3f}, RMSE {npg['rmse_full']:.3f} "
+            f"(H {npg['H_start']:.2f}→{npg['H_end']:.2f})"
+        ),
         worst=worst,
         tolerance=0.03,
         verdict=APPROX if worst <= 0.03 else FAILS,
@@ -439,9 +482,11 @@ def _law_prediction_row(data) -> Row:
         source="Cui et al. 2025 Fig. 5; THEORY §5.8",
         setting=data["setting"],
         n=2,
-        measured=(f"held-out RMSE: PG {pg['rmse_pred_15']:.3f} (predicted ceiling {pg['ceiling_15']:.3f}, "
-                  f"realised R_end {pg['R_end']:.3f}); NPG {npg['rmse_pred_15']:.3f}. Tolerance 3% = about 3× "
-                  f"the paper's error; depends on how much of the entropy range the first 15% covers"),
+        measured=(
+            f"held-out RMSE: PG {pg['rmse_pred_15']:.3f} (predicted ceiling {pg['ceiling_15']:.3f}, "
+            f"realised R_end {pg['R_end']:.3f}); NPG {npg['rmse_pred_15']:.3f}. Tolerance 3% = about 3× "
+            f"the paper's error; depends on how much of the entropy range the first 15% covers"
+        ),
         worst=worst,
         tolerance=0.03,
         verdict=APPROX if worst <= 0.03 else FAILS,
@@ -459,9 +504,11 @@ def _law_algorithms_row(data) -> Row:
         source="Cui et al. 2025 Fig. 6; THEORY §5.8",
         setting=data["setting"] + "; GRPO/RLOO/REINFORCE++ share the exact-PG flow, so PG vs NPG is the test",
         n=2,
-        measured=(f"ceiling b−a: PG {pg['ceiling']:.3f}, NPG {npg['ceiling']:.3f} (differ by {gap:.3f}; NPG's > 1 is "
-                  f"unattainable: NPG reaches R={npg['R_end']:.2f} at H={npg['H_end']:.2f}, keeping equal logits "
-                  f"on equally correct arms); a: {pg['a']:.3f} vs {npg['a']:.3f}"),
+        measured=(
+            f"ceiling b−a: PG {pg['ceiling']:.3f}, NPG {npg['ceiling']:.3f} (differ by {gap:.3f}; NPG's > 1 is "
+            f"unattainable: NPG reaches R={npg['R_end']:.2f} at H={npg['H_end']:.2f}, keeping equal logits "
+            f"on equally correct arms); a: {pg['a']:.3f} vs {npg['a']:.3f}"
+        ),
         worst=gap,
         tolerance=0.02,
         verdict=APPROX if gap <= 0.02 else FAILS,
@@ -497,8 +544,10 @@ def check_token_cov(rng) -> Row:
         source="Cui et al. 2025 Eq. 10 and §4.2; THEORY §5.9",
         setting=f"{n_inst} policies, N={n_tok} tokens, {n_batches} batches each",
         n=n_inst,
-        measured=(f"max |mean − (N−1)/N·Cov(log π,A)| = {zmax:.2f} standard errors; "
-                  f"{far}/{n_inst} means are > 6 s.e. from Cov(log π, π·A)"),
+        measured=(
+            f"max |mean − (N−1)/N·Cov(log π,A)| = {zmax:.2f} standard errors; "
+            f"{far}/{n_inst} means are > 6 s.e. from Cov(log π, π·A)"
+        ),
         worst=zmax,
         tolerance=4.5,
         verdict=HOLDS if ok else FAILS,
@@ -532,8 +581,12 @@ def check_quantile(rng) -> Row:
     per_k = {key: len(vals) for key, vals in linear_diff.items()}
     g16 = sum(n for key, n in per_k.items() if key.startswith("G=16"))
     one_each = all(per_k.get(f"G={g},K={k}", 0) == 1 for g in (4, 8) for k in (0.2, 0.4, 0.6, 0.8))
-    ok = dis_bin == 0 and g16 == 0 and one_each and all(
-        abs(k * g - round(k * g)) < 1e-9 for g, k, _, _ in dis_np)
+    ok = (
+        dis_bin == 0
+        and g16 == 0
+        and one_each
+        and all(abs(k * g - round(k * g)) < 1e-9 for g, k, _, _ in dis_np)
+    )
     g8k4 = linear_diff.get("G=8,K=0.4", [])
     return Row(
         id="Q11",
@@ -541,14 +594,20 @@ def check_quantile(rng) -> Row:
         source="Wu et al. 2025 §4.1 Eqs. 3-4; THEORY §2.1, §5.11",
         setting="G=1..32, K=0.01..0.99, all success counts",
         n=total,
-        measured=(f"binary-rule mismatches {dis_bin}; numpy inverted_cdf disagrees in {len(dis_np)} cases, all where K·G is "
-                  f"an integer that float rounds up (e.g. G={dis_np[0][0]}, K={dis_np[0][1]})" if dis_np else
-                  f"binary-rule mismatches {dis_bin}; numpy inverted_cdf agrees everywhere")
+        measured=(
+            f"binary-rule mismatches {dis_bin}; numpy inverted_cdf disagrees in {len(dis_np)} cases, all where K·G is "
+            f"an integer that float rounds up (e.g. G={dis_np[0][0]}, K={dis_np[0][1]})"
+            if dis_np
+            else f"binary-rule mismatches {dis_bin}; numpy inverted_cdf agrees everywhere"
+        )
         + f"; linear≠paper at exactly one success count per K for G∈{{4,8}} (G=8,K=0.4: s={g8k4}), G=16: {g16}",
         worst=float(dis_bin),
         tolerance=0.0,
         verdict=HOLDS if ok else FAILS,
-        details={"numpy_disagreements": [list(d) for d in dis_np], "linear_differs_at_success_counts": linear_diff},
+        details={
+            "numpy_disagreements": [list(d) for d in dis_np],
+            "linear_differs_at_success_counts": linear_diff,
+        },
     )
 
 
@@ -590,7 +649,9 @@ def check_qae_identity(rng) -> Row:
         eta = float(rng.uniform(1e-3, 1.0))
         jac = dynamics.softmax_jacobian(z)
         grads = [jac @ (r - b) for b in (0.0, 0.5, 1.0)]
-        worst_grad = max(worst_grad, float(np.abs(grads[0] - grads[1]).max()), float(np.abs(grads[0] - grads[2]).max()))
+        worst_grad = max(
+            worst_grad, float(np.abs(grads[0] - grads[1]).max()), float(np.abs(grads[0] - grads[2]).max())
+        )
         true = float(qae.qae_true_dH(z, r, eta))
         for b in (0.0, 0.25, 0.5, 1.0):
             gap = float(qae.qae_surrogate_dH(z, r, b, eta)) - true
@@ -629,8 +690,10 @@ def check_prop42_true_update(rng) -> Row:
         source="Wu et al. 2025 Prop. 4.2; THEORY §2.4(a)",
         setting="random softmax, binary rewards, η=0.01, exact ΔH of the exact PG step",
         n=len(cases),
-        measured=(f"surrogate: ΔH(b=1) − ΔH(b=0) = η·C > 0 in all cases (median {np.median(sur):.2e}); "
-                  f"exact expected update: max |ΔH(b=1) − ΔH(b=0)| = {tru.max():.1e} (b has no effect)"),
+        measured=(
+            f"surrogate: ΔH(b=1) − ΔH(b=0) = η·C > 0 in all cases (median {np.median(sur):.2e}); "
+            f"exact expected update: max |ΔH(b=1) − ΔH(b=0)| = {tru.max():.1e} (b has no effect)"
+        ),
         worst=float(tru.max()),
         tolerance=1e-15,
         verdict=verdict,
@@ -672,8 +735,10 @@ def check_sampled(rng) -> Row:
         source="THEORY §2.4(b), §5.14 [ours]",
         setting=f"{n_inst} policies (n∈[3,10]), G∈{{6,8}}, exact enumeration + 4000 draws each",
         n=n_inst,
-        measured=(f"max |E[ΔH(b)] − ΔH_true| = {worst_e:.1e} (b∈{{0,0.4,1}}); ordering violations {order_viol}; "
-                  f"P(Σg ≥ 0) ∈ [{pr.min():.2f}, {pr.max():.2f}] (6-arm case {pr[0]:.2f})"),
+        measured=(
+            f"max |E[ΔH(b)] − ΔH_true| = {worst_e:.1e} (b∈{{0,0.4,1}}); ordering violations {order_viol}; "
+            f"P(Σg ≥ 0) ∈ [{pr.min():.2f}, {pr.max():.2f}] (6-arm case {pr[0]:.2f})"
+        ),
         worst=worst_e,
         tolerance=1e-15,
         verdict=HOLDS if ok else FAILS,
@@ -720,21 +785,31 @@ def check_pi_steady_state(rng) -> Row:
     for label, drift in (("on-policy", 0.0), ("off-policy", -0.02)):
         p_run = control.simulate_pi_loop(kappa, drift, kp, 0.0, 0.3, 4000)
         pi_run = control.simulate_pi_loop(kappa, drift, kp, ki, 0.3, 4000)
-        rows[label] = {"P": float(p_run.error[-1]), "PI": float(pi_run.error[-1]),
-                       "P_theory": control.pi_steady_state_error(kappa, drift, kp, 0.0)}
+        rows[label] = {
+            "P": float(p_run.error[-1]),
+            "PI": float(pi_run.error[-1]),
+            "P_theory": control.pi_steady_state_error(kappa, drift, kp, 0.0),
+        }
     off = rows["off-policy"]
     run = control.simulate_pi_loop(kappa, 0.0, kp, 0.0, 0.3, 50)
     sign_ok = bool(((run.alpha > 0) == (run.error[:-1] > 0)).all())
-    ok = (abs(off["P"] - off["P_theory"]) < 1e-9 and abs(off["PI"]) < 1e-6
-          and abs(rows["on-policy"]["P"]) < 1e-9 and abs(rows["on-policy"]["PI"]) < 1e-6 and sign_ok)
+    ok = (
+        abs(off["P"] - off["P_theory"]) < 1e-9
+        and abs(off["PI"]) < 1e-6
+        and abs(rows["on-policy"]["P"]) < 1e-9
+        and abs(rows["on-policy"]["PI"]) < 1e-6
+        and sign_ok
+    )
     return Row(
         id="PI2",
         claim="Under drift d (off-policy), P control leaves e* = d/(κK_p); PI removes it; α > 0 iff H > H_tar (P)",
         source="EntroPIC §3.2; THEORY §5.18",
         setting="κ=0.5, K_p=1, K_i=0.01, α∈[−1,1], 4000 steps, e0=0.3",
         n=2,
-        measured=(f"off-policy d=−0.02: P error {off['P']:.4f} (theory {off['P_theory']:.4f}), PI error {off['PI']:.1e}; "
-                  f"on-policy: P {rows['on-policy']['P']:.1e}, PI {rows['on-policy']['PI']:.1e}"),
+        measured=(
+            f"off-policy d=−0.02: P error {off['P']:.4f} (theory {off['P_theory']:.4f}), PI error {off['PI']:.1e}; "
+            f"on-policy: P {rows['on-policy']['P']:.1e}, PI {rows['on-policy']['PI']:.1e}"
+        ),
         worst=abs(off["PI"]),
         tolerance=1e-6,
         verdict=HOLDS if ok else FAILS,
@@ -743,16 +818,30 @@ def check_pi_steady_state(rng) -> Row:
 
 
 CHECKS: dict[str, Callable[[np.random.Generator], Row | list[Row]]] = {
-    "L1": check_lemma1, "L2": check_shift, "P1": check_prop1, "T1": check_thm1, "T2": check_thm2,
-    "S4": check_sign_table, "U5": check_uniform, "C6": check_rare_best_arm, "N7": check_npg_vs_pg,
+    "L1": check_lemma1,
+    "L2": check_shift,
+    "P1": check_prop1,
+    "T1": check_thm1,
+    "T2": check_thm2,
+    "S4": check_sign_table,
+    "U5": check_uniform,
+    "C6": check_rare_best_arm,
+    "N7": check_npg_vs_pg,
     "E8": check_entropy_law,
-    "K9": check_token_cov, "Q11": check_quantile, "Q12": check_surrogate,
-    "Q13a": check_qae_identity, "Q13b": check_prop42_true_update, "Q14": check_sampled,
-    "PI1": check_pi_region, "PI2": check_pi_steady_state,
+    "K9": check_token_cov,
+    "Q11": check_quantile,
+    "Q12": check_surrogate,
+    "Q13a": check_qae_identity,
+    "Q13b": check_prop42_true_update,
+    "Q14": check_sampled,
+    "PI1": check_pi_region,
+    "PI2": check_pi_steady_state,
 }
 
 
-def run_all(seed: int = 0, only: list[str] | None = None, progress: Callable[[str], None] | None = None) -> list[Row]:
+def run_all(
+    seed: int = 0, only: list[str] | None = None, progress: Callable[[str], None] | None = None
+) -> list[Row]:
     """Run every check (or the ids in ``only``); each check gets its own child seed of ``seed``, so a
     row's numbers do not depend on which other rows run."""
     unknown = sorted(set(only or []) - set(CHECKS))
