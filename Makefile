@@ -41,7 +41,8 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
 	touch $@ $(VENV)/.core
 
 figures: $(VENV)/.core
-	$(PY) -m theory verify --json theory/verification.json
+	@mkdir -p runs
+	$(PY) -m theory verify --json runs/theory_verification.json
 
 verify: $(VENV)/.core
 	$(PY) -m theory verify
