@@ -1,0 +1,77 @@
+"""agg_loss: reduce a per-token loss (B, T) to a scalar, with verl's four modes.
+
+Ref: verl ``core_algos.py::agg_loss``. Deviation, stated first: where verl divides by the number of
+sequences, we divide by the number of sequences with at least one valid token, so all-padding rows
+(e.g. from a sharded batch) change nothing. An all-masked batch gives 0 (verl: nan/0 by version).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in AGG_MODES:
+        raise ValueError(f"agg: got {mode!r}; allowed: {', '.join(AGG_MODES)}")
+    return mode
+
+
+def agg_loss(
+    per_token: Tensor, mask: Tensor, mode: str = "token-mean", norm_len: float | None = None
+) -> Tensor:
+    """Aggregate a per-token quantity.
+
+    token-mean:               Σ_{b,t} m·ℓ / Σ_{b,t} m                        (DAPO; TRL "dapo")
+    seq-mean-token-mean:      mean_b [ Σ_t m·ℓ / Σ_t m ]                     (GRPO paper)
+    seq-mean-token-sum:       mean_b [ Σ_t m·ℓ ]
+    seq-mean-token-sum-norm:  Σ_{b,t} m·ℓ / L,  L = norm_len or T            (Dr. GRPO; verl divides by T,
+                              not by the number of sequences)
+
+    Args:
+        per_token: (B, T); mask: (B, T) in {0, 1}; mode: one of AGG_MODES; norm_len: L for the last mode.
+    Returns:
+        scalar tensor (0 if no token is valid).
+    """
+    check_mode(mode)
+    if per_token.shape != mask.shape or per_token.ndim != 2:
+        raise ValueError(
+            f"mask: shape {tuple(mask.shape)}; allowed: the shape of per_token {tuple(per_token.shape)}, 2-D"
+        )
+    m = mask.to(per_token.dtype)
+    masked = per_token * m
+    if mode == "token-mean":
+        return masked.sum() / m.sum().clamp_min(1.0)
+    if mode == "seq-mean-token-sum-norm":
+        length = float(per_token.shape[-1] if norm_len is None else norm_len)
+        if not length > 0:
+            raise ValueError(f"norm_len: got {norm_len}; allowed: a positive number")
+        return masked.sum() / length
+    tokens = m.sum(-1)
+    has = (tokens > 0).to(per_token.dtype)
+    seq = masked.sum(-1)
+    if mode == "seq-mean-token-mean":
+        seq = seq / tokens.clamp_min(1.0)
+    return (seq * has).sum() / has.sum().clamp_min(1.0)
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of x over valid tokens (0 if none)."""
+    m = mask.to(x.dtype)
+    return (x * m).sum() / m.sum().clamp_min(1.0)
+
+
+def masked_quantiles(x: Tensor, mask: Tensor, qs: tuple[float, ...]) -> list[float]:
+    """Lower (inverted-CDF) quantiles of the valid entries, by sort (``torch.quantile`` fails above 2^24)."""
+    vals = x.detach()[mask.bool()].flatten()
+    if vals.numel() == 0:
+        return [0.0 for _ in qs]
+    s, _ = torch.sort(vals)
+    n = s.numel()
+    out = []
+    for q in qs:
+        idx = min(max(int(torch.ceil(torch.tensor(q * n)).item()) - 1, 0), n - 1)
+        out.append(float(s[idx]))
+    return out

@@ -1,0 +1,199 @@
+"""Controller protocol, the Terms a controller contributes, the registry and the Pipeline.
+
+A controller is a frozen dataclass of hyperparameters (validated in ``__post_init__``, never mutated)
+with four methods, each with a neutral default:
+    init() -> state                           JSON-serialisable dict (empty for stateless controllers)
+    advantages(batch, state) -> Tensor|None   (B, T) new advantages, or None to leave them unchanged
+    terms(batch, state, generator) -> Terms   per-token weights/penalties, extra loss terms, metrics
+    step(state, stats) -> state               once per optimizer step, with globally reduced stats
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from controllers.batch import TokenBatch
+
+
+@dataclass
+class Terms:
+    """What a controller adds to the loss. Every tensor is (B, T) unless noted.
+
+    surrogate: the per-token policy-gradient loss replacing −A·ratio (PPO clip); at most one per pipeline.
+    weight: multiplies the per-token PG loss, value and gradient (detached; Clip-Cov, 80/20 mask, STEER).
+    penalty: added to the per-token loss before aggregation (carries gradient; KL-Cov, reference KL).
+    extra: a scalar added after aggregation (entropy bonus, SIREN, EntroPIC adjustment).
+    metrics: floats, keyed without the ``ctrl/<name>/`` prefix (the pipeline adds it).
+    """
+
+    surrogate: Tensor | None = None
+    weight: Tensor | None = None
+    penalty: Tensor | None = None
+    extra: Tensor | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Controller:
+    """Base class: neutral behaviour. Subclasses are frozen dataclasses registered with ``@register``."""
+
+    name: ClassVar[str] = "controller"
+    kind: ClassVar[str] = "none"  # advantage | weight | penalty | extra | batch
+
+    def init(self) -> dict:
+        return {}
+
+    def advantages(self, batch: TokenBatch, state: dict) -> Tensor | None:
+        return None
+
+    def terms(self, batch: TokenBatch, state: dict, generator: torch.Generator | None = None) -> Terms:
+        return Terms()
+
+    def step(self, state: dict, stats: dict) -> dict:
+        return state
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
+_REGISTRY: dict[str, type[Controller]] = {}
+
+
+def register(cls: type[Controller]) -> type[Controller]:
+    """Class decorator: make ``cls`` available as ``controllers.get(cls.name, ...)``."""
+    if cls.name in _REGISTRY:
+        raise RuntimeError(f"controller name {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> list[str]:
+    """All registered controller names (the config strings)."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str, **hyperparameters) -> Controller:
+    """Build a controller by its registry name; unknown names or hyperparameters list the valid ones."""
+    if name not in _REGISTRY:
+        raise ValueError(f"name: unknown controller {name!r}; allowed: {', '.join(names())}")
+    cls = _REGISTRY[name]
+    valid = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(hyperparameters) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown hyperparameter(s) {unknown}; allowed: {', '.join(valid) or '(none)'}"
+        )
+    return cls(**hyperparameters)
+
+
+# -- hyperparameter checks (used in __post_init__) ------------------------------------------------
+
+
+def check_real(owner: str, field_name: str, value, *, lo=None, hi=None, lo_open=False, hi_open=False) -> None:
+    label = f"{owner}.{field_name}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{label}: got {value!r}; allowed: a finite real number")
+    if (lo is not None and (value < lo or (lo_open and value == lo))) or (
+        hi is not None and (value > hi or (hi_open and value == hi))
+    ):
+        interval = f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{')' if hi_open else ']'}"
+        raise ValueError(f"{label}: got {value!r}; allowed: {interval}")
+
+
+def check_choice(owner: str, field_name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{owner}.{field_name}: got {value!r}; allowed: {', '.join(map(repr, choices))}")
+
+
+# -- Pipeline ----------------------------------------------------------------------------------------
+
+
+class Pipeline:
+    """An ordered list of controllers acting as one.
+
+    Advantage transforms apply in order (each sees the previous one's output); weights multiply;
+    penalties and extras add; at most one controller may supply the surrogate. State is a dict keyed
+    ``"<index>:<name>"`` that round-trips through JSON exactly.
+    """
+
+    def __init__(self, controllers: list[Controller] | tuple[Controller, ...] = ()):
+        items = list(controllers)
+        for i, c in enumerate(items):
+            if not isinstance(c, Controller):
+                raise ValueError(
+                    f"controllers[{i}]: got {type(c).__name__}; allowed: controllers from controllers.get(name, ...)"
+                )
+        self.controllers = items
+        self.keys = [f"{i}:{c.name}" for i, c in enumerate(items)]
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.controllers!r})"
+
+    def init(self) -> dict:
+        return {k: c.init() for k, c in zip(self.keys, self.controllers, strict=True)}
+
+    def _state(self, state: dict | None) -> dict:
+        if state is None:
+            return self.init()
+        missing = [k for k in self.keys if k not in state]
+        if missing:
+            raise ValueError(
+                f"state: missing keys {missing}; allowed: the dict returned by this pipeline's init()"
+            )
+        return state
+
+    def advantages(self, batch: TokenBatch, state: dict | None = None) -> Tensor:
+        st = self._state(state)
+        adv = batch.adv
+        for k, c in zip(self.keys, self.controllers, strict=True):
+            new = c.advantages(batch.replace(adv=adv), st[k])
+            if new is not None:
+                if new.shape != adv.shape:
+                    raise RuntimeError(
+                        f"{c.name}.advantages returned shape {tuple(new.shape)}, expected {tuple(adv.shape)}"
+                    )
+                adv = new.detach() * batch.mask
+        return adv
+
+    def terms(
+        self, batch: TokenBatch, state: dict | None = None, generator: torch.Generator | None = None
+    ) -> Terms:
+        st = self._state(state)
+        out = Terms()
+        owner = None
+        for k, c in zip(self.keys, self.controllers, strict=True):
+            t = c.terms(batch, st[k], generator)
+            if t.surrogate is not None:
+                if owner is not None:
+                    raise ValueError(
+                        f"controllers: both {owner!r} and {c.name!r} define the PG surrogate; allowed: at most one"
+                    )
+                owner, out.surrogate = c.name, t.surrogate
+            if t.weight is not None:
+                w = t.weight.detach()
+                out.weight = w if out.weight is None else out.weight * w
+            if t.penalty is not None:
+                out.penalty = t.penalty if out.penalty is None else out.penalty + t.penalty
+            if t.extra is not None:
+                out.extra = t.extra if out.extra is None else out.extra + t.extra
+            out.metrics.update({f"ctrl/{c.name}/{mk}": float(mv) for mk, mv in t.metrics.items()})
+        return out
+
+    def step(self, state: dict | None, stats: dict) -> dict:
+        st = self._state(state)
+        return {k: c.step(st[k], stats) for k, c in zip(self.keys, self.controllers, strict=True)}
+
+    @staticmethod
+    def state_to_json(state: dict) -> str:
+        return json.dumps(state, sort_keys=True)
+
+    @staticmethod
+    def state_from_json(text: str) -> dict:
+        return json.loads(text)

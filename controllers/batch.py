@@ -1,0 +1,117 @@
+"""TokenBatch: everything a controller sees, per token, shape (B, T).
+
+The simulator uses T = 1 for a bandit, T = horizon for a token tree; the LLM trainer uses T = response
+length. Reductions that select tokens are global over the batch given, so the trainer passes the whole
+optimizer batch (gathered across ranks), never a micro-batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_TOKEN_FIELDS = ("logp", "old_logp", "adv", "entropy", "mask")
+_SEQ_FIELDS = ("group", "reward", "length")
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Per-token inputs of the policy loss.
+
+    Fields (B sequences, T positions):
+        logp: (B, T) log π_θ of the sampled token; carries the gradient.
+        old_logp: (B, T) log π of the behaviour policy that sampled it (detached here).
+        adv: (B, T) advantage; outcome advantages are broadcast over the response tokens.
+        entropy: (B, T) entropy of π_θ(·|state) at that position, nats, at the sampling temperature.
+        mask: (B, T) 1 for real response tokens, 0 for padding.
+        group: (B,) integer prompt/state id for group baselines, or None.
+        reward: (B,) sequence reward, or None.
+        length: (B,) response length in tokens, or None (then mask.sum(-1) is used).
+    """
+
+    logp: Tensor
+    old_logp: Tensor
+    adv: Tensor
+    entropy: Tensor
+    mask: Tensor
+    group: Tensor | None = None
+    reward: Tensor | None = None
+    length: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        ref = self.logp
+        if not isinstance(ref, Tensor) or ref.ndim != 2:
+            shape = tuple(ref.shape) if isinstance(ref, Tensor) else type(ref).__name__
+            raise ValueError(f"logp: got {shape}; allowed: a 2-D float tensor (B, T)")
+        for name in _TOKEN_FIELDS:
+            t = getattr(self, name)
+            if not isinstance(t, Tensor):
+                raise ValueError(
+                    f"{name}: got {type(t).__name__}; allowed: a torch.Tensor of shape {tuple(ref.shape)}"
+                )
+            if t.shape != ref.shape:
+                raise ValueError(
+                    f"{name}: shape {tuple(t.shape)}; allowed: the shape of logp {tuple(ref.shape)}"
+                )
+            if not t.is_floating_point():
+                raise ValueError(f"{name}: dtype {t.dtype}; allowed: a floating dtype")
+            _check_finite(name, t)
+        bad_mask = (self.mask != 0) & (self.mask != 1)
+        if bool(bad_mask.any()):
+            raise ValueError(f"mask: contains {self.mask[bad_mask][0].item()}; allowed: values in {{0, 1}}")
+        for name in _SEQ_FIELDS:
+            t = getattr(self, name)
+            if t is None:
+                continue
+            if not isinstance(t, Tensor) or t.shape != (ref.shape[0],):
+                shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"{name}: got {shape}; allowed: a tensor of shape ({ref.shape[0]},) or None")
+            if name == "group" and t.is_floating_point():
+                raise ValueError(f"group: dtype {t.dtype}; allowed: an integer dtype (prompt ids)")
+            if t.is_floating_point():
+                _check_finite(name, t)
+
+    @property
+    def n_valid(self) -> Tensor:
+        return self.mask.sum()
+
+    @property
+    def seq_len(self) -> Tensor:
+        """(B,) response lengths: ``length`` if given, else the mask's row sums."""
+        return self.length.to(self.mask.dtype) if self.length is not None else self.mask.sum(-1)
+
+    def replace(self, **changes) -> TokenBatch:
+        return dataclasses.replace(self, **changes)
+
+    @staticmethod
+    def from_sequences(
+        logp: Tensor,
+        mask: Tensor,
+        *,
+        reward: Tensor | None = None,
+        group: Tensor | None = None,
+        old_logp: Tensor | None = None,
+        entropy: Tensor | None = None,
+        length: Tensor | None = None,
+    ) -> TokenBatch:
+        """Convenience constructor: on-policy old_logp = logp.detach(), zero advantages, zero entropy."""
+        return TokenBatch(
+            logp=logp,
+            old_logp=logp.detach() if old_logp is None else old_logp,
+            adv=torch.zeros_like(logp, dtype=logp.dtype).detach(),
+            entropy=torch.zeros_like(logp).detach() if entropy is None else entropy,
+            mask=mask.to(logp.dtype),
+            group=group,
+            reward=reward,
+            length=length,
+        )
+
+
+def _check_finite(name: str, t: Tensor) -> None:
+    bad = ~torch.isfinite(t.detach())
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{name}: contains {t.detach()[idx].item()} at index {idx}; allowed: finite values")

@@ -1,0 +1,128 @@
+"""policy_loss: advantages → terms → per-token loss → agg_loss (+ extras), with entropy telemetry.
+
+The sim and the LLM trainer both call exactly this function:
+
+    loss, metrics = policy_loss(batch, pipeline, state, agg="token-mean", generator=g)
+
+Per-token loss (B, T):  ℓ_t = w_t · s_t + p_t,  s_t = surrogate (PPO clip) or −A_t·ratio_t (vanilla PG,
+ratio = exp(logp − old_logp), so ratio = 1 with gradient ∇log π on-policy), w_t the product of the
+weights, p_t the penalties. loss = agg_loss(ℓ, mask, agg) + Σ extras.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from controllers.agg import agg_loss, check_mode, masked_mean, masked_quantiles
+from controllers.base import Pipeline
+from controllers.batch import TokenBatch
+
+
+def _as_pipeline(pipeline) -> Pipeline:
+    if isinstance(pipeline, Pipeline):
+        return pipeline
+    if isinstance(pipeline, list | tuple):
+        return Pipeline(list(pipeline))
+    raise ValueError(
+        f"pipeline: got {type(pipeline).__name__}; allowed: a controllers.Pipeline or a list of controllers"
+    )
+
+
+def _masked_cov(x: Tensor, y: Tensor, mask: Tensor) -> float:
+    """Batch covariance over valid tokens, biased (1/N): the Clip-Cov/KL-Cov statistic."""
+    mx, my = masked_mean(x, mask), masked_mean(y, mask)
+    return float(masked_mean((x - mx) * (y - my), mask))
+
+
+def telemetry(batch: TokenBatch, adv: Tensor) -> dict[str, float]:
+    """Entropy diagnostics no framework logs (ANCHORS.md §1 rows 15, 18).
+
+    policy/entropy*: token entropy, nats, mean and quantiles over valid tokens.
+    policy/cov_logp_adv: batch Cov(log π(y_t), A_t), estimating Cov_π(log π, A) (Thm 2, Clip-Cov's statistic).
+    policy/cov_logp_padv: batch Cov(log π(y_t), π(y_t)·A_t), the Thm-1 (vanilla PG) form.
+    policy/frac_{hi,lo}p_{pos,neg}adv: token shares by probability (π(y_t) > e^{−H_t}: "high", the
+      threshold where the first-order sign of ΔH flips, THEORY.md §5.4) × advantage sign.
+    """
+    m = batch.mask
+    logp = batch.logp.detach()
+    ent = batch.entropy.detach()
+    a = adv.detach()
+    n = float(m.sum())
+    q10, q50, q90 = masked_quantiles(ent, m, (0.1, 0.5, 0.9))
+    high = logp > -ent
+    valid = m.bool()
+    out = {
+        "policy/entropy": float(masked_mean(ent, m)),
+        "policy/entropy_q10": q10,
+        "policy/entropy_q50": q50,
+        "policy/entropy_q90": q90,
+        "policy/cov_logp_adv": _masked_cov(logp, a, m),
+        "policy/cov_logp_padv": _masked_cov(logp, logp.exp() * a, m),
+        "policy/ratio_mean": float(masked_mean(torch.exp(logp - batch.old_logp.detach()), m)),
+        "policy/approx_kl_k1": float(masked_mean(batch.old_logp.detach() - logp, m)),
+        "policy/n_tokens": n,
+        "adv/mean": float(masked_mean(a, m)),
+        "adv/frac_zero": float(((a == 0) & valid).sum()) / max(n, 1.0),
+    }
+    for hi_name, hi_mask in (("hip", high), ("lop", ~high)):
+        for sign_name, sign_mask in (("pos", a > 0), ("neg", a < 0)):
+            out[f"policy/frac_{hi_name}_{sign_name}adv"] = float((hi_mask & sign_mask & valid).sum()) / max(
+                n, 1.0
+            )
+    return out
+
+
+def policy_loss(
+    batch: TokenBatch,
+    pipeline,
+    state: dict | None = None,
+    agg: str = "token-mean",
+    generator: torch.Generator | None = None,
+    *,
+    norm_len: float | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """The policy loss of a pipeline of controllers on one (whole optimizer) batch.
+
+    Args:
+        batch: a TokenBatch; its ``adv`` is the input to the first advantage transform.
+        pipeline: a Pipeline (or a list of controllers); ``Pipeline([])`` is vanilla PG.
+        state: the pipeline state (``pipeline.init()`` if None).
+        agg: aggregation mode of ``agg_loss``.
+        generator: torch.Generator for controllers that sample (Clip-Cov).
+        norm_len: L for agg="seq-mean-token-sum-norm" (default T).
+    Returns:
+        (loss scalar with gradient, metrics dict of floats).
+    """
+    check_mode(agg)
+    pipe = _as_pipeline(pipeline)
+    if not isinstance(batch, TokenBatch):
+        raise ValueError(f"batch: got {type(batch).__name__}; allowed: a controllers.TokenBatch")
+    st = pipe.init() if state is None else state
+
+    adv = pipe.advantages(batch, st)  # (B, T)
+    b2 = batch.replace(adv=adv)
+    terms = pipe.terms(b2, st, generator)
+
+    ratio = torch.exp(b2.logp - b2.old_logp.detach())  # (B, T)
+    surrogate = terms.surrogate if terms.surrogate is not None else -adv * ratio
+    per_token = surrogate if terms.weight is None else terms.weight * surrogate
+    pg = agg_loss(per_token, batch.mask, agg, norm_len)
+    loss = pg
+    metrics = {"loss/pg": float(pg.detach())}
+    if terms.penalty is not None:
+        pen = agg_loss(terms.penalty, batch.mask, agg, norm_len)
+        loss = loss + pen
+        metrics["loss/penalty"] = float(pen.detach())
+    if terms.extra is not None:
+        loss = loss + terms.extra
+        metrics["loss/extra"] = float(terms.extra.detach())
+    metrics["loss/total"] = float(loss.detach())
+    metrics.update(telemetry(b2, adv))
+    metrics.update(terms.metrics)
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise RuntimeError(f"policy_loss produced non-finite metrics {bad}")
+    return loss, metrics

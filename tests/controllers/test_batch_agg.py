@@ -1,0 +1,91 @@
+"""TokenBatch validation and agg_loss."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import controllers as C
+from tests.controllers.helpers import batches
+
+
+def _ok(**over):
+    base = dict(
+        logp=torch.zeros(2, 3),
+        old_logp=torch.zeros(2, 3),
+        adv=torch.zeros(2, 3),
+        entropy=torch.zeros(2, 3),
+        mask=torch.ones(2, 3),
+    )
+    base.update(over)
+    return C.TokenBatch(**base)
+
+
+@pytest.mark.parametrize("field", ["logp", "old_logp", "adv", "entropy"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_named(field, bad):
+    t = torch.zeros(2, 3)
+    t[1, 2] = bad
+    with pytest.raises(ValueError, match=rf"{field}: contains .* at index \(1, 2\)"):
+        _ok(**{field: t})
+
+
+def test_shape_and_mask_and_group_checks():
+    with pytest.raises(ValueError, match=r"adv: shape \(2, 2\); allowed: the shape of logp \(2, 3\)"):
+        _ok(adv=torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"mask: contains 0\.5"):
+        _ok(mask=torch.full((2, 3), 0.5))
+    with pytest.raises(ValueError, match="group: dtype"):
+        _ok(group=torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"reward: got \(3,\)"):
+        _ok(reward=torch.zeros(3))
+    with pytest.raises(ValueError, match="logp: got"):
+        _ok(logp=torch.zeros(3))
+
+
+def _brute(per, mask, mode):
+    b, t = per.shape
+    if mode == "token-mean":
+        n = mask.sum()
+        return (per * mask).sum() / n if n > 0 else torch.tensor(0.0)
+    if mode == "seq-mean-token-sum-norm":
+        return (per * mask).sum() / t
+    vals = []
+    for i in range(b):
+        n = mask[i].sum()
+        if n == 0:
+            continue
+        s = (per[i] * mask[i]).sum()
+        vals.append(s / n if mode == "seq-mean-token-mean" else s)
+    return sum(vals) / len(vals) if vals else torch.tensor(0.0)
+
+
+@given(batches(), st.sampled_from(C.AGG_MODES))
+def test_agg_matches_brute_force(batch, mode):
+    per = batch.entropy * 3 - 1
+    assert float(C.agg_loss(per, batch.mask, mode)) == pytest.approx(
+        float(_brute(per, batch.mask, mode)), abs=1e-12
+    )
+
+
+@given(batches(), st.sampled_from(C.AGG_MODES), st.integers(1, 4))
+def test_agg_padding_invariant(batch, mode, extra):
+    per = batch.entropy * 3 - 1
+    padded = torch.cat([per, torch.full((per.shape[0], extra), 7.0, dtype=per.dtype)], 1)
+    pmask = torch.cat([batch.mask, torch.zeros(per.shape[0], extra, dtype=per.dtype)], 1)
+    norm = per.shape[1]
+    a = C.agg_loss(per, batch.mask, mode, norm_len=norm)
+    b = C.agg_loss(padded, pmask, mode, norm_len=norm)
+    assert float(a) == pytest.approx(float(b), abs=1e-12)
+    # all-padding rows change nothing either
+    rows = torch.cat([per, torch.ones(2, per.shape[1], dtype=per.dtype)], 0)
+    rmask = torch.cat([batch.mask, torch.zeros(2, per.shape[1], dtype=per.dtype)], 0)
+    assert float(C.agg_loss(rows, rmask, mode)) == pytest.approx(
+        float(C.agg_loss(per, batch.mask, mode)), abs=1e-12
+    )
+
+
+def test_agg_all_masked_and_bad_mode():
+    assert float(C.agg_loss(torch.ones(2, 3), torch.zeros(2, 3), "seq-mean-token-mean")) == 0.0
+    with pytest.raises(ValueError, match="agg: got 'mean'; allowed: token-mean"):
+        C.agg_loss(torch.ones(2, 3), torch.ones(2, 3), "mean")
