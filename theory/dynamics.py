@@ -147,6 +147,17 @@ def npg_dz(logits, rewards, lr) -> np.ndarray:
     return eta * _centred(p, r)
 
 
+def _theorem_dH(logits, rewards, lr, *, weight_by_pi: bool) -> np.ndarray:
+    """−η·Cov_π(log π, π⊙A) (Thm 1) or −η·Cov_π(log π, A) (Thm 2), with A = r − E_π r."""
+    z = v.array(logits, "logits")
+    r = v.like(rewards, "rewards", z)
+    eta = _lr(lr)
+    logp = _log_softmax(z)
+    p = np.exp(logp)
+    adv = _centred(p, r)
+    return -eta * _cov(p, logp, p * adv if weight_by_pi else adv)
+
+
 def pg_first_order_dH(logits, rewards, lr) -> np.ndarray:
     """Thm 1: ΔH ≈ −η·Cov_{a~π}(log π(a), π(a)·A(a)), A = r − E_π r.
 
@@ -157,12 +168,7 @@ def pg_first_order_dH(logits, rewards, lr) -> np.ndarray:
     Returns:
         (...) first-order entropy change in nats.
     """
-    z = v.array(logits, "logits")
-    r = v.like(rewards, "rewards", z)
-    eta = _lr(lr)
-    logp = _log_softmax(z)
-    p = np.exp(logp)
-    return -eta * _cov(p, logp, p * _centred(p, r))
+    return _theorem_dH(logits, rewards, lr, weight_by_pi=True)
 
 
 def npg_first_order_dH(logits, rewards, lr) -> np.ndarray:
@@ -175,12 +181,7 @@ def npg_first_order_dH(logits, rewards, lr) -> np.ndarray:
     Returns:
         (...) first-order entropy change in nats.
     """
-    z = v.array(logits, "logits")
-    r = v.like(rewards, "rewards", z)
-    eta = _lr(lr)
-    logp = _log_softmax(z)
-    p = np.exp(logp)
-    return -eta * _cov(p, logp, r)
+    return _theorem_dH(logits, rewards, lr, weight_by_pi=False)
 
 
 def softmax_jacobian(logits) -> np.ndarray:
