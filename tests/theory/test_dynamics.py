@@ -77,26 +77,24 @@ def _normalised_errors(z, dz, approx, order, steps):
 # quartic error terms were comparable at ε = 1e-2). The normalised error handles it: m(2ε) ≈ m(ε) holds
 # whatever the size of the leading coefficient, and where that coefficient is clearly nonzero it is
 # exactly "halving ε quarters (first order) or divides by 8 (second order) the error".
-@example((np.array([0.05150278, 0.03372753]), np.array([-0.06239523, 1.17748685])))
-@given(S.logits_and_vector(scales=MODERATE, max_n=8))
-def test_halving_step_quarters_first_order_error(zv):
+@pytest.mark.parametrize(
+    "approx, order, steps, factor, rel",
+    [
+        (theory.first_order_dH, 2, (2e-3, 1e-3), 4.0, 0.05),  # halving η quarters the error
+        (theory.second_order_dH, 3, (4e-3, 2e-3), 8.0, 0.1),  # ... and divides it by 8 at second order
+    ],
+    ids=["first-order", "second-order"],
+)
+@example(zv=(np.array([0.05150278, 0.03372753]), np.array([-0.06239523, 1.17748685])))
+@given(zv=S.logits_and_vector(scales=MODERATE, max_n=8))
+def test_halving_step_divides_error(approx, order, steps, factor, rel, zv):
     z, dz = zv
     dz = _unit(dz)
-    m2, m1 = _normalised_errors(z, dz, theory.first_order_dH, 2, (2e-3, 1e-3))
-    assert abs(m2 - m1) <= 1e-2
-    if m1 > 1e-2:
-        assert (m2 * 2e-3**2) / (m1 * 1e-3**2) == pytest.approx(4.0, rel=0.05)
-
-
-@example((np.array([0.05150278, 0.03372753]), np.array([-0.06239523, 1.17748685])))
-@given(S.logits_and_vector(scales=MODERATE, max_n=8))
-def test_halving_step_divides_second_order_error_by_eight(zv):
-    z, dz = zv
-    dz = _unit(dz)
-    m2, m1 = _normalised_errors(z, dz, theory.second_order_dH, 3, (4e-3, 2e-3))
-    assert abs(m2 - m1) <= 1e-2
-    if m1 > 0.1:
-        assert (m2 * 4e-3**3) / (m1 * 2e-3**3) == pytest.approx(8.0, rel=0.1)
+    m_big, m_small = _normalised_errors(z, dz, approx, order, steps)
+    assert abs(m_big - m_small) <= 1e-2
+    if m_small > 0.1:
+        ratio = (m_big * steps[0] ** order) / (m_small * steps[1] ** order)
+        assert ratio == pytest.approx(factor, rel=rel)
 
 
 @given(S.logits_and_vector(), S.step_sizes)
