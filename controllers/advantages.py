@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from controllers.agg import order_index
 from controllers.base import Controller, check_choice, check_real, register
 from controllers.batch import TokenBatch
 
@@ -154,17 +155,13 @@ class OPO(Controller):
 def group_quantile(values: Tensor, index: Tensor, n_groups: int, k: float) -> Tensor:
     """Right-continuous K-quantile per group, inf{x : F_g(x) ≥ K}, by sorting (no torch.quantile).
 
-    Matches ``theory.quantile_baseline`` (K·G within 1e-9 of an integer counts as that integer).
+    Index rule: ``controllers.agg.order_index`` (matches ``theory.quantile_baseline``).
     Returns the per-sequence baseline.
     """
     out = torch.empty(n_groups, dtype=values.dtype, device=values.device)
     for g in range(n_groups):
         vals, _ = torch.sort(values[index == g])
-        size = vals.numel()
-        kg = k * size
-        nearest = round(kg)
-        j = nearest if abs(kg - nearest) <= 1e-9 * max(1.0, kg) else int(torch.ceil(torch.tensor(kg)).item())
-        out[g] = vals[min(max(j, 1), size) - 1]
+        out[g] = vals[order_index(k, vals.numel())]
     return out[index]
 
 

@@ -7,6 +7,8 @@ sequences, we divide by the number of sequences with at least one valid token, s
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -63,15 +65,22 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * m).sum() / m.sum().clamp_min(1.0)
 
 
+def order_index(k: float, n: int) -> int:
+    """0-based order statistic of the right-continuous quantile inf{x : F_n(x) ≥ k} of n sorted values:
+    ceil(k·n) − 1, where k·n within 1e-9 of an integer counts as that integer (k read as the decimal
+    typed, e.g. 0.28·25 = 7, not 7.000000000000001). Same rule as ``theory.qae.quantile_baseline``.
+    """
+    kn = k * n
+    nearest = round(kn)
+    j = nearest if abs(kn - nearest) <= 1e-9 * max(1.0, kn) else math.ceil(kn)
+    return min(max(j, 1), n) - 1
+
+
 def masked_quantiles(x: Tensor, mask: Tensor, qs: tuple[float, ...]) -> list[float]:
-    """Lower (inverted-CDF) quantiles of the valid entries, by sort (``torch.quantile`` fails above 2^24)."""
+    """Right-continuous (inverted-CDF) quantiles of the valid entries, by sort (``torch.quantile`` fails
+    above 2^24 elements)."""
     vals = x.detach()[mask.bool()].flatten()
     if vals.numel() == 0:
         return [0.0 for _ in qs]
     s, _ = torch.sort(vals)
-    n = s.numel()
-    out = []
-    for q in qs:
-        idx = min(max(int(torch.ceil(torch.tensor(q * n)).item()) - 1, 0), n - 1)
-        out.append(float(s[idx]))
-    return out
+    return [float(s[order_index(q, s.numel())]) for q in qs]

@@ -89,3 +89,11 @@ def test_agg_all_masked_and_bad_mode():
     assert float(C.agg_loss(torch.ones(2, 3), torch.zeros(2, 3), "seq-mean-token-mean")) == 0.0
     with pytest.raises(ValueError, match="agg: got 'mean'; allowed: token-mean"):
         C.agg_loss(torch.ones(2, 3), torch.ones(2, 3), "mean")
+
+
+def test_telemetry_quantiles_follow_the_right_continuous_definition():
+    # 0.1·30 = 3.0000000000000004 in floating point; inf{x : F(x) ≥ 0.1} over 0..29 is the 3rd value, 2.0.
+    from controllers.agg import masked_quantiles
+
+    x = torch.arange(30.0)[None, :]
+    assert masked_quantiles(x, torch.ones_like(x), (0.1, 0.5, 0.9)) == [2.0, 14.0, 26.0]
