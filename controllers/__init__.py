@@ -9,10 +9,18 @@ per-token penalties and extra loss terms. Controllers are looked up by name:
 """
 
 from controllers import advantages as _advantages  # noqa: F401  (registers the controllers)
+from controllers import batchlevel as _batchlevel  # noqa: F401
+from controllers import dist
+from controllers import extras as _extras  # noqa: F401
+from controllers import penalties as _penalties  # noqa: F401
+from controllers import pi as _pi  # noqa: F401
 from controllers import surrogates as _surrogates  # noqa: F401
+from controllers import weights as _weights  # noqa: F401
 from controllers.agg import AGG_MODES, agg_loss
 from controllers.base import Controller, Pipeline, Terms, get, names, register
 from controllers.batch import TokenBatch
+from controllers.batchlevel import mixed_groups
+from controllers.extras import nucleus_entropy
 from controllers.loss import policy_loss, telemetry
 
 __all__ = [
@@ -22,8 +30,11 @@ __all__ = [
     "Terms",
     "TokenBatch",
     "agg_loss",
+    "dist",
     "get",
+    "mixed_groups",
     "names",
+    "nucleus_entropy",
     "policy_loss",
     "register",
     "telemetry",

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from controllers.agg import order_index
-from controllers.base import Controller, check_choice, check_real, register
+from controllers.agg import order_indices
+from controllers.base import Controller, Terms, check_choice, check_real, register, stat
 from controllers.batch import TokenBatch
 
 
@@ -152,17 +152,32 @@ class OPO(Controller):
         return _broadcast(r - b[idx], batch)
 
 
+def _group_sort(values: Tensor, index: Tensor, n_groups: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Sort by (group, value), stable. Returns (perm, group start offsets (P,), group counts (P,))."""
+    by_value = torch.sort(values, stable=True).indices
+    perm = by_value[torch.sort(index[by_value], stable=True).indices]
+    count = torch.bincount(index, minlength=n_groups)
+    start = torch.cumsum(count, 0) - count
+    return perm, start, count
+
+
+def group_rank(values: Tensor, index: Tensor, n_groups: int) -> Tensor:
+    """0-based rank of each value within its group (0 = smallest; ties by position)."""
+    perm, start, _ = _group_sort(values, index, n_groups)
+    rank = torch.empty_like(index)
+    rank[perm] = torch.arange(index.numel(), device=index.device) - start[index[perm]]
+    return rank
+
+
 def group_quantile(values: Tensor, index: Tensor, n_groups: int, k: float) -> Tensor:
     """Right-continuous K-quantile per group, inf{x : F_g(x) ≥ K}, by sorting (no torch.quantile).
 
-    Index rule: ``controllers.agg.order_index`` (matches ``theory.quantile_baseline``).
+    Index rule: ``controllers.agg.order_indices`` (matches ``theory.quantile_baseline``).
     Returns the per-sequence baseline.
     """
-    out = torch.empty(n_groups, dtype=values.dtype, device=values.device)
-    for g in range(n_groups):
-        vals, _ = torch.sort(values[index == g])
-        out[g] = vals[order_index(k, vals.numel())]
-    return out[index]
+    perm, start, count = _group_sort(values, index, n_groups)
+    j = order_indices(k, count.clamp_min(1))
+    return values[perm][start + j][index]
 
 
 @register
@@ -247,3 +262,183 @@ class NSR(_OutcomeSign):
 
     def _seq(self, r: Tensor) -> Tensor:
         return r - 1.0
+
+
+def _seq_mean(x: Tensor, batch: TokenBatch) -> Tensor:
+    """(B,) mean of x over each sequence's valid tokens (0 for empty rows)."""
+    m = batch.mask
+    return (x * m).sum(-1) / m.sum(-1).clamp_min(1.0)
+
+
+@register
+@dataclass(frozen=True)
+class Unlikeliness(Controller):
+    """Unlikeliness reward: r̃_i = r_i·(1 − β_rank·rank_i/G), then the GRPO advantage of r̃.
+
+    rank_i ∈ {0..G−1} orders the group's responses by mean per-token log π_old (0 = least likely), so
+    the most likely correct response is discounted most; r = 0 stays 0.
+    Ref: He, Fried, Welleck 2025 (arXiv 2506.02355); ``ray_lean_trainer.py::_compute_advantages``,
+    ``lean.rank_penalty = 0.25``. scale/eps/singleton as in ``grpo``.
+    """
+
+    name = "unlikeliness"
+    kind = "advantage"
+    rank_penalty: float = 0.25
+    scale: str = "group"
+    eps: float = 1e-6
+    singleton: str = "zero"
+
+    def __post_init__(self):
+        check_real(self.name, "rank_penalty", self.rank_penalty, lo=0.0, hi=1.0)
+        GRPO(scale=self.scale, eps=self.eps, singleton=self.singleton)  # validates the rest
+
+    def shaped_rewards(self, batch: TokenBatch) -> Tensor:
+        r = _rewards(batch, self.name)
+        idx, n = _group_index(batch)
+        likelihood = _seq_mean(batch.old_logp.detach().to(r.dtype), batch)
+        rank = group_rank(likelihood, idx, n).to(r.dtype)
+        count, _, _ = group_stats(r, idx, n)
+        return r * (1.0 - self.rank_penalty * rank / count)
+
+    def advantages(self, batch, state):
+        grpo = GRPO(scale=self.scale, eps=self.eps, singleton=self.singleton)
+        return grpo.advantages(batch.replace(reward=self.shaped_rewards(batch)), state)
+
+
+@register
+@dataclass(frozen=True)
+class EntropyAdv(Controller):
+    """Entropy-shaped advantage: A_t ← A_t + ψ(H_t),  ψ = min(α·H_t (detached), |A_t|/κ).
+
+    ψ ≥ 0 is added whatever the sign of A; κ > 1 keeps ψ < |A|, so a negative advantage stays negative.
+    Defaults α = 0.4, κ = 2 (the verl forks that reproduce it; the paper's code was not found).
+    Ref: Cheng et al. 2025, "Reasoning with Exploration: An Entropy Perspective" (arXiv 2506.14758).
+    """
+
+    name = "entropy_adv"
+    kind = "advantage"
+    alpha: float = 0.4
+    kappa: float = 2.0
+
+    def __post_init__(self):
+        check_real(self.name, "alpha", self.alpha, lo=0.0)
+        check_real(self.name, "kappa", self.kappa, lo=1.0, lo_open=True)
+
+    def advantages(self, batch, state):
+        a = batch.adv
+        psi = torch.minimum(self.alpha * batch.entropy.detach(), a.abs() / self.kappa)
+        return a + psi
+
+
+@register
+@dataclass(frozen=True)
+class SeedGRPO(Controller):
+    """SEED-GRPO: scale the GRPO advantage by f(α·SE(q)/SE_max), SE the semantic entropy of the answers.
+
+    SE(q) = −Σ_k p_k log p_k over the answer clusters of the group (p_k = share of the G responses whose
+    ``batch.answer`` id is k); SE_max = log G. f: "linear" 1 − x, "exp" e^{−x}, "focal" (1 − x)^γ.
+    High-uncertainty prompts get more conservative updates. α = 1 here: the paper's default was not
+    confirmed (THEORY.md §4.12); the focal form is our reading of the paper's description.
+    Ref: Chen et al. 2025 (arXiv 2505.12346).
+    """
+
+    name = "seed_grpo"
+    kind = "advantage"
+    alpha: float = 1.0
+    f: str = "linear"
+    gamma: float = 2.0
+    scale: str = "group"
+    eps: float = 1e-6
+
+    def __post_init__(self):
+        check_real(self.name, "alpha", self.alpha, lo=0.0, hi=1.0)
+        check_choice(self.name, "f", self.f, ("linear", "exp", "focal"))
+        check_real(self.name, "gamma", self.gamma, lo=0.0)
+        GRPO(scale=self.scale, eps=self.eps)
+
+    def semantic_entropy(self, batch: TokenBatch) -> tuple[Tensor, Tensor]:
+        """(B,) SE(q) of each sequence's group and SE_max = log G, in nats."""
+        if batch.answer is None:
+            raise ValueError(
+                f"answer: None; allowed: a (B,) integer tensor of answer-cluster ids ({self.name!r} needs it)"
+            )
+        idx, n = _group_index(batch)
+        _, cluster = torch.unique(
+            torch.stack([idx, batch.answer.to(idx.dtype)], 1), dim=0, return_inverse=True
+        )
+        dtype = batch.logp.dtype
+        ones = torch.ones(idx.numel(), dtype=dtype, device=idx.device)
+        n_cluster = torch.zeros(
+            int(cluster.max()) + 1 if cluster.numel() else 0, dtype=dtype, device=idx.device
+        ).index_add_(0, cluster, ones)
+        group_n = torch.zeros(n, dtype=dtype, device=idx.device).index_add_(0, idx, ones)
+        p = n_cluster[cluster] / group_n[idx]  # (B,) share of this sequence's cluster
+        # Σ_k p_k log p_k = Σ_i (1/G) log p_{k(i)}: sum over members instead of clusters.
+        se = -torch.zeros(n, dtype=dtype, device=idx.device).index_add_(0, idx, p.log() / group_n[idx])
+        return se[idx].clamp_min(0.0), group_n[idx].log()
+
+    def advantages(self, batch, state):
+        adv = GRPO(scale=self.scale, eps=self.eps).advantages(batch, state)
+        se, se_max = self.semantic_entropy(batch)
+        x = self.alpha * torch.where(se_max > 0, se / se_max.clamp_min(1e-12), torch.zeros_like(se))
+        if self.f == "linear":
+            f = 1.0 - x
+        elif self.f == "exp":
+            f = torch.exp(-x)
+        else:
+            f = (1.0 - x).clamp_min(0.0) ** self.gamma
+        return adv * f[:, None]
+
+    def terms(self, batch, state, generator=None):
+        if batch.answer is None:
+            return Terms()
+        se, _ = self.semantic_entropy(batch)
+        return Terms(metrics={"semantic_entropy": float(se.mean())})
+
+
+@register
+@dataclass(frozen=True)
+class PosAdvReweight(Controller):
+    """Positive-advantage reweighting: A_t ← λ·A_t where A_t > 0; negative advantages keep weight 1.
+
+    schedule: "constant" (λ = ``lam``); "staged" (λ = 0 for the first half of training, then linear to
+    1: reads ``stats["train/progress_frac"]``); "entropy" (λ_{k+1} = clip(λ_k ∓ Δ, 0, 1): decrease by
+    Δ = ``delta`` while the entropy is below ``threshold``, increase above). Scaling A on A > 0 tokens
+    equals weighting their loss, with or without PPO clip (the clip test depends on sign(A) only).
+    ``threshold`` = 0.3657 nats borrows the Ada-Ent-Reg δ from the same paper's baselines; the paper's
+    own threshold for this schedule was not read (THEORY.md §4.11).
+    Ref: "Revisiting Entropy in RL for Large Reasoning Models" (arXiv 2511.05993).
+    """
+
+    name = "pos_adv_reweight"
+    kind = "advantage"
+    schedule: str = "constant"
+    lam: float = 0.5
+    delta: float = 0.05
+    threshold: float = 0.3657
+
+    def __post_init__(self):
+        check_choice(self.name, "schedule", self.schedule, ("constant", "staged", "entropy"))
+        check_real(self.name, "lam", self.lam, lo=0.0, hi=1.0)
+        check_real(self.name, "delta", self.delta, lo=0.0, hi=1.0)
+        check_real(self.name, "threshold", self.threshold, lo=0.0)
+
+    def init(self):
+        return {"lam": 0.0 if self.schedule == "staged" else float(self.lam)}
+
+    def advantages(self, batch, state):
+        a = batch.adv
+        return torch.where(a > 0, state["lam"] * a, a)
+
+    def terms(self, batch, state, generator=None):
+        return Terms(metrics={"lam": state["lam"]})
+
+    def step(self, state, stats):
+        if self.schedule == "constant":
+            return state
+        if self.schedule == "staged":
+            p = stat(stats, "train/progress_frac", self.name)
+            return {"lam": min(1.0, max(0.0, 2.0 * p - 1.0))}
+        h = stat(stats, "policy/entropy", self.name)
+        lam = state["lam"] - self.delta if h < self.threshold else state["lam"] + self.delta
+        return {"lam": min(1.0, max(0.0, lam))}

@@ -7,8 +7,6 @@ sequences, we divide by the number of sequences with at least one valid token, s
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -70,10 +68,16 @@ def order_index(k: float, n: int) -> int:
     ceil(k·n) − 1, where k·n within 1e-9 of an integer counts as that integer (k read as the decimal
     typed, e.g. 0.28·25 = 7, not 7.000000000000001). Same rule as ``theory.qae.quantile_baseline``.
     """
-    kn = k * n
-    nearest = round(kn)
-    j = nearest if abs(kn - nearest) <= 1e-9 * max(1.0, kn) else math.ceil(kn)
-    return min(max(j, 1), n) - 1
+    return int(order_indices(k, torch.tensor([n]))[0])
+
+
+def order_indices(k: float, n: Tensor) -> Tensor:
+    """``order_index`` for a tensor of sizes n (≥ 1), elementwise."""
+    kn = k * n.to(torch.float64)
+    nearest = torch.round(kn)
+    near = (kn - nearest).abs() <= 1e-9 * kn.clamp_min(1.0)
+    j = torch.where(near, nearest, torch.ceil(kn)).to(torch.long)
+    return torch.minimum(j.clamp_min(1), n) - 1
 
 
 def masked_quantiles(x: Tensor, mask: Tensor, qs: tuple[float, ...]) -> list[float]:

@@ -1,11 +1,18 @@
 """Controller protocol, the Terms a controller contributes, the registry and the Pipeline.
 
 A controller is a frozen dataclass of hyperparameters (validated in ``__post_init__``, never mutated)
-with four methods, each with a neutral default:
+with these methods, each with a neutral default:
     init() -> state                           JSON-serialisable dict (empty for stateless controllers)
+    rewards(batch, state) -> Tensor|None      (B,) new sequence rewards (reward shaping), or None
     advantages(batch, state) -> Tensor|None   (B, T) new advantages, or None to leave them unchanged
     terms(batch, state, generator) -> Terms   per-token weights/penalties, extra loss terms, metrics
     step(state, stats) -> state               once per optimizer step, with globally reduced stats
+    bind(others) -> Controller                once, when a Pipeline is built (e.g. Clip-Cov reads the
+                                              PPO clip range of the pipeline's ``ppo_clip``)
+
+``stats`` passed to ``step`` is the metrics dict of ``policy_loss`` for the optimizer batch (averaged
+over ranks by the trainer); stateful controllers read ``stats["policy/entropy"]`` (token-mean entropy,
+nats) and, for schedules, ``stats["train/progress_frac"]`` in [0, 1].
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ class Terms:
     weight: multiplies the per-token PG loss, value and gradient (detached; Clip-Cov, 80/20 mask, STEER).
     penalty: added to the per-token loss before aggregation (carries gradient; KL-Cov, reference KL).
     extra: a scalar added after aggregation (entropy bonus, SIREN, EntroPIC adjustment).
+    mask: 0/1, removes tokens from the loss *and* from its normaliser (dynamic sampling's dropped
+        groups); later controllers in the pipeline see the reduced mask.
     metrics: floats, keyed without the ``ctrl/<name>/`` prefix (the pipeline adds it).
     """
 
@@ -38,6 +47,7 @@ class Terms:
     weight: Tensor | None = None
     penalty: Tensor | None = None
     extra: Tensor | None = None
+    mask: Tensor | None = None
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -45,10 +55,16 @@ class Controller:
     """Base class: neutral behaviour. Subclasses are frozen dataclasses registered with ``@register``."""
 
     name: ClassVar[str] = "controller"
-    kind: ClassVar[str] = "none"  # advantage | weight | penalty | extra | batch
+    kind: ClassVar[str] = "none"  # reward | advantage | weight | penalty | extra | batch
 
     def init(self) -> dict:
         return {}
+
+    def bind(self, others: list[Controller]) -> Controller:
+        return self
+
+    def rewards(self, batch: TokenBatch, state: dict) -> Tensor | None:
+        return None
 
     def advantages(self, batch: TokenBatch, state: dict) -> Tensor | None:
         return None
@@ -107,6 +123,28 @@ def check_real(owner: str, field_name: str, value, *, lo=None, hi=None, lo_open=
         raise ValueError(f"{label}: got {value!r}; allowed: {interval}")
 
 
+def check_int(owner: str, field_name: str, value, *, lo=None, allow_none=False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (lo is not None and value < lo):
+        allowed = f"an integer >= {lo}" if lo is not None else "an integer"
+        raise ValueError(
+            f"{owner}.{field_name}: got {value!r}; allowed: {allowed}{' or None' if allow_none else ''}"
+        )
+
+
+def stat(stats: dict, key: str, owner: str) -> float:
+    """Read one float from the step stats, or a ValueError naming the key."""
+    if key not in stats:
+        raise ValueError(
+            f"stats: missing {key!r}; allowed: the metrics of policy_loss (plus 'train/progress_frac') — {owner!r} needs it"
+        )
+    value = float(stats[key])
+    if not math.isfinite(value):
+        raise ValueError(f"stats[{key!r}]: got {value}; allowed: a finite number")
+    return value
+
+
 def check_choice(owner: str, field_name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{owner}.{field_name}: got {value!r}; allowed: {', '.join(map(repr, choices))}")
@@ -130,7 +168,7 @@ class Pipeline:
                 raise ValueError(
                     f"controllers[{i}]: got {type(c).__name__}; allowed: controllers from controllers.get(name, ...)"
                 )
-        self.controllers = items
+        self.controllers = [c.bind(items) for c in items]
         self.keys = [f"{i}:{c.name}" for i, c in enumerate(items)]
 
     def __repr__(self) -> str:
@@ -149,8 +187,22 @@ class Pipeline:
             )
         return state
 
-    def advantages(self, batch: TokenBatch, state: dict | None = None) -> Tensor:
+    def rewards(self, batch: TokenBatch, state: dict | None = None) -> Tensor | None:
+        """Apply the reward transforms in order; returns the (B,) rewards (``batch.reward`` if none)."""
         st = self._state(state)
+        reward = batch.reward
+        for k, c in zip(self.keys, self.controllers, strict=True):
+            new = c.rewards(batch.replace(reward=reward), st[k])
+            if new is not None:
+                if new.shape != (batch.logp.shape[0],):
+                    raise RuntimeError(f"{c.name}.rewards returned shape {tuple(new.shape)}")
+                reward = new.detach()
+        return reward
+
+    def advantages(self, batch: TokenBatch, state: dict | None = None) -> Tensor:
+        """Reward transforms, then advantage transforms in order; returns (B, T) advantages (masked)."""
+        st = self._state(state)
+        batch = batch.replace(reward=self.rewards(batch, st))
         adv = batch.adv
         for k, c in zip(self.keys, self.controllers, strict=True):
             new = c.advantages(batch.replace(adv=adv), st[k])
@@ -170,6 +222,10 @@ class Pipeline:
         owner = None
         for k, c in zip(self.keys, self.controllers, strict=True):
             t = c.terms(batch, st[k], generator)
+            if t.mask is not None:
+                keep = t.mask.detach().to(batch.mask.dtype) * batch.mask
+                batch = batch.replace(mask=keep)
+                out.mask = keep
             if t.surrogate is not None:
                 if owner is not None:
                     raise ValueError(
@@ -189,6 +245,22 @@ class Pipeline:
     def step(self, state: dict | None, stats: dict) -> dict:
         st = self._state(state)
         return {k: c.step(st[k], stats) for k, c in zip(self.keys, self.controllers, strict=True)}
+
+    def reference_reset_due(self, state: dict | None) -> bool:
+        """True when a controller (``ref_kl`` with a reset rule) asks the trainer to copy the current
+        policy into the reference model (ProRL). After copying, call ``reference_was_reset``."""
+        st = self._state(state)
+        return any(
+            bool(getattr(c, "reset_due", lambda s: False)(st[k]))
+            for k, c in zip(self.keys, self.controllers, strict=True)
+        )
+
+    def reference_was_reset(self, state: dict) -> dict:
+        st = self._state(state)
+        return {
+            k: (c.after_reset(st[k]) if hasattr(c, "after_reset") else st[k])
+            for k, c in zip(self.keys, self.controllers, strict=True)
+        }
 
     @staticmethod
     def state_to_json(state: dict) -> str:

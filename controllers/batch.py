@@ -14,7 +14,9 @@ import torch
 from torch import Tensor
 
 _TOKEN_FIELDS = ("logp", "old_logp", "adv", "entropy", "mask")
-_SEQ_FIELDS = ("group", "reward", "length")
+_OPTIONAL_TOKEN_FIELDS = ("ref_logp", "entropy_topp")
+_SEQ_FIELDS = ("group", "reward", "length", "answer")
+_INT_SEQ_FIELDS = ("group", "answer")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,10 @@ class TokenBatch:
         group: (B,) integer prompt/state id for group baselines, or None.
         reward: (B,) sequence reward, or None.
         length: (B,) response length in tokens, or None (then mask.sum(-1) is used).
+        ref_logp: (B, T) log π_ref of the sampled token (detached), for ``ref_kl``; or None.
+        entropy_topp: (B, T) nucleus (top-p) entropy, nats, with gradient, for ``siren``; or None
+            (``controllers.nucleus_entropy(logits, p)`` computes it).
+        answer: (B,) integer id of the final answer's equivalence class, for ``seed_grpo``; or None.
     """
 
     logp: Tensor
@@ -40,14 +46,19 @@ class TokenBatch:
     group: Tensor | None = None
     reward: Tensor | None = None
     length: Tensor | None = None
+    ref_logp: Tensor | None = None
+    entropy_topp: Tensor | None = None
+    answer: Tensor | None = None
 
     def __post_init__(self) -> None:
         ref = self.logp
         if not isinstance(ref, Tensor) or ref.ndim != 2:
             shape = tuple(ref.shape) if isinstance(ref, Tensor) else type(ref).__name__
             raise ValueError(f"logp: got {shape}; allowed: a 2-D float tensor (B, T)")
-        for name in _TOKEN_FIELDS:
+        for name in _TOKEN_FIELDS + _OPTIONAL_TOKEN_FIELDS:
             t = getattr(self, name)
+            if t is None and name in _OPTIONAL_TOKEN_FIELDS:
+                continue
             if not isinstance(t, Tensor):
                 raise ValueError(
                     f"{name}: got {type(t).__name__}; allowed: a torch.Tensor of shape {tuple(ref.shape)}"
@@ -69,8 +80,8 @@ class TokenBatch:
             if not isinstance(t, Tensor) or t.shape != (ref.shape[0],):
                 shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 raise ValueError(f"{name}: got {shape}; allowed: a tensor of shape ({ref.shape[0]},) or None")
-            if name == "group" and t.is_floating_point():
-                raise ValueError(f"group: dtype {t.dtype}; allowed: an integer dtype (prompt ids)")
+            if name in _INT_SEQ_FIELDS and (t.is_floating_point() or t.is_complex()):
+                raise ValueError(f"{name}: dtype {t.dtype}; allowed: an integer dtype (ids)")
             if t.is_floating_point():
                 _check_finite(name, t)
 

@@ -43,6 +43,9 @@ def telemetry(batch: TokenBatch, adv: Tensor) -> dict[str, float]:
     policy/entropy*: token entropy, nats, mean and quantiles over valid tokens.
     policy/cov_logp_adv: batch Cov(log π(y_t), A_t), estimating Cov_π(log π, A) (Thm 2, Clip-Cov's statistic).
     policy/cov_logp_padv: batch Cov(log π(y_t), π(y_t)·A_t), the Thm-1 (vanilla PG) form.
+    policy/dH_pred_{pg,npg}_per_lr: the first-order predicted entropy change per unit step size,
+      −Cov(log π, π·A) (Thm 1, vanilla PG on softmax logits) and −Cov(log π, A) (Thm 2, natural PG),
+      from the batch estimates. The sim also reports the exact first-order ΔH from the realised Δz.
     policy/frac_{hi,lo}p_{pos,neg}adv: token shares by probability (π(y_t) > e^{−H_t}: "high", the
       threshold where the first-order sign of ΔH flips, THEORY.md §5.4) × advantage sign.
     """
@@ -54,13 +57,17 @@ def telemetry(batch: TokenBatch, adv: Tensor) -> dict[str, float]:
     q10, q50, q90 = masked_quantiles(ent, m, (0.1, 0.5, 0.9))
     high = logp > -ent
     valid = m.bool()
+    cov_adv = _masked_cov(logp, a, m)
+    cov_padv = _masked_cov(logp, logp.exp() * a, m)
     out = {
         "policy/entropy": float(masked_mean(ent, m)),
         "policy/entropy_q10": q10,
         "policy/entropy_q50": q50,
         "policy/entropy_q90": q90,
-        "policy/cov_logp_adv": _masked_cov(logp, a, m),
-        "policy/cov_logp_padv": _masked_cov(logp, logp.exp() * a, m),
+        "policy/cov_logp_adv": cov_adv,
+        "policy/cov_logp_padv": cov_padv,
+        "policy/dH_pred_pg_per_lr": -cov_padv,
+        "policy/dH_pred_npg_per_lr": -cov_adv,
         "policy/ratio_mean": float(masked_mean(torch.exp(logp - batch.old_logp.detach()), m)),
         "policy/approx_kl_k1": float(masked_mean(batch.old_logp.detach() - logp, m)),
         "policy/n_tokens": n,
@@ -109,17 +116,19 @@ def policy_loss(
     ratio = torch.exp(b2.logp - b2.old_logp.detach())  # (B, T)
     surrogate = terms.surrogate if terms.surrogate is not None else -adv * ratio
     per_token = surrogate if terms.weight is None else terms.weight * surrogate
-    pg = agg_loss(per_token, batch.mask, agg, norm_len)
+    mask = batch.mask if terms.mask is None else terms.mask  # dynamic sampling drops tokens here
+    pg = agg_loss(per_token, mask, agg, norm_len)
     loss = pg
     metrics = {"loss/pg": float(pg.detach())}
     if terms.penalty is not None:
-        pen = agg_loss(terms.penalty, batch.mask, agg, norm_len)
+        pen = agg_loss(terms.penalty, mask, agg, norm_len)
         loss = loss + pen
         metrics["loss/penalty"] = float(pen.detach())
     if terms.extra is not None:
         loss = loss + terms.extra
         metrics["loss/extra"] = float(terms.extra.detach())
     metrics["loss/total"] = float(loss.detach())
+    metrics["loss/frac_tokens_kept"] = float(mask.sum()) / max(float(batch.mask.sum()), 1.0)
     metrics.update(telemetry(b2, adv))
     metrics.update(terms.metrics)
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]

@@ -5,9 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from controllers.agg import AGG_MODES, agg_loss
 from controllers.base import Controller, Terms, check_choice, check_real, register
+
+
+def ppo_clipped(batch, eps_lo: float, eps_hi: float) -> Tensor:
+    """Bool (B, T): valid tokens whose PPO surrogate is clipped (zero gradient), i.e. −A·clip(r) > −A·r."""
+    ratio = torch.exp(batch.logp.detach() - batch.old_logp.detach())
+    adv = batch.adv.detach()
+    clipped = -adv * torch.clamp(ratio, 1.0 - eps_lo, 1.0 + eps_hi) > -adv * ratio
+    return clipped & batch.mask.bool()
 
 
 @register
@@ -43,7 +52,7 @@ class PPOClip(Controller):
         loss = torch.maximum(pg1, pg2)
         m = batch.mask.bool()
         n = max(int(m.sum()), 1)
-        clipped = (pg2 > pg1) & m
+        clipped = ppo_clipped(batch, self.eps_lo, self.eps_hi)
         metrics = {
             "frac_clipped": float(clipped.sum()) / n,
             "frac_clipped_hi": float((clipped & (adv > 0)).sum()) / n,

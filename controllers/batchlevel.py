@@ -1,0 +1,109 @@
+"""Batch- and reward-level controllers: DAPO's dynamic sampling and overlong reward shaping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from controllers.base import Controller, Terms, check_int, check_real, register
+
+
+def mixed_groups(reward: Tensor, group: Tensor | None) -> Tensor:
+    """(B,) bool: True for sequences whose group has at least two different rewards (DAPO keeps these).
+
+    Groups of one are never mixed. ``group`` None means the whole batch is one group.
+    """
+    if group is None:
+        group = torch.zeros_like(reward, dtype=torch.long)
+    _, idx = torch.unique(group, return_inverse=True)
+    n = int(idx.max()) + 1 if idx.numel() else 0
+    lo = torch.full((n,), torch.inf, dtype=reward.dtype, device=reward.device).scatter_reduce(
+        0, idx, reward, "amin"
+    )
+    hi = torch.full((n,), -torch.inf, dtype=reward.dtype, device=reward.device).scatter_reduce(
+        0, idx, reward, "amax"
+    )
+    return (hi > lo)[idx]
+
+
+@register
+@dataclass(frozen=True)
+class DynamicSampling(Controller):
+    """DAPO dynamic sampling: drop the groups whose rewards are all equal (all right or all wrong).
+
+    They carry zero GRPO advantage, but still count in the loss normaliser and in every other term.
+    Here they leave the loss and its normaliser (``Terms.mask``; later controllers in the pipeline see
+    the reduced mask). Refilling the batch by oversampling is the trainer's job; ``mixed_groups`` tells
+    it which prompts to keep. Metrics: n_groups_dropped, frac_groups_dropped.
+    Ref: Yu et al. 2025 (DAPO, arXiv 2503.14476); verl ``algorithm.filter_groups``.
+    """
+
+    name = "dynamic_sampling"
+    kind = "batch"
+
+    def terms(self, batch, state, generator=None):
+        if batch.reward is None:
+            raise ValueError(
+                f"reward: None; allowed: a (B,) tensor of sequence rewards ({self.name!r} needs it)"
+            )
+        keep = mixed_groups(batch.reward, batch.group)
+        groups = batch.group if batch.group is not None else torch.zeros_like(keep, dtype=torch.long)
+        n_groups = int(torch.unique(groups).numel())
+        n_dropped = int(torch.unique(groups[~keep]).numel())
+        return Terms(
+            mask=keep.to(batch.mask.dtype)[:, None].expand_as(batch.mask),
+            metrics={"n_groups_dropped": n_dropped, "frac_groups_dropped": n_dropped / max(n_groups, 1)},
+        )
+
+
+@register
+@dataclass(frozen=True)
+class OverlongShaping(Controller):
+    """DAPO soft overlong punishment, added to the sequence reward (before any advantage transform):
+
+    R_len(L) = 0 if L ≤ max_len − cache_len; ((max_len − cache_len) − L)/cache_len if L ≤ max_len; −1 beyond,
+    times ``penalty_factor``. L = response length in tokens (``batch.length``, else the mask's row sums).
+    Defaults: max_len = 20,480, cache_len = 4,096 (DAPO: 16,384 + 4,096), penalty_factor = 1.
+    Ref: Yu et al. 2025 (DAPO) Eq. 13; verl ``reward_manager/dapo.py`` (overlong_buffer).
+    """
+
+    name = "overlong_shaping"
+    kind = "reward"
+    max_len: int = 20_480
+    cache_len: int = 4_096
+    penalty_factor: float = 1.0
+
+    def __post_init__(self):
+        check_int(self.name, "max_len", self.max_len, lo=1)
+        check_int(self.name, "cache_len", self.cache_len, lo=1)
+        if self.cache_len > self.max_len:
+            raise ValueError(
+                f"{self.name}.cache_len: got {self.cache_len}; allowed: an integer in [1, max_len = {self.max_len}]"
+            )
+        check_real(self.name, "penalty_factor", self.penalty_factor, lo=0.0)
+
+    def penalty(self, length: Tensor) -> Tensor:
+        L = length.to(torch.float64)
+        soft = float(self.max_len - self.cache_len)
+        r = torch.where(L <= soft, torch.zeros_like(L), (soft - L) / self.cache_len)
+        r = torch.where(L > self.max_len, -torch.ones_like(L), r)
+        return self.penalty_factor * r
+
+    def rewards(self, batch, state):
+        if batch.reward is None:
+            raise ValueError(
+                f"reward: None; allowed: a (B,) tensor of sequence rewards ({self.name!r} needs it)"
+            )
+        return batch.reward + self.penalty(batch.seq_len).to(batch.reward.dtype)
+
+    def terms(self, batch, state, generator=None):
+        pen = self.penalty(batch.seq_len)
+        n = max(pen.numel(), 1)
+        return Terms(
+            metrics={
+                "frac_penalised": float((pen < 0).sum()) / n,
+                "penalty_mean": float(pen.mean()) if pen.numel() else 0.0,
+            }
+        )
