@@ -26,8 +26,8 @@ class PIControl(Controller):
     Normalised position u ∈ [0, 1] of the knob in [knob_min, knob_max]:
         e_k = direction·(target − H_k),   I_{k+1} = I_k + e_k,
         u_{k+1} = clip(u_0 + kp·e_k + ki·I_{k+1}, 0, 1),   knob = knob_min + u·(knob_max − knob_min),
-    with anti-windup by conditional integration: I is not advanced while u is saturated and e_k pushes it
-    further out. u_0 is the knob's starting value (``knob_init``, else the inner controller's value).
+    with anti-windup by clamping: while e_k pushes u past a limit, I advances only up to the value that
+    puts u exactly at the limit (never further), so it unwinds as soon as the error changes sign. u_0 is the knob's starting value (``knob_init``, else the inner controller's value).
     direction = +1 for knobs that raise entropy when increased (bonus coef, clip_cov frac, kl_cov beta,
     eps_hi); −1 otherwise. ki = 0 is P-only control, which leaves a steady-state error whenever the
     knob needed at the target differs from u_0 (theory.control.pi_steady_state_error).
@@ -129,11 +129,14 @@ class PIControl(Controller):
         lo, hi = self.bounds()
         e = self.direction * (self.target - stat(stats, "policy/entropy", self.name))
         u0 = (self.start() - lo) / (hi - lo)
-        integral = state["integral"] + e
+        held = state["integral"]
+        integral = held + e
         u = u0 + self.kp * e + self.ki * integral
-        if (u > 1.0 and e > 0) or (u < 0.0 and e < 0):  # anti-windup: hold the integral while saturated
-            integral = state["integral"]
-            u = u0 + self.kp * e + self.ki * integral
-        u = min(1.0, max(0.0, u))
+        if self.ki > 0:  # anti-windup: integrate only up to the point where u saturates
+            if u > 1.0 and e > 0:
+                integral = max(held, (1.0 - u0 - self.kp * e) / self.ki)
+            elif u < 0.0 and e < 0:
+                integral = min(held, (0.0 - u0 - self.kp * e) / self.ki)
+        u = min(1.0, max(0.0, u0 + self.kp * e + self.ki * integral))
         inner_state = self._bound_inner(state).step(state["inner"], stats)
         return {"value": lo + u * (hi - lo), "integral": integral, "inner": inner_state}

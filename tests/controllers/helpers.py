@@ -1,4 +1,6 @@
-"""Small builders for TokenBatch tests."""
+"""Small builders for TokenBatch tests, and a threaded stand-in for several ranks."""
+
+import threading
 
 import torch
 from hypothesis import strategies as st
@@ -7,8 +9,10 @@ import controllers as C
 
 
 @st.composite
-def batches(draw, min_b=2, max_b=8, max_t=6, n_groups=None, binary=True, off_policy=False):
-    """A random TokenBatch with group ids, rewards, some padding, and (optionally) old_logp ≠ logp."""
+def batches(draw, min_b=2, max_b=8, max_t=6, n_groups=None, binary=True, off_policy=False, full=False):
+    """A random TokenBatch with group ids, rewards, some padding, and (optionally) old_logp ≠ logp.
+
+    full=True also fills ref_logp, entropy_topp and answer ids (every optional field)."""
     b = draw(st.integers(min_b, max_b))
     t = draw(st.integers(1, max_t))
     seed = draw(st.integers(0, 2**31 - 1))
@@ -24,6 +28,13 @@ def batches(draw, min_b=2, max_b=8, max_t=6, n_groups=None, binary=True, off_pol
         reward = torch.randn(b, generator=g, dtype=torch.float64)
     old = logp.detach() + (0.3 * torch.randn(b, t, generator=g, dtype=torch.float64) if off_policy else 0.0)
     entropy = torch.rand(b, t, generator=g, dtype=torch.float64) * 2
+    extra = {}
+    if full:
+        extra = {
+            "ref_logp": logp.detach() + 0.2 * torch.randn(b, t, generator=g, dtype=torch.float64),
+            "entropy_topp": (torch.rand(b, t, generator=g, dtype=torch.float64) * 1.5).requires_grad_(),
+            "answer": torch.randint(0, 3, (b,), generator=g),
+        }
     return C.TokenBatch(
         logp=logp,
         old_logp=old,
@@ -32,6 +43,7 @@ def batches(draw, min_b=2, max_b=8, max_t=6, n_groups=None, binary=True, off_pol
         mask=mask,
         group=group,
         reward=reward,
+        **extra,
     )
 
 
@@ -50,4 +62,63 @@ def pad(batch: C.TokenBatch, extra: int) -> C.TokenBatch:
         group=batch.group,
         reward=batch.reward,
         length=batch.length,
+        ref_logp=None if batch.ref_logp is None else cat(batch.ref_logp, 0.5),
+        entropy_topp=None if batch.entropy_topp is None else cat(batch.entropy_topp, 7.0),
+        answer=batch.answer,
     )
+
+
+def rows(batch: C.TokenBatch, lo: int, hi: int) -> C.TokenBatch:
+    """Sequences lo..hi-1 of a batch (every field sliced)."""
+    out = {}
+    for f in ("logp", "old_logp", "adv", "entropy", "mask", "group", "reward", "length", "ref_logp", "entropy_topp", "answer"):
+        v = getattr(batch, f)
+        out[f] = None if v is None else v[lo:hi]
+    return C.TokenBatch(**out)
+
+
+class ThreadGather(C.dist.Gather):
+    """n threads act as n ranks: cat() exchanges tensors through a barrier, in rank order."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.barrier = threading.Barrier(n)
+        self.slots: list = [None] * n
+        self.local = threading.local()
+
+    def cat(self, x):
+        r = self.local.rank
+        self.slots[r] = x
+        self.barrier.wait()
+        out = torch.cat(self.slots)
+        offset = sum(int(s.numel()) for s in self.slots[:r])
+        self.barrier.wait()  # every rank has read before anyone writes the next exchange
+        return out, offset
+
+
+def run_ranks(batch: C.TokenBatch, cuts: list[int], fn):
+    """Split the batch's rows at ``cuts``, run fn(chunk) on each chunk in its own thread as its own rank,
+    with a ThreadGather installed; return the results in rank order."""
+    bounds = [0, *cuts, batch.logp.shape[0]]
+    chunks = [rows(batch, a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    hook = ThreadGather(len(chunks))
+    results: list = [None] * len(chunks)
+    errors: list = []
+
+    def work(r):
+        hook.local.rank = r
+        try:
+            results[r] = fn(chunks[r])
+        except BaseException as e:  # pragma: no cover - surfaced below
+            errors.append(e)
+            hook.barrier.abort()
+
+    with C.dist.using(hook):
+        threads = [threading.Thread(target=work, args=(r,)) for r in range(len(chunks))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+    return results
