@@ -1,5 +1,6 @@
 """Small builders for TokenBatch tests, and a threaded stand-in for several ranks."""
 
+import itertools
 import threading
 
 import torch
@@ -71,7 +72,19 @@ def pad(batch: C.TokenBatch, extra: int) -> C.TokenBatch:
 def rows(batch: C.TokenBatch, lo: int, hi: int) -> C.TokenBatch:
     """Sequences lo..hi-1 of a batch (every field sliced)."""
     out = {}
-    for f in ("logp", "old_logp", "adv", "entropy", "mask", "group", "reward", "length", "ref_logp", "entropy_topp", "answer"):
+    for f in (
+        "logp",
+        "old_logp",
+        "adv",
+        "entropy",
+        "mask",
+        "group",
+        "reward",
+        "length",
+        "ref_logp",
+        "entropy_topp",
+        "answer",
+    ):
         v = getattr(batch, f)
         out[f] = None if v is None else v[lo:hi]
     return C.TokenBatch(**out)
@@ -100,7 +113,7 @@ def run_ranks(batch: C.TokenBatch, cuts: list[int], fn):
     """Split the batch's rows at ``cuts``, run fn(chunk) on each chunk in its own thread as its own rank,
     with a ThreadGather installed; return the results in rank order."""
     bounds = [0, *cuts, batch.logp.shape[0]]
-    chunks = [rows(batch, a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    chunks = [rows(batch, a, b) for a, b in itertools.pairwise(bounds)]
     hook = ThreadGather(len(chunks))
     results: list = [None] * len(chunks)
     errors: list = []

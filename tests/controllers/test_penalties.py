@@ -16,7 +16,9 @@ from tests.controllers.helpers import batches
 
 def _adv(batch, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return batch.replace(adv=2 * torch.randn(batch.logp.shape, generator=g, dtype=batch.logp.dtype) * batch.mask)
+    return batch.replace(
+        adv=2 * torch.randn(batch.logp.shape, generator=g, dtype=batch.logp.dtype) * batch.mask
+    )
 
 
 def _np_cov(b, sub=None):
@@ -82,7 +84,7 @@ def test_ref_kl_estimators(batch):
 def test_ref_kl_needs_ref_logp():
     x = torch.zeros(2, 3, dtype=torch.float64)
     b = C.TokenBatch(logp=x, old_logp=x, adv=x, entropy=x, mask=torch.ones_like(x))
-    with pytest.raises(ValueError, match="^ref_logp: None"):
+    with pytest.raises(ValueError, match=r"^ref_logp: None"):
         C.policy_loss(b, [C.get("ref_kl")])
 
 

@@ -16,7 +16,11 @@ def _const_batch(h: float, n: int = 8, logp: float = -0.01, adv: float = 1.0):
     x = torch.full((n, 1), logp, dtype=torch.float64, requires_grad=True)
     a = torch.tensor([[adv], [-adv]] * (n // 2), dtype=torch.float64)
     return C.TokenBatch(
-        logp=x, old_logp=x.detach(), adv=a, entropy=torch.full((n, 1), h, dtype=torch.float64), mask=torch.ones(n, 1, dtype=torch.float64)
+        logp=x,
+        old_logp=x.detach(),
+        adv=a,
+        entropy=torch.full((n, 1), h, dtype=torch.float64),
+        mask=torch.ones(n, 1, dtype=torch.float64),
     )
 
 
@@ -45,7 +49,9 @@ def test_adaptive_entropy_recovers_from_zero_and_bonus_has_gradient():
     ent = torch.full((2, 3), 0.1, dtype=torch.float64, requires_grad=True)
     x = torch.zeros(2, 3, dtype=torch.float64)
     b = C.TokenBatch(logp=x, old_logp=x, adv=x, entropy=ent, mask=torch.ones_like(x))
-    loss, _ = C.policy_loss(b, [c], state=C.Pipeline([c]).step(C.Pipeline([c]).init(), {"policy/entropy": 0.1}))
+    loss, _ = C.policy_loss(
+        b, [c], state=C.Pipeline([c]).step(C.Pipeline([c]).init(), {"policy/entropy": 0.1})
+    )
     (g,) = torch.autograd.grad(loss, ent)
     assert bool((g < 0).all())  # descending the loss raises entropy
 
@@ -177,7 +183,9 @@ def test_pos_adv_reweight_scales_only_positive(batch, lam):
 
 def test_pos_adv_reweight_schedules():
     staged = C.get("pos_adv_reweight", schedule="staged")
-    lams = [staged.step(staged.init(), {"train/progress_frac": p})["lam"] for p in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    lams = [
+        staged.step(staged.init(), {"train/progress_frac": p})["lam"] for p in (0.0, 0.25, 0.5, 0.75, 1.0)
+    ]
     assert lams == [0.0, 0.0, 0.0, 0.5, 1.0]
     with pytest.raises(ValueError, match="train/progress_frac"):
         staged.step(staged.init(), {"policy/entropy": 0.3})
@@ -234,7 +242,9 @@ def test_nucleus_entropy_limits():
         s = torch.sort(p[row], descending=True).values
         k = int(torch.searchsorted(torch.cumsum(s, 0), torch.tensor(0.6, dtype=torch.float64))) + 1
         q = s[:k] / s[:k].sum()
-        assert float(C.nucleus_entropy(logits[row], p=0.6)) == pytest.approx(float(-(q * q.log()).sum()), abs=1e-12)
+        assert float(C.nucleus_entropy(logits[row], p=0.6)) == pytest.approx(
+            float(-(q * q.log()).sum()), abs=1e-12
+        )
 
 
 # -- every stateful controller: the state round-trips through JSON and behaves identically after ----------
@@ -257,7 +267,12 @@ def test_state_round_trips_through_json(name, hp, hs):
     pipe = C.Pipeline([C.get(name, **hp)])
     s = pipe.init()
     for i, h in enumerate(hs):
-        stats = {"policy/entropy": h, "train/progress_frac": i / len(hs), f"ctrl/{name}/h_masked": h, f"ctrl/{name}/kl": h}
+        stats = {
+            "policy/entropy": h,
+            "train/progress_frac": i / len(hs),
+            f"ctrl/{name}/h_masked": h,
+            f"ctrl/{name}/kl": h,
+        }
         s = pipe.step(s, stats)
         back = C.Pipeline.state_from_json(C.Pipeline.state_to_json(s))
         assert back == s

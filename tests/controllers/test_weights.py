@@ -16,7 +16,9 @@ from tests.controllers.helpers import batches, pad, run_ranks
 
 def _adv(batch, seed=0, scale=3.0):
     g = torch.Generator().manual_seed(seed)
-    return batch.replace(adv=scale * torch.randn(batch.logp.shape, generator=g, dtype=batch.logp.dtype) * batch.mask)
+    return batch.replace(
+        adv=scale * torch.randn(batch.logp.shape, generator=g, dtype=batch.logp.dtype) * batch.mask
+    )
 
 
 def _valid_cov(batch):
@@ -43,7 +45,9 @@ def test_clip_cov_detaches_at_most_ceil_frac_n_and_only_candidates(batch, frac, 
 @given(batches(max_b=10, max_t=8, off_policy=True), st.integers(0, 100))
 def test_clip_cov_excludes_ppo_clipped_tokens_of_the_pipeline(batch, seed):
     b = _adv(batch, seed)
-    pipe = C.Pipeline([C.get("ppo_clip", eps_lo=0.05, eps_hi=0.05), C.get("clip_cov", frac=1.0, lb=-1e9, ub=1e9)])
+    pipe = C.Pipeline(
+        [C.get("ppo_clip", eps_lo=0.05, eps_hi=0.05), C.get("clip_cov", frac=1.0, lb=-1e9, ub=1e9)]
+    )
     clip_cov = pipe.controllers[1]
     assert (clip_cov.eps_lo, clip_cov.eps_hi) == (0.05, 0.05)  # bound from the pipeline's ppo_clip
     sel = clip_cov.select(b, torch.Generator().manual_seed(seed))
@@ -65,7 +69,9 @@ def test_clip_cov_draw_is_uniform_over_candidates():
     """Each of the 10 equal candidates is chosen with probability 3/10 (chi-square-free check: ±5σ)."""
     logp = torch.linspace(-3, -0.1, 10, dtype=torch.float64)[None].repeat(2, 1)
     adv = torch.linspace(-1, 1, 10, dtype=torch.float64)[None].repeat(2, 1)
-    b = C.TokenBatch(logp=logp, old_logp=logp, adv=adv, entropy=torch.zeros_like(logp), mask=torch.ones_like(logp))
+    b = C.TokenBatch(
+        logp=logp, old_logp=logp, adv=adv, entropy=torch.zeros_like(logp), mask=torch.ones_like(logp)
+    )
     c = C.get("clip_cov", frac=0.15, lb=-100.0, ub=100.0)  # ⌈0.15·20⌉ = 3 of 20 candidates
     g = torch.Generator().manual_seed(0)
     counts = sum(c.select(b, g).to(torch.float64) for _ in range(2000))
@@ -81,7 +87,7 @@ def test_top_entropy_keeps_ceil_rho_n_highest(batch, rho):
     ent = batch.entropy.numpy()
     k = max(1, count_frac(rho, int(m.sum())))
     assert keep.sum() == k  # random float entropies are distinct
-    assert ent[keep].min() >= np.sort(ent[m])[::-1][: k].min()
+    assert ent[keep].min() >= np.sort(ent[m])[::-1][:k].min()
     assert not (keep & ~m).any()
 
 
@@ -160,7 +166,11 @@ def test_selection_does_not_depend_on_how_ranks_split_the_batch(name, hp, field,
     whole = getattr(c.terms(b, c.init(), torch.Generator().manual_seed(7)), field).detach()
     n = b.logp.shape[0]
     cuts = sorted(data.draw(st.sets(st.integers(1, n - 1), min_size=1, max_size=2)))
-    parts = run_ranks(b, cuts, lambda chunk: getattr(c.terms(chunk, c.init(), torch.Generator().manual_seed(7)), field).detach())
+    parts = run_ranks(
+        b,
+        cuts,
+        lambda chunk: getattr(c.terms(chunk, c.init(), torch.Generator().manual_seed(7)), field).detach(),
+    )
     torch.testing.assert_close(torch.cat(parts), whole, rtol=0, atol=1e-12)
 
 
