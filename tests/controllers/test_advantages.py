@@ -48,7 +48,9 @@ def test_qae_baseline_is_theory_quantile(batch, k):
         b = theory.quantile_baseline(r[sel], k)
         np.testing.assert_allclose(_seq(adv, batch)[sel], r[sel] - b, atol=1e-12)
         p = r[sel].mean()
-        if p <= 1 - k:  # hard prompt: wrong answers get no signal
+        # the gate p ≤ 1 − K read as decimals: 1 − 0.8 = 0.19999999999999996 < 0.2 = 1/5 in floats, which
+        # once sent a 1-of-5 group at K = 0.8 to the wrong branch of this test (the code was right)
+        if p <= 1 - k + 1e-12:  # hard prompt: wrong answers get no signal
             assert np.all(_seq(adv, batch)[sel][r[sel] == 0] == 0)
         else:  # easy prompt: correct answers get no signal
             assert np.all(_seq(adv, batch)[sel][r[sel] == 1] == 0)
