@@ -1,0 +1,485 @@
+"""The simulator's training loop: exact or sampled updates of R tabular softmax policies at once.
+
+Deviations and choices, stated first:
+- Exact updates (``exact_pg``, ``exact_npg``) ascend J = Σ_prompts E[r] (not the mean), so a bandit
+  prompt's step is exactly ``theory.pg_dz`` / ``theory.npg_dz`` whatever P is. They take no controllers.
+- Sampled updates (``grpo``: one on-policy step per rollout; ``ppo``: ``epochs`` × ``minibatches``
+  steps per rollout, groups kept whole) build a ``controllers.TokenBatch`` per run and call
+  ``controllers.policy_loss`` exactly as the LLM trainer does; controller selections are therefore per
+  run (one run = one training job). Pipelines of stateless, per-group controllers take a fast path: one
+  call for all runs (same gradients, tested), with telemetry averaged over runs.
+- ``entropy`` is the expected per-token entropy along a sampled response, averaged over prompts
+  (visitation-weighted, nats at temperature 1). ``dH_realized`` and ``dH_predicted`` use the same
+  pre-update visitation weights, so by Lemma 1 their ratio → 1 as lr → 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import controllers as C
+from sim import tree as tr
+from sim.envs import BUILDERS, TreeEnvSpec
+
+UPDATES = ("exact_pg", "exact_npg", "grpo", "ppo")
+OPTIMIZERS = ("sgd", "adam")
+GROUP_BASELINES = {"grpo", "dr_grpo", "rloo", "opo", "qae", "unlikeliness", "seed_grpo", "dynamic_sampling"}
+# Stateless controllers whose terms on independent runs concatenated = the runs' terms concatenated.
+SEPARABLE = {
+    "grpo", "dr_grpo", "rloo", "opo", "qae", "psr", "nsr", "w_reinforce", "unlikeliness", "entropy_adv",
+    "seed_grpo", "ppo_clip", "offpolicy_mask", "overlong_shaping",
+}  # fmt: skip
+DEFAULT_PASS_K = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """A simulator run. Every field is validated before any work starts."""
+
+    env: str = "bandit"
+    """environment: "bandit" or "token_tree" (gymnasium ids entrolab/Bandit-v0, entrolab/TokenTree-v0)"""
+    env_kwargs: dict = field(default_factory=dict)
+    """keyword arguments of sim.envs.make_<env> (e.g. n_arms, correct_frac, seed)"""
+    update: str = "grpo"
+    """update rule: exact_pg, exact_npg (analytic), grpo (sampled, on-policy), ppo (sampled, off-policy epochs)"""
+    controllers: tuple = ("grpo",)
+    """controller names, in pipeline order (sampled updates only)"""
+    hyperparameters: dict = field(default_factory=dict)
+    """{controller name: {hyperparameter: value}}"""
+    runs: int = 64
+    """independent runs R (seeds), batched"""
+    steps: int = 200
+    """rollouts (optimizer steps for exact/grpo; ppo takes epochs·minibatches per rollout)"""
+    lr: float = 0.1
+    """step size η on the logits, > 0"""
+    group_size: int = 8
+    """G responses per prompt per rollout (sampled updates)"""
+    epochs: int = 1
+    """ppo: passes over each rollout"""
+    minibatches: int = 1
+    """ppo: mini-batches per epoch (split by prompt; groups stay whole)"""
+    optimizer: str = "sgd"
+    """sgd (plain gradient step on logits) or adam"""
+    agg: str = "token-mean"
+    """loss aggregation mode of controllers.agg_loss"""
+    seed: int = 0
+    """seed of the sampling generator (runs differ through their own draws)"""
+    device: str = "cpu"
+    """cpu or cuda"""
+    pass_k: tuple = DEFAULT_PASS_K
+    """k values of the exact pass@k"""
+    log_every: int = 1
+    """write metrics every this many steps (and at the last step)"""
+    checkpoint_every: int = 50
+    """write an atomic checkpoint every this many steps (0: never)"""
+
+    def __post_init__(self):
+        def bad(name, value, allowed):
+            raise ValueError(f"{name}: got {value!r}; allowed: {allowed}")
+
+        if self.env not in BUILDERS:
+            bad("env", self.env, ", ".join(BUILDERS))
+        if self.update not in UPDATES:
+            bad("update", self.update, ", ".join(UPDATES))
+        for name in ("runs", "steps", "group_size", "epochs", "minibatches", "log_every"):
+            v = getattr(self, name)
+            lo = (
+                2
+                if name == "group_size"
+                and set(self.controllers) & GROUP_BASELINES
+                and self.update in ("grpo", "ppo")
+                else 1
+            )
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                extra = " (group baselines need two responses per prompt)" if lo == 2 else ""
+                bad(name, v, f"an integer >= {lo}{extra}")
+        if (
+            isinstance(self.checkpoint_every, bool)
+            or not isinstance(self.checkpoint_every, int)
+            or self.checkpoint_every < 0
+        ):
+            bad("checkpoint_every", self.checkpoint_every, "an integer >= 0")
+        if (
+            isinstance(self.lr, bool)
+            or not isinstance(self.lr, int | float)
+            or not (math.isfinite(self.lr) and self.lr > 0)
+        ):
+            bad("lr", self.lr, "a finite number > 0")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", self.optimizer, ", ".join(OPTIMIZERS))
+        C.agg.check_mode(self.agg)
+        if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            bad("device", self.device, "cpu, cuda, cuda:N")
+        if any(not isinstance(k, int) or k < 1 for k in self.pass_k):
+            bad("pass_k", self.pass_k, "positive integers")
+        if self.update.startswith("exact") and self.controllers:
+            bad(
+                "controllers",
+                ",".join(self.controllers),
+                "none with an exact update (they act on sampled batches)",
+            )
+        unknown = [n for n in self.hyperparameters if n not in self.controllers]
+        if unknown:
+            bad("hyperparameters", unknown, f"names of the chosen controllers: {', '.join(self.controllers)}")
+        self.pipeline()  # unknown controller names / hyperparameters fail here
+        if self.update == "ppo" and self.minibatches > self.env_spec().shape.n_prompts:
+            bad("minibatches", self.minibatches, f"at most n_prompts = {self.env_spec().shape.n_prompts}")
+
+    def pipeline(self) -> C.Pipeline:
+        return C.Pipeline([C.get(n, **self.hyperparameters.get(n, {})) for n in self.controllers])
+
+    def env_spec(self) -> TreeEnvSpec:
+        try:
+            return BUILDERS[self.env](**self.env_kwargs)
+        except TypeError as e:
+            raise ValueError(f"env_kwargs: {e}; allowed: the arguments of sim.envs.make_{self.env}") from None
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["controllers"] = list(self.controllers)
+        d["pass_k"] = list(self.pass_k)
+        return d
+
+
+# -- the state of a run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SimState:
+    step: int
+    z: torch.Tensor  # (R, S, V)
+    ctrl: list  # per-run pipeline state
+    dead: list  # per run: None or "step K: cause"
+    gen: torch.Generator
+    opt: torch.optim.Optimizer | None
+
+
+def _git_sha() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Simulator:
+    """Holds the environment tensors and performs steps; ``run`` drives it to disk."""
+
+    def __init__(self, cfg: SimConfig):
+        self.cfg = cfg
+        self.spec = cfg.env_spec()
+        self.shape = self.spec.shape
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device: got {cfg.device!r}; allowed: cpu (no CUDA device is available)")
+        self.dtype = torch.float64
+        self.rewards = torch.as_tensor(self.spec.rewards, dtype=self.dtype, device=self.device)  # (P, L)
+        self.prior = torch.as_tensor(self.spec.prior, dtype=self.dtype, device=self.device)  # (S, V)
+        self.answers = torch.as_tensor(self.spec.answer_of_leaf(), device=self.device)
+        self.pipe = cfg.pipeline()
+        self.fast = all(c.name in SEPARABLE for c in self.pipe.controllers)
+        self.needs_topp = any(
+            c.name == "siren" or getattr(c, "inner", None) == "siren" for c in self.pipe.controllers
+        )
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def init_state(self) -> SimState:
+        R = self.cfg.runs
+        z = self.prior[None].repeat(R, 1, 1).clone()
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        opt = None
+        if self.cfg.optimizer == "adam":
+            z.requires_grad_(True)
+            opt = torch.optim.Adam([z], lr=self.cfg.lr)
+        return SimState(0, z, [self.pipe.init() for _ in range(R)], [None] * R, gen, opt)
+
+    def state_dict(self, s: SimState) -> dict:
+        return {
+            "step": s.step,
+            "z": s.z.detach().cpu(),
+            "ctrl": json.dumps(s.ctrl),
+            "dead": s.dead,
+            "gen": s.gen.get_state(),
+            "opt": None if s.opt is None else s.opt.state_dict(),
+            "config": self.cfg.to_json(),
+        }
+
+    def load_state(self, d: dict) -> SimState:
+        s = self.init_state()
+        with torch.no_grad():
+            s.z.copy_(d["z"].to(self.device))
+        s.step, s.ctrl, s.dead = d["step"], json.loads(d["ctrl"]), list(d["dead"])
+        s.gen.set_state(d["gen"])
+        if s.opt is not None and d["opt"] is not None:
+            s.opt.load_state_dict(d["opt"])
+        return s
+
+    # -- exact measurements --------------------------------------------------------------------------
+
+    def measure(self, z: torch.Tensor) -> tuple[tr.Exact, dict[str, torch.Tensor]]:
+        ex = tr.exact(self.shape, z.detach(), self.rewards)
+        w = tr.token_weights(self.shape, ex.reach)
+        success = (ex.leaf_prob * self.rewards).sum(-1)  # (R, P)
+        out = {
+            "entropy": (w * ex.entropy).sum(-1),
+            "success": success.mean(-1),
+            "cov_pg": (w * tr.cov_pi(z.detach(), ex.pi * ex.adv)).sum(-1),
+            "cov_npg": (w * tr.cov_pi(z.detach(), ex.adv)).sum(-1),
+        }
+        for k, v in tr.pass_at_k(success, list(self.cfg.pass_k)).items():
+            out[f"pass@{k}"] = v
+        return ex, out
+
+    # -- sampled batches -------------------------------------------------------------------------------
+
+    def rollout(self, z: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        G = self.cfg.group_size
+        states, tokens = tr.sample(self.shape, z, G, gen)  # (R, P, G, T)
+        leaf = tr.leaf_index(self.shape, tokens)  # (R, P, G)
+        p_correct = self.rewards[torch.arange(self.shape.n_prompts, device=self.device)[None, :, None], leaf]
+        if self.spec.bernoulli:
+            u = torch.rand(p_correct.shape, generator=gen, dtype=self.dtype).to(self.device)
+            reward = (u < p_correct).to(self.dtype)
+        else:
+            reward = p_correct
+        old = torch.log_softmax(z.detach(), -1)
+        R = z.shape[0]
+        old_logp = old[torch.arange(R, device=self.device)[:, None, None, None], states, tokens]
+        return {"states": states, "tokens": tokens, "reward": reward, "leaf": leaf, "old_logp": old_logp}
+
+    def token_batch(
+        self, z: torch.Tensor, roll: dict, runs: slice | torch.Tensor, prompts: torch.Tensor
+    ) -> C.TokenBatch:
+        """TokenBatch of the given runs × prompts × G responses (B = runs·prompts·G, T = horizon)."""
+        st = roll["states"][runs][:, prompts]  # (r, p, G, T)
+        tok = roll["tokens"][runs][:, prompts]
+        r, p, G, T = st.shape
+        zr = z[runs]  # (r, S, V)
+        run_idx = torch.arange(r, device=self.device)[:, None, None, None]
+        logits = zr[run_idx, st]  # (r, p, G, T, V)
+        logp_all = torch.log_softmax(logits, -1)
+        logp = logp_all.gather(-1, tok[..., None]).squeeze(-1)
+        ent = -(logp_all.exp() * logp_all).sum(-1)
+        ref = torch.log_softmax(self.prior[st], -1).gather(-1, tok[..., None]).squeeze(-1)
+        group = (
+            torch.arange(r, device=self.device)[:, None] * self.shape.n_prompts + prompts[None, :]
+        ).repeat_interleave(G, dim=1)
+        flat = lambda x: x.reshape(r * p * G, *x.shape[4:]) if x.dim() > 4 else x.reshape(r * p * G, T)  # noqa: E731
+        topp = flat(C.nucleus_entropy(logits)) if self.needs_topp else None
+        return C.TokenBatch(
+            logp=flat(logp),
+            old_logp=flat(roll["old_logp"][runs][:, prompts]),
+            adv=torch.zeros(r * p * G, T, dtype=self.dtype, device=self.device),
+            entropy=flat(ent),
+            mask=torch.ones(r * p * G, T, dtype=self.dtype, device=self.device),
+            group=group.reshape(-1),
+            reward=roll["reward"][runs][:, prompts].reshape(-1),
+            ref_logp=flat(ref),
+            entropy_topp=topp,
+            answer=self.answers[roll["leaf"][runs][:, prompts]].reshape(-1),
+        )
+
+    def _agg_factor(self, n_runs: int) -> float:
+        # token-mean / seq-mean over r equal-sized runs = (1/r)·Σ run losses; token-sum-norm = Σ.
+        return 1.0 if self.cfg.agg == "seq-mean-token-sum-norm" else float(n_runs)
+
+    def sampled_loss(
+        self, s: SimState, z: torch.Tensor, roll: dict, prompts: torch.Tensor
+    ) -> tuple[torch.Tensor, list[dict]]:
+        """Σ_runs loss_run (so each run's gradient is its own), and per-run metrics."""
+        R = z.shape[0]
+        alive = torch.tensor([d is None for d in s.dead], device=self.device)
+        if self.fast:
+            b = self.token_batch(z, roll, slice(None), prompts)
+            loss, m = C.policy_loss(b, self.pipe, s.ctrl[0], agg=self.cfg.agg, generator=s.gen)
+            return loss * self._agg_factor(R), [m] * R
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        metrics = []
+        for i in range(R):  # selections and controller states are per run (one run = one training job)
+            if not bool(alive[i]):
+                metrics.append({})
+                continue
+            b = self.token_batch(z, roll, slice(i, i + 1), prompts)
+            try:
+                loss, m = C.policy_loss(b, self.pipe, s.ctrl[i], agg=self.cfg.agg, generator=s.gen)
+            except RuntimeError as e:
+                s.dead[i] = f"step {s.step}: {e}"
+                metrics.append({})
+                continue
+            total = total + loss
+            metrics.append(m)
+        return total, metrics
+
+    # -- one rollout -------------------------------------------------------------------------------------
+
+    def _apply(
+        self, s: SimState, z_var: torch.Tensor, ascent_dir: torch.Tensor | None, loss: torch.Tensor | None
+    ) -> None:
+        """One optimizer step on the logits: from an ascent direction (exact) or a loss (sampled)."""
+        if s.opt is not None:
+            s.opt.zero_grad()
+            if loss is not None:
+                loss.backward()
+            else:
+                s.z.grad = -ascent_dir
+            s.opt.step()
+            return
+        with torch.no_grad():
+            if loss is not None:
+                (g,) = torch.autograd.grad(loss, z_var)
+                s.z.sub_(self.cfg.lr * g)
+            else:
+                s.z.add_(self.cfg.lr * ascent_dir)
+
+    def step(self, s: SimState) -> dict[str, torch.Tensor | list]:
+        cfg = self.cfg
+        z_old = s.z.detach().clone()
+        ex, meas = self.measure(z_old)
+        progress = s.step / max(cfg.steps - 1, 1)
+        batch_metrics: list[dict] = [{} for _ in range(cfg.runs)]
+        if cfg.update in ("exact_pg", "exact_npg"):
+            direction = tr.pg_dz(ex) if cfg.update == "exact_pg" else tr.npg_dz(ex)
+            self._apply(s, s.z, direction, None)
+        else:
+            roll = self.rollout(z_old, s.gen)
+            P = self.shape.n_prompts
+            epochs, mbs = (1, 1) if cfg.update == "grpo" else (cfg.epochs, cfg.minibatches)
+            for _ in range(epochs):
+                perm = (
+                    torch.randperm(P, generator=s.gen).to(self.device)
+                    if mbs > 1
+                    else torch.arange(P, device=self.device)
+                )
+                for chunk in torch.tensor_split(perm, mbs):
+                    z_var = s.z if s.opt is not None else s.z.detach().requires_grad_(True)
+                    loss, m = self.sampled_loss(s, z_var, roll, chunk)
+                    self._apply(s, z_var, None, loss)
+                    batch_metrics = m
+            for i in range(cfg.runs):
+                if s.dead[i] is None and batch_metrics[i]:
+                    stats = {**batch_metrics[i], "train/progress_frac": progress}
+                    s.ctrl[i] = self.pipe.step(s.ctrl[i], stats)
+        dz = s.z.detach() - z_old
+        bad = ~torch.isfinite(dz).all(-1).all(-1)
+        for i in torch.nonzero(bad).flatten().tolist():
+            if s.dead[i] is None:
+                s.dead[i] = f"step {s.step}: non-finite logits after the update"
+        bad = bad | torch.tensor([d is not None for d in s.dead], device=self.device)
+        with torch.no_grad():
+            s.z[bad] = z_old[bad]  # a stopped run keeps its last finite policy
+        dz = torch.where(bad[:, None, None], torch.zeros_like(dz), dz)
+        w = tr.token_weights(self.shape, ex.reach)
+        meas["dH_predicted"] = (w * tr.first_order_dH(z_old, dz)).sum(-1)
+        meas["dH_realized"] = (w * (tr.state_entropy(s.z.detach()) - ex.entropy)).sum(-1)
+        meas["batch"] = batch_metrics
+        s.step += 1
+        return meas
+
+
+def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool = True) -> Path:
+    """Run to ``out/metrics.jsonl`` + ``config.json`` (+ ``checkpoint.pt``); resumes a finished or
+    interrupted run with the same config. Returns the output directory."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sim = Simulator(cfg)
+    cfg_path, metrics_path, ckpt_path = out / "config.json", out / "metrics.jsonl", out / "checkpoint.pt"
+    meta = {
+        "config": cfg.to_json(),
+        "git_sha": _git_sha(),
+        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__},
+        "fast_path": sim.fast,
+        "telemetry_scope": "all runs (fast path)" if sim.fast else "per run",
+    }
+    state = sim.init_state()
+    if resume and ckpt_path.exists():
+        saved = torch.load(ckpt_path, weights_only=False)
+        if saved["config"] != cfg.to_json():
+            raise ValueError(
+                f"out: {str(out)!r} holds a run with another config; allowed: the same config, or a new --out"
+            )
+        state = sim.load_state(saved)
+    elif metrics_path.exists():
+        metrics_path.unlink()
+    tmp = cfg_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, cfg_path)
+    _truncate(metrics_path, state.step)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=cfg.steps, initial=state.step, desc=f"sim {cfg.update}", unit="step", file=sys.stderr
+        )
+    t0 = time.time()
+    with metrics_path.open("a") as fh:
+        while state.step < cfg.steps:
+            k = state.step
+            meas = sim.step(state)
+            if k % cfg.log_every == 0 or k == cfg.steps - 1:
+                _write_rows(fh, k, meas, state, cfg)
+            if cfg.checkpoint_every and (state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps):
+                fh.flush()
+                _atomic_save(sim.state_dict(state), ckpt_path)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    H=f"{float(meas['entropy'].mean()):.3f}", succ=f"{float(meas['success'].mean()):.3f}"
+                )
+    if bar is not None:
+        bar.close()
+    dead = [(i, d) for i, d in enumerate(state.dead) if d]
+    for i, d in dead:
+        print(f"run {i} stopped at {d}", file=sys.stderr)
+    meta["seconds"] = time.time() - t0
+    meta["dead_runs"] = {str(i): d for i, d in dead}
+    cfg_path.write_text(json.dumps(meta, indent=2))
+    return out
+
+
+def _truncate(path: Path, next_step: int) -> None:
+    """Drop metric rows at or after ``next_step`` (written after the last checkpoint)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < next_step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
+
+
+def _write_rows(fh, step: int, meas: dict, state: SimState, cfg: SimConfig) -> None:
+    keys = [k for k in meas if k != "batch"]
+    cols = {k: meas[k].detach().cpu().tolist() for k in keys}
+    for i in range(cfg.runs):
+        if state.dead[i] is not None and not state.dead[i].startswith(f"step {step}:"):
+            continue
+        row = {"step": step, "run": i, **{k: cols[k][i] for k in keys}}
+        row.update(meas["batch"][i])
+        fh.write(json.dumps(row) + "\n")
+
+
+def read_metrics(out: str | Path) -> list[dict]:
+    return [json.loads(ln) for ln in (Path(out) / "metrics.jsonl").read_text().splitlines() if ln]

@@ -1,0 +1,175 @@
+"""Exact quantities of a tabular softmax policy on an enumerable tree, batched over runs (torch).
+
+A tree environment has P prompts (roots), vocabulary V (actions per state) and horizon T. Every prefix
+is a state (an LLM's state is its whole prefix), so level t holds P·V^t states and the policy is a
+logit tensor z of shape (R, S, V), S = P·(V^T − 1)/(V − 1), R independent runs. A bandit is the T = 1
+tree: one state per prompt, V arms. Leaves (P, V^T) carry the verifier reward.
+
+Layout: states are stored level by level; level t is a block of P·V^t rows in (prompt, prefix) order,
+and the child of prefix index i by token a is prefix index i·V + a on the next level.
+
+Exact, by dynamic programming over levels (no sampling, no Python loop over runs, prompts or arms):
+    reach d(s) (probability of visiting s), leaf probabilities, Q(s, a) and V(s) for the sum of leaf
+    rewards, the PG logit gradient ∂J/∂z(s, a) = d(s)·π(a|s)·(Q(s, a) − V(s)) of J = Σ_prompts E[r],
+    the natural-PG step Q − V (Kakade 2001; Agarwal et al. 2021, tabular softmax), per-state entropy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TreeShape:
+    """P prompts, V tokens per state, horizon T."""
+
+    n_prompts: int
+    vocab: int
+    horizon: int
+
+    @property
+    def n_states(self) -> int:
+        return self.n_prompts * sum(self.vocab**t for t in range(self.horizon))
+
+    @property
+    def n_leaves(self) -> int:
+        return self.vocab**self.horizon
+
+    def level_slice(self, t: int) -> slice:
+        start = self.n_prompts * sum(self.vocab**u for u in range(t))
+        return slice(start, start + self.n_prompts * self.vocab**t)
+
+    def levels(self, x: Tensor) -> list[Tensor]:
+        """Split a (R, S, ...) tensor into per-level views (R, P, V^t, ...)."""
+        out = []
+        for t in range(self.horizon):
+            blk = x[:, self.level_slice(t)]
+            out.append(blk.reshape(x.shape[0], self.n_prompts, self.vocab**t, *x.shape[2:]))
+        return out
+
+
+def log_policy(z: Tensor) -> Tensor:
+    return torch.log_softmax(z, dim=-1)
+
+
+def state_entropy(z: Tensor) -> Tensor:
+    """(R, S) entropy of π(·|s), nats (differentiable)."""
+    logp = torch.log_softmax(z, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def first_order_dH(z: Tensor, dz: Tensor) -> Tensor:
+    """Lemma 1, per state: −Cov_π(log π, Δz) = −Σ π (log π − Σπ log π)(Δz − Σπ Δz). Same as
+    ``theory.first_order_dH`` (tested), in torch and batched."""
+    logp = torch.log_softmax(z, dim=-1)
+    p = logp.exp()
+    lc = logp - (p * logp).sum(-1, keepdim=True)
+    dc = dz - (p * dz).sum(-1, keepdim=True)
+    return -(p * lc * dc).sum(-1)
+
+
+def cov_pi(z: Tensor, x: Tensor) -> Tensor:
+    """Cov_π(log π, x) per state."""
+    return -first_order_dH(z, x)
+
+
+@dataclass
+class Exact:
+    """Exact quantities for one policy z (R, S, V) on a tree with leaf rewards (P, V^T)."""
+
+    pi: Tensor  # (R, S, V)
+    reach: Tensor  # (R, S) probability of visiting each state
+    leaf_prob: Tensor  # (R, P, V^T)
+    q: Tensor  # (R, S, V) expected reward after taking a in s
+    v: Tensor  # (R, S)
+    entropy: Tensor  # (R, S)
+
+    @property
+    def adv(self) -> Tensor:
+        return self.q - self.v[..., None]
+
+
+def exact(shape: TreeShape, z: Tensor, rewards: Tensor) -> Exact:
+    """Forward reach probabilities and backward values over the levels of the tree."""
+    R, P, V, T = z.shape[0], shape.n_prompts, shape.vocab, shape.horizon
+    pi = torch.softmax(z, dim=-1)
+    pis = shape.levels(pi)  # (R, P, V^t, V)
+    reach_lv = [torch.ones(R, P, 1, dtype=z.dtype, device=z.device)]
+    for t in range(T - 1):
+        reach_lv.append((reach_lv[t][..., None] * pis[t]).reshape(R, P, V ** (t + 1)))
+    leaf = (reach_lv[T - 1][..., None] * pis[T - 1]).reshape(R, P, V**T)
+    q_lv: list[Tensor] = [None] * T  # type: ignore[list-item]
+    v_lv: list[Tensor] = [None] * T  # type: ignore[list-item]
+    nxt = rewards.to(z.dtype).expand(R, P, V**T)
+    for t in reversed(range(T)):
+        q_lv[t] = nxt.reshape(R, P, V**t, V)
+        v_lv[t] = (pis[t] * q_lv[t]).sum(-1)
+        nxt = v_lv[t]
+    cat = lambda xs: torch.cat([x.reshape(R, -1, *x.shape[3:]) for x in xs], dim=1)  # noqa: E731
+    return Exact(
+        pi=pi,
+        reach=cat(reach_lv),
+        leaf_prob=leaf,
+        q=cat(q_lv),
+        v=cat(v_lv),
+        entropy=state_entropy(z),
+    )
+
+
+def token_weights(shape: TreeShape, reach: Tensor) -> Tensor:
+    """(R, S) weights w(s) = d(s)/(T·P): Σ_s w(s)·f(s) is the expected per-token mean of f along a
+    sampled response, averaged over prompts (each response has exactly T tokens)."""
+    return reach / (shape.horizon * shape.n_prompts)
+
+
+def pg_dz(ex: Exact) -> Tensor:
+    """∂J/∂z with J = Σ_prompts E[r]: d(s)·π(a|s)·A(s, a). For a bandit: π·(r − E_π r) (Prop. 1)."""
+    return ex.reach[..., None] * ex.pi * ex.adv
+
+
+def npg_dz(ex: Exact) -> Tensor:
+    """Natural-PG direction of the tabular softmax: A(s, a) = Q(s, a) − V(s) at every state."""
+    return ex.adv
+
+
+def pass_at_k(success: Tensor, ks: list[int]) -> dict[int, Tensor]:
+    """Exact pass@k per run, averaged over prompts: mean_p [1 − (1 − p_p)^k]. success (R, P)."""
+    fail = (1.0 - success).clamp(0.0, 1.0)
+    return {k: (1.0 - fail**k).mean(-1) for k in ks}
+
+
+def sample(
+    shape: TreeShape, z: Tensor, n: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Sample n responses per prompt and run. Returns (states (R, P, n, T), tokens (R, P, n, T)),
+    states as global row indices into z."""
+    R, P, V, T = z.shape[0], shape.n_prompts, shape.vocab, shape.horizon
+    prefix = torch.zeros(R, P, n, dtype=torch.long, device=z.device)
+    prompt = torch.arange(P, device=z.device)[None, :, None].expand(R, P, n)
+    states, tokens = [], []
+    probs_all = torch.softmax(z.detach(), dim=-1)
+    for t in range(T):
+        start = shape.level_slice(t).start
+        s = start + prompt * V**t + prefix  # (R, P, n)
+        p = probs_all[torch.arange(R, device=z.device)[:, None, None], s]  # (R, P, n, V)
+        if generator is not None and generator.device != p.device:
+            u = torch.rand(p.shape[:-1], generator=generator, dtype=p.dtype).to(p.device)
+        else:
+            u = torch.rand(p.shape[:-1], generator=generator, dtype=p.dtype, device=p.device)
+        cdf = torch.cumsum(p, -1)
+        a = torch.searchsorted(cdf, u[..., None]).squeeze(-1).clamp_max(V - 1)
+        states.append(s)
+        tokens.append(a)
+        prefix = prefix * V + a
+    return torch.stack(states, -1), torch.stack(tokens, -1)
+
+
+def leaf_index(shape: TreeShape, tokens: Tensor) -> Tensor:
+    """(..., T) tokens → leaf index (prefix index at depth T)."""
+    idx = torch.zeros(tokens.shape[:-1], dtype=torch.long, device=tokens.device)
+    for t in range(shape.horizon):
+        idx = idx * shape.vocab + tokens[..., t]
+    return idx
