@@ -133,8 +133,9 @@ class SimConfig:
         if unknown:
             bad("hyperparameters", unknown, f"names of the chosen controllers: {', '.join(self.controllers)}")
         self.pipeline()  # unknown controller names / hyperparameters fail here
-        if self.update == "ppo" and self.minibatches > self.env_spec().shape.n_prompts:
-            bad("minibatches", self.minibatches, f"at most n_prompts = {self.env_spec().shape.n_prompts}")
+        n_prompts = self.env_spec().shape.n_prompts  # bad environment arguments fail here
+        if self.update == "ppo" and self.minibatches > n_prompts:
+            bad("minibatches", self.minibatches, f"at most n_prompts = {n_prompts}")
 
     def pipeline(self) -> C.Pipeline:
         return C.Pipeline([C.get(n, **self.hyperparameters.get(n, {})) for n in self.controllers])

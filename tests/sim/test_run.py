@@ -1,0 +1,243 @@
+"""The simulator loop: update rules, the controllers round-trip, Lemma 1 on every environment,
+resume after interruption, a run that goes non-finite, the command line."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import controllers as C
+import theory
+from sim import tree as tr
+from sim.__main__ import main
+from sim.run import SimConfig, Simulator, read_metrics, run
+
+SMALL_BANDIT = {"n_prompts": 4, "n_arms": 6, "seed": 1}
+SMALL_TREE = {"n_prompts": 2, "vocab": 3, "horizon": 3, "fork_frac": 0.5, "seed": 1}
+
+
+def _sim(**kw):
+    base = {"env": "bandit", "env_kwargs": SMALL_BANDIT, "runs": 3, "steps": 5, "lr": 0.5}
+    return Simulator(SimConfig(**{**base, **kw}))
+
+
+def test_exact_pg_step_is_theory_pg_dz():
+    sim = _sim(update="exact_pg", controllers=())
+    s = sim.init_state()
+    z0 = s.z.clone().numpy()
+    sim.step(s)
+    np.testing.assert_allclose(s.z.numpy() - z0, theory.pg_dz(z0, sim.spec.rewards, 0.5), atol=1e-14)
+
+
+def test_exact_npg_step_is_theory_npg_dz():
+    sim = _sim(update="exact_npg", controllers=())
+    s = sim.init_state()
+    z0 = s.z.clone().numpy()
+    sim.step(s)
+    np.testing.assert_allclose(s.z.numpy() - z0, theory.npg_dz(z0, sim.spec.rewards, 0.5), atol=1e-14)
+
+
+@pytest.mark.parametrize("env", ["bandit", "token_tree"])
+@pytest.mark.parametrize("update", ["exact_pg", "exact_npg", "grpo"])
+def test_realised_over_predicted_dH_tends_to_one(env, update):
+    """Lemma 1 on the simulator's own steps: realised − predicted ΔH is second order in the step, so it
+    falls ~100× per 10× smaller lr while the prediction falls 10× (a ratio of sums can cancel across
+    prompts, so the test is on the difference)."""
+    gaps, preds = [], []
+    for lr in (0.1, 0.01, 0.001):
+        kw = SMALL_BANDIT if env == "bandit" else SMALL_TREE
+        ctrl = () if update.startswith("exact") else ("grpo",)
+        sim = Simulator(
+            SimConfig(env=env, env_kwargs=kw, update=update, controllers=ctrl, runs=4, steps=1, lr=lr)
+        )
+        m = sim.step(sim.init_state())
+        gaps.append((m["dH_realized"] - m["dH_predicted"]).abs())
+        preds.append(m["dH_predicted"].abs())
+    live = preds[0] > 1e-9
+    assert bool(live.any())
+    for big, small in ((0, 1), (1, 2)):
+        assert bool((gaps[small][live] < gaps[big][live] / 50).all())
+        torch.testing.assert_close(preds[small][live] * 10, preds[big][live], rtol=1e-9, atol=0)
+    assert bool((gaps[2][live] < 0.05 * preds[2][live]).all())  # NPG on the bandit: 3% (prompts cancel)
+
+
+def test_sampled_batch_is_the_policy_at_the_visited_states():
+    sim = _sim(env="token_tree", env_kwargs=SMALL_TREE, update="grpo")
+    s = sim.init_state()
+    roll = sim.rollout(s.z, s.gen)
+    b = sim.token_batch(s.z, roll, slice(0, 1), torch.arange(2))
+    logp = torch.log_softmax(s.z[0], -1)
+    st, tok = roll["states"][0], roll["tokens"][0]  # (P, G, T)
+    torch.testing.assert_close(b.logp.reshape(st.shape), logp[st, tok])
+    torch.testing.assert_close(b.entropy.reshape(st.shape), tr.state_entropy(s.z)[0][st])
+    leaf = tr.leaf_index(sim.shape, tok)
+    torch.testing.assert_close(b.reward.reshape(leaf.shape), sim.rewards[torch.arange(2)[:, None], leaf])
+    assert b.group.tolist() == [0] * 8 + [1] * 8
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-sum-norm"])
+@pytest.mark.parametrize("update", ["grpo", "ppo"])
+def test_fast_path_equals_per_run_policy_loss(agg, update):
+    """All runs in one policy_loss call (stateless per-group pipeline) = one call per run."""
+    cfg = SimConfig(
+        env="token_tree", env_kwargs=SMALL_TREE, update=update, epochs=2, minibatches=2, agg=agg,
+        controllers=("grpo", "ppo_clip"), runs=3, steps=3, lr=0.7,
+    )  # fmt: skip
+    fast, slow = Simulator(cfg), Simulator(cfg)
+    slow.fast = False
+    a, b = fast.init_state(), slow.init_state()
+    for _ in range(3):
+        fast.step(a)
+        slow.step(b)
+    assert fast.fast
+    torch.testing.assert_close(a.z, b.z, rtol=0, atol=1e-12)
+
+
+def test_stateful_controllers_keep_one_state_per_run():
+    cfg = SimConfig(
+        env="bandit", env_kwargs=SMALL_BANDIT, update="grpo", controllers=("grpo", "adaptive_entropy"),
+        hyperparameters={"adaptive_entropy": {"target": 5.0, "delta": 1e-3}}, runs=2, steps=3,
+    )  # fmt: skip
+    sim = Simulator(cfg)
+    s = sim.init_state()
+    for _ in range(3):
+        m = sim.step(s)
+    assert not sim.fast
+    assert [st["1:adaptive_entropy"]["coef"] for st in s.ctrl] == pytest.approx([3e-3, 3e-3])
+    assert "ctrl/adaptive_entropy/coef" in m["batch"][0]
+
+
+def test_clip_cov_in_the_simulator_detaches_tokens():
+    cfg = SimConfig(
+        env="token_tree", env_kwargs=SMALL_TREE, update="grpo", controllers=("grpo", "clip_cov"),
+        hyperparameters={"clip_cov": {"frac": 0.05, "lb": -10.0, "ub": 10.0}}, runs=2, steps=1,
+    )  # fmt: skip
+    sim = Simulator(cfg)
+    m = sim.step(sim.init_state())
+    n = 2 * 8 * 3  # prompts × G × horizon tokens per run
+    assert m["batch"][0]["ctrl/clip_cov/frac_detached"] == pytest.approx(np.ceil(0.05 * n) / n)
+
+
+def test_adam_and_bit_reproducible():
+    cfg = SimConfig(
+        env="bandit", env_kwargs=SMALL_BANDIT, update="grpo", optimizer="adam", runs=2, steps=4, lr=0.05
+    )
+    outs = []
+    for _ in range(2):
+        sim = Simulator(cfg)
+        s = sim.init_state()
+        for _ in range(4):
+            sim.step(s)
+        outs.append(s.z.detach().clone())
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.equal(outs[0], Simulator(cfg).init_state().z.detach())
+
+
+def test_run_writes_metrics_and_resumes_identically(tmp_path, monkeypatch):
+    cfg = SimConfig(
+        env="token_tree",
+        env_kwargs=SMALL_TREE,
+        update="ppo",
+        epochs=2,
+        controllers=("grpo", "ppo_clip"),
+        runs=2,
+        steps=8,
+        checkpoint_every=3,
+    )
+    full = read_metrics(run(cfg, tmp_path / "full", progress=False))
+    need = {
+        "step",
+        "run",
+        "entropy",
+        "dH_realized",
+        "dH_predicted",
+        "success",
+        "pass@1",
+        "pass@1024",
+        "cov_pg",
+        "cov_npg",
+    }
+    assert need <= full[0].keys()
+    assert len(full) == 2 * 8
+    meta = json.loads((tmp_path / "full" / "config.json").read_text())
+    assert meta["config"]["steps"] == 8 and "torch" in meta["versions"]
+
+    calls = {"n": 0}
+    original = Simulator.step
+
+    def interrupted(self, s):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return original(self, s)
+
+    monkeypatch.setattr(Simulator, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(Simulator, "step", original)
+    resumed = read_metrics(run(cfg, tmp_path / "cut", progress=False))
+    assert resumed == full  # the rows after the last checkpoint were dropped and recomputed identically
+    with pytest.raises(ValueError, match=r"^out: .* holds a run with another config"):
+        run(dataclasses.replace(cfg, lr=0.2), tmp_path / "cut", progress=False)
+
+
+def test_a_run_that_goes_non_finite_stops_alone(tmp_path, monkeypatch):
+    cfg = SimConfig(
+        env="bandit",
+        env_kwargs=SMALL_BANDIT,
+        update="exact_pg",
+        controllers=(),
+        runs=3,
+        steps=4,
+        checkpoint_every=0,
+    )
+    original = tr.pg_dz
+
+    def poisoned(ex):
+        d = original(ex)
+        d[1, 0, 0] = float("nan")
+        return d
+
+    monkeypatch.setattr(tr, "pg_dz", poisoned)
+    out = run(cfg, tmp_path / "nan", progress=False)
+    rows = read_metrics(out)
+    assert {r["run"] for r in rows if r["step"] == 3} == {0, 2}
+    assert all(np.isfinite(r["entropy"]) for r in rows)
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["dead_runs"] == {"1": "step 0: non-finite logits after the update"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--env", "gridworld"], "error: env: got 'gridworld'; allowed: bandit, token_tree"),
+        (["--lr", "-1"], "error: lr: got -1.0; allowed: a finite number > 0"),
+        (["--group-size", "1"], "error: group_size: got 1; allowed: an integer >= 2"),
+        (["--controllers", "grpo,clipcov"], "error: name: unknown controller 'clipcov'; allowed:"),
+        (["--env", "token_tree", "--env-kw", "horizon=0"], "error: horizon: got 0"),
+        (
+            ["--update", "exact_pg", "--controllers", "grpo"],
+            "error: controllers: got 'grpo'; allowed: none with an exact update",
+        ),
+        (["--hp", "clip_cov.frac=0.1"], "error: hyperparameters: got ['clip_cov']"),
+    ],
+)
+def test_cli_bad_input_is_one_line(argv, needle, tmp_path, capsys):
+    assert main(["run", *argv, "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(needle) and "\n" not in err
+    assert not (tmp_path / "x").exists()  # nothing started
+
+
+def test_cli_runs_a_preset(tmp_path, capsys):
+    assert main(["run", "--preset", "quick", "--steps", "3", "--out", str(tmp_path / "q"), "--quiet"]) == 0
+    assert "grpo on bandit, 8 runs × 3 steps" in capsys.readouterr().out
+    assert len(read_metrics(tmp_path / "q")) == 8 * 3
+
+
+def test_pipeline_is_the_controllers_pipeline():
+    sim = _sim(update="grpo", controllers=("qae", "ppo_clip"), hyperparameters={"qae": {"k": 0.6}})
+    assert isinstance(sim.pipe, C.Pipeline)
+    assert [c.name for c in sim.pipe.controllers] == ["qae", "ppo_clip"] and sim.pipe.controllers[0].k == 0.6
