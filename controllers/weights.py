@@ -65,13 +65,17 @@ class ClipCov(Controller):
                     return dataclasses.replace(self, eps_lo=c.eps_lo, eps_hi=c.eps_hi)
         return self
 
-    def select(self, batch, generator: torch.Generator | None = None) -> Tensor:
-        """Bool (B, T): the tokens to detach."""
-        m = batch.mask.bool()
+    def candidates(self, batch) -> Tensor:
+        """Bool (B, T): valid tokens with lb < Cov < ub that PPO has not clipped."""
         cov = token_cov(batch)
-        cand = m & (cov > self.lb) & (cov < self.ub)
+        cand = batch.mask.bool() & (cov > self.lb) & (cov < self.ub)
         if self.eps_lo is not None:
             cand &= ~ppo_clipped(batch, self.eps_lo, self.eps_hi)
+        return cand
+
+    def select(self, batch, generator: torch.Generator | None = None, cand: Tensor | None = None) -> Tensor:
+        """Bool (B, T): the tokens to detach."""
+        cand = self.candidates(batch) if cand is None else cand
         n_total, _ = global_count(batch.mask)
         n_cand, before = global_count(cand.to(batch.mask.dtype))
         k = min(count_frac(self.frac, n_total), n_cand)
@@ -86,9 +90,8 @@ class ClipCov(Controller):
         return out
 
     def terms(self, batch, state, generator=None):
-        sel = self.select(batch, generator)
-        cov = token_cov(batch)
-        cand = batch.mask.bool() & (cov > self.lb) & (cov < self.ub)
+        cand = self.candidates(batch)
+        sel = self.select(batch, generator, cand)
         return Terms(
             weight=(~sel).to(batch.logp.dtype),
             metrics={

@@ -23,20 +23,13 @@ def _sim(**kw):
     return Simulator(SimConfig(**{**base, **kw}))
 
 
-def test_exact_pg_step_is_theory_pg_dz():
-    sim = _sim(update="exact_pg", controllers=())
+@pytest.mark.parametrize(("update", "reference"), [("exact_pg", theory.pg_dz), ("exact_npg", theory.npg_dz)])
+def test_exact_step_is_the_theory_step(update, reference):
+    sim = _sim(update=update, controllers=())
     s = sim.init_state()
     z0 = s.z.clone().numpy()
     sim.step(s)
-    np.testing.assert_allclose(s.z.numpy() - z0, theory.pg_dz(z0, sim.spec.rewards, 0.5), atol=1e-14)
-
-
-def test_exact_npg_step_is_theory_npg_dz():
-    sim = _sim(update="exact_npg", controllers=())
-    s = sim.init_state()
-    z0 = s.z.clone().numpy()
-    sim.step(s)
-    np.testing.assert_allclose(s.z.numpy() - z0, theory.npg_dz(z0, sim.spec.rewards, 0.5), atol=1e-14)
+    np.testing.assert_allclose(s.z.numpy() - z0, reference(z0, sim.spec.rewards, 0.5), atol=1e-14)
 
 
 @pytest.mark.parametrize("env", ["bandit", "token_tree"])
