@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from controllers.advantages import _rewards
 from controllers.base import Controller, Terms, check_int, check_real, register
 
 
@@ -44,11 +45,7 @@ class DynamicSampling(Controller):
     kind = "batch"
 
     def terms(self, batch, state, generator=None):
-        if batch.reward is None:
-            raise ValueError(
-                f"reward: None; allowed: a (B,) tensor of sequence rewards ({self.name!r} needs it)"
-            )
-        keep = mixed_groups(batch.reward, batch.group)
+        keep = mixed_groups(_rewards(batch, self.name), batch.group)
         groups = batch.group if batch.group is not None else torch.zeros_like(keep, dtype=torch.long)
         n_groups = int(torch.unique(groups).numel())
         n_dropped = int(torch.unique(groups[~keep]).numel())
@@ -92,11 +89,8 @@ class OverlongShaping(Controller):
         return self.penalty_factor * r
 
     def rewards(self, batch, state):
-        if batch.reward is None:
-            raise ValueError(
-                f"reward: None; allowed: a (B,) tensor of sequence rewards ({self.name!r} needs it)"
-            )
-        return batch.reward + self.penalty(batch.seq_len).to(batch.reward.dtype)
+        r = _rewards(batch, self.name)
+        return r + self.penalty(batch.seq_len).to(r.dtype)
 
     def terms(self, batch, state, generator=None):
         pen = self.penalty(batch.seq_len)

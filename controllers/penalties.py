@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from controllers.agg import masked_mean
 from controllers.base import Controller, Terms, check_choice, check_int, check_real, register
 from controllers.select import count_frac, global_count, global_topk_mask, token_cov
 
@@ -116,7 +117,7 @@ class RefKL(Controller):
     def terms(self, batch, state, generator=None):
         k = self.kl(batch)
         m = batch.mask
-        kl_mean = float((k.detach() * m).sum()) / max(float(m.sum()), 1.0)
+        kl_mean = float(masked_mean(k.detach(), m))
         return Terms(penalty=self.beta * k, metrics={"kl": kl_mean, "n_resets": state["n_resets"]})
 
     def step(self, state, stats):

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from controllers import dist
+from controllers.advantages import _seq_mean
 from controllers.base import Controller, Terms, check_choice, check_real, register
 from controllers.select import count_frac, global_count, token_cov
 from controllers.surrogates import PPOClip, ppo_clipped
@@ -215,9 +216,8 @@ class OffPolicyMask(Controller):
 
     def terms(self, batch, state, generator=None):
         m = batch.mask
-        rows = m.sum(-1).clamp_min(1.0)
-        kl = ((batch.old_logp.detach() - batch.logp.detach()) * m).sum(-1) / rows
-        a = (batch.adv.detach() * m).sum(-1) / rows
+        kl = _seq_mean(batch.old_logp.detach() - batch.logp.detach(), batch)
+        a = _seq_mean(batch.adv.detach(), batch)
         drop = (a < 0) & (kl > self.delta)
         n_seq = max(int((m.sum(-1) > 0).sum()), 1)
         return Terms(

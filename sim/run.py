@@ -424,9 +424,7 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
         state = sim.load_state(saved)
     elif metrics_path.exists():
         metrics_path.unlink()
-    tmp = cfg_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, cfg_path)
+    _atomic_write_json(meta, cfg_path)
     _truncate(metrics_path, state.step)
     bar = None
     if progress:
@@ -457,8 +455,14 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
         print(f"run {i} stopped at {d}", file=sys.stderr)
     meta["seconds"] = time.time() - t0
     meta["dead_runs"] = {str(i): d for i, d in dead}
-    cfg_path.write_text(json.dumps(meta, indent=2))
+    _atomic_write_json(meta, cfg_path)
     return out
+
+
+def _atomic_write_json(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
 
 
 def _truncate(path: Path, next_step: int) -> None:
