@@ -39,13 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="train R runs and write runs/<name>/metrics.jsonl and config.json")
     r.add_argument("--preset", choices=sorted(PRESETS), help="start from a typed preset (sim/presets.py)")
-    r.add_argument("--env", help="bandit | token_tree (gymnasium: entrolab/Bandit-v0, entrolab/TokenTree-v0)")
+    r.add_argument(
+        "--env",
+        help="bandit | token_tree | FrozenLake-v1 | CliffWalking-v1 | Taxi-v3 (gymnasium toy-text, exact "
+        "through their transition tables)",
+    )
     r.add_argument(
         "--env-kw",
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="arguments of sim.envs.make_<env>, e.g. n_arms=32 correct=rare",
+        help="arguments of sim.envs.make_<env>, e.g. n_arms=32 correct=rare; toy-text: horizon=50 n_prompts=16 "
+        "prior_scale=1.0 is_slippery=False",
     )
     r.add_argument(
         "--update", choices=UPDATES, help="exact_pg, exact_npg, grpo (sampled), ppo (off-policy epochs)"

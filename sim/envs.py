@@ -55,6 +55,10 @@ class TreeEnvSpec:
     prior: np.ndarray
     bernoulli: bool = False  # sampled reward ~ Bernoulli(rewards) (else rewards are {0, 1} and exact)
 
+    @property
+    def n_prompts(self) -> int:
+        return self.shape.n_prompts
+
     def answer_of_leaf(self) -> np.ndarray:
         """(V^T,) answer id of each leaf: its last token (for SEED-GRPO's answer clusters)."""
         return np.arange(self.shape.n_leaves) % self.shape.vocab
@@ -156,7 +160,115 @@ def make_token_tree(
     return TreeEnvSpec("token_tree", shape, r, z)
 
 
-BUILDERS = {"bandit": make_bandit, "token_tree": make_token_tree}
+@dataclass(frozen=True)
+class MdpEnvSpec:
+    """A gymnasium toy-text MDP as padded transition tables (see ``sim.mdp``): (S, A, K) arrays ``next``,
+    ``prob``, ``cont`` (episode goes on), ``succ`` (episode ends in success); P start states (the prompts),
+    horizon H, prior logits (S, A)."""
+
+    name: str
+    next: np.ndarray
+    prob: np.ndarray
+    cont: np.ndarray
+    succ: np.ndarray
+    start: np.ndarray
+    horizon: int
+    prior: np.ndarray
+    bernoulli: bool = False
+
+    @property
+    def n_prompts(self) -> int:
+        return int(self.start.shape[0])
+
+    @property
+    def n_states(self) -> int:
+        return int(self.next.shape[0])
+
+    @property
+    def n_actions(self) -> int:
+        return int(self.next.shape[1])
+
+
+TOY_TEXT = ("FrozenLake-v1", "CliffWalking-v1", "Taxi-v3")
+# kwargs whose dynamics gymnasium's transition table P does not hold
+_NOT_IN_TABLE = {"fickle_passenger", "fickle_probability", "render_mode", "max_episode_steps"}
+
+
+def _gym_make(env_id: str, **kwargs):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return gym.make(env_id, **kwargs)
+        except gym.error.Error:
+            if env_id == "Taxi-v3":  # gymnasium >= 1.3 keeps only Taxi-v4 (same default dynamics)
+                return gym.make("Taxi-v4", **kwargs)
+            raise
+
+
+def make_toytext(
+    env_id: str,
+    horizon: int | None = None,
+    n_prompts: int = 16,
+    prior_scale: float = 0.0,
+    seed: int = 0,
+    **gym_kwargs,
+) -> MdpEnvSpec:
+    """Gymnasium's FrozenLake-v1, CliffWalking-v1 or Taxi-v3 from its transition table ``env.unwrapped.P``.
+
+    horizon: steps per episode (default: gymnasium's time limit, 100 where it has none). n_prompts: at
+    most this many start states, a seeded sample of the support of the env's initial distribution (all
+    of it when smaller: FrozenLake and CliffWalking have one). Success = terminating with the largest
+    terminal reward in the table. prior: uniform logits plus N(0, prior_scale²) noise. gym_kwargs go to
+    ``gymnasium.make`` (e.g. ``is_slippery=False``, ``map_name="8x8"``).
+    """
+    _choice("env", env_id, TOY_TEXT)
+    bad = sorted(set(gym_kwargs) & _NOT_IN_TABLE)
+    if bad:
+        raise _err(bad[0], gym_kwargs[bad[0]], "not supported: its dynamics are not in the transition table")
+    try:
+        env = _gym_make(env_id, **gym_kwargs)
+    except TypeError as e:
+        raise ValueError(f"env_kwargs: {e}; allowed: the arguments of gymnasium.make({env_id!r})") from None
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    H = _int("horizon", horizon if horizon is not None else (limit or 100), 1, 10_000)
+    n_p = _int("n_prompts", n_prompts, 1)
+    scale = _real("prior_scale", prior_scale, 0.0, 100.0)
+    u = env.unwrapped
+    table = u.P
+    S, A = u.observation_space.n, u.action_space.n
+    K = max(len(table[s][a]) for s in range(S) for a in range(A))
+    best = max(r for s in range(S) for a in range(A) for (_, _, r, done) in table[s][a] if done)
+    nxt = np.zeros((S, A, K), np.int64)
+    prob, cont, succ = (np.zeros((S, A, K)) for _ in range(3))
+    for s in range(S):
+        for a in range(A):
+            for k, (p, s2, r, done) in enumerate(table[s][a]):
+                nxt[s, a, k], prob[s, a, k] = s2, p
+                cont[s, a, k] = 0.0 if done else 1.0
+                succ[s, a, k] = 1.0 if done and r == best else 0.0
+    rng = np.random.default_rng(seed)
+    support = np.flatnonzero(np.asarray(u.initial_state_distrib) > 0)
+    start = np.sort(rng.choice(support, size=min(n_p, support.size), replace=False))
+    prior = rng.normal(0.0, scale, (S, A)) if scale > 0 else np.zeros((S, A))
+    env.close()
+    return MdpEnvSpec(env_id, nxt, prob, cont, succ, start, H, prior)
+
+
+def _toytext_builder(env_id: str):
+    def build(**kwargs) -> MdpEnvSpec:
+        return make_toytext(env_id, **kwargs)
+
+    build.__name__ = f"make_toytext({env_id!r})"
+    return build
+
+
+BUILDERS = {
+    "bandit": make_bandit,
+    "token_tree": make_token_tree,
+    **{env_id: _toytext_builder(env_id) for env_id in TOY_TEXT},
+}
 
 
 class TreeEnv(gym.Env):

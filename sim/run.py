@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 import controllers as C
+from sim import models
 from sim import tree as tr
-from sim.envs import BUILDERS, TreeEnvSpec
+from sim.envs import BUILDERS, MdpEnvSpec, TreeEnvSpec
 
 UPDATES = ("exact_pg", "exact_npg", "grpo", "ppo")
 OPTIMIZERS = ("sgd", "adam")
@@ -48,9 +49,10 @@ class SimConfig:
     """A simulator run. Every field is validated before any work starts."""
 
     env: str = "bandit"
-    """environment: "bandit" or "token_tree" (gymnasium ids entrolab/Bandit-v0, entrolab/TokenTree-v0)"""
+    """environment: "bandit", "token_tree" (gymnasium ids entrolab/Bandit-v0, entrolab/TokenTree-v0) or a
+    gymnasium toy-text id: FrozenLake-v1, CliffWalking-v1, Taxi-v3"""
     env_kwargs: dict = field(default_factory=dict)
-    """keyword arguments of sim.envs.make_<env> (e.g. n_arms, correct_frac, seed)"""
+    """keyword arguments of sim.envs.make_<env> (e.g. n_arms, correct_frac, seed) or sim.envs.make_toytext"""
     update: str = "grpo"
     """update rule: exact_pg, exact_npg (analytic), grpo (sampled, on-policy), ppo (sampled, off-policy epochs)"""
     controllers: tuple = ("grpo",)
@@ -133,18 +135,19 @@ class SimConfig:
         if unknown:
             bad("hyperparameters", unknown, f"names of the chosen controllers: {', '.join(self.controllers)}")
         self.pipeline()  # unknown controller names / hyperparameters fail here
-        n_prompts = self.env_spec().shape.n_prompts  # bad environment arguments fail here
+        n_prompts = self.env_spec().n_prompts  # bad environment arguments fail here
         if self.update == "ppo" and self.minibatches > n_prompts:
             bad("minibatches", self.minibatches, f"at most n_prompts = {n_prompts}")
 
     def pipeline(self) -> C.Pipeline:
         return C.Pipeline([C.get(n, **self.hyperparameters.get(n, {})) for n in self.controllers])
 
-    def env_spec(self) -> TreeEnvSpec:
+    def env_spec(self) -> TreeEnvSpec | MdpEnvSpec:
         try:
             return BUILDERS[self.env](**self.env_kwargs)
         except TypeError as e:
-            raise ValueError(f"env_kwargs: {e}; allowed: the arguments of sim.envs.make_{self.env}") from None
+            builder = BUILDERS[self.env].__name__
+            raise ValueError(f"env_kwargs: {e}; allowed: the arguments of sim.envs.{builder}") from None
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -191,16 +194,18 @@ class Simulator:
     def __init__(self, cfg: SimConfig):
         self.cfg = cfg
         self.spec = cfg.env_spec()
-        self.shape = self.spec.shape
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device: got {cfg.device!r}; allowed: cpu (no CUDA device is available)")
         self.dtype = torch.float64
-        self.rewards = torch.as_tensor(self.spec.rewards, dtype=self.dtype, device=self.device)  # (P, L)
+        self.model = models.model(self.spec, self.device, self.dtype)
         self.prior = torch.as_tensor(self.spec.prior, dtype=self.dtype, device=self.device)  # (S, V)
-        self.answers = torch.as_tensor(self.spec.answer_of_leaf(), device=self.device)
         self.pipe = cfg.pipeline()
-        self.fast = all(c.name in SEPARABLE for c in self.pipe.controllers)
+        # one policy_loss call for all runs gives each run its own gradient only if the aggregation does
+        # not mix runs' token counts: token-mean over variable-length episodes would
+        self.fast = all(c.name in SEPARABLE for c in self.pipe.controllers) and (
+            self.model.fixed_length or cfg.agg != "token-mean"
+        )
         self.needs_topp = any(
             c.name == "siren" or getattr(c, "inner", None) == "siren" for c in self.pipe.controllers
         )
@@ -240,10 +245,18 @@ class Simulator:
 
     # -- exact measurements --------------------------------------------------------------------------
 
-    def measure(self, z: torch.Tensor) -> tuple[tr.Exact, dict[str, torch.Tensor]]:
-        ex = tr.exact(self.shape, z.detach(), self.rewards)
-        w = tr.token_weights(self.shape, ex.reach)
-        success = (ex.leaf_prob * self.rewards).sum(-1)  # (R, P)
+    @property
+    def shape(self) -> tr.TreeShape:
+        return self.model.shape  # trees only
+
+    @property
+    def rewards(self) -> torch.Tensor:
+        return self.model.rewards  # trees only: (P, V^T)
+
+    def measure(self, z: torch.Tensor):
+        ex = self.model.exact(z.detach())
+        w = models.visit_weights(ex.reach)
+        success = ex.success  # (R, P)
         out = {
             "entropy": (w * ex.entropy).sum(-1),
             "success": success.mean(-1),
@@ -257,10 +270,8 @@ class Simulator:
     # -- sampled batches -------------------------------------------------------------------------------
 
     def rollout(self, z: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        G = self.cfg.group_size
-        states, tokens = tr.sample(self.shape, z, G, gen)  # (R, P, G, T)
-        leaf = tr.leaf_index(self.shape, tokens)  # (R, P, G)
-        p_correct = self.rewards[torch.arange(self.shape.n_prompts, device=self.device)[None, :, None], leaf]
+        roll = self.model.sample(z, self.cfg.group_size, gen)  # (R, P, G, T) and (R, P, G)
+        states, tokens, p_correct = roll["states"], roll["tokens"], roll["p_correct"]
         if self.spec.bernoulli:
             u = torch.rand(p_correct.shape, generator=gen, dtype=self.dtype).to(self.device)
             reward = (u < p_correct).to(self.dtype)
@@ -269,7 +280,7 @@ class Simulator:
         old = torch.log_softmax(z.detach(), -1)
         R = z.shape[0]
         old_logp = old[torch.arange(R, device=self.device)[:, None, None, None], states, tokens]
-        return {"states": states, "tokens": tokens, "reward": reward, "leaf": leaf, "old_logp": old_logp}
+        return {**roll, "reward": reward, "old_logp": old_logp}
 
     def token_batch(
         self, z: torch.Tensor, roll: dict, runs: slice | torch.Tensor, prompts: torch.Tensor
@@ -286,7 +297,7 @@ class Simulator:
         ent = -(logp_all.exp() * logp_all).sum(-1)
         ref = torch.log_softmax(self.prior[st], -1).gather(-1, tok[..., None]).squeeze(-1)
         group = (
-            torch.arange(r, device=self.device)[:, None] * self.shape.n_prompts + prompts[None, :]
+            torch.arange(r, device=self.device)[:, None] * self.model.n_prompts + prompts[None, :]
         ).repeat_interleave(G, dim=1)
         flat = lambda x: x.reshape(r * p * G, *x.shape[4:]) if x.dim() > 4 else x.reshape(r * p * G, T)  # noqa: E731
         topp = flat(C.nucleus_entropy(logits)) if self.needs_topp else None
@@ -295,12 +306,12 @@ class Simulator:
             old_logp=flat(roll["old_logp"][runs][:, prompts]),
             adv=torch.zeros(r * p * G, T, dtype=self.dtype, device=self.device),
             entropy=flat(ent),
-            mask=torch.ones(r * p * G, T, dtype=self.dtype, device=self.device),
+            mask=flat(roll["mask"][runs][:, prompts]),
             group=group.reshape(-1),
             reward=roll["reward"][runs][:, prompts].reshape(-1),
             ref_logp=flat(ref),
             entropy_topp=topp,
-            answer=self.answers[roll["leaf"][runs][:, prompts]].reshape(-1),
+            answer=roll["answer"][runs][:, prompts].reshape(-1),
         )
 
     def _agg_factor(self, n_runs: int) -> float:
@@ -366,7 +377,7 @@ class Simulator:
             self._apply(s, s.z, direction, None)
         else:
             roll = self.rollout(z_old, s.gen)
-            P = self.shape.n_prompts
+            P = self.model.n_prompts
             epochs, mbs = (1, 1) if cfg.update == "grpo" else (cfg.epochs, cfg.minibatches)
             for _ in range(epochs):
                 perm = (
@@ -392,7 +403,7 @@ class Simulator:
         with torch.no_grad():
             s.z[bad] = z_old[bad]  # a stopped run keeps its last finite policy
         dz = torch.where(bad[:, None, None], torch.zeros_like(dz), dz)
-        w = tr.token_weights(self.shape, ex.reach)
+        w = models.visit_weights(ex.reach)
         meas["dH_predicted"] = (w * tr.first_order_dH(z_old, dz)).sum(-1)
         meas["dH_realized"] = (w * (tr.state_entropy(s.z.detach()) - ex.entropy)).sum(-1)
         meas["batch"] = batch_metrics

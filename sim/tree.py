@@ -86,6 +86,7 @@ class Exact:
     q: Tensor  # (R, S, V) expected reward after taking a in s
     v: Tensor  # (R, S)
     entropy: Tensor  # (R, S)
+    success: Tensor  # (R, P) probability that a response is judged correct
 
     @property
     def adv(self) -> Tensor:
@@ -116,13 +117,8 @@ def exact(shape: TreeShape, z: Tensor, rewards: Tensor) -> Exact:
         q=cat(q_lv),
         v=cat(v_lv),
         entropy=state_entropy(z),
+        success=(leaf * rewards.to(z.dtype)).sum(-1),
     )
-
-
-def token_weights(shape: TreeShape, reach: Tensor) -> Tensor:
-    """(R, S) weights w(s) = d(s)/(T·P): Σ_s w(s)·f(s) is the expected per-token mean of f along a
-    sampled response, averaged over prompts (each response has exactly T tokens)."""
-    return reach / (shape.horizon * shape.n_prompts)
 
 
 def pg_dz(ex: Exact) -> Tensor:
