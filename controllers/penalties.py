@@ -13,21 +13,38 @@ from controllers.base import Controller, Terms, check_choice, check_int, check_r
 from controllers.select import count_frac, global_count, global_topk_mask, token_cov
 
 _WARNED: set[str] = set()
+_ACTIVE: set[str] = set()  # owners that have seen an off-policy call: never warn for them
+_INERT: dict[str, int] = {}  # consecutive on-policy calls per owner
+INERT_CALLS_BEFORE_WARNING = 3
 
 
 def _warn_on_policy(owner: str, batch, selected: Tensor) -> None:
-    """Warn once per process when a |log π − log π_old| penalty is inert (on-policy: it and its gradient are 0)."""
-    if owner in _WARNED or not bool(selected.any()):
+    """Warn once per process when a |log π − log π_old| penalty stays inert (on-policy: it and its gradient
+    are 0) for ``INERT_CALLS_BEFORE_WARNING`` calls in a row with no off-policy call ever seen. The first
+    mini-batch of every PPO rollout is on-policy, so one inert call is normal."""
+    if owner in _WARNED or owner in _ACTIVE or not bool(selected.any()):
         return
-    if bool((batch.logp.detach() == batch.old_logp.detach())[selected].all()):
+    if not bool((batch.logp.detach() == batch.old_logp.detach())[selected].all()):
+        _ACTIVE.add(owner)
+        return
+    _INERT[owner] = _INERT.get(owner, 0) + 1
+    if _INERT[owner] >= INERT_CALLS_BEFORE_WARNING:
         _WARNED.add(owner)
         warnings.warn(
-            f"{owner}: log π == log π_old on every selected token (on-policy update), so the penalty "
-            "|log π − log π_old| and its gradient are zero and the controller does nothing; use several "
-            "mini-batches/epochs per rollout, or clip_cov, which acts on-policy (PRIME-RL #1).",
+            f"{owner}: log π == log π_old on every selected token in {_INERT[owner]} calls (on-policy "
+            "updates), so the penalty |log π − log π_old| and its gradient are zero and the controller does "
+            "nothing; use several mini-batches/epochs per rollout, or clip_cov, which acts on-policy "
+            "(PRIME-RL #1).",
             UserWarning,
             stacklevel=4,
         )
+
+
+def reset_warnings() -> None:
+    """Forget which owners were warned or seen off-policy (for tests and new runs in one process)."""
+    _WARNED.clear()
+    _ACTIVE.clear()
+    _INERT.clear()
 
 
 def _abs_log_ratio(batch) -> Tensor:

@@ -43,8 +43,12 @@ def test_kl_cov_equals_brute_force_topk(batch, frac, beta):
 @given(batches(max_b=8, max_t=6))
 def test_kl_cov_is_inert_on_policy_and_warns_once(batch):
     b = _adv(batch)
-    penalties._WARNED.discard("kl_cov")
+    penalties.reset_warnings()
     c = C.get("kl_cov", frac=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one or two on-policy calls are normal (a PPO rollout's first)
+        for _ in range(penalties.INERT_CALLS_BEFORE_WARNING - 1):
+            C.policy_loss(b, [c])
     with pytest.warns(UserWarning, match="on-policy"):
         loss, _ = C.policy_loss(b, [c])
     base, _ = C.policy_loss(b, [])
@@ -55,6 +59,19 @@ def test_kl_cov_is_inert_on_policy_and_warns_once(batch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         C.policy_loss(b, [c])  # the second time: silent
+
+
+@given(batches(max_b=8, max_t=6, off_policy=True))
+def test_kl_cov_never_warns_once_it_has_seen_an_off_policy_batch(batch):
+    b = _adv(batch)
+    penalties.reset_warnings()
+    c = C.get("kl_cov", frac=1.0)
+    C.policy_loss(b, [c])
+    on = b.replace(old_logp=b.logp.detach().clone())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2 * penalties.INERT_CALLS_BEFORE_WARNING):
+            C.policy_loss(on, [c])  # later rollouts' first mini-batches
 
 
 @given(batches(max_b=8, max_t=6, off_policy=True))
