@@ -13,38 +13,47 @@ from controllers.base import Controller, Terms, check_choice, check_int, check_r
 from controllers.select import count_frac, global_count, global_topk_mask, token_cov
 
 _WARNED: set[str] = set()
-_ACTIVE: set[str] = set()  # owners that have seen an off-policy call: never warn for them
-_INERT: dict[str, int] = {}  # consecutive on-policy calls per owner
-INERT_CALLS_BEFORE_WARNING = 3
+INERT_STEPS_BEFORE_WARNING = 3
 
 
-def _warn_on_policy(owner: str, batch, selected: Tensor) -> None:
-    """Warn once per process when a |log π − log π_old| penalty stays inert (on-policy: it and its gradient
-    are 0) for ``INERT_CALLS_BEFORE_WARNING`` calls in a row with no off-policy call ever seen. The first
-    mini-batch of every PPO rollout is on-policy, so one inert call is normal."""
-    if owner in _WARNED or owner in _ACTIVE or not bool(selected.any()):
-        return
-    if not bool((batch.logp.detach() == batch.old_logp.detach())[selected].all()):
-        _ACTIVE.add(owner)
-        return
-    _INERT[owner] = _INERT.get(owner, 0) + 1
-    if _INERT[owner] >= INERT_CALLS_BEFORE_WARNING:
-        _WARNED.add(owner)
-        warnings.warn(
-            f"{owner}: log π == log π_old on every selected token in {_INERT[owner]} calls (on-policy "
-            "updates), so the penalty |log π − log π_old| and its gradient are zero and the controller does "
-            "nothing; use several mini-batches/epochs per rollout, or clip_cov, which acts on-policy "
-            "(PRIME-RL #1).",
-            UserWarning,
-            stacklevel=4,
-        )
+def _inert(batch, selected: Tensor) -> float:
+    """1.0 when tokens are selected and log π == log π_old on all of them (the |log-ratio| penalty and its
+    gradient are exactly 0 there: an on-policy call), else 0.0."""
+    if not bool(selected.any()):
+        return 0.0
+    return float(bool((batch.logp.detach() == batch.old_logp.detach())[selected].all()))
+
+
+class _InertWarning:
+    """State and ``step`` for penalties on |log π − log π_old|: count optimizer steps whose calls were all
+    inert (metric ``ctrl/<name>/inert`` = 1; trainers that average a step's metrics give < 1 when any call
+    was off-policy) and warn once per process after ``INERT_STEPS_BEFORE_WARNING`` in a row. The first
+    mini-batch of every PPO rollout is on-policy, so single inert steps are normal."""
+
+    name: str
+
+    def init(self):
+        return {"inert_steps": 0}
+
+    def step(self, state, stats):
+        inert = float(stats.get(f"ctrl/{self.name}/inert", 0.0)) >= 1.0
+        n = state.get("inert_steps", 0) + 1 if inert else 0
+        if n >= INERT_STEPS_BEFORE_WARNING and self.name not in _WARNED:
+            _WARNED.add(self.name)
+            warnings.warn(
+                f"{self.name}: log π == log π_old on every selected token for {n} optimizer steps in a row "
+                "(on-policy updates), so the penalty |log π − log π_old| and its gradient are zero and the "
+                "controller does nothing; use several mini-batches/epochs per rollout, or clip_cov, which "
+                "acts on-policy (PRIME-RL #1).",
+                UserWarning,
+                stacklevel=3,
+            )
+        return {"inert_steps": n}
 
 
 def reset_warnings() -> None:
-    """Forget which owners were warned or seen off-policy (for tests and new runs in one process)."""
+    """Forget which controllers have warned (for tests, or several runs in one process)."""
     _WARNED.clear()
-    _ACTIVE.clear()
-    _INERT.clear()
 
 
 def _abs_log_ratio(batch) -> Tensor:
@@ -53,13 +62,13 @@ def _abs_log_ratio(batch) -> Tensor:
 
 @register
 @dataclass(frozen=True)
-class KLCov(Controller):
+class KLCov(_InertWarning, Controller):
     """KL-Cov: penalise the ⌈frac·N⌉ tokens with the largest covariance by β·|log π − log π_old|.
 
     Cov(y_t) = (log π − mean log π)(A − mean A) over the N valid tokens of all ranks; exactly the top
     ⌈frac·N⌉ (ties broken by position) get the penalty, the rest nothing. The paper's loss has no PPO
     clip: do not add ``ppo_clip`` to reproduce it. On-policy (ratio = 1) the penalty and its gradient are
-    exactly 0 (a warning says so once).
+    exactly 0 (metric ``inert``; a warning after 3 such optimizer steps in a row).
     Units: frac is a fraction (PRIME's ``k_percent`` = 100·frac; verl ``kl_cov_ratio`` = frac).
     Defaults: frac = 2e-3 (paper, 7B; 2e-4 for 32B and in verl), beta = 1 (paper and verl's code fallback;
     verl's actor.yaml says 0.1). Deviations from verl: global selection (verl: per micro-batch), no floor
@@ -82,10 +91,11 @@ class KLCov(Controller):
 
     def terms(self, batch, state, generator=None):
         sel = self.select(batch)
-        _warn_on_policy(self.name, batch, sel)
         pen = self.beta * _abs_log_ratio(batch) * sel.to(batch.logp.dtype)
         n = max(float(batch.mask.sum()), 1.0)
-        return Terms(penalty=pen, metrics={"frac_penalised": float(sel.sum()) / n})
+        return Terms(
+            penalty=pen, metrics={"frac_penalised": float(sel.sum()) / n, "inert": _inert(batch, sel)}
+        )
 
 
 @register
@@ -154,7 +164,7 @@ class RefKL(Controller):
 
 @register
 @dataclass(frozen=True)
-class Sent(Controller):
+class Sent(_InertWarning, Controller):
     """SENT: KL-Cov restricted to low-entropy tokens, with a stronger and a weaker penalty.
 
     Among the ⌈low_entropy_frac·N⌉ lowest-entropy valid tokens (all ranks), compute the KL-Cov covariance
@@ -195,7 +205,6 @@ class Sent(Controller):
 
     def terms(self, batch, state, generator=None):
         low, top, bottom = self.select(batch)
-        _warn_on_policy(self.name, batch, top | bottom)
         mult = self.hi_mult * top.to(batch.logp.dtype) + self.lo_mult * bottom.to(batch.logp.dtype)
         n = max(float(batch.mask.sum()), 1.0)
         return Terms(
@@ -204,5 +213,6 @@ class Sent(Controller):
                 "frac_low_entropy": float(low.sum()) / n,
                 "frac_penalised_hi": float(top.sum()) / n,
                 "frac_penalised_lo": float(bottom.sum()) / n,
+                "inert": _inert(batch, top | bottom),
             },
         )

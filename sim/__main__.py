@@ -84,7 +84,51 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output directory, e.g. runs/NAME")
     r.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a checkpoint")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    v = sub.add_parser("verify", help="run the simulator-side theory checks and print a verdict table")
+    v.add_argument("--json", help="also write the table as JSON to this path")
+    v.add_argument("--seed", type=int, default=0, help="root seed of the checks (default 0)")
+    v.add_argument("--only", nargs="+", metavar="ID", help="only these row ids (e.g. M2 M8)")
+    v.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
+
+
+def verify_main(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from sim import verify
+    from theory.verify import format_table, to_json
+
+    if args.only:
+        unknown = sorted(set(args.only) - set(verify.CHECKS))
+        if unknown:
+            print(
+                f"error: --only: unknown row ids {unknown}; allowed: {' '.join(verify.CHECKS)}",
+                file=sys.stderr,
+            )
+            return 2
+    out = Path(args.json) if args.json else None
+    if out is not None and not out.parent.exists():
+        print(
+            f"error: --json: directory {out.parent} does not exist; allowed: a path in an existing directory",
+            file=sys.stderr,
+        )
+        return 2
+    t0 = time.perf_counter()
+
+    def progress(rid: str) -> None:
+        if not args.quiet:
+            print(f"  checking {rid} ({time.perf_counter() - t0:.0f} s) ...", file=sys.stderr, flush=True)
+
+    rows = verify.run_all(seed=args.seed, only=args.only, progress=progress)
+    print(format_table(rows))
+    print(f"({time.perf_counter() - t0:.1f} s, seed {args.seed})")
+    if out is not None:
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text(to_json(rows, args.seed))
+        tmp.replace(out)
+        print(f"wrote {out}")
+    return 0 if all(r.ok for r in rows) else 1
 
 
 def config_from_args(a: argparse.Namespace) -> SimConfig:
@@ -130,6 +174,8 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "verify":
+        return verify_main(args)
     try:
         cfg = config_from_args(args)
     except ValueError as e:

@@ -840,16 +840,21 @@ CHECKS: dict[str, Callable[[np.random.Generator], Row | list[Row]]] = {
 
 
 def run_all(
-    seed: int = 0, only: list[str] | None = None, progress: Callable[[str], None] | None = None
+    seed: int = 0,
+    only: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    checks: dict[str, Callable[[np.random.Generator], Row | list[Row]]] | None = None,
 ) -> list[Row]:
     """Run every check (or the ids in ``only``); each check gets its own child seed of ``seed``, so a
-    row's numbers do not depend on which other rows run."""
-    unknown = sorted(set(only or []) - set(CHECKS))
+    row's numbers do not depend on which other rows run. ``checks``: another table of checks (the
+    simulator's ``sim.verify.CHECKS``); default this module's."""
+    checks = CHECKS if checks is None else checks
+    unknown = sorted(set(only or []) - set(checks))
     if unknown:
-        raise ValueError(f"only: unknown row ids {unknown}; allowed: {' '.join(CHECKS)}")
+        raise ValueError(f"only: unknown row ids {unknown}; allowed: {' '.join(checks)}")
     rows = []
-    seeds = dict(zip(CHECKS, np.random.SeedSequence(seed).spawn(len(CHECKS)), strict=True))
-    for rid, check in CHECKS.items():
+    seeds = dict(zip(checks, np.random.SeedSequence(seed).spawn(len(checks)), strict=True))
+    for rid, check in checks.items():
         if only and rid not in only:
             continue
         if progress:

@@ -41,37 +41,44 @@ def test_kl_cov_equals_brute_force_topk(batch, frac, beta):
 
 
 @given(batches(max_b=8, max_t=6))
-def test_kl_cov_is_inert_on_policy_and_warns_once(batch):
+def test_kl_cov_is_inert_on_policy(batch):
     b = _adv(batch)
-    penalties.reset_warnings()
     c = C.get("kl_cov", frac=0.5)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # one or two on-policy calls are normal (a PPO rollout's first)
-        for _ in range(penalties.INERT_CALLS_BEFORE_WARNING - 1):
-            C.policy_loss(b, [c])
-    with pytest.warns(UserWarning, match="on-policy"):
-        loss, _ = C.policy_loss(b, [c])
+        warnings.simplefilter("error")  # a single call never warns: a PPO rollout's first is on-policy
+        loss, m = C.policy_loss(b, [c])
     base, _ = C.policy_loss(b, [])
     assert loss.item() == pytest.approx(base.item(), abs=1e-15)
     (g1,) = torch.autograd.grad(loss, b.logp)
     (g0,) = torch.autograd.grad(base, b.logp)
     torch.testing.assert_close(g1, g0, rtol=0, atol=0)
+    assert m["ctrl/kl_cov/inert"] == (1.0 if bool(b.mask.any()) else 0.0)
+
+
+@pytest.mark.parametrize("name", ["kl_cov", "sent"])
+def test_inert_penalties_warn_after_three_inert_optimizer_steps_in_a_row(name):
+    c = C.get(name)
+    penalties.reset_warnings()
+    inert, active = {f"ctrl/{name}/inert": 1.0}, {f"ctrl/{name}/inert": 0.0}
+    st = c.init()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        C.policy_loss(b, [c])  # the second time: silent
+        for stats in (inert, inert, active, inert, inert, active, {f"ctrl/{name}/inert": 0.5}) * 3:
+            st = c.step(st, stats)  # PPO: the first step of each rollout is on-policy, the next ones not
+    with pytest.warns(UserWarning, match="on-policy"):
+        for _ in range(penalties.INERT_STEPS_BEFORE_WARNING):
+            st = c.step(st, inert)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c.step(st, inert)  # once per process
 
 
 @given(batches(max_b=8, max_t=6, off_policy=True))
-def test_kl_cov_never_warns_once_it_has_seen_an_off_policy_batch(batch):
+def test_kl_cov_reports_off_policy_batches_as_active(batch):
     b = _adv(batch)
-    penalties.reset_warnings()
-    c = C.get("kl_cov", frac=1.0)
-    C.policy_loss(b, [c])
-    on = b.replace(old_logp=b.logp.detach().clone())
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        for _ in range(2 * penalties.INERT_CALLS_BEFORE_WARNING):
-            C.policy_loss(on, [c])  # later rollouts' first mini-batches
+    _, m = C.policy_loss(b, [C.get("kl_cov", frac=1.0)])
+    differs = bool(((b.logp.detach() != b.old_logp) & b.mask.bool()).any())
+    assert m["ctrl/kl_cov/inert"] == (0.0 if differs else float(bool(b.mask.any())))
 
 
 @given(batches(max_b=8, max_t=6, off_policy=True))
