@@ -21,7 +21,7 @@ TORCH_INDEX_FLAG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 help:
 	@echo "make figures  - reproduce the figures and print the theorem-verification table"
 	@echo "make test     - lint + full test suite (CPU)"
-	@echo "make verify   - only the theorem-verification table (python -m theory verify)"
+	@echo "make verify   - only the verification tables (python -m theory verify; python -m sim verify)"
 	@echo "make lint     - ruff check + ruff format --check"
 
 $(PY):
@@ -43,9 +43,11 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
 figures: $(VENV)/.core
 	@mkdir -p runs
 	$(PY) -m theory verify --json runs/theory_verification.json
+	$(PY) -m sim verify --json runs/sim_verification.json
 
 verify: $(VENV)/.core
 	$(PY) -m theory verify
+	$(PY) -m sim verify
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

@@ -203,12 +203,21 @@ class Simulator:
         self.pipe = cfg.pipeline()
         # one policy_loss call for all runs gives each run its own gradient only if the aggregation does
         # not mix runs' token counts: token-mean over variable-length episodes would
-        self.fast = all(c.name in SEPARABLE for c in self.pipe.controllers) and (
+        self.fast = all(self._separable(c) for c in self.pipe.controllers) and (
             self.model.fixed_length or cfg.agg != "token-mean"
         )
         self.needs_topp = any(
             c.name == "siren" or getattr(c, "inner", None) == "siren" for c in self.pipe.controllers
         )
+
+    def _separable(self, c: C.Controller) -> bool:
+        if c.name in SEPARABLE:
+            return True
+        if c.name == "entropy_bonus":  # a token aggregate: separable when it sums over runs like the loss
+            return (c.agg == "seq-mean-token-sum-norm") == (self.cfg.agg == "seq-mean-token-sum-norm") and (
+                self.model.fixed_length or c.agg != "token-mean"
+            )
+        return False
 
     # -- state ---------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -34,18 +35,21 @@ def _seed(rng: np.random.Generator) -> int:
 
 
 def trajectory(cfg: SimConfig, keys=("entropy", "success"), batch_keys=(), warm: bool = False) -> dict:
-    """Run ``cfg`` in memory: {key: (steps, runs) array} for measurement keys and per-run batch metrics."""
+    """Run ``cfg`` in memory: {key: (steps, runs) array} for measurement keys and per-run batch metrics.
+    Controllers' UserWarnings (e.g. KL-Cov inert once every group of a run is solved) are silenced."""
     sim = Simulator(cfg)
     s = sim.init_state()
     if warm:
         warm_start(sim, s)
     out: dict[str, list] = {k: [] for k in (*keys, *batch_keys)}
-    for _ in range(cfg.steps):
-        m = sim.step(s)
-        for k in keys:
-            out[k].append(m[k].detach().cpu().numpy().copy())
-        for k in batch_keys:
-            out[k].append([b.get(k, math.nan) for b in m["batch"]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(cfg.steps):
+            m = sim.step(s)
+            for k in keys:
+                out[k].append(m[k].detach().cpu().numpy().copy())
+            for k in batch_keys:
+                out[k].append([b.get(k, math.nan) for b in m["batch"]])
     res = {k: np.asarray(v, dtype=float) for k, v in out.items()}
     res["dead"] = sum(d is not None for d in s.dead)
     return res
@@ -212,7 +216,7 @@ def check_sampled_baselines(rng) -> Row:
             f"{dH['psr'].mean():.3e}, NSR {dH['nsr'].mean():.3e}, exact-PG {expected:.3e} (|z| "
             f"{z_scores['psr']:.1f}, {z_scores['nsr']:.1f}); order mismatches vs sign(Σg): {mismatch}/"
             f"{int(decided.sum())}; P(Σg ≥ 0) = {float((sum_g >= 0).mean()):.2f} (the share of draws where "
-            f"NSR's step raises entropy less than PSR's)"
+            "NSR's step leaves entropy at least as high as PSR's)"
         ),
         worst=max(worst_id, float(mismatch)),
         tolerance=1e-9,
@@ -324,21 +328,23 @@ TREE = {"n_prompts": 8, "vocab": 4, "horizon": 4, "correct_frac": 0.5}
 def _tree_cfg(seed_env: int, seed: int, **kw) -> SimConfig:
     base = {
         "env": "token_tree", "env_kwargs": {**TREE, "seed": seed_env}, "update": "ppo", "epochs": 4,
-        "runs": 8, "steps": 80, "lr": 1.0, "seed": seed, "pass_k": (1,),
+        "runs": 16, "steps": 60, "lr": 1.0, "seed": seed, "pass_k": (1,),
     }  # fmt: skip
     return SimConfig(**{**base, **kw})
 
 
-def _monotone(values: list[float], ses: list[float]) -> bool:
-    """Non-decreasing within noise (each step ≥ −2 se) and the last above the first by > 3 se."""
-    steps_ok = all(
-        b - a >= -2 * math.hypot(sa, sb)
-        for a, b, sa, sb in zip(values, values[1:], ses, ses[1:], strict=False)
-    )
-    return steps_ok and values[-1] - values[0] > 3 * math.hypot(ses[0], ses[-1])
+def _monotone(ends: list[np.ndarray]) -> bool:
+    """Final entropies per run (same seeds, so paired): non-decreasing within noise (each step's mean
+    paired difference ≥ −2 se) and the last above the first by > 3 se."""
+    steps_ok = all(float((b - a).mean()) >= -2 * _se(b - a) for a, b in itertools.pairwise(ends))
+    d = ends[-1] - ends[0]
+    return steps_ok and float(d.mean()) > 3 * _se(d)
 
 
-def check_clip_family(rng) -> Row:
+CLIP_LR = 10.0  # at η = 1 no token's ratio leaves [0.8, 1.2] in 4 epochs and clip-higher cannot act
+
+
+def check_clip_family(rng) -> list[Row]:
     se_env, seed = _seed(rng), _seed(rng)
     sweeps = {
         "clip-higher eps_hi": ("ppo_clip", "eps_hi", (0.2, 0.28, 0.4), ("grpo", "ppo_clip"), {}),
@@ -347,34 +353,53 @@ def check_clip_family(rng) -> Row:
     }
     res, verdicts = {}, {}
     for label, (ctrl, knob, values, pipe, extra) in sweeps.items():
-        hs, ses, succ = [], [], []
+        hs, ses, succ, ends = [], [], [], []
         for v in values:
-            cfg = _tree_cfg(se_env, seed, controllers=pipe, hyperparameters={ctrl: {**extra, knob: v}})
+            cfg = _tree_cfg(
+                se_env, seed, lr=CLIP_LR, controllers=pipe, hyperparameters={ctrl: {**extra, knob: v}}
+            )
             t = trajectory(cfg)
+            ends.append(t["entropy"][-1])
             hs.append(float(t["entropy"][-1].mean()))
             ses.append(_se(t["entropy"][-1]))
             succ.append(float(t["success"][-1].mean()))
-        res[label] = {"values": list(values), "H_end": hs, "se": ses, "success_end": succ}
-        verdicts[label] = _monotone(hs, ses)
-    ok = all(verdicts.values())
-    text = "; ".join(
-        f"{k} {_fmt(v['values'], '{:g}')}: H {_fmt(v['H_end'])} (±{max(v['se']):.3f}), success "
-        f"{_fmt(v['success_end'])}{'' if verdicts[k] else ' [not monotone/raised]'}"
-        for k, v in res.items()
+        d = ends[-1] - ends[0]
+        res[label] = {
+            "values": list(values), "H_end": hs, "se": ses, "success_end": succ,
+            "gain": float(d.mean()), "gain_se": _se(d),
+        }  # fmt: skip
+        verdicts[label] = _monotone(ends)
+    setting = (
+        f"TokenTree 8 prompts, V=4, T=4; ppo 4 epochs/rollout, η={CLIP_LR:g}, 60 rollouts, 16 runs (paired "
+        "seeds); entropy at the end; KL-Cov without a PPO clip, as in the paper"
     )
-    return Row(
-        id="M6",
-        claim="Clip-higher, Clip-Cov and KL-Cov raise entropy relative to GRPO, monotonically in their knob",
-        source="Cui et al. 2025 §4.3-4.4, Fig. 12; DAPO clip-higher; THEORY §5.10",
-        setting="TokenTree 8 prompts, V=4, T=4; ppo 4 epochs/rollout, η=1, 80 rollouts, 8 runs; entropy at the end",
-        n=8,
-        measured=text,
-        worst=0.0 if ok else 1.0,
-        tolerance=0.0,
-        verdict=HOLDS if ok else FAILS,
-        must_hold=False,
-        details={**res, "monotone": verdicts},
-    )
+    claims = {
+        "clip-higher eps_hi": ("M6a", "Clip-higher (a larger ε_high) raises entropy, more with a larger ε_high", "DAPO (arXiv 2503.14476); Cui et al. 2025 §4.5; THEORY §4.2"),
+        "Clip-Cov frac": ("M6b", "Clip-Cov raises entropy relative to GRPO, monotonically in its ratio", "Cui et al. 2025 §4.3, Fig. 12; THEORY §5.10"),
+        "KL-Cov beta": ("M6c", "KL-Cov raises entropy relative to GRPO, monotonically in β", "Cui et al. 2025 §4.4, Fig. 12; THEORY §5.10"),
+    }  # fmt: skip
+    rows = []
+    for label, (rid, claim, src) in claims.items():
+        v = res[label]
+        rows.append(
+            Row(
+                id=rid,
+                claim=claim,
+                source=src,
+                setting=setting,
+                n=16,
+                measured=(
+                    f"{label} {_fmt(v['values'], '{:g}')}: H {_fmt(v['H_end'])}, last − first {v['gain']:+.4f} ± "
+                    f"{v['gain_se']:.4f} (paired); success {_fmt(v['success_end'])}"
+                ),
+                worst=v["gain"],
+                tolerance=3 * v["gain_se"],
+                verdict=HOLDS if verdicts[label] else FAILS,
+                must_hold=False,
+                details=v,
+            )
+        )
+    return rows
 
 
 # -- M7: entropy bonus -------------------------------------------------------------------------------
@@ -383,7 +408,7 @@ def check_clip_family(rng) -> Row:
 def check_entropy_bonus(rng) -> Row:
     se_env, seed = _seed(rng), _seed(rng)
     coefs = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-    hs, ses = [], []
+    hs, ses, ends = [], [], []
     h0 = math.nan
     for c in coefs:
         cfg = _tree_cfg(
@@ -392,13 +417,14 @@ def check_entropy_bonus(rng) -> Row:
         )  # fmt: skip
         t = trajectory(cfg)
         h0 = float(t["entropy"][0].mean())
+        ends.append(t["entropy"][-1])
         hs.append(float(t["entropy"][-1].mean()))
         ses.append(_se(t["entropy"][-1]))
     small_same = all(
         abs(h - hs[0]) <= 3 * math.hypot(s, ses[0]) + 1e-3 for h, s in zip(hs[1:3], ses[1:3], strict=True)
     )
-    rises = [c for c, h in zip(coefs, hs, strict=True) if h > h0]
-    ok = small_same and _monotone(hs, ses) and bool(rises)
+    grows = [c for c, h in zip(coefs, hs, strict=True) if h > 1.1 * hs[0]]  # 10% above no bonus
+    ok = small_same and _monotone(ends) and bool(grows)
     return Row(
         id="M7",
         claim="Entropy bonus: small coefficients change nothing, large ones make entropy grow (Cui et al. Fig. 9)",
@@ -407,8 +433,8 @@ def check_entropy_bonus(rng) -> Row:
         n=16,
         measured=(
             f"H start {h0:.3f}; end by coef {_fmt(coefs, '{:g}')}: {_fmt(hs)} (±{max(ses):.3f}); entropy ends "
-            f"above its start from coef {min(rises) if rises else 'none'}: the threshold is set by the scale "
-            "of the advantage term, so the paper's 1e-2 (LLM, Adam) does not carry over as a number"
+            f"> 10% above the no-bonus run from coef {min(grows) if grows else 'none (never)'}: the threshold "
+            "is set by the scale of the advantage term, so the paper's 1e-2 (LLM, Adam) is no number to carry over"
         ),
         worst=0.0 if ok else 1.0,
         tolerance=0.0,
@@ -421,7 +447,7 @@ def check_entropy_bonus(rng) -> Row:
 # -- M8: PI control vs P-only vs the adaptive (bang-bang) coefficient ------------------------------------
 
 
-def check_pi_tracking(rng) -> Row:
+def check_pi_tracking(rng) -> list[Row]:
     se_env, seed = _seed(rng), _seed(rng)
     target, steps = 0.4, 150
     cases = {
@@ -433,7 +459,12 @@ def check_pi_tracking(rng) -> Row:
     res = {}
     for label, (name, hp) in cases.items():
         cfg = _tree_cfg(
-            se_env, seed, steps=steps, controllers=("grpo", "ppo_clip", name), hyperparameters={name: hp}
+            se_env,
+            seed,
+            runs=8,
+            steps=steps,
+            controllers=("grpo", "ppo_clip", name),
+            hyperparameters={name: hp},
         )
         t = trajectory(cfg)
         last = t["entropy"][steps // 2 :]  # (steps/2, runs)
@@ -442,37 +473,61 @@ def check_pi_tracking(rng) -> Row:
             "abs_error": float(np.abs(last - target).mean()),
             "swing": float(last.std(0).mean()),  # per-run standard deviation over time
         }
-    base = trajectory(_tree_cfg(se_env, seed, steps=steps, controllers=("grpo", "ppo_clip")))
+    base = trajectory(_tree_cfg(se_env, seed, runs=8, steps=steps, controllers=("grpo", "ppo_clip")))
     res["GRPO"] = {
         "mean_error": float((base["entropy"][steps // 2 :] - target).mean()),
         "abs_error": float(np.abs(base["entropy"][steps // 2 :] - target).mean()),
         "swing": float(base["entropy"][steps // 2 :].std(0).mean()),
     }
     pi, p, a1, a5 = res["PI"], res["P-only"], res["adaptive Δ=0.01"], res["adaptive Δ=0.05"]
-    ok = (
-        abs(pi["mean_error"]) < abs(p["mean_error"])
-        and pi["abs_error"] < min(a1["abs_error"], a5["abs_error"])
-        and pi["swing"] < min(a1["swing"], a5["swing"])
+    setting = (
+        f"TokenTree, ppo 4 epochs/rollout, η=1, target {target} nats, {steps} rollouts, 8 runs; pi_control on "
+        "the entropy-bonus coefficient (range [0, 1]) vs adaptive_entropy on the same coefficient; last half"
     )
-    return Row(
-        id="M8",
-        claim="PI control holds a target entropy off-policy; P-only leaves an offset; the bang-bang coefficient swings",
-        source="EntroPIC (arXiv 2511.15248) §3; Skywork-OR1 adaptive coefficient; THEORY §5.18-19",
-        setting=(
-            f"TokenTree, ppo 4 epochs/rollout, η=1, target {target} nats, {steps} rollouts, 8 runs; pi_control on "
-            "the entropy-bonus coefficient (range [0, 1]) vs adaptive_entropy on the same coefficient; last half"
-        ),
-        n=8,
-        measured="; ".join(
-            f"{k}: mean error {v['mean_error']:+.4f}, |error| {v['abs_error']:.4f}, swing {v['swing']:.4f}"
-            for k, v in res.items()
-        ),
-        worst=abs(pi["mean_error"]),
-        tolerance=abs(p["mean_error"]),
-        verdict=HOLDS if ok else FAILS,
-        must_hold=False,
-        details=res,
+    text = "; ".join(
+        f"{k}: mean error {v['mean_error']:+.4f}, |error| {v['abs_error']:.4f}, swing {v['swing']:.4f}"
+        for k, v in res.items()
     )
+    offset_ok = abs(pi["mean_error"]) < 0.5 * abs(p["mean_error"]) and abs(pi["mean_error"]) < 0.01
+    swing_grows = a5["swing"] > a1["swing"]
+    return [
+        Row(
+            id="M8a",
+            claim="PI control holds a target entropy off-policy; P-only control leaves a steady-state offset",
+            source="EntroPIC (arXiv 2511.15248) §3 (theory: PI needed off-policy); THEORY §3.2, §5.18",
+            setting=setting,
+            n=8,
+            measured=text,
+            worst=abs(pi["mean_error"]),
+            tolerance=0.01,
+            verdict=HOLDS if offset_ok else FAILS,
+            must_hold=False,
+            details=res,
+        ),
+        Row(
+            id="M8b",
+            claim="The adaptive (bang-bang) coefficient oscillates around the target, more with a larger step Δ",
+            source="Skywork-OR1 (arXiv 2505.22312) adaptive entropy; THEORY §4.1, §5.19",
+            setting=setting,
+            n=8,
+            measured=(
+                f"swing (per-run std of H over the last half) Δ=0.01: {a1['swing']:.4f}, Δ=0.05: {a5['swing']:.4f}, "
+                f"PI: {pi['swing']:.4f}; |error| Δ=0.01: {a1['abs_error']:.4f}, Δ=0.05: {a5['abs_error']:.4f}, "
+                f"PI: {pi['abs_error']:.4f}"
+                + (
+                    ""
+                    if swing_grows
+                    else ". The small step is too slow to follow the drift (a long, wide cycle); the larger "
+                    "step tracks as well as PI here"
+                )
+            ),
+            worst=a5["swing"] - a1["swing"],
+            tolerance=0.0,
+            verdict=HOLDS if swing_grows else FAILS,
+            must_hold=False,
+            details=res,
+        ),
+    ]
 
 
 # -- M9: EntroPIC's own lever --------------------------------------------------------------------------
@@ -501,7 +556,7 @@ def check_entropic_lever(rng) -> Row:
             hyperparameters={"entropic": {"target": target}},
         )
     )
-    base = trajectory(_tree_cfg(se_env, seed, steps=steps, controllers=("grpo", "ppo_clip")))
+    base = trajectory(_tree_cfg(se_env, seed, runs=8, steps=steps, controllers=("grpo", "ppo_clip")))
     err = float((run["entropy"][steps // 2 :] - target).mean())
     err0 = float((base["entropy"][steps // 2 :] - target).mean())
     authority = (dh["alpha=-1"] - dh["alpha=+1"]) / 2
@@ -531,11 +586,20 @@ def check_entropic_lever(rng) -> Row:
 
 
 def check_epochs(rng) -> Row:
-    se_env, seed = _seed(rng), _seed(rng)
+    """A bandit whose correct arms are the likely ones, so entropy falls from the start under every
+    update (on the TokenTree it first rises where correct paths are unlikely, which confounds a
+    fixed-step comparison)."""
+    kw = {"n_prompts": 16, "n_arms": 16, "correct": "common", "correct_frac": 0.25, "seed": _seed(rng)}
+    seed = _seed(rng)
     res = {}
     for e in (1, 2, 4, 8):
-        t = trajectory(_tree_cfg(se_env, seed, epochs=e, runs=32, steps=60, controllers=("grpo", "ppo_clip")))
+        cfg = SimConfig(
+            env="bandit", env_kwargs=kw, update="ppo", epochs=e, controllers=("grpo", "ppo_clip"), runs=32,
+            steps=60, lr=2.0, seed=seed, pass_k=(1,),
+        )  # fmt: skip
+        t = trajectory(cfg)
         res[e] = (float(t["entropy"][-1].mean()), _se(t["entropy"][-1]), float(t["success"][-1].mean()))
+        h0 = float(t["entropy"][0].mean())
     hs = [v[0] for v in res.values()]
     ses = [v[1] for v in res.values()]
     ok = all(b < a - 2 * math.hypot(sa, sb) for a, b, sa, sb in zip(hs, hs[1:], ses, ses[1:], strict=False))
@@ -543,9 +607,9 @@ def check_epochs(rng) -> Row:
         id="M10",
         claim="More off-policy epochs per rollout collapse entropy faster",
         source="Cui et al. 2025 recipes (8 updates/rollout); EntroPIC off-policy setting; THEORY §5.18",
-        setting="TokenTree, ppo with 1/2/4/8 epochs per rollout, clip 0.2, η=1, 60 rollouts, 32 runs",
+        setting="bandit 16 prompts × 16 arms, likely arms correct; ppo with 1/2/4/8 epochs per rollout, clip 0.2, η=2, 60 rollouts, 32 runs",
         n=32,
-        measured="entropy (success) after 60 rollouts: "
+        measured=f"entropy from {h0:.3f} to, after 60 rollouts (success): "
         + "; ".join(f"{e} epochs {h:.3f}±{s:.3f} ({r:.3f})" for e, (h, s, r) in res.items()),
         worst=0.0 if ok else 1.0,
         tolerance=0.0,
@@ -558,13 +622,16 @@ def check_epochs(rng) -> Row:
 # -- M11: the entropy-performance law on sampled algorithms ----------------------------------------------
 
 
-def check_law(rng) -> Row:
+LAW_LR = 10.0  # entropy must collapse within the run for the law to be tested
+
+
+def check_law(rng) -> list[Row]:
     kw = {"n_prompts": 32, "n_arms": 16, "correct_frac": 0.2, "difficulty": "beta", "seed": _seed(rng)}
     seed = _seed(rng)
     res = {}
     for name in ("grpo", "rloo", "dr_grpo"):
         cfg = SimConfig(
-            env="bandit", env_kwargs=kw, update="grpo", controllers=(name,), runs=16, steps=300, lr=1.0,
+            env="bandit", env_kwargs=kw, update="grpo", controllers=(name,), runs=16, steps=300, lr=LAW_LR,
             group_size=8, seed=seed, pass_k=(1,),
         )  # fmt: skip
         t = trajectory(cfg)
@@ -576,41 +643,62 @@ def check_law(rng) -> Row:
             pred = theory.entropy_law_prediction(H, R, 0.15)
             final_err = abs(float(theory.entropy_law_predict(H[-1:], pred.a, pred.b)[0]) - float(R[-1]))
             fits.append((a, b, b - a, rmse, pred.rmse_pred, final_err))
-        f = np.asarray(fits)
+        f = np.median(np.asarray(fits), axis=0)
         res[name] = {
-            "a": float(np.median(f[:, 0])),
-            "b": float(np.median(f[:, 1])),
-            "ceiling": float(np.median(f[:, 2])),
-            "rmse": float(np.median(f[:, 3])),
-            "rmse_pred_15": float(np.median(f[:, 4])),
-            "final_err_15": float(np.median(f[:, 5])),
+            "a": float(f[0]), "b": float(f[1]), "ceiling": float(f[2]), "rmse": float(f[3]),
+            "rmse_pred_15": float(f[4]), "final_err_15": float(f[5]),
             "H": (float(t["entropy"][0].mean()), float(t["entropy"][-1].mean())),
             "R": (float(t["success"][0].mean()), float(t["success"][-1].mean())),
-        }
+        }  # fmt: skip
+    setting = (
+        f"bandit 32 prompts × 16 arms, Beta difficulty; grpo, rloo, dr_grpo sampled (G=8, η={LAW_LR:g}), 300 "
+        "steps, 16 runs; R = exact success, H = exact entropy; fit per run, medians over runs"
+    )
+    src = "Cui et al. 2025 Eq. 6, Figs. 3-6; THEORY §5.8"
     worst_fit = max(v["rmse"] for v in res.values())
     worst_pred = max(v["rmse_pred_15"] for v in res.values())
     ceilings = [v["ceiling"] for v in res.values()]
     spread = max(ceilings) - min(ceilings)
-    ok = worst_fit <= 0.03 and worst_pred <= 0.03
-    return Row(
-        id="M11",
-        claim="R = −a·e^H + b fits sampled training runs; the first 15% of steps predict the rest",
-        source="Cui et al. 2025 Eq. 6, Figs. 3-6; THEORY §5.8",
-        setting="bandit 32 prompts × 16 arms, Beta difficulty; grpo, rloo, dr_grpo sampled (G=8, η=1), 300 steps, 16 runs; per-run fits",
-        n=48,
-        measured="; ".join(
-            f"{k}: RMSE {v['rmse']:.3f}, 15%-fit held-out RMSE {v['rmse_pred_15']:.3f}, final-R error "
-            f"{v['final_err_15']:.3f}, ceiling b−a {v['ceiling']:.3f} (H {v['H'][0]:.2f}→{v['H'][1]:.2f}, R "
-            f"{v['R'][0]:.2f}→{v['R'][1]:.2f})"
-            for k, v in res.items()
-        )
-        + f"; ceilings differ by {spread:.3f} across algorithms (medians over runs)",
-        worst=max(worst_fit, worst_pred),
-        tolerance=0.03,
-        verdict=APPROX if ok else FAILS,
-        must_hold=False,
-        details=res,
+    path = "; ".join(
+        f"{k}: H {v['H'][0]:.2f}→{v['H'][1]:.2f}, R {v['R'][0]:.2f}→{v['R'][1]:.2f}" for k, v in res.items()
     )
+
+    def row(rid, claim, measured, worst, tol):
+        return Row(
+            id=rid, claim=claim, source=src, setting=setting, n=48, measured=measured, worst=worst,
+            tolerance=tol, verdict=APPROX if worst <= tol else FAILS, must_hold=False, details=res,
+        )  # fmt: skip
+
+    return [
+        row(
+            "M11a",
+            "R = −a·e^H + b fits a sampled training run",
+            "; ".join(f"{k}: a={v['a']:.3f} b={v['b']:.3f} RMSE {v['rmse']:.3f}" for k, v in res.items())
+            + f" ({path})",
+            worst_fit,
+            0.03,
+        ),
+        row(
+            "M11b",
+            "A fit on the first 15% of steps predicts the rest (paper: RMSE ~1%)",
+            "; ".join(
+                f"{k}: held-out RMSE {v['rmse_pred_15']:.3f}, final-R error {v['final_err_15']:.3f}"
+                for k, v in res.items()
+            ),
+            worst_pred,
+            0.03,
+        ),
+        row(
+            "M11c",
+            "a, b are algorithm-irrelevant: GRPO, RLOO, Dr. GRPO give the same ceiling b − a",
+            "ceiling b − a: "
+            + ", ".join(f"{k} {v['ceiling']:.3f}" for k, v in res.items())
+            + f" (spread {spread:.3f}); a: "
+            + ", ".join(f"{k} {v['a']:.3f}" for k, v in res.items()),
+            spread,
+            0.02,
+        ),
+    ]
 
 
 CHECKS = {

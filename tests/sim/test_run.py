@@ -88,6 +88,22 @@ def test_fast_path_equals_per_run_policy_loss(agg, update):
     torch.testing.assert_close(a.z, b.z, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize(("bonus_agg", "fast"), [("token-mean", True), ("seq-mean-token-sum-norm", False)])
+def test_entropy_bonus_takes_the_fast_path_when_it_aggregates_like_the_loss(bonus_agg, fast):
+    cfg = SimConfig(
+        env="token_tree", env_kwargs=SMALL_TREE, update="grpo", controllers=("grpo", "entropy_bonus"),
+        hyperparameters={"entropy_bonus": {"coef": 0.3, "agg": bonus_agg}}, runs=3, steps=2, lr=0.7,
+    )  # fmt: skip
+    a_sim, b_sim = Simulator(cfg), Simulator(cfg)
+    b_sim.fast = False
+    a, b = a_sim.init_state(), b_sim.init_state()
+    for _ in range(2):
+        a_sim.step(a)
+        b_sim.step(b)
+    assert a_sim.fast == fast
+    torch.testing.assert_close(a.z, b.z, rtol=0, atol=1e-12)
+
+
 def test_stateful_controllers_keep_one_state_per_run():
     cfg = SimConfig(
         env="bandit", env_kwargs=SMALL_BANDIT, update="grpo", controllers=("grpo", "adaptive_entropy"),

@@ -1,0 +1,58 @@
+"""``python -m sim verify``: cheap rows run for real, the table and JSON, and a must-hold row that fails
+when the simulator's step is wrong."""
+
+import json
+
+import numpy as np
+import pytest
+
+import theory
+from sim import verify
+from sim.__main__ import main
+
+
+def test_cheap_rows_hold_and_write_json(tmp_path, capsys):
+    out = tmp_path / "sim.json"
+    assert main(["verify", "--only", "M1", "M4", "--json", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "M1    holds" in text and "M4    holds" in text
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["id"] for r in rows] == ["M1", "M4"]
+    assert all(r["ok"] and r["verdict"] == "holds" for r in rows)
+    assert rows[0]["worst"] < 1e-12
+
+
+def test_sampled_baseline_identity_row():
+    (row,) = verify.run_all(only=["M3"])
+    assert row.verdict == "holds" and row.worst < 1e-9
+    assert 0.2 < row.details["p_sum_g_nonneg"] < 0.8
+
+
+def test_a_wrong_step_fails_a_must_hold_row(monkeypatch, capsys):
+    """M1 compares with theory.pg_dz: a theory step off by a factor makes the row fail and verify exit 1."""
+    monkeypatch.setattr(theory, "pg_dz", lambda z, r, lr: 1.01 * theory.dynamics.pg_dz(z, r, lr))
+    assert main(["verify", "--only", "M1", "--quiet"]) == 1
+    assert "MUST HOLD" in capsys.readouterr().out
+
+
+def test_lemma1_row_on_every_family_is_first_order():
+    (row,) = verify.run_all(only=["M2"])
+    assert row.verdict == "holds"
+    cases = {f"{f}/{u}" for f in verify.FAMILIES for u in ("exact_pg", "exact_npg", "grpo")}
+    assert set(row.details) - {"seconds"} == cases
+    for meds in (row.details[c] for c in cases):  # the gap falls ten-fold per decade of η
+        ratios = np.asarray(meds[:-1]) / np.asarray(meds[1:])
+        assert np.all((ratios > 5) & (ratios < 20))
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["verify", "--only", "M99"], "--only: unknown row ids ['M99']"),
+        (["verify", "--json", "/no/such/dir/x.json"], "--json: directory /no/such/dir does not exist"),
+    ],
+)
+def test_verify_bad_input(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
