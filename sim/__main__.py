@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="cpu | cuda")
     r.add_argument("--log-every", type=int, help="write metrics every N steps")
     r.add_argument("--checkpoint-every", type=int, help="atomic checkpoint every N steps (0: never)")
+    r.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the exact bandit kernel (unlogged steps)",
+    )
     r.add_argument("--out", required=True, help="output directory, e.g. runs/NAME")
     r.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a checkpoint")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -149,6 +155,7 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
         "device",
         "log_every",
         "checkpoint_every",
+        "compile",
     ):
         v = getattr(a, name)
         if v is not None:

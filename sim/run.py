@@ -85,6 +85,9 @@ class SimConfig:
     """write metrics every this many steps (and at the last step)"""
     checkpoint_every: int = 50
     """write an atomic checkpoint every this many steps (0: never)"""
+    compile: bool = False
+    """torch.compile the bandit exact-update kernel used on steps that are not logged (one fused pass;
+    the first call compiles for 10-20 s)"""
 
     def __post_init__(self):
         def bad(name, value, allowed):
@@ -118,6 +121,8 @@ class SimConfig:
             or not (math.isfinite(self.lr) and self.lr > 0)
         ):
             bad("lr", self.lr, "a finite number > 0")
+        if not isinstance(self.compile, bool):
+            bad("compile", self.compile, "True or False")
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", self.optimizer, ", ".join(OPTIMIZERS))
         C.agg.check_mode(self.agg)
@@ -154,6 +159,32 @@ class SimConfig:
         d["controllers"] = list(self.controllers)
         d["pass_k"] = list(self.pass_k)
         return d
+
+
+# -- the lean exact bandit step ------------------------------------------------------------------------
+
+
+def _bandit_step(
+    z: torch.Tensor, r: torch.Tensor, lr: float, natural: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One exact PG (π·(r − E_π r)) or NPG (r − E_π r) step on bandit logits (R, P, n); returns the new
+    logits and their row sums (R, P), which are non-finite exactly when a row went non-finite."""
+    p = torch.softmax(z, -1)
+    v = (p * r).sum(-1, keepdim=True)
+    d = r - v if natural else p * (r - v)
+    new = z + lr * d
+    return new, new.sum(-1)
+
+
+_COMPILED: dict = {}
+
+
+def _bandit_kernel(compiled: bool):
+    if not compiled:
+        return _bandit_step
+    if "step" not in _COMPILED:
+        _COMPILED["step"] = torch.compile(_bandit_step, dynamic=False)
+    return _COMPILED["step"]
 
 
 # -- the state of a run ---------------------------------------------------------------------------------
@@ -200,6 +231,7 @@ class Simulator:
         self.dtype = torch.float64
         self.model = models.model(self.spec, self.device, self.dtype)
         self.prior = torch.as_tensor(self.spec.prior, dtype=self.dtype, device=self.device)  # (S, V)
+        self.prior_logp = torch.log_softmax(self.prior, -1)
         self.pipe = cfg.pipeline()
         # one policy_loss call for all runs gives each run its own gradient only if the aggregation does
         # not mix runs' token counts: token-mean over variable-length episodes would
@@ -300,16 +332,22 @@ class Simulator:
         r, p, G, T = st.shape
         zr = z[runs]  # (r, S, V)
         run_idx = torch.arange(r, device=self.device)[:, None, None, None]
-        logits = zr[run_idx, st]  # (r, p, G, T, V)
-        logp_all = torch.log_softmax(logits, -1)
-        logp = logp_all.gather(-1, tok[..., None]).squeeze(-1)
-        ent = -(logp_all.exp() * logp_all).sum(-1)
-        ref = torch.log_softmax(self.prior[st], -1).gather(-1, tok[..., None]).squeeze(-1)
+        if zr.shape[1] <= p * G * T:  # fewer states than sampled tokens: log-softmax the table once
+            table = torch.log_softmax(zr, -1)
+            logp = table[run_idx, st, tok]
+            ent = (-(table.exp() * table).sum(-1))[run_idx, st]
+            topp = C.nucleus_entropy(zr)[run_idx, st] if self.needs_topp else None
+        else:  # a large tree: only the visited rows
+            logits = zr[run_idx, st]  # (r, p, G, T, V)
+            rows = torch.log_softmax(logits, -1)
+            logp = rows.gather(-1, tok[..., None]).squeeze(-1)
+            ent = -(rows.exp() * rows).sum(-1)
+            topp = C.nucleus_entropy(logits) if self.needs_topp else None
+        ref = self.prior_logp[st, tok]
         group = (
             torch.arange(r, device=self.device)[:, None] * self.model.n_prompts + prompts[None, :]
         ).repeat_interleave(G, dim=1)
-        flat = lambda x: x.reshape(r * p * G, *x.shape[4:]) if x.dim() > 4 else x.reshape(r * p * G, T)  # noqa: E731
-        topp = flat(C.nucleus_entropy(logits)) if self.needs_topp else None
+        flat = lambda x: x.reshape(r * p * G, T)  # noqa: E731
         return C.TokenBatch(
             logp=flat(logp),
             old_logp=flat(roll["old_logp"][runs][:, prompts]),
@@ -319,7 +357,7 @@ class Simulator:
             group=group.reshape(-1),
             reward=roll["reward"][runs][:, prompts].reshape(-1),
             ref_logp=flat(ref),
-            entropy_topp=topp,
+            entropy_topp=None if topp is None else flat(topp),
             answer=roll["answer"][runs][:, prompts].reshape(-1),
         )
 
@@ -375,7 +413,32 @@ class Simulator:
             else:
                 s.z.add_(self.cfg.lr * ascent_dir)
 
-    def step(self, s: SimState) -> dict[str, torch.Tensor | list]:
+    def _lean(self, s: SimState) -> bool:
+        return (
+            self.cfg.update in ("exact_pg", "exact_npg")
+            and s.opt is None
+            and isinstance(self.model, models.TreeModel)
+            and self.model.horizon == 1
+        )
+
+    def _lean_step(self, s: SimState) -> dict:
+        """An exact bandit step without measurements: one fused pass over the logits."""
+        kernel = _bandit_kernel(self.cfg.compile)
+        new, check = kernel(s.z, self.model.rewards, float(self.cfg.lr), self.cfg.update == "exact_npg")
+        bad = ~torch.isfinite(check).all(-1)
+        for i in torch.nonzero(bad).flatten().tolist():
+            if s.dead[i] is None:
+                s.dead[i] = f"step {s.step}: non-finite logits after the update"
+        stopped = torch.tensor([d is not None for d in s.dead], device=self.device)
+        s.z = torch.where(stopped[:, None, None], s.z, new) if bool(stopped.any()) else new
+        s.step += 1
+        return {"batch": [{} for _ in range(self.cfg.runs)]}
+
+    def step(self, s: SimState, measure: bool = True) -> dict[str, torch.Tensor | list]:
+        """One rollout/update. ``measure=False`` lets exact bandit updates skip every measurement (the
+        returned dict then holds only ``batch``); other updates always measure."""
+        if not measure and self._lean(s):
+            return self._lean_step(s)
         cfg = self.cfg
         z_old = s.z.detach().clone()
         ex, meas = self.measure(z_old)
@@ -457,17 +520,19 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
     with metrics_path.open("a") as fh:
         while state.step < cfg.steps:
             k = state.step
-            meas = sim.step(state)
-            if k % cfg.log_every == 0 or k == cfg.steps - 1:
+            logged = k % cfg.log_every == 0 or k == cfg.steps - 1
+            meas = sim.step(state, measure=logged)
+            if logged:
                 _write_rows(fh, k, meas, state, cfg)
             if cfg.checkpoint_every and (state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps):
                 fh.flush()
                 _atomic_save(sim.state_dict(state), ckpt_path)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(
-                    H=f"{float(meas['entropy'].mean()):.3f}", succ=f"{float(meas['success'].mean()):.3f}"
-                )
+                if "entropy" in meas:
+                    bar.set_postfix(
+                        H=f"{float(meas['entropy'].mean()):.3f}", succ=f"{float(meas['success'].mean()):.3f}"
+                    )
     if bar is not None:
         bar.close()
     dead = [(i, d) for i, d in enumerate(state.dead) if d]

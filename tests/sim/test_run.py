@@ -56,8 +56,9 @@ def test_realised_over_predicted_dH_tends_to_one(env, update):
     assert bool((gaps[2][live] < 0.05 * preds[2][live]).all())  # NPG on the bandit: 3% (prompts cancel)
 
 
-def test_sampled_batch_is_the_policy_at_the_visited_states():
-    sim = _sim(env="token_tree", env_kwargs=SMALL_TREE, update="grpo")
+@pytest.mark.parametrize("G", [8, 2])  # 26 states: 48 tokens use the table branch, 12 the row branch
+def test_sampled_batch_is_the_policy_at_the_visited_states(G):
+    sim = _sim(env="token_tree", env_kwargs=SMALL_TREE, update="grpo", group_size=G)
     s = sim.init_state()
     roll = sim.rollout(s.z, s.gen)
     b = sim.token_batch(s.z, roll, slice(0, 1), torch.arange(2))
@@ -67,7 +68,9 @@ def test_sampled_batch_is_the_policy_at_the_visited_states():
     torch.testing.assert_close(b.entropy.reshape(st.shape), tr.state_entropy(s.z)[0][st])
     leaf = tr.leaf_index(sim.shape, tok)
     torch.testing.assert_close(b.reward.reshape(leaf.shape), sim.rewards[torch.arange(2)[:, None], leaf])
-    assert b.group.tolist() == [0] * 8 + [1] * 8
+    assert b.group.tolist() == [0] * G + [1] * G
+    ref = torch.log_softmax(sim.prior, -1)[st, tok]
+    torch.testing.assert_close(b.ref_logp.reshape(st.shape), ref)
 
 
 @pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-sum-norm"])
@@ -176,11 +179,11 @@ def test_run_writes_metrics_and_resumes_identically(tmp_path, monkeypatch):
     calls = {"n": 0}
     original = Simulator.step
 
-    def interrupted(self, s):
+    def interrupted(self, s, measure=True):
         calls["n"] += 1
         if calls["n"] == 7:
             raise KeyboardInterrupt
-        return original(self, s)
+        return original(self, s, measure)
 
     monkeypatch.setattr(Simulator, "step", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -250,3 +253,41 @@ def test_pipeline_is_the_controllers_pipeline():
     sim = _sim(update="grpo", controllers=("qae", "ppo_clip"), hyperparameters={"qae": {"k": 0.6}})
     assert isinstance(sim.pipe, C.Pipeline)
     assert [c.name for c in sim.pipe.controllers] == ["qae", "ppo_clip"] and sim.pipe.controllers[0].k == 0.6
+
+
+@pytest.mark.parametrize("update", ["exact_pg", "exact_npg"])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_unlogged_exact_bandit_steps_take_the_lean_kernel_with_identical_results(tmp_path, update, compiled):
+    base = dict(env="bandit", env_kwargs=SMALL_BANDIT, update=update, controllers=(), runs=3, steps=7, lr=0.7)
+    every = run(SimConfig(**base, log_every=1), tmp_path / "a", progress=False)
+    sparse = run(SimConfig(**base, log_every=3, compile=compiled), tmp_path / "b", progress=False)
+    rows_a, rows_b = read_metrics(every), read_metrics(sparse)
+    assert sorted({r["step"] for r in rows_b}) == [0, 3, 6]
+    for rb in rows_b:
+        ra = next(r for r in rows_a if r["step"] == rb["step"] and r["run"] == rb["run"])
+        assert rb["entropy"] == pytest.approx(ra["entropy"], rel=1e-12, abs=1e-14)
+        assert rb["success"] == pytest.approx(ra["success"], rel=1e-12, abs=1e-14)
+    sim = Simulator(SimConfig(**base, log_every=3))
+    s = sim.init_state()
+    assert set(sim.step(s, measure=False)) == {"batch"}  # the lean path measures nothing
+
+
+def test_lean_path_stops_a_run_whose_logits_go_non_finite(monkeypatch):
+    from sim import run as run_mod
+
+    original = run_mod._bandit_step
+
+    def poisoned(z, r, lr, natural):
+        new, check = original(z, r, lr, natural)
+        new = new.clone()
+        new[1, 0, 0] = float("inf")
+        return new, new.sum(-1)
+
+    monkeypatch.setattr(run_mod, "_bandit_step", poisoned)
+    sim = Simulator(SimConfig(env="bandit", env_kwargs=SMALL_BANDIT, update="exact_pg", controllers=(), runs=3))
+    s = sim.init_state()
+    z0 = s.z.clone()
+    sim.step(s, measure=False)
+    assert s.dead == [None, "step 0: non-finite logits after the update", None]
+    assert torch.equal(s.z[1], z0[1]) and not torch.equal(s.z[0], z0[0])
+    assert bool(torch.isfinite(s.z).all())
