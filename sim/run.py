@@ -435,17 +435,19 @@ class Simulator:
         return {"batch": [{} for _ in range(self.cfg.runs)]}
 
     def step(self, s: SimState, measure: bool = True) -> dict[str, torch.Tensor | list]:
-        """One rollout/update. ``measure=False`` lets exact bandit updates skip every measurement (the
-        returned dict then holds only ``batch``); other updates always measure."""
+        """One rollout/update. ``measure=False`` skips the exact measurements (entropy, success, pass@k,
+        covariances, ΔH): the returned dict then holds only ``batch``; exact bandit updates then take one
+        fused kernel."""
         if not measure and self._lean(s):
             return self._lean_step(s)
         cfg = self.cfg
         z_old = s.z.detach().clone()
-        ex, meas = self.measure(z_old)
+        ex, meas = self.measure(z_old) if measure else (None, {})
         progress = s.step / max(cfg.steps - 1, 1)
         batch_metrics: list[dict] = [{} for _ in range(cfg.runs)]
         if cfg.update in ("exact_pg", "exact_npg"):
-            direction = tr.pg_dz(ex) if cfg.update == "exact_pg" else tr.npg_dz(ex)
+            ex_now = ex if ex is not None else self.model.exact(z_old)
+            direction = tr.pg_dz(ex_now) if cfg.update == "exact_pg" else tr.npg_dz(ex_now)
             self._apply(s, s.z, direction, None)
         else:
             roll = self.rollout(z_old, s.gen)
@@ -466,18 +468,19 @@ class Simulator:
                 if s.dead[i] is None and batch_metrics[i]:
                     stats = {**batch_metrics[i], "train/progress_frac": progress}
                     s.ctrl[i] = self.pipe.step(s.ctrl[i], stats)
-        dz = s.z.detach() - z_old
-        bad = ~torch.isfinite(dz).all(-1).all(-1)
+        bad = ~torch.isfinite(s.z.detach()).all(-1).all(-1)
         for i in torch.nonzero(bad).flatten().tolist():
             if s.dead[i] is None:
                 s.dead[i] = f"step {s.step}: non-finite logits after the update"
         bad = bad | torch.tensor([d is not None for d in s.dead], device=self.device)
-        with torch.no_grad():
-            s.z[bad] = z_old[bad]  # a stopped run keeps its last finite policy
-        dz = torch.where(bad[:, None, None], torch.zeros_like(dz), dz)
-        w = models.visit_weights(ex.reach)
-        meas["dH_predicted"] = (w * tr.first_order_dH(z_old, dz)).sum(-1)
-        meas["dH_realized"] = (w * (tr.state_entropy(s.z.detach()) - ex.entropy)).sum(-1)
+        if bool(bad.any()):
+            with torch.no_grad():
+                s.z[bad] = z_old[bad]  # a stopped run keeps its last finite policy
+        if measure:
+            dz = s.z.detach() - z_old
+            w = models.visit_weights(ex.reach)
+            meas["dH_predicted"] = (w * tr.first_order_dH(z_old, dz)).sum(-1)
+            meas["dH_realized"] = (w * (tr.state_entropy(s.z.detach()) - ex.entropy)).sum(-1)
         meas["batch"] = batch_metrics
         s.step += 1
         return meas

@@ -143,20 +143,25 @@ def sample(
     """Sample n responses per prompt and run. Returns (states (R, P, n, T), tokens (R, P, n, T)),
     states as global row indices into z."""
     R, P, V, T = z.shape[0], shape.n_prompts, shape.vocab, shape.horizon
+    zd = z.detach()
     prefix = torch.zeros(R, P, n, dtype=torch.long, device=z.device)
     prompt = torch.arange(P, device=z.device)[None, :, None].expand(R, P, n)
+    run = torch.arange(R, device=z.device)[:, None, None]
     states, tokens = [], []
-    probs_all = torch.softmax(z.detach(), dim=-1)
     for t in range(T):
+        if generator is not None and generator.device != z.device:
+            u = torch.rand((R, P, n), generator=generator, dtype=z.dtype).to(z.device)
+        else:
+            u = torch.rand((R, P, n), generator=generator, dtype=z.dtype, device=z.device)
         start = shape.level_slice(t).start
         s = start + prompt * V**t + prefix  # (R, P, n)
-        p = probs_all[torch.arange(R, device=z.device)[:, None, None], s]  # (R, P, n, V)
-        if generator is not None and generator.device != p.device:
-            u = torch.rand(p.shape[:-1], generator=generator, dtype=p.dtype).to(p.device)
+        if t == 0:  # every sample of a prompt starts at its root: one CDF row per prompt
+            cdf = torch.cumsum(torch.softmax(zd[:, start : start + P], -1), -1)  # (R, P, V)
+            a = torch.searchsorted(cdf, u)
         else:
-            u = torch.rand(p.shape[:-1], generator=generator, dtype=p.dtype, device=p.device)
-        cdf = torch.cumsum(p, -1)
-        a = torch.searchsorted(cdf, u[..., None]).squeeze(-1).clamp_max(V - 1)
+            cdf = torch.cumsum(torch.softmax(zd[run, s], -1), -1)  # (R, P, n, V)
+            a = torch.searchsorted(cdf, u[..., None]).squeeze(-1)
+        a = a.clamp_max(V - 1)
         states.append(s)
         tokens.append(a)
         prefix = prefix * V + a
