@@ -1,0 +1,120 @@
+"""python -m bench NAME [--quick] [--device cpu|cuda]: run a benchmark, append its result, print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+BENCHES = ("sim",)
+
+
+def _module(name: str):
+    if name == "sim":
+        from bench import sim
+
+        return sim
+    raise ValueError(name)
+
+
+def write_results_md(latest: dict[str, dict]) -> Path:
+    path = Path(__file__).parent / "RESULTS.md"
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `python -m bench NAME`; every run is also appended to `bench/results/NAME.jsonl`.",
+        "Timings from one shared, noisy machine: compare ratios measured in the same run, not absolute",
+        "seconds across runs.",
+        "",
+    ]
+    for name, rec in latest.items():
+        m = rec["machine"]
+        lines += [
+            f"## {name}",
+            "",
+            f"`{rec['command']}` on {m['cpus']} CPUs ({m['cpu']}), torch {m['torch']}, {m['date']}, "
+            f"git {m['git']}; load before {rec['load']['load_before']}, max {rec['load']['load_max']}"
+            + (" — **noisy**" if rec["load"]["noisy"] else ""),
+            "",
+            *[f"- {s}" for s in rec["summary"]],
+            "",
+        ]
+        if name == "sim":
+            lines += [
+                "| runs | ours (s/step) | numpy per-run loop (s/step) | speedup |",
+                "| --- | --- | --- | --- |",
+            ]
+            lines += [
+                f"| {x['runs']} | {x['ours_s']:.4f} | {x['numpy_s']:.4f} | {x['speedup']:.1f}× |"
+                for x in rec["result"]["scaling_runs"]
+            ]
+            lines += [
+                "",
+                "| arms (64 runs) | ours (s/step) | numpy (s/step) | speedup |",
+                "| --- | --- | --- | --- |",
+            ]
+            lines += [
+                f"| {x['arms']} | {x['ours_s']:.4f} | {x['numpy_s']:.4f} | {x['speedup']:.1f}× |"
+                for x in rec["result"]["scaling_arms"]
+            ]
+            lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def latest_records() -> dict[str, dict]:
+    import json
+
+    from bench import harness
+
+    out = {}
+    for name in BENCHES:
+        f = harness.RESULTS / f"{name}.jsonl"
+        if f.exists():
+            rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+            if rows:
+                out[name] = rows[-1]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("name", help=f"one of {', '.join(BENCHES)}, or all")
+    p.add_argument("--quick", action="store_true", help="fewer sizes and steps (extrapolated), a few minutes")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    a = p.parse_args(argv)
+    if a.name not in (*BENCHES, "all"):
+        print(f"error: name: got {a.name!r}; allowed: {', '.join(BENCHES)}, all", file=sys.stderr)
+        return 2
+    if a.device not in ("cpu", "cuda"):
+        print(f"error: --device: got {a.device!r}; allowed: cpu, cuda", file=sys.stderr)
+        return 2
+    from bench import harness
+
+    for name in BENCHES if a.name == "all" else (a.name,):
+        watch = harness.LoadWatch()
+        if watch.noisy:
+            print(
+                f"warning: load {watch.samples[0]:.2f} per CPU before the run; marking it noisy",
+                file=sys.stderr,
+            )
+        mod = _module(name)
+        print(f"bench {name}{' (quick)' if a.quick else ''} ...", file=sys.stderr, flush=True)
+        res = mod.run(quick=a.quick, device=a.device, watch=watch)
+        rec = {
+            "bench": name,
+            "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "machine": harness.machine(),
+            "load": watch.report(),
+            "result": res,
+            "summary": mod.summary(res),
+        }
+        path = harness.append(name, rec)
+        print("\n".join(rec["summary"]))
+        print(f"appended {path}")
+    print(f"wrote {write_results_md(latest_records())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
