@@ -278,7 +278,7 @@ def test_lean_path_stops_a_run_whose_logits_go_non_finite(monkeypatch):
     original = run_mod._bandit_step
 
     def poisoned(z, r, lr, natural):
-        new, check = original(z, r, lr, natural)
+        new, _ = original(z, r, lr, natural)
         new = new.clone()
         new[1, 0, 0] = float("inf")
         return new, new.sum(-1)
