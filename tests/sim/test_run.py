@@ -284,7 +284,9 @@ def test_lean_path_stops_a_run_whose_logits_go_non_finite(monkeypatch):
         return new, new.sum(-1)
 
     monkeypatch.setattr(run_mod, "_bandit_step", poisoned)
-    sim = Simulator(SimConfig(env="bandit", env_kwargs=SMALL_BANDIT, update="exact_pg", controllers=(), runs=3))
+    sim = Simulator(
+        SimConfig(env="bandit", env_kwargs=SMALL_BANDIT, update="exact_pg", controllers=(), runs=3)
+    )
     s = sim.init_state()
     z0 = s.z.clone()
     sim.step(s, measure=False)
