@@ -13,6 +13,7 @@ import theory
 from sim import tree as tr
 from sim.__main__ import main
 from sim.run import SimConfig, Simulator, read_metrics, run
+from tests.sim.helpers import fast_vs_slow
 
 SMALL_BANDIT = {"n_prompts": 4, "n_arms": 6, "seed": 1}
 SMALL_TREE = {"n_prompts": 2, "vocab": 3, "horizon": 3, "fork_frac": 0.5, "seed": 1}
@@ -81,14 +82,7 @@ def test_fast_path_equals_per_run_policy_loss(agg, update):
         env="token_tree", env_kwargs=SMALL_TREE, update=update, epochs=2, minibatches=2, agg=agg,
         controllers=("grpo", "ppo_clip"), runs=3, steps=3, lr=0.7,
     )  # fmt: skip
-    fast, slow = Simulator(cfg), Simulator(cfg)
-    slow.fast = False
-    a, b = fast.init_state(), slow.init_state()
-    for _ in range(3):
-        fast.step(a)
-        slow.step(b)
-    assert fast.fast
-    torch.testing.assert_close(a.z, b.z, rtol=0, atol=1e-12)
+    assert fast_vs_slow(cfg, 3)
 
 
 @pytest.mark.parametrize(("bonus_agg", "fast"), [("token-mean", True), ("seq-mean-token-sum-norm", False)])
@@ -97,14 +91,7 @@ def test_entropy_bonus_takes_the_fast_path_when_it_aggregates_like_the_loss(bonu
         env="token_tree", env_kwargs=SMALL_TREE, update="grpo", controllers=("grpo", "entropy_bonus"),
         hyperparameters={"entropy_bonus": {"coef": 0.3, "agg": bonus_agg}}, runs=3, steps=2, lr=0.7,
     )  # fmt: skip
-    a_sim, b_sim = Simulator(cfg), Simulator(cfg)
-    b_sim.fast = False
-    a, b = a_sim.init_state(), b_sim.init_state()
-    for _ in range(2):
-        a_sim.step(a)
-        b_sim.step(b)
-    assert a_sim.fast == fast
-    torch.testing.assert_close(a.z, b.z, rtol=0, atol=1e-12)
+    assert fast_vs_slow(cfg, 2) == fast
 
 
 def test_stateful_controllers_keep_one_state_per_run():

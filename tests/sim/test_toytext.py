@@ -8,6 +8,7 @@ import torch
 
 from sim import envs, mdp, models
 from sim.run import SimConfig, Simulator
+from tests.sim.helpers import fast_vs_slow
 
 SMALL = {  # a non-uniform prior: at the uniform policy entropy is maximal and its first-order change 0
     "FrozenLake-v1": {"horizon": 12, "prior_scale": 1.0},
@@ -138,14 +139,7 @@ def test_fast_path_on_variable_length_episodes(agg):
         env="FrozenLake-v1", env_kwargs=SMALL["FrozenLake-v1"], update="grpo", controllers=("grpo",),
         runs=3, steps=2, lr=0.7, agg=agg, group_size=4,
     )  # fmt: skip
-    fast, slow = Simulator(cfg), Simulator(cfg)
-    slow.fast = False
-    a, b = fast.init_state(), slow.init_state()
-    for _ in range(2):
-        fast.step(a)
-        slow.step(b)
-    assert fast.fast
-    torch.testing.assert_close(a.z, b.z, rtol=0, atol=1e-12)
+    assert fast_vs_slow(cfg, 2)
 
 
 def test_token_mean_over_variable_lengths_is_per_run():
