@@ -42,7 +42,6 @@ class TreeModel:
             "mask": torch.ones(states.shape, dtype=z.dtype, device=z.device),
             "p_correct": self.rewards[prompt, leaf],
             "answer": self.answers[leaf],
-            "leaf": leaf,
         }
 
 

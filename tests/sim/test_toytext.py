@@ -8,6 +8,7 @@ import torch
 
 from sim import envs, mdp, models
 from sim.run import SimConfig, Simulator
+from sim.verify import warm_start
 from tests.sim.helpers import fast_vs_slow
 
 SMALL = {  # a non-uniform prior: at the uniform policy entropy is maximal and its first-order change 0
@@ -104,14 +105,6 @@ def test_bad_toytext_arguments(kw, needle):
         SimConfig(env="Taxi-v3", env_kwargs=kw)
 
 
-def _warm(sim, s, rounds=2):
-    """Two rounds of soft policy improvement, so that successes (and gradients) are not vanishingly rare."""
-    with torch.no_grad():
-        for _ in range(rounds):
-            q = sim.model.exact(s.z).q
-            s.z.add_(torch.nn.functional.one_hot(q.argmax(-1), q.shape[-1]))
-
-
 @pytest.mark.parametrize("env_id", list(SMALL))
 @pytest.mark.parametrize("update", ["exact_pg", "exact_npg", "grpo"])
 def test_lemma1_on_the_simulators_own_steps(env_id, update):
@@ -124,7 +117,7 @@ def test_lemma1_on_the_simulators_own_steps(env_id, update):
         )  # fmt: skip
         sim = Simulator(cfg)
         s = sim.init_state()
-        _warm(sim, s)
+        warm_start(sim, s)  # successes (and gradients) not vanishingly rare
         m = sim.step(s)
         gaps.append((m["dH_realized"] - m["dH_predicted"]).abs())
         preds.append(m["dH_predicted"].abs())
