@@ -1,0 +1,135 @@
+"""``python -m figures [N ...] [--quick] [--out DIR] [--docs DIR] [--seed S]``: regenerate the figures.
+
+Writes ``figNN_slug.{png,csv,json}`` per figure and ``index.md`` (a gallery: each caption, verdict and
+finding) into ``--out``; ``--docs`` also copies them there (the committed gallery under docs/figures/).
+A figure whose files are already in ``--out`` from the same settings is skipped unless ``--force``, so an
+interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import figures
+from figures import _common
+
+
+def _caption(mod) -> str:
+    return inspect.cleandoc(mod.__doc__ or "").strip()
+
+
+def make_one(number: int, out: Path, quick: bool, seed: int, force: bool = False) -> dict:
+    """Compute, plot and save one figure; returns its JSON metadata (read back if already done)."""
+    mod = figures.load(number)
+    stem = out / mod.__name__.split(".")[-1]
+    js = stem.with_suffix(".json")
+    settings = {"quick": quick, "seed": seed}
+    if not force and js.exists() and all(stem.with_suffix(s).exists() for s in (".png", ".csv")):
+        meta = json.loads(js.read_text())
+        if meta.get("settings") == settings:
+            return meta
+    t0 = time.time()
+    res = mod.compute(quick=quick, seed=seed)
+    _common.check_result(res, mod.COLUMNS, mod.__name__)
+    res.meta.update(
+        {"figure": number, "title": mod.TITLE, "settings": settings, "seconds": round(time.time() - t0, 1)}
+    )
+    fig = mod.plot(res)
+    _common.save(res, fig, stem, mod.COLUMNS)
+    return json.loads(js.read_text())
+
+
+def write_index(out: Path, metas: dict[int, dict]) -> Path:
+    lines = [
+        "# entrolab figures",
+        "",
+        "Regenerate with `python -m figures` (this gallery: `make figures`). Each figure is a check of a theorem",
+        "or of a paper's claim; the verdict says whether it holds in our measurement, with the numbers.",
+        "",
+        "| # | figure | verdict |",
+        "| --- | --- | --- |",
+    ]
+    for n, m in metas.items():
+        lines.append(f"| {n} | [{m['title']}](#figure-{n}) | {m['verdict']} |")
+    lines.append("")
+    for n, m in metas.items():
+        mod = figures.load(n)
+        stem = mod.__name__.split(".")[-1]
+        lines += [
+            f"## Figure {n}",
+            "",
+            f"**{m['title']}**",
+            "",
+            f"![figure {n}]({stem}.png)",
+            "",
+            _caption(mod),
+            "",
+            f"**Claim.** {m['claim']}",
+            "",
+            f"**Verdict: {m['verdict']}.** {m['finding']}",
+            "",
+            f"Data: [{stem}.csv]({stem}.csv), metadata: [{stem}.json]({stem}.json) "
+            f"({'quick' if m['settings']['quick'] else 'full'} budget, seed {m['settings']['seed']}, "
+            f"{m['seconds']} s).",
+            "",
+        ]
+    path = out / "index.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    available = figures.modules()
+    ap = argparse.ArgumentParser(
+        prog="python -m figures", description="Regenerate the theory figures (PNG, CSV, JSON, index.md)."
+    )
+    ap.add_argument("numbers", nargs="*", type=int, help=f"figures to make (default all: {list(available)})")
+    ap.add_argument("--quick", action="store_true", help="small budgets (all figures in under 2 minutes)")
+    ap.add_argument("--out", default="figures/out", help="output folder (default figures/out)")
+    ap.add_argument("--docs", default=None, help="also copy the outputs to this folder (e.g. docs/figures)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of every figure's generator (default 0)")
+    ap.add_argument("--force", action="store_true", help="recompute figures already in --out")
+    args = ap.parse_args(argv)
+    bad = [n for n in args.numbers if n not in available]
+    if bad:
+        ap.error(f"numbers: got {bad}; allowed: {', '.join(map(str, available))}")
+    numbers = args.numbers or list(available)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+
+    metas = {}
+    bar = tqdm(numbers, desc="figures", unit="fig", file=sys.stderr)
+    for n in bar:
+        bar.set_postfix_str(f"figure {n}: {figures.load(n).TITLE[:40]}")
+        metas[n] = make_one(n, out, args.quick, args.seed, args.force)
+    bar.close()
+    # the gallery lists every figure present in --out, not only this call's
+    for n in available:
+        js = out / f"{available[n]}.json"
+        if n not in metas and js.exists():
+            metas[n] = json.loads(js.read_text())
+    metas = dict(sorted(metas.items()))
+    index = write_index(out, metas)
+    for n, m in metas.items():
+        print(f"figure {n:2d} [{m['verdict']:>11}] {m['title']}")
+    print(f"wrote {index}")
+    if args.docs:
+        docs = Path(args.docs)
+        docs.mkdir(parents=True, exist_ok=True)
+        for n in metas:
+            for s in (".png", ".csv", ".json"):
+                shutil.copy2(out / f"{available[n]}{s}", docs / f"{available[n]}{s}")
+        shutil.copy2(index, docs / "index.md")
+        print(f"copied to {docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
