@@ -105,7 +105,8 @@ class ClipCov(Controller):
 @register
 @dataclass(frozen=True)
 class TopEntropy(Controller):
-    """80/20 rule: keep the PG loss only on the ⌈ρ·N⌉ highest-entropy tokens (ties at the threshold kept).
+    """80/20 rule: keep the PG loss only on the ⌈ρ·N⌉ highest-entropy tokens (ties at the threshold kept);
+    ``side="bottom"`` keeps the ⌈ρ·N⌉ lowest instead (the paper's bottom-80% ablation).
 
     threshold = the ⌈ρ·N⌉-th largest token entropy over the valid tokens of all ranks; weight
     1{H_t ≥ threshold}. ρ = 1 keeps every token. Deviation from TRL, stated: TRL's threshold is
@@ -118,17 +119,23 @@ class TopEntropy(Controller):
     name = "top_entropy"
     kind = "weight"
     rho: float = 0.2
+    side: str = "top"
+    """"top": keep the ⌈ρ·N⌉ highest-entropy tokens; "bottom": the ⌈ρ·N⌉ lowest (the paper's ablation
+    trains on the bottom 80%: rho = 0.8, side = "bottom"). Ties at the threshold are kept."""
 
     def __post_init__(self):
         check_real(self.name, "rho", self.rho, lo=0.0, hi=1.0, lo_open=True)
+        check_choice(self.name, "side", self.side, ("top", "bottom"))
 
     def keep(self, batch) -> Tensor:
         vals, _ = dist.gather_valid(batch.entropy, batch.mask)
         if vals.numel() == 0:
             return torch.zeros_like(batch.mask, dtype=torch.bool)
         k = max(1, count_frac(self.rho, vals.numel()))
-        threshold = torch.topk(vals, k).values[-1]
-        return batch.mask.bool() & (batch.entropy.detach() >= threshold)
+        top = self.side == "top"
+        threshold = torch.topk(vals, k, largest=top).values[-1]
+        h = batch.entropy.detach()
+        return batch.mask.bool() & (h >= threshold if top else h <= threshold)
 
     def terms(self, batch, state, generator=None):
         keep = self.keep(batch)

@@ -91,6 +91,27 @@ def test_top_entropy_keeps_ceil_rho_n_highest(batch, rho):
     assert not (keep & ~m).any()
 
 
+@given(batches(max_b=10, max_t=8), st.sampled_from([0.05, 0.2, 0.5, 0.8]))
+def test_top_entropy_bottom_side_keeps_lowest_and_complements_top(batch, rho):
+    m = batch.mask.numpy().astype(bool)
+    ent = batch.entropy.numpy()
+    n = int(m.sum())
+    low = C.get("top_entropy", rho=rho, side="bottom").keep(batch).numpy()
+    k = max(1, count_frac(rho, n))
+    assert low.sum() == k
+    assert ent[low].max() <= np.sort(ent[m])[:k].max()
+    assert not (low & ~m).any()
+    # metamorphic: the bottom ρ and the top 1 − ρ cover every valid token, overlapping in at most one
+    high = C.get("top_entropy", rho=1 - rho, side="top").keep(batch).numpy() if rho < 1 else np.zeros_like(m)
+    assert ((low | high) == m).all()
+    assert (low & high).sum() <= 1
+
+
+def test_top_entropy_rejects_unknown_side():
+    with pytest.raises(ValueError, match="side"):
+        C.get("top_entropy", side="middle")
+
+
 def test_top_entropy_keeps_ties_at_threshold():
     ent = torch.tensor([[1.0, 1.0, 1.0, 0.5]], dtype=torch.float64)
     b = C.TokenBatch(logp=-ent, old_logp=-ent, adv=ent, entropy=ent, mask=torch.ones_like(ent))
