@@ -1,5 +1,6 @@
 # entrolab — the two commands a new user runs:
-#   make figures   create .venv if missing, install, reproduce the figures and print the theorem table
+#   make figures   create .venv if missing, install, reproduce the figures (figures/out, copied to
+#                  docs/figures) and print the theorem-verification tables of theory and sim
 #   make test      create/refresh .venv, install with [dev,llm], run lint and the test suite
 #
 # torch is installed first, pinned to TORCH_VERSION, so pip never swaps in a multi-GB build by
@@ -19,7 +20,7 @@ TORCH_INDEX_FLAG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 .PHONY: test figures verify lint format clean help
 
 help:
-	@echo "make figures  - reproduce the figures and print the theorem-verification table"
+	@echo "make figures  - reproduce the 16 figures (figures/out, docs/figures) and print the verification tables"
 	@echo "make test     - lint + full test suite (CPU)"
 	@echo "make verify   - only the verification tables (python -m theory verify; python -m sim verify)"
 	@echo "make lint     - ruff check + ruff format --check"
@@ -42,6 +43,7 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
 
 figures: $(VENV)/.core
 	@mkdir -p runs
+	$(PY) -m figures --out figures/out --docs docs/figures
 	$(PY) -m theory verify --json runs/theory_verification.json
 	$(PY) -m sim verify --json runs/sim_verification.json
 

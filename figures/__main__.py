@@ -2,13 +2,14 @@
 
 Writes ``figNN_slug.{png,csv,json}`` per figure and ``index.md`` (a gallery: each caption, verdict and
 finding) into ``--out``; ``--docs`` also copies them there (the committed gallery under docs/figures/).
-A figure whose files are already in ``--out`` from the same settings is skipped unless ``--force``, so an
-interrupted run resumes where it stopped.
+A figure whose files are already in ``--out`` from the same settings and code (``code_hash``) is skipped
+unless ``--force``, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import json
 import shutil
@@ -24,21 +25,43 @@ def _caption(mod) -> str:
     return inspect.cleandoc(mod.__doc__ or "").strip()
 
 
+def code_hash(mod) -> str:
+    """Fingerprint of the code a figure depends on: its script, figures/_common.py and the theory, sim
+    and controllers packages. A figure already in --out is reused only if this matches."""
+    root = Path(figures.__file__).parent.parent
+    h = hashlib.sha256()
+    files = [Path(mod.__file__), root / "figures" / "_common.py"]
+    for pkg in ("theory", "sim", "controllers"):
+        files += sorted((root / pkg).glob("*.py"))
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def make_one(number: int, out: Path, quick: bool, seed: int, force: bool = False) -> dict:
-    """Compute, plot and save one figure; returns its JSON metadata (read back if already done)."""
+    """Compute, plot and save one figure; returns its JSON metadata (read back if already done with the
+    same settings and code)."""
     mod = figures.load(number)
     stem = out / mod.__name__.split(".")[-1]
     js = stem.with_suffix(".json")
     settings = {"quick": quick, "seed": seed}
+    code = code_hash(mod)
     if not force and js.exists() and all(stem.with_suffix(s).exists() for s in (".png", ".csv")):
         meta = json.loads(js.read_text())
-        if meta.get("settings") == settings:
+        if meta.get("settings") == settings and meta.get("code") == code:
             return meta
     t0 = time.time()
     res = mod.compute(quick=quick, seed=seed)
     _common.check_result(res, mod.COLUMNS, mod.__name__)
     res.meta.update(
-        {"figure": number, "title": mod.TITLE, "settings": settings, "seconds": round(time.time() - t0, 1)}
+        {
+            "figure": number,
+            "title": mod.TITLE,
+            "settings": settings,
+            "code": code,
+            "seconds": round(time.time() - t0, 1),
+        }
     )
     fig = mod.plot(res)
     _common.save(res, fig, stem, mod.COLUMNS)

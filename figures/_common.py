@@ -19,10 +19,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from theory.verify import APPROX, FAILS, HOLDS, SURROGATE  # noqa: E402,F401
+from theory.verify import APPROX, FAILS, HOLDS, SURROGATE
 
 VERDICTS = (HOLDS, APPROX, FAILS, SURROGATE)
 
@@ -147,7 +147,9 @@ def seeds(seed: int, n: int) -> list[int]:
 def band(ax, x, mean, err, label=None, **kw):
     """A line with a ±err band."""
     (line,) = ax.plot(x, mean, label=label, **kw)
-    ax.fill_between(x, np.asarray(mean) - err, np.asarray(mean) + err, color=line.get_color(), alpha=0.2, lw=0)
+    ax.fill_between(
+        x, np.asarray(mean) - err, np.asarray(mean) + err, color=line.get_color(), alpha=0.2, lw=0
+    )
     return line
 
 

@@ -26,7 +26,7 @@ EPS = 1e-4
 def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     rng = np.random.default_rng(seed)
     others = rng.normal(0.0, 1.0, 6)
-    n_logit, n_adv = (41, 11) if quick else (161, 41)
+    n_logit, n_adv = (41, 11) if quick else (121, 31)
     logits_a = np.linspace(np.log(1e-4) + np.log(np.exp(others).sum()), 10.0, n_logit)
     rows = []
     for la in logits_a:

@@ -29,7 +29,9 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     steps = 150 if quick else 400
     rows = []
     for update, natural in (("PG", False), ("NPG", True)):
-        t = theory.exact_bandit_trajectory(np.asarray(REF_Z), np.asarray(REF_R), REF_LR, steps, natural=natural)
+        t = theory.exact_bandit_trajectory(
+            np.asarray(REF_Z), np.asarray(REF_R), REF_LR, steps, natural=natural
+        )
         for k in range(steps + 1):
             rows.append(
                 {
@@ -59,7 +61,12 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
             cov = res.col("cov_pg" if update == "PG" else "cov_npg", series=series, update=update)
             peak = int(np.argmax(H))
             flip = int(np.argmax(cov > 0)) if (cov > 0).any() else -1
-            turns[f"{series}/{update}"] = {"peak_step": peak, "flip_step": flip, "H0": H[0], "H_peak": H[peak]}
+            turns[f"{series}/{update}"] = {
+                "peak_step": peak,
+                "flip_step": flip,
+                "H0": H[0],
+                "H_peak": H[peak],
+            }
             dH = np.diff(H)
             live = np.abs(cov[:-1]) > 1e-6
             agree[f"{series}/{update}"] = float((np.sign(dH[live]) == -np.sign(cov[:-1][live])).mean())

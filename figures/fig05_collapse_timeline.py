@@ -63,8 +63,8 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
                 {"env": env, "step": k, "train_frac": float(frac[k]), "entropy_mean": float(H[k]),
                  "success_mean": float(R[k]), "entropy_consumed_frac": float(consumed[k]), "gain_frac": float(gain[k])}
             )  # fmt: skip
-        at = int(round(MARK * (n - 1)))
-        tail = int(round(0.9 * (n - 1)))
+        at = round(MARK * (n - 1))
+        tail = round(0.9 * (n - 1))
         shares[env] = {
             "entropy_consumed_frac": float(consumed[at]),
             "gain_frac": float(gain[at]),
@@ -103,7 +103,9 @@ def plot(res: fc.Result):
         ax.plot(x, res.col("entropy_consumed_frac", env=env), label="entropy consumed")
         ax.plot(x, res.col("gain_frac", env=env), label="success gained")
         ax.axvline(MARK, color="k", ls=":", lw=1)
-        ax.axhline(PAPER["entropy_consumed_frac"], color="C0", ls="--", lw=0.8, label="paper at 1/12: 73%, 76%")
+        ax.axhline(
+            PAPER["entropy_consumed_frac"], color="C0", ls="--", lw=0.8, label="paper at 1/12: 73%, 76%"
+        )
         ax.axhline(PAPER["gain_frac"], color="C1", ls="--", lw=0.8)
         v = res.meta["shares_at_mark"][env]
         ax.set_title(

@@ -37,7 +37,11 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
         )  # fmt: skip
         t = fc.traj(cfg, batch_keys=("adv/frac_zero",))
         rows += fc.curve_rows(label, t, ("entropy", "success", "adv/frac_zero"), every=1 if quick else 2)
-        ends[label] = {"H": t["entropy"][-1], "R": t["success"][-1], "zero": float(np.nanmean(t["adv/frac_zero"]))}
+        ends[label] = {
+            "H": t["entropy"][-1],
+            "R": t["success"][-1],
+            "zero": float(np.nanmean(t["adv/frac_zero"])),
+        }
     res = fc.Result(rows)
     base = ends["GRPO (mean)"]
     summary = {}

@@ -13,8 +13,6 @@ scale of the step (λ). The paper's effect needs parameters shared across answer
 
 from __future__ import annotations
 
-import numpy as np
-
 from figures import _common as fc
 from sim.run import SimConfig
 
@@ -59,11 +57,17 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
             f"final entropy NSR − PSR {dH.mean():+.4f} ± {fc.se(dH):.4f} (paired), pass@256 NSR − PSR "
             f"{dP.mean():+.4f} ± {fc.se(dP):.4f}; final H / pass@1 / pass@256: "
             + "; ".join(
-                f"{k} {v['H'].mean():.3f} / {v['p1'].mean():.3f} / {v['p256'].mean():.3f}" for k, v in ends.items()
+                f"{k} {v['H'].mean():.3f} / {v['p1'].mean():.3f} / {v['p256'].mean():.3f}"
+                for k, v in ends.items()
             )
             + f" (H at start {ends['GRPO']['H0']:.3f})"
         ),
-        "nsr_minus_psr": {"H": float(dH.mean()), "H_se": fc.se(dH), "pass256": float(dP.mean()), "pass256_se": fc.se(dP)},
+        "nsr_minus_psr": {
+            "H": float(dH.mean()),
+            "H_se": fc.se(dH),
+            "pass256": float(dP.mean()),
+            "pass256_se": fc.se(dP),
+        },
         "runs": runs,
         "steps": steps,
     }

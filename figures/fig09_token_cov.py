@@ -23,9 +23,25 @@ from figures import _common as fc
 from sim.run import SimConfig, Simulator
 
 TITLE = "Token covariance is heavy-tailed (Cui et al. Table 1)"
-COLUMNS = ("step", "group", "top_frac", "mean_cov", "se_cov", "paper_mean_cov", "fork_share_of_top2", "fork_share_all")
+COLUMNS = (
+    "step",
+    "group",
+    "top_frac",
+    "mean_cov",
+    "se_cov",
+    "paper_mean_cov",
+    "fork_share_of_top2",
+    "fork_share_all",
+)
 GROUPS = {"top 0.02%": 0.0002, "top 0.2%": 0.002, "top 2%": 0.02, "top 20%": 0.2, "top 50%": 0.5, "all": 1.0}
-PAPER = {"top 0.02%": 5.654, "top 0.2%": 3.112, "top 2%": 1.385, "top 20%": 0.351, "top 50%": 0.152, "all": 0.003}
+PAPER = {
+    "top 0.02%": 5.654,
+    "top 0.2%": 3.112,
+    "top 2%": 1.385,
+    "top 20%": 0.351,
+    "top 50%": 0.152,
+    "all": 0.003,
+}
 
 
 def compute(quick: bool = False, seed: int = 0) -> fc.Result:
@@ -87,7 +103,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
         + " (holds when top 0.02% ≥ 100 × |all| at every step)",
         "ratio_top002_over_all": ratios,
         "runs": runs,
-        "tokens_per_batch": int(32 * 32 * 5),
+        "tokens_per_batch": (32 * 32 * 5),
     }
     return res
 
@@ -105,8 +121,15 @@ def plot(res: fc.Result):
     a.set_xticks(x, list(GROUPS), fontsize=8)
     a.set_ylabel("|mean token covariance|")
     a.legend(fontsize=8)
-    b.bar(np.arange(len(steps)) - 0.2, res.col("fork_share_of_top2", group="all"), 0.4, label="share of top-2% tokens")
-    b.bar(np.arange(len(steps)) + 0.2, res.col("fork_share_all", group="all"), 0.4, label="share of all tokens")
+    b.bar(
+        np.arange(len(steps)) - 0.2,
+        res.col("fork_share_of_top2", group="all"),
+        0.4,
+        label="share of top-2% tokens",
+    )
+    b.bar(
+        np.arange(len(steps)) + 0.2, res.col("fork_share_all", group="all"), 0.4, label="share of all tokens"
+    )
     b.set_xticks(np.arange(len(steps)), [f"step {s}" for s in steps])
     b.set_ylabel("in fork (high-entropy) states")
     b.legend(fontsize=8)

@@ -75,7 +75,14 @@ def plot(res: fc.Result):
     fig, (a, b, c) = fc.figure(3, width=4.2)
     base = {"method": "clip-higher", "value": 0.2}
     x = res.col("step", **base)
-    fc.band(a, x, res.col("entropy_mean", **base), res.col("entropy_se", **base), label="GRPO (clip 0.2)", color="k")
+    fc.band(
+        a,
+        x,
+        res.col("entropy_mean", **base),
+        res.col("entropy_se", **base),
+        label="GRPO (clip 0.2)",
+        color="k",
+    )
     fc.band(b, x, res.col("success_mean", **base), res.col("success_se", **base), color="k")
     for i, (method, spec) in enumerate(SWEEPS.items()):
         sel = {"method": method, "value": float(spec[5])}

@@ -60,7 +60,9 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     # bonus: some coefficient makes entropy end above where it started (explosion) and costs success
     explodes = [v for v, h in zip(bonus["values"], bonus["H_end"], strict=True) if h > bonus["H0"]]
     first_acting = [
-        v for v, d, s in zip(bonus["values"], bonus["dH_vs_off"], bonus["dH_se"], strict=True) if v and d > max(3 * s, MIN_EFFECT)
+        v
+        for v, d, s in zip(bonus["values"], bonus["dH_vs_off"], bonus["dH_se"], strict=True)
+        if v and d > max(3 * s, MIN_EFFECT)
     ]
     kl_keeps = kl["dH_vs_off"][-1] > max(3 * kl["dH_se"][-1], MIN_EFFECT)
     kl_costs = kl["dR_vs_off"][-1] < -max(2 * kl["dR_se"][-1], MIN_EFFECT)

@@ -103,8 +103,12 @@ def plot(res: fc.Result):
     for i, name in enumerate(SERIES):
         sel = {"panel": "training", "series": name}
         x = res.col("x", **sel)
-        fc.band(b, x, res.col("entropy_mean", **sel), res.col("entropy_se", **sel), label=name, color=f"C{i + 2}")
-        fc.band(c, x, res.col("success_mean", **sel), res.col("success_se", **sel), label=name, color=f"C{i + 2}")
+        fc.band(
+            b, x, res.col("entropy_mean", **sel), res.col("entropy_se", **sel), label=name, color=f"C{i + 2}"
+        )
+        fc.band(
+            c, x, res.col("success_mean", **sel), res.col("success_se", **sel), label=name, color=f"C{i + 2}"
+        )
     b.set_ylabel("entropy (nats)")
     c.set_ylabel("success")
     for ax in (b, c):

@@ -11,13 +11,22 @@ the faster collapse per rollout is only the larger number of steps.
 
 from __future__ import annotations
 
-import numpy as np
+import itertools
 
 from figures import _common as fc
 from sim.run import SimConfig
 
 TITLE = "Off-policy epochs per rollout vs entropy decay; on-policy OPO"
-COLUMNS = ("series", "epochs", "step", "optimizer_steps", "entropy_mean", "entropy_se", "success_mean", "success_se")
+COLUMNS = (
+    "series",
+    "epochs",
+    "step",
+    "optimizer_steps",
+    "entropy_mean",
+    "entropy_se",
+    "success_mean",
+    "success_se",
+)
 EPOCHS = (1, 2, 4, 8)
 
 
@@ -38,7 +47,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     res = fc.Result(rows)
     labels = [k for k in cases if k.startswith("PPO")]
     hs = [ends[k]["H"] for k in labels]
-    faster = all(float((b - a).mean()) < -2 * fc.se(b - a) for a, b in zip(hs, hs[1:], strict=False))
+    faster = all(float((b - a).mean()) < -2 * fc.se(b - a) for a, b in itertools.pairwise(hs))
     opo_minus_1 = ends["OPO on-policy"]["H"] - ends[labels[0]]["H"]
     # at equal optimizer steps: the 1-epoch curve at step k·e against the e-epoch curve at step k
     same_steps = {}
@@ -56,7 +65,9 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
             + ", ".join(f"{k} {v['H'].mean():.3f} (success {v['R'].mean():.3f})" for k, v in ends.items())
             + f"; OPO − PPO 1 epoch {opo_minus_1.mean():+.4f} ± {fc.se(opo_minus_1):.4f}; at equal optimizer "
             "steps: "
-            + ", ".join(f"{k} {v['H']:.3f} vs 1 epoch {v['H_1epoch_same_steps']:.3f}" for k, v in same_steps.items())
+            + ", ".join(
+                f"{k} {v['H']:.3f} vs 1 epoch {v['H_1epoch_same_steps']:.3f}" for k, v in same_steps.items()
+            )
         ),
         "same_optimizer_steps": same_steps,
         "runs": runs,

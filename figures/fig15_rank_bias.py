@@ -38,7 +38,9 @@ def _run(cfg: SimConfig) -> dict:
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(cfg.steps):
             lp = torch.log_softmax(s.z.detach(), -1)  # (R, P, n)
-            logp_rare.append(lp.gather(-1, rare[None, :, None].expand(lp.shape[0], -1, 1))[..., 0].mean(-1).numpy())
+            logp_rare.append(
+                lp.gather(-1, rare[None, :, None].expand(lp.shape[0], -1, 1))[..., 0].mean(-1).numpy()
+            )
             m = sim.step(s)
     out["log_p_rare"] = np.asarray(logp_rare)  # (steps, R): mean over prompts of log π(rare correct arm)
     for k in PASS_K:
@@ -57,10 +59,20 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
         t = _run(cfg)
         for k in range(0, steps, 1 if quick else 2):
             v = t["log_p_rare"][k]
-            rows.append({"series": label, "metric": "log_p_rare_correct", "x": k, "mean": float(v.mean()), "se": fc.se(v)})
+            rows.append(
+                {
+                    "series": label,
+                    "metric": "log_p_rare_correct",
+                    "x": k,
+                    "mean": float(v.mean()),
+                    "se": fc.se(v),
+                }
+            )
         for kk in PASS_K:
             v = t[f"pass@{kk}"]
-            rows.append({"series": label, "metric": "pass@k", "x": kk, "mean": float(v.mean()), "se": fc.se(v)})
+            rows.append(
+                {"series": label, "metric": "pass@k", "x": kk, "mean": float(v.mean()), "se": fc.se(v)}
+            )
         ends[label] = t
     res = fc.Result(rows)
     g, u = ends["GRPO"], ends["GRPO + unlikeliness reward"]

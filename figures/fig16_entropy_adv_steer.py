@@ -36,7 +36,11 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
         )  # fmt: skip
         t = fc.traj(cfg, keys=("dH_predicted", "entropy", "success"))
         rows += fc.curve_rows(label, t, ("dH_predicted", "entropy", "success"), every=1 if quick else 2)
-        ends[label] = {"H": t["entropy"][-1], "R": t["success"][-1], "abs_dH": np.abs(t["dH_predicted"]).mean(0)}
+        ends[label] = {
+            "H": t["entropy"][-1],
+            "R": t["success"][-1],
+            "abs_dH": np.abs(t["dH_predicted"]).mean(0),
+        }
     res = fc.Result(rows)
     g = ends["GRPO"]
     d_adv = ends["GRPO + entropy_adv"]["H"] - g["H"]
