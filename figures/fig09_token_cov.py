@@ -55,7 +55,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     )  # fmt: skip
     sim = Simulator(cfg)
     s = sim.init_state()
-    fork = torch.as_tensor(sim.spec.prior.max(-1) - sim.spec.prior.min(-1) < 3.0)  # flat rows: the forks
+    fork = torch.as_tensor(sim.spec.fork)  # (S,) the high-entropy fork states of the prior
     grpo = C.get("grpo")
     rows = []
     while s.step <= max(probes):

@@ -42,8 +42,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     roll = sim.rollout(s.z.detach(), torch.Generator().manual_seed(sample_seed))
     b = sim.token_batch(s.z.detach(), roll, slice(0, 1), torch.arange(sim.model.n_prompts))
     ent = b.entropy.numpy().ravel()
-    prior = sim.spec.prior
-    fork = (prior.max(-1) - prior.min(-1) < 3.0)[roll["states"][0].reshape(-1).numpy()]
+    fork = sim.spec.fork[roll["states"][0].reshape(-1).numpy()]
     edges = np.linspace(0.0, np.log(ENV["vocab"]), 31)
     for name, sel in (("fork states", fork), ("other states", ~fork)):
         hist, _ = np.histogram(ent[sel], bins=edges)

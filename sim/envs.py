@@ -54,6 +54,7 @@ class TreeEnvSpec:
     rewards: np.ndarray
     prior: np.ndarray
     bernoulli: bool = False  # sampled reward ~ Bernoulli(rewards) (else rewards are {0, 1} and exact)
+    fork: np.ndarray | None = None  # TokenTree: (S,) True for the high-entropy fork states of the prior
 
     @property
     def n_prompts(self) -> int:
@@ -157,7 +158,7 @@ def make_token_tree(
     z[np.arange(S), top] += margin
     z[fork] = rng.normal(0.0, fs, (int(fork.sum()), V))
     r = (rng.random((P, shape.n_leaves)) < cf).astype(np.float64)
-    return TreeEnvSpec("token_tree", shape, r, z)
+    return TreeEnvSpec("token_tree", shape, r, z, fork=fork)
 
 
 @dataclass(frozen=True)

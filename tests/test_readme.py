@@ -23,3 +23,19 @@ def test_readme_shows_the_two_commands_first():
     first_block = text.index("```bash")
     assert text.index("make figures") > first_block and text.index("make test") > first_block
     assert first_block < text.index("## ")
+
+
+def test_readme_figure_verdicts_match_the_committed_gallery():
+    """The README's figure table says what docs/figures/figNN_*.json say (regenerate with make figures)."""
+    import json
+
+    docs = README.parent / "docs" / "figures"
+    rows = re.findall(r"^\| (\d+) \| [^|]+ \| ([^|]+) \| ", README.read_text(), flags=re.M)
+    listed = {int(n): v.strip() for n, v in rows}
+    gallery = {json.loads(p.read_text())["figure"]: json.loads(p.read_text()) for p in docs.glob("fig*.json")}
+    assert listed and set(listed) == set(gallery)
+    for n, meta in gallery.items():
+        assert listed[n] == meta["verdict"], n
+        assert meta["settings"]["quick"] is False, n  # the committed gallery is the full budget
+        stem = docs / f"fig{n:02d}"
+        assert any(p.suffix == ".png" for p in docs.glob(f"{stem.name}_*.png")), n

@@ -126,6 +126,10 @@ def test_token_tree_has_a_minority_of_forks():
     high = H > 0.5 * np.log(4)
     assert 0.1 < high.mean() < 0.3  # forks are the high-entropy minority
     assert spec.prior.shape == (spec.shape.n_states, 4)
+    # the recorded fork mask is that minority: every fork state is high-entropy, and few others are
+    assert spec.fork.shape == (spec.shape.n_states,)
+    assert H[spec.fork].min() > 0.5 * np.log(4)
+    assert (high & ~spec.fork).mean() < 0.05  # a det. state whose runner-up logit is near the top
 
 
 @pytest.mark.parametrize(
