@@ -116,11 +116,11 @@ def se(x) -> float:
     return float(np.std(x, ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
 
 
-def traj(cfg, keys=("entropy", "success"), batch_keys=(), warm: bool = False) -> dict:
+def traj(cfg, keys=("entropy", "success"), batch_keys=(), warm: bool = False, probes=None) -> dict:
     """``sim.verify.trajectory``: {key: (steps, runs)} of one simulator config, in memory."""
     from sim.verify import trajectory
 
-    return trajectory(cfg, keys=keys, batch_keys=batch_keys, warm=warm)
+    return trajectory(cfg, keys=keys, batch_keys=batch_keys, warm=warm, probes=probes)
 
 
 def curve_rows(series: str, t: dict, keys: tuple[str, ...], every: int = 1, **extra) -> list[dict]:

@@ -13,13 +13,12 @@ exact pass@k at the end, k = 1 … 256.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
 
 from figures import _common as fc
-from sim.run import SimConfig, Simulator
+from sim.run import SimConfig
 
 TITLE = "Rank bias: the rare correct answer under GRPO vs the unlikeliness reward"
 COLUMNS = ("series", "metric", "x", "mean", "se")
@@ -28,24 +27,16 @@ SERIES = {"GRPO": ("grpo",), "GRPO + unlikeliness reward": ("unlikeliness",)}
 
 
 def _run(cfg: SimConfig) -> dict:
-    sim = Simulator(cfg)
-    s = sim.init_state()
-    r = torch.as_tensor(sim.spec.rewards)  # (P, n)
-    z0 = torch.as_tensor(sim.spec.prior)
+    r = torch.as_tensor(cfg.env_spec().rewards)  # (P, n)
+    z0 = torch.as_tensor(cfg.env_spec().prior)
     rare = torch.where(r > 0, z0, torch.full_like(z0, math.inf)).argmin(-1)  # (P,) rarest correct arm
-    logp_rare, out = [], {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(cfg.steps):
-            lp = torch.log_softmax(s.z.detach(), -1)  # (R, P, n)
-            logp_rare.append(
-                lp.gather(-1, rare[None, :, None].expand(lp.shape[0], -1, 1))[..., 0].mean(-1).numpy()
-            )
-            m = sim.step(s)
-    out["log_p_rare"] = np.asarray(logp_rare)  # (steps, R): mean over prompts of log π(rare correct arm)
-    for k in PASS_K:
-        out[f"pass@{k}"] = m[f"pass@{k}"].numpy()
-    return out
+
+    def log_p_rare(sim, s):  # (R,) mean over prompts of log π(rare correct arm)
+        lp = torch.log_softmax(s.z.detach(), -1)  # (R, P, n)
+        return lp.gather(-1, rare[None, :, None].expand(lp.shape[0], -1, 1))[..., 0].mean(-1).numpy()
+
+    t = fc.traj(cfg, keys=tuple(f"pass@{k}" for k in PASS_K), probes={"log_p_rare": log_p_rare})
+    return {"log_p_rare": t["log_p_rare"], **{f"pass@{k}": t[f"pass@{k}"][-1] for k in PASS_K}}
 
 
 def compute(quick: bool = False, seed: int = 0) -> fc.Result:

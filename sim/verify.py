@@ -34,17 +34,24 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**31 - 1))
 
 
-def trajectory(cfg: SimConfig, keys=("entropy", "success"), batch_keys=(), warm: bool = False) -> dict:
+def trajectory(
+    cfg: SimConfig, keys=("entropy", "success"), batch_keys=(), warm: bool = False, probes=None
+) -> dict:
     """Run ``cfg`` in memory: {key: (steps, runs) array} for measurement keys and per-run batch metrics.
-    Controllers' UserWarnings (e.g. KL-Cov inert once every group of a run is solved) are silenced."""
+    ``probes``: {name: f(sim, state) -> (runs,) array}, read before each step (e.g. the probability of
+    one arm). Controllers' UserWarnings (e.g. KL-Cov inert once every group of a run is solved) are
+    silenced."""
     sim = Simulator(cfg)
     s = sim.init_state()
     if warm:
         warm_start(sim, s)
-    out: dict[str, list] = {k: [] for k in (*keys, *batch_keys)}
+    probes = probes or {}
+    out: dict[str, list] = {k: [] for k in (*keys, *batch_keys, *probes)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(cfg.steps):
+            for k, f in probes.items():
+                out[k].append(np.asarray(f(sim, s), dtype=float))
             m = sim.step(s)
             for k in keys:
                 out[k].append(m[k].detach().cpu().numpy().copy())
@@ -333,7 +340,7 @@ def _tree_cfg(seed_env: int, seed: int, **kw) -> SimConfig:
     return SimConfig(**{**base, **kw})
 
 
-def _monotone(ends: list[np.ndarray]) -> bool:
+def monotone(ends: list[np.ndarray]) -> bool:
     """Final entropies per run (same seeds, so paired): non-decreasing within noise (each step's mean
     paired difference ≥ −2 se) and the last above the first by > 3 se."""
     steps_ok = all(float((b - a).mean()) >= -2 * _se(b - a) for a, b in itertools.pairwise(ends))
@@ -368,7 +375,7 @@ def check_clip_family(rng) -> list[Row]:
             "values": list(values), "H_end": hs, "se": ses, "success_end": succ,
             "gain": float(d.mean()), "gain_se": _se(d),
         }  # fmt: skip
-        verdicts[label] = _monotone(ends)
+        verdicts[label] = monotone(ends)
     setting = (
         f"TokenTree 8 prompts, V=4, T=4; ppo 4 epochs/rollout, η={CLIP_LR:g}, 60 rollouts, 16 runs (paired "
         "seeds); entropy at the end; KL-Cov without a PPO clip, as in the paper"
@@ -424,7 +431,7 @@ def check_entropy_bonus(rng) -> Row:
         abs(h - hs[0]) <= 3 * math.hypot(s, ses[0]) + 1e-3 for h, s in zip(hs[1:3], ses[1:3], strict=True)
     )
     grows = [c for c, h in zip(coefs, hs, strict=True) if h > 1.1 * hs[0]]  # 10% above no bonus
-    ok = small_same and _monotone(ends) and bool(grows)
+    ok = small_same and monotone(ends) and bool(grows)
     return Row(
         id="M7",
         claim="Entropy bonus: small coefficients change nothing, large ones make entropy grow (Cui et al. Fig. 9)",

@@ -1,0 +1,102 @@
+"""Log-probabilities of the sampled tokens and per-token entropy, computed in chunks of tokens.
+
+The naive way materialises ``log_softmax(logits)`` for the whole (B, T, V) batch in float32 — 4·B·T·V
+bytes, 2.5 GB for B·T = 4096 tokens at V = 152k — and then one more temporary for the entropy. Here the
+B·T rows are processed ``chunk_tokens`` at a time, in float32 whatever the logits' dtype, so the extra
+memory is about 3·chunk_tokens·V floats:
+
+    log π(y_t) = z_t[y_t]/τ − logsumexp(z_t/τ)                  (``selective_log_softmax``)
+    H_t = logsumexp(z_t/τ) − Σ_v softmax(z_t/τ)_v · z_t,v/τ       (``token_entropy``)
+
+τ is the sampling temperature, so the entropy is in nats per token *at the temperature the tokens were
+drawn with* (the unit every controller reads). The log-prob keeps its gradient through logsumexp, whose
+backward recomputes the softmax from the logits it already holds (nothing (B, T, V)-sized is saved);
+the entropy is detached by default, and with ``grad=True`` each chunk is recomputed in the backward
+pass (``torch.utils.checkpoint``) so its softmax is not kept either.
+Ref: TRL ``selective_log_softmax``; verl ``entropy_from_logits`` / ``logprobs_from_logits``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+DEFAULT_CHUNK_TOKENS = 1024
+
+
+def _check(logits: Tensor, temperature: float, chunk_tokens: int) -> None:
+    if not isinstance(logits, Tensor) or logits.dim() < 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"logits: got {shape}; allowed: a tensor (..., V) with V >= 2")
+    if logits.shape[-1] < 2:
+        raise ValueError(f"logits: vocabulary size {logits.shape[-1]}; allowed: V >= 2")
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature > 0:
+        raise ValueError(f"temperature: got {temperature!r}; allowed: a number > 0")
+    if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens: got {chunk_tokens!r}; allowed: an integer >= 1")
+
+
+def selective_log_softmax(
+    logits: Tensor, ids: Tensor, temperature: float = 1.0, chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+) -> Tensor:
+    """log π(ids) at temperature τ, chunk by chunk, in float32 (float64 stays float64).
+
+    Args:
+        logits: (..., V) raw logits; ids: (...) token ids in [0, V); temperature: τ > 0;
+        chunk_tokens: rows of logits processed at once.
+    Returns:
+        (...) log-probabilities, with gradient if ``logits`` has one.
+    """
+    _check(logits, temperature, chunk_tokens)
+    if ids.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"ids: shape {tuple(ids.shape)}; allowed: the logits' leading shape {tuple(logits.shape[:-1])}"
+        )
+    V = logits.shape[-1]
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= V):
+        raise ValueError(f"ids: values in [{int(ids.min())}, {int(ids.max())}]; allowed: [0, {V - 1}]")
+    flat, flat_ids = logits.reshape(-1, V), ids.reshape(-1)
+    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    out = []
+    for i in range(0, flat.shape[0], chunk_tokens):
+        z = flat[i : i + chunk_tokens].to(dtype) / temperature
+        picked = z.gather(-1, flat_ids[i : i + chunk_tokens, None]).squeeze(-1)
+        out.append(picked - torch.logsumexp(z, -1))
+    if not out:
+        return flat.new_zeros(ids.shape, dtype=dtype)
+    return torch.cat(out).reshape(ids.shape)
+
+
+def _chunk_entropy(z: Tensor, temperature: float) -> Tensor:
+    z = z / temperature
+    lse = torch.logsumexp(z, -1)
+    return lse - (torch.softmax(z, -1) * z).sum(-1)
+
+
+def token_entropy(
+    logits: Tensor, temperature: float = 1.0, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, grad: bool = False
+) -> Tensor:
+    """Entropy H(softmax(z/τ)) of every position, in nats, chunk by chunk, in float32 (float64 stays).
+
+    Args:
+        logits: (..., V); temperature: τ > 0; chunk_tokens: rows at once; grad: keep the gradient
+            (each chunk recomputed in backward) — needed only by an entropy bonus.
+    Returns:
+        (...) entropies in [0, log V].
+    """
+    _check(logits, temperature, chunk_tokens)
+    V = logits.shape[-1]
+    flat = logits.reshape(-1, V)
+    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    out = []
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        for i in range(0, flat.shape[0], chunk_tokens):
+            z = flat[i : i + chunk_tokens].to(dtype)
+            if grad and z.requires_grad:
+                out.append(checkpoint(_chunk_entropy, z, temperature, use_reentrant=False))
+            else:
+                out.append(_chunk_entropy(z.detach() if not grad else z, temperature))
+    if not out:
+        return flat.new_zeros(logits.shape[:-1], dtype=dtype)
+    return torch.cat(out).reshape(logits.shape[:-1])

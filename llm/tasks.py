@@ -1,0 +1,163 @@
+"""Tasks with exact verifiers: built-in synthetic ones (no download) and user data as JSONL.
+
+A task draws ``Example(prompt, answer)`` items and scores a completion: reward 1.0 for a correct
+answer, 0.0 otherwise. The completion is the decoded text after the prompt, up to <eos>; surrounding
+whitespace is ignored.
+
+- ``copy``: "copy:abc=" → "abc" (letters, length ``n``).
+- ``addition``: "12+34=" → "46" (two ``n``-digit operands).
+- ``countdown``: "3,5,7:22=" → any expression of + − * and parentheses over the given numbers, each
+  used at most once, whose value is the target (e.g. "3*5+7"); the stored answer is one solution.
+- ``jsonl``: one ``{"prompt": ..., "answer": ...}`` object per line, scored by exact match; a malformed
+  line is reported as ``file:line: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import operator
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    answer: str
+
+
+class Task:
+    name = "task"
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[Example]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score(self, completion: str, example: Example) -> float:
+        return float(completion.strip() == example.answer)
+
+
+def _positive(name: str, value, lo: int = 1, hi: int = 12) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{name}: got {value!r}; allowed: an integer in [{lo}, {hi}]")
+    return value
+
+
+class Copy(Task):
+    name = "copy"
+
+    def __init__(self, n: int = 3):
+        self.n = _positive("n", n)
+
+    def sample(self, rng, n):
+        letters = np.asarray(list(string.ascii_lowercase[:8]))
+        words = ["".join(rng.choice(letters, self.n)) for _ in range(n)]
+        return [Example(f"copy:{w}=", w) for w in words]
+
+
+class Addition(Task):
+    name = "addition"
+
+    def __init__(self, n: int = 2):
+        self.n = _positive("n", n)
+
+    def sample(self, rng, n):
+        lo, hi = 10 ** (self.n - 1) if self.n > 1 else 0, 10**self.n
+        a, b = rng.integers(lo, hi, n), rng.integers(lo, hi, n)
+        return [Example(f"{x}+{y}=", str(x + y)) for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+
+
+def _evaluate(node) -> tuple[int, list[int]]:
+    """Value and the literals used of an expression tree of + − * over integer literals."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value, [node.value]
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        (a, ua), (b, ub) = _evaluate(node.left), _evaluate(node.right)
+        return _OPS[type(node.op)](a, b), ua + ub
+    raise ValueError("not an expression of + - * over integers")
+
+
+class Countdown(Task):
+    name = "countdown"
+
+    def __init__(self, n: int = 3, max_number: int = 9):
+        self.n = _positive("n", n, 2, 5)
+        self.max_number = _positive("max_number", max_number, 2, 99)
+
+    def sample(self, rng, n):
+        out = []
+        for _ in range(n):
+            nums = rng.integers(1, self.max_number + 1, self.n).tolist()
+            ops = rng.choice(["+", "-", "*"], self.n - 1).tolist()
+            expr = "".join(itertools.chain.from_iterable(zip(map(str, nums), [*ops, ""], strict=True)))
+            target = _evaluate(ast.parse(expr, mode="eval").body)[0]
+            order = rng.permutation(self.n).tolist()
+            out.append(Example(f"{','.join(str(nums[i]) for i in order)}:{target}=", expr))
+        return out
+
+    def score(self, completion, example):
+        text = completion.strip()
+        if not text or len(text) > 64 or any(c not in "0123456789+-*() " for c in text):
+            return 0.0
+        try:
+            value, used = _evaluate(ast.parse(text, mode="eval").body)
+        except (SyntaxError, ValueError, RecursionError):
+            return 0.0
+        head, target = example.prompt.rstrip("=").split(":")
+        pool = [int(x) for x in head.split(",")]
+        for u in used:  # each given number at most once
+            if u not in pool:
+                return 0.0
+            pool.remove(u)
+        return float(value == int(target))
+
+
+class Jsonl(Task):
+    name = "jsonl"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ValueError(f"path: got {str(path)!r}; allowed: an existing JSONL file")
+        self.examples = load_jsonl(self.path)
+
+    def sample(self, rng, n):
+        idx = rng.integers(0, len(self.examples), n)
+        return [self.examples[i] for i in idx.tolist()]
+
+
+def load_jsonl(path: str | Path) -> list[Example]:
+    """``{"prompt": str, "answer": str}`` per line (blank lines skipped); errors name file and line."""
+    path = Path(path)
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: not JSON ({e.msg}); allowed: one JSON object per line") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) or "answer" not in obj:
+            raise ValueError(
+                f"{path}:{i}: got {line[:80]!r}; allowed: an object with a string 'prompt' and an 'answer'"
+            )
+        out.append(Example(obj["prompt"], str(obj["answer"])))
+    if not out:
+        raise ValueError(f"{path}: no examples; allowed: at least one line")
+    return out
+
+
+TASKS = {"copy": Copy, "addition": Addition, "countdown": Countdown, "jsonl": Jsonl}
+
+
+def get_task(name: str, **kwargs) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"task: got {name!r}; allowed: {', '.join(TASKS)}")
+    return TASKS[name](**kwargs)

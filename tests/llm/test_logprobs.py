@@ -1,0 +1,94 @@
+"""Chunked log-probs and entropy against the naive full-softmax forms (differential), plus bounds,
+shift invariance and temperature monotonicity (metamorphic)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llm.logprobs import selective_log_softmax, token_entropy
+
+
+@st.composite
+def logit_batches(draw):
+    B, T, V = draw(st.integers(1, 4)), draw(st.integers(1, 7)), draw(st.integers(2, 40))
+    seed = draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    scale = draw(st.sampled_from([0.1, 1.0, 5.0, 30.0]))
+    z = torch.randn(B, T, V, generator=g, dtype=torch.float64) * scale
+    ids = torch.randint(0, V, (B, T), generator=g)
+    return z, ids
+
+
+def _naive(z, ids, tau):
+    lp = torch.log_softmax(z / tau, -1)
+    return lp.gather(-1, ids[..., None]).squeeze(-1), -(lp.exp() * lp).sum(-1)
+
+
+@given(logit_batches(), st.integers(1, 9), st.sampled_from([0.3, 0.7, 1.0, 1.5]))
+def test_chunked_equals_naive(batch, chunk, tau):
+    z, ids = batch
+    ref_lp, ref_h = _naive(z, ids, tau)
+    assert torch.allclose(selective_log_softmax(z, ids, tau, chunk), ref_lp, atol=1e-12, rtol=0)
+    assert torch.allclose(token_entropy(z, tau, chunk), ref_h, atol=1e-10, rtol=0)
+
+
+@given(logit_batches(), st.integers(1, 9))
+def test_gradients_equal_naive(batch, chunk):
+    z, ids = batch
+    w = torch.randn(ids.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    z1 = z.clone().requires_grad_(True)
+    z2 = z.clone().requires_grad_(True)
+    lp, h = selective_log_softmax(z1, ids, 0.8, chunk), token_entropy(z1, 0.8, chunk, grad=True)
+    (g1,) = torch.autograd.grad((w * lp).sum() + (w * h).sum(), z1)
+    rlp, rh = _naive(z2, ids, 0.8)
+    (g2,) = torch.autograd.grad((w * rlp).sum() + (w * rh).sum(), z2)
+    assert torch.allclose(g1, g2, atol=1e-10, rtol=0)
+
+
+@given(logit_batches(), st.floats(-50, 50))
+def test_bounds_and_shift_invariance(batch, c):
+    z, ids = batch
+    V = z.shape[-1]
+    h = token_entropy(z)
+    assert (h >= -1e-12).all() and (h <= math.log(V) + 1e-12).all()
+    assert (selective_log_softmax(z, ids) <= 1e-12).all()
+    assert torch.allclose(token_entropy(z + c), h, atol=1e-9)
+    assert torch.allclose(selective_log_softmax(z + c, ids), selective_log_softmax(z, ids), atol=1e-9)
+
+
+@given(logit_batches())
+def test_entropy_grows_with_temperature(batch):
+    z, _ = batch
+    h = [token_entropy(z, tau) for tau in (0.5, 1.0, 2.0)]
+    assert (h[1] >= h[0] - 1e-12).all() and (h[2] >= h[1] - 1e-12).all()
+
+
+def test_entropy_detached_by_default_and_low_precision_upcast():
+    z = torch.randn(2, 3, 11, requires_grad=True)
+    assert not token_entropy(z).requires_grad
+    assert token_entropy(z, grad=True).requires_grad
+    zb = torch.randn(2, 3, 11).to(torch.bfloat16)
+    assert token_entropy(zb).dtype == torch.float32
+    assert selective_log_softmax(zb, torch.zeros(2, 3, dtype=torch.long)).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"temperature": 0.0}, "temperature: got 0.0"),
+        ({"chunk_tokens": 0}, "chunk_tokens: got 0"),
+        ({"ids": torch.zeros(2, dtype=torch.long)}, "ids: shape (2,)"),
+        ({"ids": torch.full((2, 3), 11)}, "ids: values in [11, 11]; allowed: [0, 10]"),
+    ],
+)
+def test_bad_input_names_the_argument(kwargs, needle):
+    z = torch.randn(2, 3, 11)
+    args = {"ids": torch.zeros(2, 3, dtype=torch.long), **kwargs}
+    with pytest.raises(ValueError) as e:
+        selective_log_softmax(z, **args)
+    assert needle in str(e.value)

@@ -1,0 +1,77 @@
+"""Synthetic tasks, their verifiers, the JSONL loader and the character tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llm.tasks import Example, get_task, load_jsonl
+from llm.tokenizer import CharTokenizer
+
+
+@pytest.mark.parametrize("name", ["copy", "addition", "countdown"])
+def test_stored_answers_score_one_and_wrong_ones_zero(name):
+    task = get_task(name)
+    tok = CharTokenizer()
+    for ex in task.sample(np.random.default_rng(0), 50):
+        assert task.score(ex.answer, ex) == 1.0
+        assert task.score(" " + ex.answer + " ", ex) == 1.0
+        assert task.score(ex.answer + "9", ex) == 0.0
+        assert tok.decode(tok.encode(ex.prompt + ex.answer)) == ex.prompt + ex.answer  # all in the alphabet
+
+
+def test_countdown_accepts_any_valid_expression_and_checks_number_use():
+    task = get_task("countdown")
+    ex = Example("3,5,7:22=", "3*5+7")
+    assert task.score("7+5*3", ex) == 1.0  # another order of the same numbers
+    assert task.score("(7+5*3)", ex) == 1.0
+    assert task.score("22", ex) == 0.0  # 22 is not one of the numbers
+    assert task.score("5*5-3", ex) == 0.0  # 5 used twice
+    assert task.score("3*5+7/1", ex) == 0.0  # division is not allowed
+    assert task.score("__import__('os')", ex) == 0.0  # nothing but arithmetic is evaluated
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_addition_answers_are_sums(seed):
+    for ex in get_task("addition", n=3).sample(np.random.default_rng(seed), 5):
+        a, b = ex.prompt.rstrip("=").split("+")
+        assert int(ex.answer) == int(a) + int(b) and len(a) == len(b) == 3
+
+
+def test_jsonl_loader_reports_file_and_line(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"prompt": "1+1=", "answer": 2}) + "\n\n")
+    assert load_jsonl(good) == [Example("1+1=", "2")]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "a", "answer": "b"}) + "\n{oops\n")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: not JSON"):
+        load_jsonl(bad)
+    bad.write_text('{"question": "a"}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1: got"):
+        load_jsonl(bad)
+    with pytest.raises(ValueError, match="path: got"):
+        get_task("jsonl", path=str(tmp_path / "missing.jsonl"))
+
+
+def test_bad_task_arguments_name_the_argument():
+    with pytest.raises(ValueError, match="task: got 'chess'"):
+        get_task("chess")
+    with pytest.raises(ValueError, match="n: got 0"):
+        get_task("copy", n=0)
+
+
+def test_tokenizer_round_trip_padding_and_errors():
+    tok = CharTokenizer()
+    ids, mask = tok.batch(["ab=", "abcd="])
+    assert ids.shape == mask.shape == (2, 6)
+    assert mask[0].tolist() == [0, 0, 1, 1, 1, 1]  # left padding, <bos> first
+    assert tok.decode(ids[0]) == "ab="
+    assert tok.decode([*tok.encode("12"), tok.eos_token_id, *tok.encode("3", bos=False)]) == "12"
+    with pytest.raises(ValueError, match=r"characters \['A'\]"):
+        tok.encode("A")
+    with pytest.raises(ValueError, match="alphabet"):
+        CharTokenizer("aa")
