@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+import controllers as C
 from figures import _common as fc
 from sim.run import SimConfig, Simulator
 
@@ -49,8 +50,9 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
         for x, c in zip((edges[:-1] + edges[1:]) / 2, hist / len(ent), strict=True):
             rows.append({"panel": "distribution", "series": name, "x": float(x), "entropy_mean": float(c),
                          "entropy_se": 0.0, "success_mean": 0.0, "success_se": 0.0})  # fmt: skip
-    top20_share = float((ent >= np.quantile(ent, 0.8)).mean())
-    fork_in_top20 = float(fork[ent >= np.quantile(ent, 0.8)].mean())
+    top20 = C.get("top_entropy", rho=0.2).keep(b).numpy().ravel()  # the selection training uses
+    top20_share = float(top20.mean())
+    fork_in_top20 = float(fork[top20].mean())
     ends = {}
     for label, hp in SERIES.items():
         cfg = SimConfig(

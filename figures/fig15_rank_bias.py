@@ -27,8 +27,8 @@ SERIES = {"GRPO": ("grpo",), "GRPO + unlikeliness reward": ("unlikeliness",)}
 
 
 def _run(cfg: SimConfig) -> dict:
-    r = torch.as_tensor(cfg.env_spec().rewards)  # (P, n)
-    z0 = torch.as_tensor(cfg.env_spec().prior)
+    spec = cfg.env_spec()
+    r, z0 = torch.as_tensor(spec.rewards), torch.as_tensor(spec.prior)  # (P, n)
     rare = torch.where(r > 0, z0, torch.full_like(z0, math.inf)).argmin(-1)  # (P,) rarest correct arm
 
     def log_p_rare(sim, s):  # (R,) mean over prompts of log π(rare correct arm)

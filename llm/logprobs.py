@@ -37,6 +37,13 @@ def _check(logits: Tensor, temperature: float, chunk_tokens: int) -> None:
         raise ValueError(f"chunk_tokens: got {chunk_tokens!r}; allowed: an integer >= 1")
 
 
+def _rows(logits: Tensor) -> tuple[Tensor, torch.dtype]:
+    """The logits as (B·T, V) rows, and the working dtype: float64 stays float64, all else float32."""
+    return logits.reshape(-1, logits.shape[-1]), (
+        torch.float64 if logits.dtype == torch.float64 else torch.float32
+    )
+
+
 def selective_log_softmax(
     logits: Tensor, ids: Tensor, temperature: float = 1.0, chunk_tokens: int = DEFAULT_CHUNK_TOKENS
 ) -> Tensor:
@@ -56,8 +63,7 @@ def selective_log_softmax(
     V = logits.shape[-1]
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= V):
         raise ValueError(f"ids: values in [{int(ids.min())}, {int(ids.max())}]; allowed: [0, {V - 1}]")
-    flat, flat_ids = logits.reshape(-1, V), ids.reshape(-1)
-    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    (flat, dtype), flat_ids = _rows(logits), ids.reshape(-1)
     out = []
     for i in range(0, flat.shape[0], chunk_tokens):
         z = flat[i : i + chunk_tokens].to(dtype) / temperature
@@ -86,9 +92,7 @@ def token_entropy(
         (...) entropies in [0, log V].
     """
     _check(logits, temperature, chunk_tokens)
-    V = logits.shape[-1]
-    flat = logits.reshape(-1, V)
-    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    flat, dtype = _rows(logits)
     out = []
     with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
         for i in range(0, flat.shape[0], chunk_tokens):
@@ -96,7 +100,7 @@ def token_entropy(
             if grad and z.requires_grad:
                 out.append(checkpoint(_chunk_entropy, z, temperature, use_reentrant=False))
             else:
-                out.append(_chunk_entropy(z.detach() if not grad else z, temperature))
+                out.append(_chunk_entropy(z, temperature))  # grad is off here unless asked for
     if not out:
         return flat.new_zeros(logits.shape[:-1], dtype=dtype)
     return torch.cat(out).reshape(logits.shape[:-1])
