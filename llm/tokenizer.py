@@ -6,12 +6,15 @@ attributes ``transformers`` generation reads (``pad_token_id``, ``eos_token_id``
 
 from __future__ import annotations
 
+import json
 import string
+from pathlib import Path
 
 import torch
 
 DEFAULT_ALPHABET = string.digits + string.ascii_lowercase + "+-*/()=,:?. "
 SPECIAL = ("<pad>", "<bos>", "<eos>")
+FILENAME = "char_tokenizer.json"
 
 
 class CharTokenizer:
@@ -56,3 +59,50 @@ class CharTokenizer:
             ids[i, L - len(e) :] = torch.as_tensor(e)
             mask[i, L - len(e) :] = 1
         return ids, mask
+
+    def save(self, directory: str | Path) -> None:
+        (Path(directory) / FILENAME).write_text(json.dumps({"alphabet": self.alphabet}))
+
+    @staticmethod
+    def load(directory: str | Path) -> CharTokenizer:
+        return CharTokenizer(json.loads((Path(directory) / FILENAME).read_text())["alphabet"])
+
+
+class HFTokenizer:
+    """The CharTokenizer interface over a Hugging Face tokenizer (left padding for prompts)."""
+
+    def __init__(self, tok):
+        self.tok = tok
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        self.pad_token_id, self.eos_token_id = tok.pad_token_id, tok.eos_token_id
+        self.bos_token_id = tok.bos_token_id
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tok)
+
+    def encode(self, text: str, bos: bool = True) -> list[int]:
+        return self.tok(text, add_special_tokens=bos)["input_ids"]
+
+    def decode(self, ids, stop_at_eos: bool = True) -> str:
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        if stop_at_eos and self.eos_token_id in ids:
+            ids = ids[: ids.index(self.eos_token_id)]
+        return self.tok.decode(ids, skip_special_tokens=True)
+
+    def batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.tok(texts, return_tensors="pt", padding=True, padding_side="left")
+        return enc["input_ids"], enc["attention_mask"]
+
+    def save(self, directory: str | Path) -> None:
+        self.tok.save_pretrained(directory)
+
+
+def load_tokenizer(directory: str | Path):
+    """The tokenizer saved beside a model: the character tokenizer if its file is there, else HF's."""
+    if (Path(directory) / FILENAME).is_file():
+        return CharTokenizer.load(directory)
+    from transformers import AutoTokenizer
+
+    return HFTokenizer(AutoTokenizer.from_pretrained(directory, local_files_only=True))

@@ -1,1 +1,2 @@
-"""sim: see README.md (lands with its own issue)."""
+"""sim: exact, batched tabular-softmax policies (bandits, token trees, gymnasium toy-text MDPs) trained
+with the shared controllers; `python -m sim run|verify`."""

@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ import controllers as C
 from sim import models
 from sim import tree as tr
 from sim.envs import BUILDERS, MdpEnvSpec, TreeEnvSpec
+from sim.runio import atomic_save, atomic_write_json, git_sha, truncate_metrics
 
 UPDATES = ("exact_pg", "exact_npg", "grpo", "ppo")
 OPTIMIZERS = ("sgd", "adam")
@@ -199,25 +198,6 @@ class SimState:
     dead: list  # per run: None or "step K: cause"
     gen: torch.Generator
     opt: torch.optim.Optimizer | None
-
-
-def _git_sha() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except Exception:
-        return "unknown"
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class Simulator:
@@ -510,7 +490,7 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
     cfg_path, metrics_path, ckpt_path = out / "config.json", out / "metrics.jsonl", out / "checkpoint.pt"
     meta = {
         "config": cfg.to_json(),
-        "git_sha": _git_sha(),
+        "git_sha": git_sha(),
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__},
         "fast_path": sim.fast,
         "telemetry_scope": "all runs (fast path)" if sim.fast else "per run",
@@ -525,8 +505,8 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
         state = sim.load_state(saved)
     elif metrics_path.exists():
         metrics_path.unlink()
-    _atomic_write_json(meta, cfg_path)
-    _truncate(metrics_path, state.step)
+    atomic_write_json(meta, cfg_path)
+    truncate_metrics(metrics_path, state.step)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -544,7 +524,7 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
                 _write_rows(fh, k, meas, state, cfg)
             if cfg.checkpoint_every and (state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps):
                 fh.flush()
-                _atomic_save(sim.state_dict(state), ckpt_path)
+                atomic_save(sim.state_dict(state), ckpt_path)
             if bar is not None:
                 bar.update(1)
                 if "entropy" in meas:
@@ -558,24 +538,8 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
         print(f"run {i} stopped at {d}", file=sys.stderr)
     meta["seconds"] = time.time() - t0
     meta["dead_runs"] = {str(i): d for i, d in dead}
-    _atomic_write_json(meta, cfg_path)
+    atomic_write_json(meta, cfg_path)
     return out
-
-
-def _atomic_write_json(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
-def _truncate(path: Path, next_step: int) -> None:
-    """Drop metric rows at or after ``next_step`` (written after the last checkpoint)."""
-    if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < next_step]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(ln + "\n" for ln in keep))
-    os.replace(tmp, path)
 
 
 def _write_rows(fh, step: int, meas: dict, state: SimState, cfg: SimConfig) -> None:

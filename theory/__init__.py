@@ -30,6 +30,7 @@ from theory.law import (
     exact_bandit_trajectory,
     fit_entropy_law,
 )
+from theory.passk import pass_at_k
 from theory.policy import c_pi, cov_pi, entropy, g_values, log_softmax, softmax
 from theory.qae import (
     linear_quantile_baseline,
@@ -45,6 +46,7 @@ from theory.qae import (
 from theory.token_stats import batch_cov_mean, token_cov, token_cov_expectation
 
 __all__ = [
+    "pass_at_k",
     "batch_cov_mean",
     "c_pi",
     "cov_pi",

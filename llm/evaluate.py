@@ -1,0 +1,52 @@
+"""Evaluation on held-out prompts: greedy accuracy and the unbiased pass@k for k = 1..n.
+
+pass@k = mean over prompts of 1 − C(n − c, k)/C(n, k) (Chen et al. 2021; ``theory.pass_at_k``), from
+n samples per prompt at the training temperature and top-p.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llm.rollout import sample
+from llm.tasks import Example, Task
+from theory import pass_at_k
+
+
+def evaluate(
+    model,
+    tok,
+    task: Task,
+    examples: list[Example],
+    *,
+    n_samples: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """``eval/greedy_acc``, ``eval/pass@k`` (k = 1..n_samples) and ``eval/response_len``.
+
+    Args:
+        batch_size: sequences per ``generate`` call (prompts are split into pieces of this many).
+    """
+    per = max(1, batch_size // max(n_samples, 1))
+    greedy, correct, length = [], [], []
+    for i in range(0, len(examples), per):
+        part = examples[i : i + per]
+        g = sample(
+            model, tok, task, part, 1, max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0,
+            seed=seed, greedy=True,
+        )  # fmt: skip
+        greedy += g.reward.tolist()
+        s = sample(
+            model, tok, task, part, n_samples, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_p=top_p, seed=seed + i,
+        )  # fmt: skip
+        correct += s.reward.reshape(len(part), n_samples).sum(-1).round().long().tolist()
+        length += s.completion_mask.sum(-1).tolist()
+    out = {"eval/greedy_acc": float(np.mean(greedy)), "eval/response_len": float(np.mean(length))}
+    for k in range(1, n_samples + 1):
+        out[f"eval/pass@{k}"] = float(np.mean([pass_at_k(n_samples, c, k) for c in correct]))
+    return out

@@ -1,0 +1,631 @@
+"""python -m llm.train: GRPO-style RL of a causal LM, with the loss of a pipeline of entrolab controllers.
+
+    python -m llm.train --preset tiny-copy
+    python -m llm.train --preset tiny-copy --name clipcov --controllers grpo ppo_clip clip_cov \\
+        --hp clip_cov.frac=0.002
+    accelerate launch --num_processes 2 -m llm.train --preset tiny-arith
+
+Deviations and choices, stated first:
+- **Controllers always see the whole optimizer batch.** With ``micro_batch_size`` smaller than the
+  batch, a no-grad pass computes log-probs and entropies of every sequence, ``controllers.policy_loss``
+  runs once on the whole batch with those values as autograd leaves, and each micro-batch is then
+  re-run with gradient and back-propagated against the leaves' gradients. By the chain rule this is
+  the full-batch gradient exactly, and top-k/quantile selections (Clip-Cov, KL-Cov, 80/20) mean the
+  same at every batch layout (verl selects per micro-batch; ANCHORS.md §2).
+- **Across processes** selections are global through ``controllers.dist`` (an accelerate gather), the
+  statistics handed to stateful controllers are averaged over ranks, and the local loss is rescaled so
+  that DDP's gradient average equals the loss normalised over all ranks' tokens (or sequences).
+- Exact on-policy (``epochs = minibatches = 1``): no separate old-log-prob pass; ``old_logp`` is the
+  detached current log-prob. Off-policy: one no-grad pass after the rollout provides ``old_logp``.
+- Randomness is a function of (seed, step, rank): data, sampling and Clip-Cov's subsets. With the
+  optimizer, scheduler, controller state and RNGs in the checkpoint, a resumed CPU run reproduces the
+  uninterrupted run's metrics exactly.
+
+Per rollout: sample → reward → [old-logp pass] → optimizer step(s) through ``controllers.policy_loss``
+→ controller ``step`` → realised ΔH → metrics.jsonl (+ TensorBoard) → checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import resource
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import controllers as C
+from llm.config import PRESETS, TrainConfig
+from llm.evaluate import evaluate
+from llm.rollout import Rollout, sample, token_stats
+from llm.tasks import Split, get_task_for
+from sim.runio import atomic_write_json, git_sha, truncate_metrics
+from theory import fit_entropy_law
+
+# fields that may change when a run is resumed (they do not change what a step computes)
+RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_every", "keep_checkpoints", "resume", "tracker",
+                     "max_bad_steps"}  # fmt: skip
+LAW_MIN_POINTS = 5
+
+
+class Diverged(RuntimeError):
+    """Too many non-finite steps in a row; the last good checkpoint is intact."""
+
+
+class AccelerateGather(C.dist.Gather):
+    """controllers.dist hook: concatenate a 1-D tensor over every rank (lengths may differ)."""
+
+    def __init__(self, accelerator):
+        self.acc = accelerator
+
+    def cat(self, x):
+        n = torch.tensor([x.numel()], device=x.device)
+        sizes = self.acc.gather(n).tolist()
+        padded = self.acc.pad_across_processes(x, dim=0)
+        allx = self.acc.gather(padded).reshape(len(sizes), -1)
+        parts = [allx[r, : sizes[r]] for r in range(len(sizes))]
+        return torch.cat(parts), int(sum(sizes[: self.acc.process_index]))
+
+
+def _seed(cfg: TrainConfig, step: int, rank: int, stream: int) -> int:
+    return int(np.random.SeedSequence([cfg.seed, stream, step, rank]).generate_state(1)[0])
+
+
+def _finite(*ts) -> bool:
+    return all(bool(torch.isfinite(t.detach()).all()) for t in ts if t is not None)
+
+
+def _masked_mean(x, mask) -> float:
+    return float((x * mask).sum() / mask.sum().clamp_min(1.0))
+
+
+def _flat_state(state: dict) -> dict[str, float]:
+    out = {}
+    for key, sub in state.items():
+        for k, v in sub.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out[f"state/{key.split(':', 1)[1]}/{k}"] = float(v)
+    return out
+
+
+class Trainer:
+    """Holds the model, optimizer, controllers and run files; ``run()`` trains to ``cfg.steps``."""
+
+    def __init__(self, cfg: TrainConfig, progress: bool = True):
+        from accelerate import Accelerator
+
+        self.cfg, self.progress = cfg, progress
+        self.run_dir = cfg.run_dir
+        tracker = cfg.tracker
+        if tracker == "auto":
+            try:
+                import tensorboard  # noqa: F401
+
+                tracker = "tensorboard"
+            except ImportError:
+                tracker = "none"
+        self.acc = Accelerator(
+            cpu=cfg.cpu,
+            mixed_precision=cfg.mixed_precision,
+            log_with=None if tracker == "none" else tracker,
+            project_dir=str(self.run_dir),
+        )
+        self.tracker = tracker
+        self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        self.gather = AccelerateGather(self.acc) if self.world > 1 else C.dist.Gather()
+        self.task = get_task_for(cfg)
+        self.split = Split(self.task, cfg.eval_prompts, cfg.seed)
+        self.pipe = cfg.pipeline()
+        self.ctrl_state = self.pipe.init()
+        self.needs_ref = any(c.name == "ref_kl" for c in self.pipe.controllers)
+
+        torch.manual_seed(cfg.seed)
+        if cfg.sft_steps:
+            from llm.models import load_model
+            from llm.sft import run_sft
+            from llm.tokenizer import load_tokenizer
+
+            with self.acc.main_process_first():
+                warm = run_sft(cfg, progress=progress and self.acc.is_main_process)
+            model, self.tok = load_model(warm), load_tokenizer(warm)
+            self.warm_start = json.loads((warm / "sft.json").read_text())
+        else:
+            from llm.models import build
+
+            model, self.tok = build(cfg)
+            self.warm_start = None
+        ref = copy.deepcopy(model).eval().requires_grad_(False) if self.needs_ref else None
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warm_steps = cfg.warmup_steps
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda k: min(1.0, (k + 1) / warm_steps) if warm_steps else 1.0
+        )
+        self.model, self.opt, self.sched = self.acc.prepare(model, opt, sched)
+        self.ref = self.acc.prepare_model(ref, evaluation_mode=True) if ref is not None else None
+        self.step = 0
+        self.bad_in_row = 0
+        self.bad_total = 0
+        self.history: list[tuple[float, float]] = []  # (entropy, reward) per rollout, for the law fit
+        self.stop_signal: int | None = None
+
+    # -- files ------------------------------------------------------------------------------------------
+
+    @property
+    def ckpt_root(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def latest_checkpoint(self) -> Path | None:
+        if not self.ckpt_root.is_dir():
+            return None
+        done = sorted(p for p in self.ckpt_root.glob("step_*") if (p / "trainer.json").is_file())
+        return done[-1] if done else None
+
+    def save_checkpoint(self) -> Path:
+        """model, optimizer, scheduler, RNGs (accelerate) + trainer.json, in a temp dir renamed at once."""
+        final = self.ckpt_root / f"step_{self.step:06d}"
+        tmp = self.ckpt_root / f".tmp_step_{self.step:06d}"
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp), safe_serialization=False)
+        if self.acc.is_main_process:
+            info = {
+                "step": self.step, "controller_state": self.ctrl_state, "bad_in_row": self.bad_in_row,
+                "bad_total": self.bad_total, "history": self.history, "config": self.cfg.to_json(),
+            }  # fmt: skip
+            (tmp / "trainer.json").write_text(json.dumps(info))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            old = sorted(p for p in self.ckpt_root.glob("step_*") if p != final)
+            for p in old[: max(0, len(old) + 1 - self.cfg.keep_checkpoints)]:
+                shutil.rmtree(p, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        return final
+
+    def load_checkpoint(self, path: Path) -> None:
+        info = json.loads((path / "trainer.json").read_text())
+        saved, now = info["config"], self.cfg.to_json()
+        differ = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+        if differ:
+            raise ValueError(
+                f"resume: {self.run_dir} holds a run whose config differs in {differ}; allowed: the same "
+                f"config (only {sorted(RESUMABLE_CHANGES)} may change), a new --name, or --resume never"
+            )
+        self.acc.load_state(str(path))
+        self.step, self.ctrl_state = info["step"], info["controller_state"]
+        self.bad_in_row, self.bad_total = info["bad_in_row"], info["bad_total"]
+        self.history = [tuple(h) for h in info["history"]]
+
+    def write_meta(self, **extra) -> None:
+        if not self.acc.is_main_process:
+            return
+        meta = {
+            "config": self.cfg.to_json(),
+            "git_sha": git_sha(),
+            "versions": {"python": sys.version.split()[0], "torch": torch.__version__, **_versions()},
+            "world_size": self.world,
+            "device": str(self.acc.device),
+            "warm_start": self.warm_start,
+            **extra,
+        }
+        atomic_write_json(meta, self.run_dir / "config.json")
+
+    # -- one optimizer step -------------------------------------------------------------------------------
+
+    def _stats(self, roll: Rollout, grad: bool, entropy_grad: bool = False):
+        """(logp, entropy) (B, T) for the rollout rows, micro-batch by micro-batch."""
+        mb = self.cfg.micro_batch_size or roll.size
+        parts = []
+        for i in range(0, roll.size, mb):
+            with torch.set_grad_enabled(grad):
+                parts.append(
+                    token_stats(
+                        self.model,
+                        roll.rows(slice(i, i + mb)),
+                        temperature=self.cfg.temperature,
+                        chunk_tokens=self.cfg.chunk_tokens,
+                        entropy_grad=entropy_grad,
+                    )
+                )
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _rank_scale(self, mask: torch.Tensor) -> float:
+        """Factor making DDP's average of local losses the loss normalised over all ranks."""
+        if self.world == 1:
+            return 1.0
+        agg = self.cfg.agg
+        if agg == "seq-mean-token-sum-norm":
+            return float(self.world)
+        local = mask.sum() if agg == "token-mean" else (mask.sum(-1) > 0).sum()
+        total = self.acc.reduce(local.detach().float(), "sum")
+        return float(self.world * local / total.clamp_min(1.0))
+
+    def optimizer_step(self, roll: Rollout, old_logp, ref_logp, gen) -> dict | None:
+        """One optimizer step on these rows (a whole optimizer batch); None if it was skipped."""
+        cfg = self.cfg
+        mb = cfg.micro_batch_size or roll.size
+        pieces = [slice(i, i + mb) for i in range(0, roll.size, mb)]
+        self.model.train()
+        if len(pieces) == 1:  # one piece: the loss graph runs straight into the model
+            logp, ent = token_stats(
+                self.model, roll, temperature=cfg.temperature, chunk_tokens=cfg.chunk_tokens,
+                entropy_grad=True,
+            )  # fmt: skip
+            leaves = None
+        else:  # whole-batch loss on leaves, then per-piece backward against their gradients
+            logp, ent = self._stats(roll, grad=False)
+            logp, ent = logp.requires_grad_(), ent.requires_grad_()
+            leaves = (logp, ent)
+        mask = roll.completion_mask
+        if not _finite(logp, ent):
+            return self._skip("non-finite log-probs or entropies")
+        batch = C.TokenBatch(
+            logp=logp, old_logp=logp.detach() if old_logp is None else old_logp,
+            adv=torch.zeros_like(mask), entropy=ent, mask=mask, group=roll.group, reward=roll.reward,
+            length=mask.sum(-1), ref_logp=ref_logp,
+        )  # fmt: skip
+        try:
+            with C.dist.using(self.gather):
+                loss, metrics = C.policy_loss(batch, self.pipe, self.ctrl_state, agg=cfg.agg, generator=gen)
+        except RuntimeError as e:  # non-finite metrics
+            return self._skip(str(e))
+        if not _finite(loss):
+            return self._skip("non-finite loss")
+        loss = loss * self._rank_scale(mask)
+        if leaves is None:
+            self.acc.backward(loss)
+        else:
+            loss.backward()
+            g_logp, g_ent = logp.grad, ent.grad
+            use_ent = g_ent is not None and bool(g_ent.abs().sum() > 0)
+            for i, p in enumerate(pieces):
+                last = i == len(pieces) - 1
+                with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
+                    lp, en = token_stats(
+                        self.model, roll.rows(p), temperature=cfg.temperature,
+                        chunk_tokens=cfg.chunk_tokens, entropy_grad=use_ent,
+                    )  # fmt: skip
+                    surrogate = (lp * g_logp[p]).sum()
+                    if use_ent:
+                        surrogate = surrogate + (en * g_ent[p]).sum()
+                    self.acc.backward(surrogate)
+        if cfg.max_grad_norm > 0:
+            norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        else:
+            norm = torch.norm(
+                torch.stack([p.grad.norm() for p in self.model.parameters() if p.grad is not None])
+            )
+        if not _finite(torch.as_tensor(norm)):
+            self.opt.zero_grad(set_to_none=True)
+            return self._skip("non-finite gradient")
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.bad_in_row = 0
+        metrics["train/grad_norm"] = float(norm)
+        metrics["train/lr"] = float(self.sched.get_last_lr()[0])
+        return metrics
+
+    def _skip(self, why: str) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.bad_in_row += 1
+        self.bad_total += 1
+        if self.acc.is_main_process:
+            print(f"step {self.step}: skipped ({why}); {self.bad_in_row} in a row", file=sys.stderr)
+        if self.bad_in_row >= self.cfg.max_bad_steps:
+            raise Diverged(
+                f"{self.bad_in_row} non-finite steps in a row at step {self.step} (max_bad_steps = "
+                f"{self.cfg.max_bad_steps}); the last good checkpoint in {self.ckpt_root} is intact"
+            )
+        return None
+
+    def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
+        if self.world == 1 or not metrics:
+            return metrics
+        keys = sorted(metrics)
+        vals = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=self.acc.device)
+        vals = self.acc.reduce(vals, "mean")
+        return dict(zip(keys, vals.tolist(), strict=True))
+
+    # -- one rollout ----------------------------------------------------------------------------------------
+
+    def rollout_step(self) -> dict[str, float]:
+        cfg, k = self.cfg, self.step
+        t0 = time.perf_counter()
+        examples = self.split.train(k, self.rank, cfg.prompts_per_step)
+        roll = sample(
+            self.acc.unwrap_model(self.model), self.tok, self.task, examples, cfg.group_size,
+            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+            seed=_seed(cfg, k, self.rank, 0),
+        )  # fmt: skip
+        t_gen = time.perf_counter() - t0
+        mask = roll.completion_mask
+        off_policy = cfg.epochs > 1 or cfg.minibatches > 1
+        old_logp = h_before = None
+        with torch.no_grad():
+            if off_policy:
+                old_logp, ent0 = self._stats(roll, grad=False)
+                h_before = self._reduce({"h": _masked_mean(ent0, mask)})["h"]
+            ref_logp = None
+            if self.ref is not None:
+                ref_logp = torch.cat(
+                    [
+                        token_stats(
+                            self.ref, roll.rows(slice(i, i + (cfg.micro_batch_size or roll.size))),
+                            temperature=cfg.temperature, chunk_tokens=cfg.chunk_tokens,
+                        )[0]
+                        for i in range(0, roll.size, cfg.micro_batch_size or roll.size)
+                    ]
+                )  # fmt: skip
+        gen = torch.Generator(device=mask.device).manual_seed(_seed(cfg, k, 0, 1))
+        step_metrics: list[dict] = []
+        n_opt = cfg.epochs * cfg.minibatches
+        per = cfg.prompts_per_step // cfg.minibatches
+        for e in range(cfg.epochs):
+            order = torch.randperm(cfg.prompts_per_step, generator=gen, device="cpu") if off_policy else None
+            for m in range(cfg.minibatches):
+                if order is None:
+                    idx = torch.arange(roll.size, device=mask.device)
+                else:
+                    prompts = order[m * per : (m + 1) * per]
+                    idx = (prompts[:, None] * cfg.group_size + torch.arange(cfg.group_size)).flatten()
+                    idx = idx.to(mask.device)
+                part = roll.rows(idx)
+                met = self.optimizer_step(
+                    part,
+                    None if old_logp is None else old_logp[idx],
+                    None if ref_logp is None else ref_logp[idx],
+                    gen,
+                )
+                if met is None:
+                    continue
+                stats = self._reduce(met)
+                if h_before is None:  # on-policy: the batch's entropy before its one update
+                    h_before = stats["policy/entropy"]
+                done = k + (e * cfg.minibatches + m + 1) / n_opt
+                self.ctrl_state = self.pipe.step(
+                    self.ctrl_state, {**stats, "train/progress_frac": done / cfg.steps}
+                )
+                step_metrics.append(stats)
+                if self.pipe.reference_reset_due(self.ctrl_state) and self.ref is not None:
+                    self.acc.unwrap_model(self.ref).load_state_dict(
+                        self.acc.unwrap_model(self.model).state_dict()
+                    )
+                    self.ctrl_state = self.pipe.reference_was_reset(self.ctrl_state)
+        out: dict[str, float] = {}
+        if step_metrics:
+            for key in step_metrics[0]:
+                out[key] = float(np.mean([s[key] for s in step_metrics if key in s]))
+        # rollout-level telemetry
+        reward = roll.reward
+        grouped = reward.reshape(cfg.prompts_per_step, cfg.group_size)
+        out.update(
+            self._reduce(
+                {
+                    "reward/mean": float(reward.mean()),
+                    "reward/std": float(reward.std()) if reward.numel() > 1 else 0.0,
+                    "reward/frac_mixed_groups": float(
+                        (grouped.max(1).values > grouped.min(1).values).float().mean()
+                    ),
+                    "rollout/response_len": float(mask.sum(-1).mean()),
+                    "rollout/truncated_frac": float(roll.truncated.float().mean()),
+                }
+            )
+        )
+        if cfg.measure_dH and step_metrics:
+            with torch.no_grad():
+                _, ent1 = self._stats(roll, grad=False)
+            h_after = self._reduce({"h": _masked_mean(ent1, mask)})["h"]
+            out["policy/entropy_after"] = h_after
+            out["policy/dH_realized"] = h_after - h_before
+        elapsed = time.perf_counter() - t0
+        tokens = float(self.acc.reduce(mask.sum().detach(), "sum")) if self.world > 1 else float(mask.sum())
+        out.update(
+            {
+                "perf/step_s": elapsed, "perf/generate_s": t_gen, "perf/tokens_per_s": tokens / elapsed,
+                "perf/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "train/bad_steps": float(self.bad_total), "train/optimizer_steps_done": float(len(step_metrics)),
+            }
+        )  # fmt: skip
+        if torch.cuda.is_available():
+            out["perf/peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out.update(_flat_state(self.ctrl_state))
+        if "policy/entropy" in out:
+            self.history.append((out["policy/entropy"], out["reward/mean"]))
+            out.update(self._law())
+        return out
+
+    def _law(self) -> dict[str, float]:
+        """Online fit of R = −a·e^H + b over the rollouts so far; b − a is the predicted ceiling (H = 0)."""
+        if len(self.history) < LAW_MIN_POINTS:
+            return {}
+        h, r = np.array(self.history).T
+        try:
+            a, b = fit_entropy_law(h, r)
+        except ValueError:
+            return {}
+        return {"law/a": a, "law/b": b, "law/ceiling": b - a}
+
+    def evaluate(self) -> dict[str, float]:
+        cfg = self.cfg
+        res = evaluate(
+            self.acc.unwrap_model(self.model), self.tok, self.task, self.split.eval, n_samples=cfg.eval_samples,
+            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+            seed=_seed(cfg, self.step, 0, 2), batch_size=max(cfg.micro_batch_size, 256),
+        )  # fmt: skip
+        return res
+
+    # -- the loop ------------------------------------------------------------------------------------------
+
+    def run(self, stop_after: int | None = None) -> Path:
+        """Train to ``cfg.steps`` rollouts (or ``stop_after`` more, for tests), resuming if asked."""
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        metrics_path = self.run_dir / "metrics.jsonl"
+        latest = self.latest_checkpoint() if cfg.resume == "auto" else None
+        if latest is not None:
+            self.load_checkpoint(latest)
+        elif self.acc.is_main_process:
+            shutil.rmtree(self.ckpt_root, ignore_errors=True)
+            metrics_path.unlink(missing_ok=True)
+        if self.acc.is_main_process:
+            truncate_metrics(metrics_path, self.step)
+        self.write_meta(resumed_from=None if latest is None else latest.name)
+        if self.tracker != "none":
+            self.acc.init_trackers(cfg.name, config={k: str(v) for k, v in cfg.to_json().items()})
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        bar = None
+        if self.progress and self.acc.is_main_process:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=cfg.steps, initial=self.step, desc=f"train {cfg.name}", unit="rollout", file=sys.stderr
+            )
+        end = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
+        try:
+            with metrics_path.open("a") as fh:
+                while self.step < end:
+                    row: dict = {"step": self.step}
+                    if cfg.eval_every and self.step % cfg.eval_every == 0:
+                        row.update(self.evaluate())
+                    row.update(self.rollout_step())
+                    self.step += 1
+                    self._log(fh, row)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(
+                            R=f"{row['reward/mean']:.3f}", H=f"{row.get('policy/entropy', math.nan):.3f}"
+                        )
+                    if self.stop_signal is not None:
+                        break
+                    if (
+                        cfg.checkpoint_every
+                        and self.step % cfg.checkpoint_every == 0
+                        and self.step < cfg.steps
+                    ):
+                        self.save_checkpoint()
+                if self.step == cfg.steps and cfg.eval_every and self.stop_signal is None:
+                    self._log(fh, {"step": self.step, "final": True, **self.evaluate()})
+            self.save_checkpoint()
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            if bar is not None:
+                bar.close()
+            if self.tracker != "none":
+                self.acc.end_training()
+        if self.step == cfg.steps and self.acc.is_main_process:
+            from llm.models import quiet
+
+            quiet()
+            final = self.run_dir / "model"
+            tmp = self.run_dir / ".tmp_model"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.acc.unwrap_model(self.model).save_pretrained(tmp)
+            self.tok.save(tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        self.write_meta(
+            finished=self.step == cfg.steps, interrupted_by=self.stop_signal, bad_steps=self.bad_total
+        )
+        return self.run_dir
+
+    def _log(self, fh, row: dict) -> None:
+        if self.acc.is_main_process:
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+        if self.tracker != "none":
+            self.acc.log({k: v for k, v in row.items() if isinstance(v, float)}, step=row["step"])
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+        if self.acc.is_main_process:
+            print(f"\nsignal {signum}: finishing this rollout, then saving a checkpoint", file=sys.stderr)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in ("transformers", "accelerate", "numpy"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return out
+
+
+def train(cfg: TrainConfig, *, progress: bool = True, stop_after: int | None = None) -> Path:
+    """Train (or resume) the run ``cfg`` describes; returns its directory."""
+    return Trainer(cfg, progress=progress).run(stop_after=stop_after)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    return [json.loads(ln) for ln in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if ln]
+
+
+# -- command line -----------------------------------------------------------------------------------------
+
+
+def parse_config(argv: list[str] | None, prog: str = "python -m llm.train") -> TrainConfig:
+    """``--preset NAME`` (default tiny-copy) then any field override, parsed by tyro."""
+    import tyro
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    preset = "tiny-copy"
+    for i, a in enumerate(args):
+        if a == "--preset" or a.startswith("--preset="):
+            value = a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+            del args[i : i + (1 if "=" in a else 2)]
+            preset = value
+            break
+    if preset not in PRESETS:
+        raise ValueError(f"preset: got {preset!r}; allowed: {', '.join(PRESETS)}")
+    description = (
+        f"{(__doc__ or '').splitlines()[0]}\n\n--preset NAME selects the defaults "
+        f"({', '.join(PRESETS)}; default tiny-copy); every field below overrides it."
+    )
+    return tyro.cli(TrainConfig, default=PRESETS[preset], args=args, prog=prog, description=description)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse_config(argv)
+        trainer = Trainer(cfg)
+        out = trainer.run()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    if trainer.stop_signal is not None:
+        print(f"interrupted at rollout {trainer.step}; checkpoint saved; rerun the same command to resume")
+        return 128 + trainer.stop_signal
+    rows = [r for r in read_metrics(out) if "reward/mean" in r]
+    evals = [r for r in read_metrics(out) if "eval/greedy_acc" in r]
+    print(
+        f"{cfg.name}: {len(rows)} rollouts logged; reward {rows[0]['reward/mean']:.3f} → "
+        f"{rows[-1]['reward/mean']:.3f}, entropy {rows[0].get('policy/entropy', math.nan):.3f} → "
+        f"{rows[-1].get('policy/entropy', math.nan):.3f} nats"
+        + (
+            f"; held-out greedy accuracy {evals[0]['eval/greedy_acc']:.3f} → {evals[-1]['eval/greedy_acc']:.3f}"
+            if evals
+            else ""
+        )
+        + f"; wrote {out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

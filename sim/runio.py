@@ -1,0 +1,49 @@
+"""Run files shared by ``python -m sim run`` and ``python -m llm.train``: atomic writes (temp file +
+rename, so an interrupted write never leaves a half file), the git SHA, and metric-row truncation on
+resume (rows written after the last checkpoint are dropped, then recomputed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+
+def git_sha() -> str:
+    """HEAD of the checkout this package lives in, or "unknown"."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to ``path`` through a temp file and a rename."""
+    import torch
+
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def truncate_metrics(path: Path, next_step: int) -> None:
+    """Drop metric rows at or after ``next_step`` (written after the last checkpoint)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < next_step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
