@@ -94,7 +94,9 @@ def run_sft(cfg: TrainConfig, progress: bool = True) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save(tmp)
-    (tmp / "sft.json").write_text(json.dumps({"steps": step, "greedy_acc": acc, "loss": float(loss.detach())}))
+    (tmp / "sft.json").write_text(
+        json.dumps({"steps": step, "greedy_acc": acc, "loss": float(loss.detach())})
+    )
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out

@@ -46,7 +46,6 @@ from theory.qae import (
 from theory.token_stats import batch_cov_mean, token_cov, token_cov_expectation
 
 __all__ = [
-    "pass_at_k",
     "batch_cov_mean",
     "c_pi",
     "cov_pi",
@@ -65,6 +64,7 @@ __all__ = [
     "npg_dz",
     "npg_first_order_dH",
     "one_arm_bump_dH",
+    "pass_at_k",
     "pg_dz",
     "pg_first_order_dH",
     "pi_is_stable",
