@@ -8,6 +8,8 @@ hyperparameters go in ``--hp NAME.KEY=VALUE`` (e.g. ``--hp ppo_clip.eps_hi=0.28`
 from __future__ import annotations
 
 import ast
+import contextlib
+import contextvars
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -20,6 +22,23 @@ TINY_MODELS = ("tiny", "tiny-qwen2")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 RESUME = ("auto", "never")
 TRACKERS = ("auto", "none", "tensorboard")
+_VALIDATE = contextvars.ContextVar("entrolab_validate_config", default=True)
+
+
+@contextlib.contextmanager
+def deferred_validation():
+    """Build TrainConfigs without validating (the CLI parser), then validate with ``validated(cfg)``,
+    so a bad value gets our one-line error instead of the parser's own report."""
+    token = _VALIDATE.set(False)
+    try:
+        yield
+    finally:
+        _VALIDATE.reset(token)
+
+
+def validated(cfg: TrainConfig) -> TrainConfig:
+    """The same config, validated (``__post_init__`` runs again)."""
+    return dataclasses.replace(cfg)
 
 
 @dataclass(frozen=True)
@@ -113,6 +132,9 @@ class TrainConfig:
     """root seed: data, sampling and Clip-Cov subsets derive from (seed, step, rank)"""
 
     def __post_init__(self):
+        if not _VALIDATE.get():
+            return
+
         def bad(field_name, value, allowed):
             raise ValueError(f"{field_name}: got {value!r}; allowed: {allowed}")
 

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 import controllers as C
-from llm.config import PRESETS, TrainConfig
+from llm.config import PRESETS, TrainConfig, deferred_validation, validated
 from llm.evaluate import evaluate
 from llm.rollout import Rollout, sample, token_stats
 from llm.tasks import Split, get_task_for
@@ -104,6 +104,8 @@ class Trainer:
 
         self.cfg, self.progress = cfg, progress
         self.run_dir = cfg.run_dir
+        self.task = get_task_for(cfg)  # bad data fails here, before anything is written
+        self.split = Split(self.task, cfg.eval_prompts, cfg.seed)
         tracker = cfg.tracker
         if tracker == "auto":
             try:
@@ -121,8 +123,6 @@ class Trainer:
         self.tracker = tracker
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.gather = AccelerateGather(self.acc) if self.world > 1 else C.dist.Gather()
-        self.task = get_task_for(cfg)
-        self.split = Split(self.task, cfg.eval_prompts, cfg.seed)
         self.pipe = cfg.pipeline()
         self.ctrl_state = self.pipe.init()
         self.needs_ref = any(c.name == "ref_kl" for c in self.pipe.controllers)
@@ -594,7 +594,9 @@ def parse_config(argv: list[str] | None, prog: str = "python -m llm.train") -> T
         f"{(__doc__ or '').splitlines()[0]}\n\n--preset NAME selects the defaults "
         f"({', '.join(PRESETS)}; default tiny-copy); every field below overrides it."
     )
-    return tyro.cli(TrainConfig, default=PRESETS[preset], args=args, prog=prog, description=description)
+    with deferred_validation():
+        parsed = tyro.cli(TrainConfig, default=PRESETS[preset], args=args, prog=prog, description=description)
+    return validated(parsed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,324 @@
+"""The trainer end to end on the built-in tiny model: every controller family, learning, resume, the
+micro-batch invariance of what controllers see, divergence handling, signals and config errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import controllers as C
+from llm import train as T
+from llm.config import PRESETS, TrainConfig
+from llm.models import tiny_model
+from llm.rollout import completion_mask, sample, token_stats
+from llm.sft import run_sft
+from llm.tasks import get_task
+from llm.tokenizer import CharTokenizer
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory) -> str:
+    """A tiny model warm-started on copy (sampled reward ~0.2-0.5, so groups have mixed rewards)."""
+    root = tmp_path_factory.mktemp("warm")
+    c = dataclasses.replace(PRESETS["tiny-copy"], name="warm", out_dir=str(root))
+    return str(run_sft(c, progress=False))
+
+
+@pytest.fixture
+def cfg(warm, tmp_path):
+    def make(tmp_path=tmp_path, **kw) -> TrainConfig:
+        base = dict(
+            name="t", out_dir=str(tmp_path), model=warm, sft_steps=0, steps=3, prompts_per_step=4,
+            group_size=4, max_new_tokens=5, eval_every=0, checkpoint_every=0, tracker="none",
+        )  # fmt: skip
+        base.update(kw)
+        return dataclasses.replace(PRESETS["tiny-copy"], **base)
+
+    return make
+
+
+def rows(run_dir) -> list[dict]:
+    return T.read_metrics(run_dir)
+
+
+def strip_perf(rs: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rs]
+
+
+# -- rollout ------------------------------------------------------------------------------------------------
+
+
+def test_completion_mask_includes_eos_and_drops_what_follows():
+    ids = torch.tensor([[5, 2, 7, 7], [5, 6, 7, 8], [2, 2, 0, 0]])
+    mask, truncated = completion_mask(ids, eos_token_id=2)
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    assert truncated.tolist() == [False, True, False]
+
+
+def test_training_logprobs_equal_the_samplers():
+    """The forward pass with mask-derived position ids reproduces generate's own log-probs: left-padded
+    prompts of different lengths, τ = 0.7 (without position ids the padded rows would differ)."""
+    tok = CharTokenizer()
+    model = tiny_model(tok.vocab_size, seed=3)
+    task = get_task("addition", n=2)
+    ex = [
+        *task.sample(np.random.default_rng(0), 2),
+        *get_task("copy", n=5).sample(np.random.default_rng(0), 2),
+    ]
+    roll = sample(model, tok, task, ex, 4, max_new_tokens=6, temperature=0.7, top_p=1.0, seed=11)
+    assert len({int(m.sum()) for m in roll.prompt_mask}) > 1  # prompts of different lengths
+    torch.manual_seed(11)
+    out = model.generate(
+        input_ids=roll.prompt_ids, attention_mask=roll.prompt_mask, max_new_tokens=6, do_sample=True,
+        temperature=0.7, top_p=1.0, top_k=0, pad_token_id=0, eos_token_id=2, output_scores=True,
+        return_dict_in_generate=True,
+    )  # fmt: skip
+    scores = torch.stack(out.scores, 1).log_softmax(-1)  # processed scores: logits / τ
+    comp = out.sequences[:, roll.prompt_ids.shape[1] :]
+    m = roll.completion_mask.bool()[:, : comp.shape[1]]
+    assert torch.equal(comp[m], roll.completion_ids[:, : comp.shape[1]][m])
+    with torch.no_grad():
+        logp, ent = token_stats(model, roll, temperature=0.7, chunk_tokens=7)
+    ref = scores.gather(-1, comp[..., None]).squeeze(-1)
+    assert torch.allclose(logp[:, : comp.shape[1]][m], ref[m], atol=1e-5)
+    assert (ent[m] > 0).all() and (ent[m] <= math.log(tok.vocab_size) + 1e-5).all()
+
+
+# -- every controller family end to end ---------------------------------------------------------------------
+
+FAMILIES = {
+    "advantage": (("qae", "ppo_clip"), ()),
+    "weight": (("grpo", "ppo_clip", "clip_cov", "top_entropy"), ("clip_cov.frac=0.05",)),
+    "penalty": (("grpo", "ppo_clip", "kl_cov", "ref_kl"), ("kl_cov.frac=0.05", "ref_kl.beta=0.01")),
+    "extra": (("grpo", "ppo_clip", "entropy_bonus"), ("entropy_bonus.coef=0.01",)),
+    "stateful": (("grpo", "ppo_clip", "pi_control"), ()),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_controller_family_trains(family, tmp_path, cfg):
+    names, hp = FAMILIES[family]
+    off = {"minibatches": 2} if family == "penalty" else {}  # KL-Cov acts off-policy only
+    c = cfg(controllers=names, hp=hp, micro_batch_size=8 // (1 + len(off)), **off)
+    T.train(c, progress=False)
+    rs = rows(c.run_dir)
+    assert [r["step"] for r in rs] == [0, 1, 2]
+    for r in rs:
+        assert all(math.isfinite(v) for v in r.values() if isinstance(v, float))
+        assert r["train/optimizer_steps_done"] == 1.0 + len(off)
+        for n in names:
+            if n not in ("grpo", "qae", "pi_control"):
+                assert any(k.startswith(f"ctrl/{n}/") for k in r), (n, sorted(r))
+    if family == "stateful":
+        assert any(k.startswith("state/pi_control/") for k in rs[-1])
+        saved = json.loads((c.run_dir / "checkpoints" / "step_000003" / "trainer.json").read_text())
+        assert saved["controller_state"]["2:pi_control"] != C.get("pi_control").init()  # it moved
+    assert (c.run_dir / "model" / "config.json").is_file()
+
+
+def test_off_policy_epochs_use_the_old_logprobs(tmp_path, cfg):
+    c = cfg(epochs=2, minibatches=2, steps=2)
+    T.train(c, progress=False)
+    rs = rows(c.run_dir)
+    assert all(r["train/optimizer_steps_done"] == 4.0 for r in rs)
+    # averaged over the four steps, later mini-batches see a moved policy: ratios leave 1
+    assert any(abs(r["policy/ratio_mean"] - 1.0) > 1e-6 for r in rs)
+    assert any(abs(r["policy/approx_kl_k1"]) > 0 for r in rs)
+
+
+def test_reward_rises_on_tiny_copy(tmp_path):
+    c = dataclasses.replace(PRESETS["tiny-copy"], out_dir=str(tmp_path), tracker="none")
+    T.train(c, progress=False)
+    rs = [r for r in rows(c.run_dir) if "reward/mean" in r]
+    evals = [r for r in rows(c.run_dir) if "eval/pass@1" in r]
+    first = np.mean([r["reward/mean"] for r in rs[:5]])
+    last = np.mean([r["reward/mean"] for r in rs[-5:]])
+    assert last > first + 0.1, (first, last)
+    assert evals[-1]["eval/pass@1"] > evals[0]["eval/pass@1"] + 0.1
+    assert rs[-1]["policy/entropy"] < rs[0]["policy/entropy"]  # GRPO sharpens: entropy falls
+    assert "law/ceiling" in rs[-1]
+
+
+# -- what the controllers see does not depend on the micro-batch size ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "names", [("grpo", "ppo_clip", "clip_cov"), ("grpo", "top_entropy", "entropy_bonus")]
+)
+def test_micro_batches_change_nothing(names, tmp_path, monkeypatch, cfg):
+    seen = []
+    real = C.policy_loss
+
+    def spy(batch, *a, **kw):
+        seen.append(batch)
+        return real(batch, *a, **kw)
+
+    monkeypatch.setattr(T.C, "policy_loss", spy)
+    grads = []
+    hp = ("entropy_bonus.coef=0.05",) if "entropy_bonus" in names else ()
+    for mb in (0, 4):
+        c = cfg(name=f"mb{mb}", controllers=names, hp=hp, micro_batch_size=mb, steps=1)
+        tr = T.Trainer(c, progress=False)
+        step = tr.opt.step
+
+        def record(*a, _tr=tr, _step=step, **kw):
+            grads.append(torch.cat([p.grad.flatten() for p in _tr.model.parameters() if p.grad is not None]))
+            return _step(*a, **kw)
+
+        tr.opt.step = record
+        tr.run()
+    whole, pieces = seen
+    for f in ("logp", "old_logp", "entropy", "mask", "adv"):
+        assert torch.allclose(getattr(whole, f).detach(), getattr(pieces, f).detach(), atol=1e-6), f
+    assert torch.equal(whole.group, pieces.group) and torch.equal(whole.reward, pieces.reward)
+    assert grads[0].abs().max() > 1e-4  # there is a gradient to compare
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7), (grads[0] - grads[1]).abs().max()
+
+
+# -- resume ---------------------------------------------------------------------------------------------------
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, cfg):
+    full = cfg(name="full", steps=6, checkpoint_every=2, eval_every=3,
+               controllers=("grpo", "ppo_clip", "clip_cov", "pi_control"))  # fmt: skip
+    T.train(full, progress=False)
+    part = dataclasses.replace(full, name="part")
+    T.train(part, progress=False, stop_after=3)  # "interrupted" after 3 rollouts (checkpoint saved)
+    assert [r["step"] for r in rows(part.run_dir)] == [0, 1, 2]
+    T.train(part, progress=False)
+    assert strip_perf(rows(part.run_dir)) == strip_perf(rows(full.run_dir))
+
+
+def test_resume_after_a_crash_drops_rows_past_the_checkpoint(tmp_path, cfg):
+    c = cfg(steps=4, checkpoint_every=2, keep_checkpoints=5)
+    T.train(c, progress=False)
+    before = strip_perf(rows(c.run_dir))
+    for p in (c.run_dir / "checkpoints").glob("step_00000[34]"):  # the crash lost the last checkpoints
+        import shutil
+
+        shutil.rmtree(p)
+    T.train(c, progress=False)
+    assert strip_perf(rows(c.run_dir)) == before
+
+
+def test_resume_refuses_another_config(tmp_path, cfg):
+    c = cfg(steps=2)
+    T.train(c, progress=False)
+    with pytest.raises(ValueError, match=r"resume: .* differs in \['lr'\]"):
+        T.train(dataclasses.replace(c, lr=0.5), progress=False)
+    T.train(dataclasses.replace(c, lr=0.5, resume="never"), progress=False)  # starting over is allowed
+    T.train(dataclasses.replace(c, lr=0.5, steps=3), progress=False)  # extending is allowed
+    assert [r["step"] for r in rows(c.run_dir)] == [0, 1, 2]
+
+
+# -- divergence, signals -------------------------------------------------------------------------------------
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, monkeypatch, cfg):
+    real = T.token_stats
+    bad_calls = {"on": False}
+
+    def poisoned(*a, **kw):
+        logp, ent = real(*a, **kw)
+        return (logp * float("nan"), ent) if bad_calls["on"] else (logp, ent)
+
+    monkeypatch.setattr(T, "token_stats", poisoned)
+    c = cfg(steps=10, checkpoint_every=2, max_bad_steps=2)
+    tr = T.Trainer(c, progress=False)
+    tr.run(stop_after=2)
+    bad_calls["on"] = True
+    with pytest.raises(T.Diverged, match="2 non-finite steps in a row"):
+        T.Trainer(c, progress=False).run()
+    ck = sorted((c.run_dir / "checkpoints").glob("step_*"))
+    assert [p.name for p in ck] == ["step_000002"]  # the last good checkpoint, intact
+    bad_calls["on"] = False
+    T.Trainer(c, progress=False).run(stop_after=1)  # and the run resumes from it
+    assert rows(c.run_dir)[-1]["train/bad_steps"] == 0.0
+
+
+def test_sigterm_saves_and_exits(tmp_path):
+    cmd = [sys.executable, "-m", "llm.train", "--preset", "tiny-copy", "--sft-steps", "0", "--steps",
+           "100000", "--out-dir", str(tmp_path), "--name", "sig", "--eval-every", "0", "--tracker", "none"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "sig" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "checkpoint saved" in out
+    meta = json.loads((tmp_path / "sig" / "config.json").read_text())
+    assert meta["interrupted_by"] == signal.SIGTERM and meta["finished"] is False
+    (ck,) = (tmp_path / "sig" / "checkpoints").glob("step_*")
+    assert json.loads((ck / "trainer.json").read_text())["step"] == len(metrics.read_text().splitlines())
+
+
+# -- config and data errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--group-size", "1"], "group_size: got 1; allowed: an integer >= 2"),
+        (["--preset", "huge"], "preset: got 'huge'; allowed: tiny-copy"),
+        (["--hp", "ppo_clip.eps_hi"], "hp: got 'ppo_clip.eps_hi'; allowed: NAME.KEY=VALUE"),
+        (["--controllers", "grpo", "nope"], "controllers[1]: got 'nope'; allowed:"),
+        (["--top-p", "1.5"], "top_p: got 1.5; allowed: a number in (0.0, 1.0]"),
+        (["--micro-batch-size", "7"], "micro_batch_size: got 7; allowed: 0 or a divisor"),
+        (["--task", "jsonl"], "data: got ''; allowed: an existing JSONL file"),
+        (["--model", "/no/such/dir"], "model: got '/no/such/dir'; allowed:"),
+    ],
+)
+def test_bad_config_is_one_line_before_any_work(args, message, tmp_path, capsys):
+    rc = T.main([*args, "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_bad_jsonl_line_is_named(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "1+1=", "answer": "2"}\n{"prompt": 3}\n')
+    rc = T.main(["--task", "jsonl", "--data", str(data), "--sft-steps", "0", "--out-dir", str(tmp_path)])
+    assert rc == 2
+    assert f"{data}:2:" in capsys.readouterr().err
+
+
+def test_jsonl_task_trains_and_holds_out_its_eval_split(tmp_path, cfg):
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        "".join(json.dumps({"prompt": f"{i}+1=", "answer": str(i + 1)}) + "\n" for i in range(40))
+    )
+    c = cfg(task="jsonl", data=str(data), eval_prompts=8, eval_every=2, eval_samples=2, steps=2)
+    tr = T.Trainer(c, progress=False)
+    held = {e.prompt for e in tr.split.eval}
+    assert len(held) == 8
+    for step in range(20):
+        assert not held & {e.prompt for e in tr.split.train(step, 0, 4)}
+    tr.run()
+    assert "eval/pass@2" in rows(c.run_dir)[0]
+
+
+def test_help_documents_fields_with_units():
+    out = subprocess.run(
+        [sys.executable, "-m", "llm.train", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for text in ("--preset", "--controllers", "--micro-batch-size", "nats", "--resume", "tiny-copy"):
+        assert text in out, text
+
+
+def test_presets_are_valid_and_round_trip():
+    for name, p in PRESETS.items():
+        assert p.name == name
+        assert TrainConfig.from_json(json.loads(json.dumps(p.to_json()))) == p
