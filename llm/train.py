@@ -75,6 +75,20 @@ class AccelerateGather(C.dist.Gather):
         return torch.cat(parts), int(sum(sizes[: self.acc.process_index]))
 
 
+def rank_scale(acc, agg: str, mask: torch.Tensor) -> float:
+    """Factor making DDP's average of the ranks' local losses equal the loss normalised over all ranks:
+    world · (local normaliser) / (global normaliser) — tokens for token-mean, non-empty sequences for the
+    seq-mean modes, and world for seq-mean-token-sum-norm (a sum over ranks divided by L)."""
+    world = acc.num_processes
+    if world == 1:
+        return 1.0
+    if agg == "seq-mean-token-sum-norm":
+        return float(world)
+    local = (mask.sum() if agg == "token-mean" else (mask.sum(-1) > 0).sum()).detach().float()
+    total = acc.reduce(local.clone(), "sum")
+    return float(world * local / total.clamp_min(1.0))
+
+
 def _seed(cfg: TrainConfig, step: int, rank: int, stream: int) -> int:
     return int(np.random.SeedSequence([cfg.seed, stream, step, rank]).generate_state(1)[0])
 
@@ -115,7 +129,7 @@ class Trainer:
             except ImportError:
                 tracker = "none"
         self.acc = Accelerator(
-            cpu=cfg.cpu,
+            cpu=cfg.cpu or not torch.cuda.is_available(),  # cpu=True is what makes torchrun ranks join on CPU
             mixed_precision=cfg.mixed_precision,
             log_with=None if tracker == "none" else tracker,
             project_dir=str(self.run_dir),
@@ -238,17 +252,6 @@ class Trainer:
                 )
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    def _rank_scale(self, mask: torch.Tensor) -> float:
-        """Factor making DDP's average of local losses the loss normalised over all ranks."""
-        if self.world == 1:
-            return 1.0
-        agg = self.cfg.agg
-        if agg == "seq-mean-token-sum-norm":
-            return float(self.world)
-        local = mask.sum() if agg == "token-mean" else (mask.sum(-1) > 0).sum()
-        total = self.acc.reduce(local.detach().float(), "sum")
-        return float(self.world * local / total.clamp_min(1.0))
-
     def optimizer_step(self, roll: Rollout, old_logp, ref_logp, gen) -> dict | None:
         """One optimizer step on these rows (a whole optimizer batch); None if it was skipped."""
         cfg = self.cfg
@@ -280,7 +283,7 @@ class Trainer:
             return self._skip(str(e))
         if not _finite(loss):
             return self._skip("non-finite loss")
-        loss = loss * self._rank_scale(mask)
+        loss = loss * rank_scale(self.acc, self.cfg.agg, mask)
         if leaves is None:
             self.acc.backward(loss)
         else:
@@ -505,7 +508,7 @@ class Trainer:
                         bar.set_postfix(
                             R=f"{row['reward/mean']:.3f}", H=f"{row.get('policy/entropy', math.nan):.3f}"
                         )
-                    if self.stop_signal is not None:
+                    if self._stop_agreed():
                         break
                     if (
                         cfg.checkpoint_every
@@ -537,6 +540,7 @@ class Trainer:
         self.write_meta(
             finished=self.step == cfg.steps, interrupted_by=self.stop_signal, bad_steps=self.bad_total
         )
+        self.acc.wait_for_everyone()
         return self.run_dir
 
     def _log(self, fh, row: dict) -> None:
@@ -545,6 +549,16 @@ class Trainer:
             fh.flush()
         if self.tracker != "none":
             self.acc.log({k: v for k, v in row.items() if isinstance(v, float)}, step=row["step"])
+
+    def _stop_agreed(self) -> bool:
+        """Every rank stops at the same rollout: a signal seen by any rank stops them all."""
+        if self.world == 1:
+            return self.stop_signal is not None
+        flag = torch.tensor([float(self.stop_signal or 0)], device=self.acc.device)
+        signum = int(self.acc.reduce(flag, "max").item())
+        if signum and self.stop_signal is None:
+            self.stop_signal = signum
+        return bool(signum)
 
     def _on_signal(self, signum, frame) -> None:
         if self.stop_signal is not None:  # a second signal: stop now
@@ -567,6 +581,12 @@ def _versions() -> dict[str, str]:
 def train(cfg: TrainConfig, *, progress: bool = True, stop_after: int | None = None) -> Path:
     """Train (or resume) the run ``cfg`` describes; returns its directory."""
     return Trainer(cfg, progress=progress).run(stop_after=stop_after)
+
+
+def _shutdown() -> None:
+    """Leave the process group cleanly (multi-process runs), so gloo/NCCL do not abort at exit."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -610,6 +630,10 @@ def main(argv: list[str] | None = None) -> int:
     except Diverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    finally:
+        _shutdown()
+    if not trainer.acc.is_main_process:
+        return 0 if trainer.stop_signal is None else 128 + trainer.stop_signal
     if trainer.stop_signal is not None:
         print(f"interrupted at rollout {trainer.step}; checkpoint saved; rerun the same command to resume")
         return 128 + trainer.stop_signal
