@@ -22,7 +22,7 @@ TINY_MODELS = ("tiny", "tiny-qwen2")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 RESUME = ("auto", "never")
 TRACKERS = ("auto", "none", "tensorboard")
-SCORING = ("exact", "last_number")
+SCORING = ("exact", "last_number", "math_verify")
 _VALIDATE = contextvars.ContextVar("entrolab_validate_config", default=True)
 
 
@@ -67,18 +67,24 @@ class TrainConfig:
     sft_target_acc_frac: float = 0.5
     """warm start stops once greedy accuracy on held-out prompts reaches this, in [0, 1]"""
     task: str = "copy"
-    """copy | addition | countdown | jsonl (with --data)"""
+    """copy | addition | countdown | jsonl (with --data) | rg:NAME (a reasoning-gym dataset, e.g.
+    rg:basic_arithmetic; optional package reasoning-gym; not with the tiny models' character tokenizer)"""
     task_n: int = 3
     """task size: letters to copy, digits per operand, numbers in countdown"""
     data: str = ""
     """task=jsonl: path of a {"prompt", "answer"} JSONL file (exact-match reward)"""
     scoring: str = "exact"
-    """exact (the completion, stripped, equals the answer; countdown: a valid expression) or last_number
-    (the last integer in the completion equals the answer: for chat models that answer in a sentence)"""
+    """exact (the completion, stripped, equals the answer; countdown: a valid expression; rg: the
+    dataset's scorer), last_number (the last integer in the completion equals the answer: for chat models
+    that answer in a sentence) or math_verify (mathematical equality; optional package math-verify)"""
     chat: str = ""
     """Hugging Face tokenizers: if non-empty, each prompt becomes a user message in the tokenizer's chat
     template: CHAT with {prompt} replaced by the prompt minus its trailing "=" (e.g. "What is {prompt}?
     Reply with the number only."), or "CHAT PROMPT" without a placeholder; '' sends the prompt as is"""
+    lora_rank: int = 0
+    """LoRA rank on every linear layer (optional package peft); 0 trains all weights"""
+    lora_alpha: float = 32.0
+    """LoRA scaling α (the update is scaled by α / rank), > 0"""
     controllers: tuple[str, ...] = ("grpo", "ppo_clip")
     """controller names in pipeline order (controllers.names()); an empty list is vanilla PG"""
     hp: tuple[str, ...] = ()
@@ -151,6 +157,7 @@ class TrainConfig:
             "prompts_per_step": 1, "micro_batch_size": 0, "epochs": 1, "minibatches": 1, "warmup_steps": 0,
             "max_new_tokens": 1, "eval_every": 0, "eval_prompts": 1, "eval_samples": 1,
             "checkpoint_every": 0, "keep_checkpoints": 1, "max_bad_steps": 1, "chunk_tokens": 1, "seed": 0,
+            "lora_rank": 0,
         }  # fmt: skip
         for f, lo in ints.items():
             v = getattr(self, f)
@@ -167,7 +174,7 @@ class TrainConfig:
         reals = {
             "lr": (0.0, math.inf, True), "weight_decay": (0.0, math.inf, False),
             "max_grad_norm": (0.0, math.inf, False), "temperature": (0.0, math.inf, True),
-            "top_p": (0.0, 1.0, True), "sft_lr": (0.0, math.inf, True), "sft_target_acc_frac": (0.0, 1.0, False),
+            "top_p": (0.0, 1.0, True), "sft_lr": (0.0, math.inf, True), "lora_alpha": (0.0, math.inf, True), "sft_target_acc_frac": (0.0, 1.0, False),
         }  # fmt: skip
         for f, (lo, hi, lo_open) in reals.items():
             v = getattr(self, f)
@@ -195,12 +202,36 @@ class TrainConfig:
                 bad(f, getattr(self, f), ", ".join(allowed))
         from llm.tasks import TASKS
 
-        if self.task not in TASKS:
-            bad("task", self.task, ", ".join(TASKS))
+        if self.task not in TASKS and not self.task.startswith("rg:"):
+            bad("task", self.task, f"{', '.join(TASKS)} or rg:NAME (reasoning-gym)")
+        if self.task.startswith("rg:") and self.model in TINY_MODELS:
+            bad(
+                "task",
+                self.task,
+                "a built-in task with the tiny models (their character alphabet cannot spell reasoning-gym prompts)",
+            )
         if self.scoring not in SCORING:
             bad("scoring", self.scoring, ", ".join(SCORING))
-        if self.scoring == "last_number" and self.task not in ("addition", "jsonl"):
-            bad("scoring", self.scoring, f"exact for task {self.task!r} (last_number needs numeric answers)")
+        if self.scoring != "exact" and self.task not in ("addition", "jsonl"):
+            bad(
+                "scoring",
+                self.scoring,
+                f"exact for task {self.task!r} ({self.scoring} needs numeric answers)",
+            )
+        if self.scoring == "math_verify":
+            try:
+                import math_verify  # noqa: F401
+            except ImportError:
+                bad(
+                    "scoring",
+                    self.scoring,
+                    "exact or last_number (math_verify needs: pip install math-verify)",
+                )
+        if self.lora_rank:
+            try:
+                import peft  # noqa: F401
+            except ImportError:
+                bad("lora_rank", self.lora_rank, "0 (LoRA needs: pip install peft)")
         if self.chat and self.model in TINY_MODELS:
             bad("chat", self.chat, "'' for the tiny models (their character tokenizer has no chat template)")
         if self.task == "jsonl" and not Path(self.data).is_file():

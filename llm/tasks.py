@@ -216,6 +216,44 @@ class Split:
         )
 
 
+class ReasoningGym(Task):
+    """A dataset of the optional ``reasoning-gym`` package (``task = "rg:<name>"``, e.g.
+    rg:basic_arithmetic, rg:chain_sum, rg:countdown, rg:gsm_symbolic), scored by the dataset's own
+    ``score_answer`` (rewards in [0, 1]). Entries are generated on demand from (seed, index)."""
+
+    SIZE = 100_000
+
+    def __init__(self, dataset: str, seed: int = 0):
+        try:
+            import reasoning_gym
+            from reasoning_gym.factory import DATASETS
+        except ImportError:
+            raise ValueError(
+                f"task: got 'rg:{dataset}' but reasoning-gym is not installed; allowed: pip install reasoning-gym"
+            ) from None
+        if dataset not in DATASETS:
+            raise ValueError(
+                f"task: got 'rg:{dataset}'; allowed: rg:<name> with name in {', '.join(sorted(DATASETS))}"
+            )
+        self.name = f"rg:{dataset}"
+        self.ds = reasoning_gym.create_dataset(dataset, size=self.SIZE, seed=seed)
+        self._entry: dict[str, dict] = {}
+
+    def sample(self, rng, n):
+        out = []
+        for i in rng.integers(0, self.SIZE, n).tolist():
+            entry = self.ds[i]
+            self._entry[entry["question"]] = entry
+            out.append(Example(entry["question"], str(entry["answer"])))
+        return out
+
+    def score(self, completion, example):
+        entry = self._entry.get(example.prompt)
+        if entry is None:  # pragma: no cover - every scored example was sampled here
+            return super().score(completion, example)
+        return float(self.ds.score_answer(answer=completion.strip(), entry=entry) or 0.0)
+
+
 _INT = re.compile(r"-?\d+")
 
 
@@ -233,7 +271,26 @@ class LastNumber(Task):
         return float(bool(found) and found[-1] == example.answer.strip())
 
 
+class MathVerify(LastNumber):
+    """A task whose completions are scored by ``math_verify`` (optional package): the parsed completion
+    is mathematically equal to the parsed answer ("\\frac{1}{2}" = "0.5")."""
+
+    def score(self, completion, example):
+        from math_verify import parse, verify
+
+        return float(verify(parse(example.answer), parse(completion)))
+
+
+SCORERS = {"exact": None, "last_number": LastNumber, "math_verify": MathVerify}
+
+
 def get_task_for(cfg) -> Task:
     """The task a TrainConfig names (``task``, ``task_n``, ``data``, ``scoring``)."""
-    task = Jsonl(cfg.data) if cfg.task == "jsonl" else get_task(cfg.task, n=cfg.task_n)
-    return LastNumber(task) if cfg.scoring == "last_number" else task
+    if cfg.task.startswith("rg:"):
+        task = ReasoningGym(cfg.task[3:], seed=cfg.seed)
+    elif cfg.task == "jsonl":
+        task = Jsonl(cfg.data)
+    else:
+        task = get_task(cfg.task, n=cfg.task_n)
+    wrap = SCORERS[cfg.scoring]
+    return task if wrap is None else wrap(task)

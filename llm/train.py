@@ -157,7 +157,13 @@ class Trainer:
             model, self.tok = build(cfg)
             self.warm_start = None
         ref = copy.deepcopy(model).eval().requires_grad_(False) if self.needs_ref else None
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.lora_rank:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules="all-linear")
+            model = get_peft_model(model, lora)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         warm_steps = cfg.warmup_steps
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda k: min(1.0, (k + 1) / warm_steps) if warm_steps else 1.0
@@ -533,7 +539,10 @@ class Trainer:
             final = self.run_dir / "model"
             tmp = self.run_dir / ".tmp_model"
             shutil.rmtree(tmp, ignore_errors=True)
-            self.acc.unwrap_model(self.model).save_pretrained(tmp)
+            model = self.acc.unwrap_model(self.model)
+            if cfg.lora_rank:  # a plain model directory: LoRA merged into the weights
+                model = copy.deepcopy(model).merge_and_unload()
+            model.save_pretrained(tmp)
             self.tok.save(tmp)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)

@@ -117,3 +117,26 @@ def test_chat_message_template():
 
     assert HFTokenizer(Stub(), chat="What is {prompt}?").message("12+34=") == "What is 12+34?"
     assert HFTokenizer(Stub(), chat="Add:").message("12+34=") == "Add: 12+34="
+
+
+def test_reasoning_gym_task_uses_the_datasets_scorer():
+    from llm.tasks import ReasoningGym, Split
+
+    task = ReasoningGym("basic_arithmetic", seed=0)
+    examples = task.sample(np.random.default_rng(0), 5)
+    for ex in examples:
+        assert task.score(ex.answer, ex) == 1.0
+        assert task.score(ex.answer + "1", ex) < 1.0  # its scorer may give partial credit
+    split = Split(task, eval_prompts=4, seed=0)
+    assert not {e.prompt for e in split.eval} & {e.prompt for e in split.train(0, 0, 8)}
+    with pytest.raises(ValueError, match="task: got 'rg:nope'; allowed: rg:<name>"):
+        ReasoningGym("nope")
+
+
+def test_math_verify_scoring_compares_values():
+    from llm.tasks import MathVerify
+
+    task = MathVerify(get_task("addition"))
+    assert task.score("The answer is $\\frac{1}{2}$", Example("q", "0.5")) == 1.0
+    assert task.score("17+38 = 55", Example("17+38=", "55")) == 1.0
+    assert task.score("56", Example("17+38=", "55")) == 0.0

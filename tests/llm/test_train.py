@@ -322,3 +322,25 @@ def test_presets_are_valid_and_round_trip():
     for name, p in PRESETS.items():
         assert p.name == name
         assert TrainConfig.from_json(json.loads(json.dumps(p.to_json()))) == p
+
+
+def test_lora_trains_only_the_adapters_and_saves_a_merged_model(cfg):
+    c = cfg(lora_rank=4, steps=2, lr=1e-2)
+    tr = T.Trainer(c, progress=False)
+    base = {k: v.clone() for k, v in tr.acc.unwrap_model(tr.model).named_parameters() if "lora_" not in k}
+    tr.run()
+    after = dict(tr.acc.unwrap_model(tr.model).named_parameters())
+    assert all(torch.equal(after[k], v) for k, v in base.items())  # the base weights are frozen
+    assert any("lora_" in k and p.requires_grad for k, p in after.items())
+    from llm.models import load_model
+
+    merged = load_model(c.run_dir / "model")
+    assert not any("lora_" in k for k in merged.state_dict())  # a plain model directory
+    rs = rows(c.run_dir)
+    assert rs[-1]["train/grad_norm"] > 0
+
+
+def test_tensorboard_tracker_writes_events(cfg):
+    c = cfg(steps=1, tracker="tensorboard")
+    T.train(c, progress=False)
+    assert list(c.run_dir.rglob("events.out.tfevents.*"))
