@@ -6,15 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-BENCHES = ("sim",)
+BENCHES = ("sim", "entropy", "controllers")
 
 
 def _module(name: str):
-    if name == "sim":
-        from bench import sim
+    import importlib
 
-        return sim
-    raise ValueError(name)
+    if name not in BENCHES:
+        raise ValueError(name)
+    return importlib.import_module(f"bench.{name}")
 
 
 def write_results_md(latest: dict[str, dict]) -> Path:
@@ -58,6 +58,8 @@ def write_results_md(latest: dict[str, dict]) -> Path:
                 for x in rec["result"]["scaling_arms"]
             ]
             lines.append("")
+        elif hasattr(_module(name), "table"):
+            lines += [*_module(name).table(rec["result"]), ""]
     path.write_text("\n".join(lines))
     return path
 

@@ -11,4 +11,23 @@ def test_numpy_reference_agrees_with_the_simulator():
 def test_bench_bad_input_is_one_line(capsys):
     assert main(["nosuch"]) == 2
     err = capsys.readouterr().err
-    assert "name: got 'nosuch'; allowed: sim, all" in err and len(err.strip().splitlines()) == 1
+    assert "name: got 'nosuch'; allowed: sim, entropy, controllers, all" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_entropy_bench_cases_agree_with_float64():
+    from bench import entropy
+
+    for mode in ("naive", "chunked"):
+        res = entropy._case(2000, 64, mode, "cpu", 16)
+        assert res["max_err_vs_float64"] < 1e-5 and res["peak_extra_mb"] >= 0
+
+
+def test_controller_bench_families_build_and_run():
+    import controllers as C
+    from bench import controllers as bc
+
+    batch, logp, ent = bc._batch(16, 4)
+    for names in bc.FAMILIES.values():
+        assert all(n in C.names() for n in names)
+        assert bc._loss_time(names, batch, logp, ent, repeat=1) > 0

@@ -1,0 +1,120 @@
+"""``python -m bench entropy``: chunked log-prob + entropy (``llm.logprobs``) against the naive full softmax.
+
+Naive (what most trainers write):  lp = log_softmax(z/τ) in float32 over the whole (B, T, V) tensor,
+logp = lp.gather(y), H = −Σ exp(lp)·lp — two or three (B, T, V) float32 temporaries.
+Ours: ``selective_log_softmax`` + ``token_entropy``, ``chunk_tokens`` rows at a time.
+
+Each case runs in a fresh child process, so peak memory is that case's alone: on CPU the child's peak
+RSS minus its RSS after the logits were allocated; on CUDA ``max_memory_allocated`` minus the logits.
+Target (issue 7): peak extra memory ≤ 1/8 of naive, results equal within 1e-5.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from bench import harness
+
+CHILD = r"""
+import json, resource, sys, time
+import torch
+from llm.logprobs import selective_log_softmax, token_entropy
+
+V, T, mode, device, chunk = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+torch.manual_seed(0)
+z = torch.randn(1, T, V, device=device).mul_(3)  # in place: no second (T, V) temporary before the baseline
+y = torch.randint(0, V, (1, T), device=device)
+cuda = device.startswith("cuda")
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+def run():
+    if mode == "naive":
+        lp = torch.log_softmax(z.float(), -1)
+        logp = lp.gather(-1, y[..., None]).squeeze(-1)
+        h = -(lp.exp() * lp).sum(-1)
+    else:
+        logp = selective_log_softmax(z, y, chunk_tokens=chunk)
+        h = token_entropy(z, chunk_tokens=chunk)
+    return logp, h
+
+if cuda:
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated() / 2**20
+else:
+    base = rss_mb()
+t0 = time.perf_counter(); logp, h = run()
+if cuda: torch.cuda.synchronize()
+first = time.perf_counter() - t0
+peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024) - base
+times = []
+for _ in range(3):
+    t0 = time.perf_counter(); run()
+    if cuda: torch.cuda.synchronize()
+    times.append(time.perf_counter() - t0)
+ref_lp = torch.log_softmax(z.double(), -1)
+err = max(float((logp.double() - ref_lp.gather(-1, y[..., None]).squeeze(-1)).abs().max()),
+          float((h.double() + (ref_lp.exp() * ref_lp).sum(-1)).abs().max()))
+print(json.dumps({"peak_extra_mb": peak, "seconds": sorted(times)[1], "max_err_vs_float64": err}))
+"""
+
+
+def _case(V: int, T: int, mode: str, device: str, chunk: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(V), str(T), mode, device, str(chunk)],
+        capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"entropy bench child failed (V={V}, T={T}, {mode}): {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | None = None) -> dict:
+    vocabs = (32_000,) if quick else (32_000, 152_000)
+    lengths = (256, 1024) if quick else (512, 1024, 2048, 4096)
+    chunk = 1024
+    rows = []
+    for V in vocabs:
+        for T in lengths:
+            naive, ours = _case(V, T, "naive", device, chunk), _case(V, T, "chunked", device, chunk)
+            if watch is not None:
+                watch.sample()
+            rows.append(
+                {
+                    "V": V, "T": T, "naive_mb": naive["peak_extra_mb"], "ours_mb": ours["peak_extra_mb"],
+                    "naive_s": naive["seconds"], "ours_s": ours["seconds"],
+                    "naive_err": naive["max_err_vs_float64"], "ours_err": ours["max_err_vs_float64"],
+                    "memory_ratio": ours["peak_extra_mb"] / max(naive["peak_extra_mb"], 1e-9),
+                }
+            )  # fmt: skip
+    return {"device": device, "chunk_tokens": chunk, "rows": rows}
+
+
+def summary(res: dict) -> list[str]:
+    rows = res["rows"]
+    worst = max(rows, key=lambda r: r["memory_ratio"])
+    big = max(rows, key=lambda r: (r["V"], r["T"]))
+    err = max(max(r["ours_err"], r["naive_err"]) for r in rows)
+    return [
+        f"peak extra memory, chunked / naive: at most {worst['memory_ratio']:.3f} (V = {worst['V']}, T = "
+        f"{worst['T']}); target ≤ 1/8 = 0.125: {'met' if worst['memory_ratio'] <= 0.125 else 'NOT met'}",
+        f"largest case V = {big['V']}, T = {big['T']}: {big['naive_mb']:.0f} MB naive vs {big['ours_mb']:.0f} MB "
+        f"chunked; {big['naive_s'] * 1e3:.0f} ms vs {big['ours_s'] * 1e3:.0f} ms",
+        f"both agree with a float64 reference to {err:.1e} (target 1e-5)",
+    ]
+
+
+def table(res: dict) -> list[str]:
+    lines = [
+        "| V | T | naive peak (MB) | chunked peak (MB) | ratio | naive (ms) | chunked (ms) | max error |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in res["rows"]:
+        lines.append(
+            f"| {r['V']} | {r['T']} | {r['naive_mb']:.0f} | {r['ours_mb']:.0f} | {r['memory_ratio']:.3f} | "
+            f"{r['naive_s'] * 1e3:.0f} | {r['ours_s'] * 1e3:.0f} | {max(r['naive_err'], r['ours_err']):.1e} |"
+        )
+    return lines
