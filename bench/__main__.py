@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-BENCHES = ("sim", "entropy", "controllers")
+BENCHES = ("sim", "entropy", "controllers", "trainer")
 
 
 def _module(name: str):

@@ -11,7 +11,7 @@ def test_numpy_reference_agrees_with_the_simulator():
 def test_bench_bad_input_is_one_line(capsys):
     assert main(["nosuch"]) == 2
     err = capsys.readouterr().err
-    assert "name: got 'nosuch'; allowed: sim, entropy, controllers, all" in err
+    assert "name: got 'nosuch'; allowed: sim, entropy, controllers, trainer, all" in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -31,3 +31,16 @@ def test_controller_bench_families_build_and_run():
     for names in bc.FAMILIES.values():
         assert all(n in C.names() for n in names)
         assert bc._loss_time(names, batch, logp, ent, repeat=1) > 0
+
+
+def test_trl_gets_the_same_character_ids():
+    from bench.trainer import hf_char_tokenizer
+    from llm.tokenizer import CharTokenizer
+
+    tok = CharTokenizer()
+    hf = hf_char_tokenizer(tok)
+    for text in ("copy:abc=", "12+34=", "3,5 7:22="):
+        assert hf(text)["input_ids"] == tok.encode(text)
+        assert hf.decode(tok.encode(text), skip_special_tokens=True) == text
+    batch = hf(["ab", "abcd"], padding=True)["input_ids"]
+    assert batch[0][:2] == [tok.pad_token_id] * 2  # left padding, as generation needs

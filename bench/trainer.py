@@ -1,0 +1,208 @@
+"""``python -m bench trainer``: one GRPO step of entrolab's trainer against TRL's ``GRPOTrainer``.
+
+The same work on both sides:
+- the same tiny Llama (same random init, fp32, CPU) and the same character vocabulary (TRL gets it as
+  a ``PreTrainedTokenizerFast``);
+- the same batch: 8 copy prompts × 8 completions of exactly T tokens, T = 16 and 32. <eos> is suppressed
+  in generation on both sides, so every completion is T tokens long;
+- sampling at τ = 1 with no top-k or top-p, no vLLM;
+- one update per batch (no old-log-prob pass), no reference model, PPO clip ε = 0.2, token-mean
+  ("dapo") loss, AdamW at lr 1e-3, gradient clipping at 1.0.
+
+entrolab also logs its full entropy telemetry each step, including the realised ΔH, which costs one
+more no-grad forward pass. Each framework runs in its own child process, so the peak RSS is its own.
+Step times are the median over ``steps`` steps after ``warmup`` steps. tokens/s counts completion
+tokens. Target (issue 7): entrolab ≥ 1.5× TRL's tokens/s at equal or lower peak memory. TRL is
+optional: ``pip install -e '.[bench]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from bench import harness
+
+PROMPTS, G, LR = 8, 8, 1e-3
+
+
+def _tiny(seed: int = 0):
+    from llm.models import tiny_model
+    from llm.tokenizer import CharTokenizer
+
+    tok = CharTokenizer()
+    model = tiny_model(tok.vocab_size, seed=seed)
+    model.generation_config.suppress_tokens = [tok.eos_token_id]  # exactly T tokens per completion
+    return model, tok
+
+
+def hf_char_tokenizer(tok):
+    """The character tokenizer as a ``PreTrainedTokenizerFast`` (same ids), for TRL."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from llm.tokenizer import SPECIAL
+
+    vocab = {s: i for i, s in enumerate(SPECIAL)} | {c: i + len(SPECIAL) for i, c in enumerate(tok.alphabet)}
+    t = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    t.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    t.decoder = decoders.Fuse()
+    t.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=t, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", padding_side="left"
+    )
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_ours(T: int, steps: int, warmup: int) -> dict:
+    import dataclasses
+    import tempfile
+
+    from llm.config import PRESETS
+    from llm.train import Trainer
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg = dataclasses.replace(
+            PRESETS["tiny-copy"], out_dir=d, sft_steps=0, prompts_per_step=PROMPTS, group_size=G,
+            max_new_tokens=T, lr=LR, eval_every=0, checkpoint_every=0, tracker="none", measure_dH=True,
+            controllers=("grpo", "ppo_clip"),
+        )  # fmt: skip
+        tr = Trainer(cfg, progress=False)
+        tr.acc.unwrap_model(tr.model).generation_config.suppress_tokens = [tr.tok.eos_token_id]
+        times, tokens, keys = [], [], 0
+        for i in range(warmup + steps):
+            row = tr.rollout_step()
+            tr.step += 1
+            if i >= warmup:
+                times.append(row["perf/step_s"])
+                tokens.append(row["rollout/response_len"] * PROMPTS * G)
+                keys = len(row)
+    return {"step_s": times, "tokens": tokens, "peak_rss_mb": _peak_rss_mb(), "metrics_logged": keys}
+
+
+def child_trl(T: int, steps: int, warmup: int) -> dict:
+    import tempfile
+    import time
+
+    import numpy as np
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from llm.tasks import get_task
+
+    model, tok = _tiny()
+    hf_tok = hf_char_tokenizer(tok)
+    task = get_task("copy", n=3)
+    examples = task.sample(np.random.default_rng(0), PROMPTS * (warmup + steps + 2))
+    answers = {e.prompt: e for e in examples}
+    ds = Dataset.from_dict({"prompt": [e.prompt for e in examples]})
+
+    def reward(prompts, completions, **kw):
+        return [task.score(c, answers[p]) for p, c in zip(prompts, completions, strict=True)]
+
+    class Clock(TrainerCallback):
+        def __init__(self):
+            self.t, self.times = None, []
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.times.append(time.perf_counter() - self.t)
+
+    clock = Clock()
+    with tempfile.TemporaryDirectory() as d:
+        args = GRPOConfig(
+            output_dir=d, use_cpu=True, bf16=False, per_device_train_batch_size=PROMPTS * G,
+            num_generations=G, gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1,
+            max_completion_length=T, temperature=1.0, top_k=0, top_p=1.0, beta=0.0, loss_type="dapo",
+            epsilon=0.2, learning_rate=LR, lr_scheduler_type="constant", max_grad_norm=1.0,
+            optim="adamw_torch", max_steps=warmup + steps, logging_steps=1, report_to=[],
+            save_strategy="no", shuffle_dataset=False, disable_dropout=True,
+            generation_kwargs={"suppress_tokens": [tok.eos_token_id]}, seed=0,
+        )  # fmt: skip
+        trainer = GRPOTrainer(
+            model=model, reward_funcs=reward, args=args, train_dataset=ds, processing_class=hf_tok,
+            callbacks=[clock],
+        )  # fmt: skip
+        trainer.train()
+        logs = [h for h in trainer.state.log_history if "loss" in h]
+    return {
+        "step_s": clock.times[warmup:],
+        "tokens": [PROMPTS * G * T] * steps,
+        "peak_rss_mb": _peak_rss_mb(),
+        "metrics_logged": len(logs[-1]) if logs else 0,
+        "mean_completion_len": float(np.mean([h.get("completions/mean_length", T) for h in logs])),
+    }
+
+
+def _child(framework: str, T: int, steps: int, warmup: int) -> dict:
+    code = f"import json; from bench.trainer import child_{framework} as f; print(json.dumps(f({T}, {steps}, {warmup})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        raise RuntimeError(f"trainer bench child ({framework}, T={T}) failed: {out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | None = None) -> dict:
+    try:
+        import trl
+    except ImportError:
+        raise RuntimeError("bench trainer needs TRL: pip install -e '.[bench]'") from None
+    steps, warmup = (5, 2) if quick else (15, 3)
+    rows = []
+    for T in (16, 32):
+        res = {}
+        for fw in ("ours", "trl"):
+            r = _child(fw, T, steps, warmup)
+            med = harness.median(r["step_s"])
+            res[fw] = {
+                "step_s": med, "tokens_per_s": harness.median(r["tokens"]) / med, "peak_rss_mb": r["peak_rss_mb"],
+                "metrics_logged": r["metrics_logged"],
+            }  # fmt: skip
+            if watch is not None:
+                watch.sample()
+        rows.append(
+            {
+                "T": T, **{f"{fw}_{k}": v for fw, d in res.items() for k, v in d.items()},
+                "speedup": res["ours"]["tokens_per_s"] / res["trl"]["tokens_per_s"],
+                "memory_ratio": res["ours"]["peak_rss_mb"] / res["trl"]["peak_rss_mb"],
+            }
+        )  # fmt: skip
+    import trl
+
+    return {"device": device, "steps": steps, "warmup": warmup, "trl": trl.__version__, "rows": rows}
+
+
+def summary(res: dict) -> list[str]:
+    out = []
+    for r in res["rows"]:
+        out.append(
+            f"T = {r['T']}: entrolab {r['ours_tokens_per_s']:.0f} tokens/s ({r['ours_step_s'] * 1e3:.0f} ms/step, "
+            f"{r['ours_metrics_logged']} metrics) vs TRL {res['trl']} {r['trl_tokens_per_s']:.0f} tokens/s "
+            f"({r['trl_step_s'] * 1e3:.0f} ms/step, {r['trl_metrics_logged']} metrics): {r['speedup']:.2f}×; "
+            f"peak RSS {r['ours_peak_rss_mb']:.0f} vs {r['trl_peak_rss_mb']:.0f} MB"
+        )
+    ok = all(r["speedup"] >= 1.5 and r["memory_ratio"] <= 1.0 for r in res["rows"])
+    out.append(f"target ≥ 1.5× tokens/s at ≤ TRL's peak memory: {'met' if ok else 'NOT met'}")
+    return out
+
+
+def table(res: dict) -> list[str]:
+    lines = [
+        "| T | entrolab ms/step | TRL ms/step | entrolab tokens/s | TRL tokens/s | speedup | peak RSS entrolab / TRL (MB) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in res["rows"]:
+        lines.append(
+            f"| {r['T']} | {r['ours_step_s'] * 1e3:.0f} | {r['trl_step_s'] * 1e3:.0f} | {r['ours_tokens_per_s']:.0f} | "
+            f"{r['trl_tokens_per_s']:.0f} | {r['speedup']:.2f}× | {r['ours_peak_rss_mb']:.0f} / {r['trl_peak_rss_mb']:.0f} |"
+        )
+    return lines
