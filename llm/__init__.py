@@ -1,6 +1,8 @@
-"""llm: the Accelerate GRPO trainer (issue 6, in progress).
+"""llm: the Accelerate GRPO trainer; its loss is ``controllers.policy_loss`` on the whole optimizer batch.
 
-Landed so far: ``models`` (tiny Llama/Qwen2, offline local loading), ``logprobs`` (chunked selective log-softmax and per-token entropy at the sampling
-temperature), ``tokenizer`` (a built-in character tokenizer) and ``tasks`` (synthetic tasks with exact
-verifiers, JSONL user data). The rollout, update loop, config, checkpoints and CLI are still to come.
+``python -m llm.train --preset tiny-copy`` (``--help`` for every field); ``python -m llm.sft`` for the
+warm start. Modules: ``config`` (TrainConfig, presets), ``train`` (the loop, checkpoints, CLI),
+``rollout`` (sampling, rewards, per-token log-probs and entropies), ``logprobs`` (chunked, float32, at
+the sampling temperature), ``sft``, ``evaluate`` (greedy accuracy, unbiased pass@k), ``models``,
+``tokenizer``, ``tasks``.
 """
