@@ -17,7 +17,7 @@ from controllers import pi as _pi  # noqa: F401
 from controllers import surrogates as _surrogates  # noqa: F401
 from controllers import weights as _weights  # noqa: F401
 from controllers.agg import AGG_MODES, agg_loss
-from controllers.base import Controller, Pipeline, Terms, get, names, register
+from controllers.base import GROUP_BASELINES, Controller, Pipeline, Terms, get, names, register
 from controllers.batch import TokenBatch
 from controllers.batchlevel import mixed_groups
 from controllers.extras import nucleus_entropy
@@ -25,6 +25,7 @@ from controllers.loss import policy_loss, telemetry
 
 __all__ = [
     "AGG_MODES",
+    "GROUP_BASELINES",
     "Controller",
     "Pipeline",
     "Terms",

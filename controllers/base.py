@@ -81,6 +81,11 @@ class Controller:
 
 _REGISTRY: dict[str, type[Controller]] = {}
 
+# controllers whose baseline or filter compares the responses of one prompt: they need group_size >= 2
+GROUP_BASELINES = frozenset(
+    {"grpo", "dr_grpo", "rloo", "opo", "qae", "unlikeliness", "seed_grpo", "dynamic_sampling"}
+)
+
 
 def register(cls: type[Controller]) -> type[Controller]:
     """Class decorator: make ``cls`` available as ``controllers.get(cls.name, ...)``."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import controllers as C
 
-GROUP_BASELINES = {"grpo", "dr_grpo", "rloo", "opo", "qae", "unlikeliness", "seed_grpo", "dynamic_sampling"}
+GROUP_BASELINES = C.GROUP_BASELINES
 TINY_MODELS = ("tiny", "tiny-qwen2")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 RESUME = ("auto", "never")

@@ -34,7 +34,7 @@ from sim.runio import atomic_save, atomic_write_json, git_sha, truncate_metrics
 
 UPDATES = ("exact_pg", "exact_npg", "grpo", "ppo")
 OPTIMIZERS = ("sgd", "adam")
-GROUP_BASELINES = {"grpo", "dr_grpo", "rloo", "opo", "qae", "unlikeliness", "seed_grpo", "dynamic_sampling"}
+GROUP_BASELINES = C.GROUP_BASELINES
 # Stateless controllers whose terms on independent runs concatenated = the runs' terms concatenated.
 SEPARABLE = {
     "grpo", "dr_grpo", "rloo", "opo", "qae", "psr", "nsr", "w_reinforce", "unlikeliness", "entropy_adv",
