@@ -375,7 +375,9 @@ class Trainer:
                         for i in range(0, roll.size, cfg.micro_batch_size or roll.size)
                     ]
                 )  # fmt: skip
-        gen = torch.Generator(device=mask.device).manual_seed(_seed(cfg, k, 0, 1))
+        gen = torch.Generator().manual_seed(
+            _seed(cfg, k, 0, 1)
+        )  # CPU, as controllers draw on CPU; same on every rank
         step_metrics: list[dict] = []
         n_opt = cfg.epochs * cfg.minibatches
         per = cfg.prompts_per_step // cfg.minibatches
