@@ -134,7 +134,7 @@ class TrainConfig:
     """stop after this many non-finite losses or gradients in a row (each is skipped), >= 1"""
     measure_dH: bool = True
     """after each update, recompute the batch's entropy (one no-grad forward) and log the realised ΔH"""
-    chunk_tokens: int = 1024
+    chunk_tokens: int = 256
     """token rows per chunk in the log-prob/entropy computation (memory ~ 3·chunk_tokens·V floats)"""
     mixed_precision: str = "no"
     """no | bf16 | fp16 (accelerate; bf16 on GPUs); log-probs and entropies are always float32"""

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-DEFAULT_CHUNK_TOKENS = 1024
+DEFAULT_CHUNK_TOKENS = 256  # 3·256·V floats: 0.5 GB at V = 152k, against 3·B·T·V for the naive form
 
 
 def _check(logits: Tensor, temperature: float, chunk_tokens: int) -> None:
@@ -104,3 +104,55 @@ def token_entropy(
     if not out:
         return flat.new_zeros(logits.shape[:-1], dtype=dtype)
     return torch.cat(out).reshape(logits.shape[:-1])
+
+
+def _chunk_logp_entropy(z: Tensor, ids: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    z = z / temperature
+    lse = torch.logsumexp(z, -1)
+    logp = z.gather(-1, ids[:, None]).squeeze(-1) - lse
+    with torch.no_grad():  # one more pass over the chunk; nothing (chunk, V)-sized is kept for backward
+        zd, lsed = z.detach(), lse.detach()
+        ent = lsed - (torch.exp(zd - lsed[:, None]) * zd).sum(-1)
+    return logp, ent
+
+
+def logprob_entropy(
+    logits: Tensor,
+    ids: Tensor,
+    temperature: float = 1.0,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    entropy_grad: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """``selective_log_softmax`` and ``token_entropy`` in one pass per chunk (one logsumexp, shared).
+
+    The trainer's path: about as fast as the naive full softmax, at 3·chunk_tokens·V floats of extra
+    memory instead of 3·B·T·V. With ``entropy_grad`` the entropy is the checkpointed ``token_entropy``.
+
+    Args:
+        logits: (..., V); ids: (...) sampled token ids; temperature: τ > 0; chunk_tokens: rows at once;
+        entropy_grad: keep the entropy's gradient (an entropy bonus needs it).
+    Returns:
+        (log-probs (...) with the logits' gradient, entropies (...) in nats).
+    """
+    if entropy_grad:
+        return (
+            selective_log_softmax(logits, ids, temperature, chunk_tokens),
+            token_entropy(logits, temperature, chunk_tokens, grad=True),
+        )
+    _check(logits, temperature, chunk_tokens)
+    if ids.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"ids: shape {tuple(ids.shape)}; allowed: the logits' leading shape {tuple(logits.shape[:-1])}"
+        )
+    (flat, dtype), flat_ids = _rows(logits), ids.reshape(-1)
+    lps, hs = [], []
+    for i in range(0, flat.shape[0], chunk_tokens):
+        lp, h = _chunk_logp_entropy(
+            flat[i : i + chunk_tokens].to(dtype), flat_ids[i : i + chunk_tokens], temperature
+        )
+        lps.append(lp)
+        hs.append(h)
+    if not lps:
+        empty = flat.new_zeros(ids.shape, dtype=dtype)
+        return empty, empty.clone()
+    return torch.cat(lps).reshape(ids.shape), torch.cat(hs).reshape(ids.shape)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from llm.logprobs import selective_log_softmax, token_entropy
+from llm.logprobs import logprob_entropy
 from llm.tasks import Example, Task
 
 
@@ -123,6 +123,4 @@ def token_stats(
     pos = (attn.cumsum(-1) - 1).clamp_min(0)
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=T + 1).logits
     logits = logits[:, :-1]  # (B, T, V): position t predicts completion token t
-    logp = selective_log_softmax(logits, roll.completion_ids, temperature, chunk_tokens)
-    ent = token_entropy(logits, temperature, chunk_tokens, grad=entropy_grad)
-    return logp, ent
+    return logprob_entropy(logits, roll.completion_ids, temperature, chunk_tokens, entropy_grad)

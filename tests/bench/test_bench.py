@@ -21,6 +21,8 @@ def test_entropy_bench_cases_agree_with_float64():
     for mode in ("naive", "chunked"):
         res = entropy._case(2000, 64, mode, "cpu", 16)
         assert res["max_err_vs_float64"] < 1e-5 and res["peak_extra_mb"] >= 0
+        if mode == "chunked":
+            assert res["max_diff_vs_naive"] < 1e-5
 
 
 def test_controller_bench_families_build_and_run():

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm.logprobs import selective_log_softmax, token_entropy
+from llm.logprobs import logprob_entropy, selective_log_softmax, token_entropy
 
 
 @st.composite
@@ -92,3 +92,18 @@ def test_bad_input_names_the_argument(kwargs, needle):
     with pytest.raises(ValueError) as e:
         selective_log_softmax(z, **args)
     assert needle in str(e.value)
+
+
+@given(logit_batches(), st.integers(1, 9), st.sampled_from([0.5, 1.0]), st.booleans())
+def test_fused_equals_the_separate_functions_and_their_gradient(batch, chunk, tau, entropy_grad):
+    z, ids = batch
+    z1 = z.clone().requires_grad_(True)
+    lp, h = logprob_entropy(z1, ids, tau, chunk, entropy_grad=entropy_grad)
+    assert torch.allclose(lp, selective_log_softmax(z, ids, tau, chunk), atol=1e-12, rtol=0)
+    assert torch.allclose(h, token_entropy(z, tau, chunk), atol=1e-10, rtol=0)
+    assert h.requires_grad == entropy_grad
+    w = torch.randn(ids.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    (g1,) = torch.autograd.grad((w * lp).sum(), z1)
+    z2 = z.clone().requires_grad_(True)
+    (g2,) = torch.autograd.grad((w * _naive(z2, ids, tau)[0]).sum(), z2)
+    assert torch.allclose(g1, g2, atol=1e-10, rtol=0)
