@@ -74,8 +74,9 @@ def latest_records() -> dict[str, dict]:
         f = harness.RESULTS / f"{name}.jsonl"
         if f.exists():
             rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
-            if rows:
-                out[name] = rows[-1]
+            full = [r for r in rows if "--quick" not in r["command"]]
+            if full or rows:  # the latest full run; a --quick run only where no full run exists
+                out[name] = (full or rows)[-1]
     return out
 
 
