@@ -27,6 +27,7 @@ CHILD = r"""
 import json, resource, sys, time
 import torch
 from llm.logprobs import logprob_entropy
+from sim.runio import peak_rss_mb  # VmHWM: ru_maxrss would include the parent's peak
 
 V, T, mode, device, chunk = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 torch.manual_seed(0)
@@ -54,7 +55,7 @@ else:
 t0 = time.perf_counter(); logp, h = run()
 if cuda: torch.cuda.synchronize()
 first = time.perf_counter() - t0
-peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024) - base
+peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb()) - base
 times = []
 for _ in range(3):
     t0 = time.perf_counter(); run()

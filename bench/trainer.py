@@ -23,6 +23,7 @@ import subprocess
 import sys
 
 from bench import harness
+from sim.runio import peak_rss_mb
 
 PROMPTS, G, LR = 8, 8, 1e-3
 
@@ -54,12 +55,6 @@ def hf_char_tokenizer(tok):
     )
 
 
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def child_ours(T: int, steps: int, warmup: int) -> dict:
     import dataclasses
     import tempfile
@@ -83,7 +78,7 @@ def child_ours(T: int, steps: int, warmup: int) -> dict:
                 times.append(row["perf/step_s"])
                 tokens.append(row["rollout/response_len"] * PROMPTS * G)
                 keys = len(row)
-    return {"step_s": times, "tokens": tokens, "peak_rss_mb": _peak_rss_mb(), "metrics_logged": keys}
+    return {"step_s": times, "tokens": tokens, "peak_rss_mb": peak_rss_mb(), "metrics_logged": keys}
 
 
 def child_trl(T: int, steps: int, warmup: int) -> dict:
@@ -137,7 +132,7 @@ def child_trl(T: int, steps: int, warmup: int) -> dict:
     return {
         "step_s": clock.times[warmup:],
         "tokens": [PROMPTS * G * T] * steps,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "metrics_logged": len(logs[-1]) if logs else 0,
         "mean_completion_len": float(np.mean([h.get("completions/mean_length", T) for h in logs])),
     }

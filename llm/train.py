@@ -32,7 +32,6 @@ import copy
 import json
 import math
 import os
-import resource
 import shutil
 import signal
 import sys
@@ -47,7 +46,7 @@ from llm.config import PRESETS, TrainConfig, deferred_validation, validated
 from llm.evaluate import evaluate
 from llm.rollout import Rollout, sample, token_stats
 from llm.tasks import Split, get_task_for
-from sim.runio import atomic_write_json, git_sha, truncate_metrics
+from sim.runio import atomic_write_json, git_sha, peak_rss_mb, truncate_metrics
 from theory import fit_entropy_law
 
 # fields that may change when a run is resumed (they do not change what a step computes)
@@ -443,7 +442,7 @@ class Trainer:
         out.update(
             {
                 "perf/step_s": elapsed, "perf/generate_s": t_gen, "perf/tokens_per_s": tokens / elapsed,
-                "perf/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "perf/peak_rss_mb": peak_rss_mb(),
                 "train/bad_steps": float(self.bad_total), "train/optimizer_steps_done": float(len(step_metrics)),
             }
         )  # fmt: skip

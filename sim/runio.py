@@ -47,3 +47,21 @@ def truncate_metrics(path: Path, next_step: int) -> None:
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(ln + "\n" for ln in keep))
     os.replace(tmp, path)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB: VmHWM from /proc (Linux), which starts afresh at exec.
+    (``ru_maxrss`` does not: a child started from a big process inherits that process's peak.) Falls
+    back to ``ru_maxrss`` where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    scale = 2**20 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale

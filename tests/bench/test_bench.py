@@ -25,6 +25,19 @@ def test_entropy_bench_cases_agree_with_float64():
             assert res["max_diff_vs_naive"] < 1e-5
 
 
+def test_child_peak_memory_is_not_inherited_from_a_big_parent():
+    """Pins a bug: ru_maxrss survives exec on Linux, so children of a process that had used 1.3 GB
+    reported 1.3 GB for every case. The children now read VmHWM, which starts afresh."""
+    import torch
+
+    from bench import entropy
+
+    ballast = torch.ones(400 * 2**20 // 4)  # 400 MB touched in this (parent) process
+    res = entropy._case(2000, 64, "chunked", "cpu", 16)
+    assert res["peak_extra_mb"] < 100, res
+    del ballast
+
+
 def test_controller_bench_families_build_and_run():
     import controllers as C
     from bench import controllers as bc
