@@ -9,6 +9,9 @@ The same work on both sides:
 - one update per batch (no old-log-prob pass), no reference model, PPO clip ε = 0.2, token-mean
   ("dapo") loss, AdamW at lr 1e-3, gradient clipping at 1.0.
 
+With SmolLM2-135M-Instruct installed (see README), a third case runs the real model the same way (its
+own tokenizer, lr 1e-6, 4 steps after 1 of warm-up: about 25 s a step on 2 CPUs).
+
 entrolab also logs its full entropy telemetry each step, including the realised ΔH, which costs one
 more no-grad forward pass. Each framework runs in its own child process, so the peak RSS is its own.
 Step times are the median over ``steps`` steps after ``warmup`` steps. tokens/s counts completion
@@ -25,7 +28,7 @@ import sys
 from bench import harness
 from sim.runio import peak_rss_mb
 
-PROMPTS, G, LR = 8, 8, 1e-3
+PROMPTS, G, LR, LR_SMOLLM2 = 8, 8, 1e-3, 1e-6
 
 
 def _tiny(seed: int = 0):
@@ -55,7 +58,7 @@ def hf_char_tokenizer(tok):
     )
 
 
-def child_ours(T: int, steps: int, warmup: int) -> dict:
+def child_ours(T: int, steps: int, warmup: int, model: str = "tiny") -> dict:
     import dataclasses
     import tempfile
 
@@ -65,8 +68,8 @@ def child_ours(T: int, steps: int, warmup: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         cfg = dataclasses.replace(
             PRESETS["tiny-copy"], out_dir=d, sft_steps=0, prompts_per_step=PROMPTS, group_size=G,
-            max_new_tokens=T, lr=LR, eval_every=0, checkpoint_every=0, tracker="none", measure_dH=True,
-            controllers=("grpo", "ppo_clip"),
+            max_new_tokens=T, lr=LR if model == "tiny" else LR_SMOLLM2, eval_every=0, checkpoint_every=0,
+            tracker="none", measure_dH=True, controllers=("grpo", "ppo_clip"), model=model,
         )  # fmt: skip
         tr = Trainer(cfg, progress=False)
         tr.acc.unwrap_model(tr.model).generation_config.suppress_tokens = [tr.tok.eos_token_id]
@@ -81,7 +84,7 @@ def child_ours(T: int, steps: int, warmup: int) -> dict:
     return {"step_s": times, "tokens": tokens, "peak_rss_mb": peak_rss_mb(), "metrics_logged": keys}
 
 
-def child_trl(T: int, steps: int, warmup: int) -> dict:
+def child_trl(T: int, steps: int, warmup: int, model: str = "tiny") -> dict:
     import tempfile
     import time
 
@@ -92,8 +95,17 @@ def child_trl(T: int, steps: int, warmup: int) -> dict:
 
     from llm.tasks import get_task
 
-    model, tok = _tiny()
-    hf_tok = hf_char_tokenizer(tok)
+    if model == "tiny":
+        net, tok = _tiny()
+        hf_tok, eos, lr = hf_char_tokenizer(tok), tok.eos_token_id, LR
+    else:  # SmolLM2-135M from its GGUF, dequantised, and its own tokenizer
+        from llm.models import load_smollm2
+        from llm.tokenizer import HFTokenizer
+
+        net, raw = load_smollm2()
+        hf_tok = HFTokenizer(raw).tok  # pad token set as the trainer sets it
+        hf_tok.padding_side = "left"
+        eos, lr = hf_tok.eos_token_id, LR_SMOLLM2
     task = get_task("copy", n=3)
     examples = task.sample(np.random.default_rng(0), PROMPTS * (warmup + steps + 2))
     answers = {e.prompt: e for e in examples}
@@ -118,13 +130,13 @@ def child_trl(T: int, steps: int, warmup: int) -> dict:
             output_dir=d, use_cpu=True, bf16=False, per_device_train_batch_size=PROMPTS * G,
             num_generations=G, gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1,
             max_completion_length=T, temperature=1.0, top_k=0, top_p=1.0, beta=0.0, loss_type="dapo",
-            epsilon=0.2, learning_rate=LR, lr_scheduler_type="constant", max_grad_norm=1.0,
+            epsilon=0.2, learning_rate=lr, lr_scheduler_type="constant", max_grad_norm=1.0,
             optim="adamw_torch", max_steps=warmup + steps, logging_steps=1, report_to=[],
             save_strategy="no", shuffle_dataset=False, disable_dropout=True,
-            generation_kwargs={"suppress_tokens": [tok.eos_token_id]}, seed=0,
+            generation_kwargs={"suppress_tokens": [eos]}, seed=0,
         )  # fmt: skip
         trainer = GRPOTrainer(
-            model=model, reward_funcs=reward, args=args, train_dataset=ds, processing_class=hf_tok,
+            model=net, reward_funcs=reward, args=args, train_dataset=ds, processing_class=hf_tok,
             callbacks=[clock],
         )  # fmt: skip
         trainer.train()
@@ -138,8 +150,11 @@ def child_trl(T: int, steps: int, warmup: int) -> dict:
     }
 
 
-def _child(framework: str, T: int, steps: int, warmup: int) -> dict:
-    code = f"import json; from bench.trainer import child_{framework} as f; print(json.dumps(f({T}, {steps}, {warmup})))"
+def _child(framework: str, T: int, steps: int, warmup: int, model: str = "tiny") -> dict:
+    code = (
+        f"import json; from bench.trainer import child_{framework} as f; "
+        f"print(json.dumps(f({T}, {steps}, {warmup}, {model!r})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(f"trainer bench child ({framework}, T={T}) failed: {out.stderr[-3000:]}")
@@ -151,12 +166,17 @@ def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | Non
         import trl
     except ImportError:
         raise RuntimeError("bench trainer needs TRL: pip install -e '.[bench]'") from None
+    from llm.models import smollm2_dir
+
     steps, warmup = (5, 2) if quick else (15, 3)
+    cases = [("tiny", 16, steps, warmup), ("tiny", 32, steps, warmup)]
+    if not quick and smollm2_dir() is not None:  # ~25 s a step on 2 CPUs: fewer steps
+        cases.append(("smollm2", 16, 4, 1))
     rows = []
-    for T in (16, 32):
+    for model, T, n_steps, n_warm in cases:
         res = {}
         for fw in ("ours", "trl"):
-            r = _child(fw, T, steps, warmup)
+            r = _child(fw, T, n_steps, n_warm, model)
             med = harness.median(r["step_s"])
             res[fw] = {
                 "step_s": med, "tokens_per_s": harness.median(r["tokens"]) / med, "peak_rss_mb": r["peak_rss_mb"],
@@ -166,7 +186,8 @@ def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | Non
                 watch.sample()
         rows.append(
             {
-                "T": T, **{f"{fw}_{k}": v for fw, d in res.items() for k, v in d.items()},
+                "model": model, "T": T, "steps": n_steps,
+                **{f"{fw}_{k}": v for fw, d in res.items() for k, v in d.items()},
                 "speedup": res["ours"]["tokens_per_s"] / res["trl"]["tokens_per_s"],
                 "memory_ratio": res["ours"]["peak_rss_mb"] / res["trl"]["peak_rss_mb"],
             }
@@ -180,7 +201,7 @@ def summary(res: dict) -> list[str]:
     out = []
     for r in res["rows"]:
         out.append(
-            f"T = {r['T']}: entrolab {r['ours_tokens_per_s']:.0f} tokens/s ({r['ours_step_s'] * 1e3:.0f} ms/step, "
+            f"{r.get('model', 'tiny')}, T = {r['T']}: entrolab {r['ours_tokens_per_s']:.0f} tokens/s ({r['ours_step_s'] * 1e3:.0f} ms/step, "
             f"{r['ours_metrics_logged']} metrics) vs TRL {res['trl']} {r['trl_tokens_per_s']:.0f} tokens/s "
             f"({r['trl_step_s'] * 1e3:.0f} ms/step, {r['trl_metrics_logged']} metrics): {r['speedup']:.2f}×; "
             f"peak RSS {r['ours_peak_rss_mb']:.0f} vs {r['trl_peak_rss_mb']:.0f} MB"
@@ -192,12 +213,12 @@ def summary(res: dict) -> list[str]:
 
 def table(res: dict) -> list[str]:
     lines = [
-        "| T | entrolab ms/step | TRL ms/step | entrolab tokens/s | TRL tokens/s | speedup | peak RSS entrolab / TRL (MB) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| model | T | entrolab ms/step | TRL ms/step | entrolab tokens/s | TRL tokens/s | speedup | peak RSS entrolab / TRL (MB) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in res["rows"]:
         lines.append(
-            f"| {r['T']} | {r['ours_step_s'] * 1e3:.0f} | {r['trl_step_s'] * 1e3:.0f} | {r['ours_tokens_per_s']:.0f} | "
+            f"| {r.get('model', 'tiny')} | {r['T']} | {r['ours_step_s'] * 1e3:.0f} | {r['trl_step_s'] * 1e3:.0f} | {r['ours_tokens_per_s']:.0f} | "
             f"{r['trl_tokens_per_s']:.0f} | {r['speedup']:.2f}× | {r['ours_peak_rss_mb']:.0f} / {r['trl_peak_rss_mb']:.0f} |"
         )
     return lines
