@@ -196,6 +196,7 @@ class Trainer:
             tmp.mkdir(parents=True)
         self.acc.wait_for_everyone()
         self.acc.save_state(str(tmp), safe_serialization=False)
+        self.acc.wait_for_everyone()  # every rank's RNG file is in tmp before the rename
         if self.acc.is_main_process:
             info = {
                 "step": self.step, "controller_state": self.ctrl_state, "bad_in_row": self.bad_in_row,
