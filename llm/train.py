@@ -241,15 +241,16 @@ class Trainer:
 
     # -- one optimizer step -------------------------------------------------------------------------------
 
-    def _stats(self, roll: Rollout, grad: bool, entropy_grad: bool = False):
-        """(logp, entropy) (B, T) for the rollout rows, micro-batch by micro-batch."""
+    def _stats(self, roll: Rollout, grad: bool, entropy_grad: bool = False, model=None):
+        """(logp, entropy) (B, T) for the rollout rows under ``model`` (default: the policy),
+        micro-batch by micro-batch."""
         mb = self.cfg.micro_batch_size or roll.size
         parts = []
         for i in range(0, roll.size, mb):
             with torch.set_grad_enabled(grad):
                 parts.append(
                     token_stats(
-                        self.model,
+                        self.model if model is None else model,
                         roll.rows(slice(i, i + mb)),
                         temperature=self.cfg.temperature,
                         chunk_tokens=self.cfg.chunk_tokens,
@@ -364,17 +365,7 @@ class Trainer:
             if off_policy:
                 old_logp, ent0 = self._stats(roll, grad=False)
                 h_before = self._reduce({"h": _masked_mean(ent0, mask)})["h"]
-            ref_logp = None
-            if self.ref is not None:
-                ref_logp = torch.cat(
-                    [
-                        token_stats(
-                            self.ref, roll.rows(slice(i, i + (cfg.micro_batch_size or roll.size))),
-                            temperature=cfg.temperature, chunk_tokens=cfg.chunk_tokens,
-                        )[0]
-                        for i in range(0, roll.size, cfg.micro_batch_size or roll.size)
-                    ]
-                )  # fmt: skip
+            ref_logp = None if self.ref is None else self._stats(roll, grad=False, model=self.ref)[0]
         gen = torch.Generator().manual_seed(
             _seed(cfg, k, 0, 1)
         )  # CPU, as controllers draw on CPU; same on every rank
