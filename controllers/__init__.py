@@ -12,6 +12,7 @@ from controllers import advantages as _advantages  # noqa: F401  (registers the 
 from controllers import batchlevel as _batchlevel  # noqa: F401
 from controllers import dist
 from controllers import extras as _extras  # noqa: F401
+from controllers import nft as _nft  # noqa: F401
 from controllers import penalties as _penalties  # noqa: F401
 from controllers import pi as _pi  # noqa: F401
 from controllers import surrogates as _surrogates  # noqa: F401

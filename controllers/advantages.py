@@ -91,7 +91,9 @@ class GRPO(Controller):
             denom = (r.std() if r.numel() > 1 else torch.zeros((), dtype=r.dtype)) + self.eps
         else:
             denom = torch.ones_like(r)
-        adv = (r - mean) / denom
+        # eps = 0 is allowed: an all-equal group then has r − mean = 0 and std = 0, and its advantage is
+        # 0, not 0/0 (found by the NFT identity test)
+        adv = torch.where(denom > 0, (r - mean) / torch.where(denom > 0, denom, torch.ones_like(denom)), 0.0)
         if self.singleton == "verl":
             adv = torch.where(single, r, adv)
         else:

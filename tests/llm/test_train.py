@@ -101,6 +101,7 @@ FAMILIES = {
     "penalty": (("grpo", "ppo_clip", "kl_cov", "ref_kl"), ("kl_cov.frac=0.05", "ref_kl.beta=0.01")),
     "extra": (("grpo", "ppo_clip", "entropy_bonus"), ("entropy_bonus.coef=0.01",)),
     "stateful": (("grpo", "ppo_clip", "pi_control"), ()),
+    "surrogate": (("nft",), ()),
 }
 
 
