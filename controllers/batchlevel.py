@@ -1,4 +1,5 @@
-"""Batch- and reward-level controllers: DAPO's dynamic sampling and overlong reward shaping."""
+"""Batch- and reward-level controllers: DAPO's dynamic sampling, the accuracy-band filter and overlong
+reward shaping."""
 
 from __future__ import annotations
 
@@ -52,6 +53,64 @@ class DynamicSampling(Controller):
         return Terms(
             mask=keep.to(batch.mask.dtype)[:, None].expand_as(batch.mask),
             metrics={"n_groups_dropped": n_dropped, "frac_groups_dropped": n_dropped / max(n_groups, 1)},
+        )
+
+
+def group_solve_rate(reward: Tensor, group: Tensor | None) -> Tensor:
+    """(B,) the mean reward of each sequence's group (its prompt's solve rate for 0/1 rewards)."""
+    if group is None:
+        group = torch.zeros_like(reward, dtype=torch.long)
+    _, idx = torch.unique(group, return_inverse=True)
+    n = int(idx.max()) + 1 if idx.numel() else 0
+    total = torch.zeros(n, dtype=reward.dtype, device=reward.device).index_add_(0, idx, reward)
+    count = torch.zeros(n, dtype=reward.dtype, device=reward.device).index_add_(
+        0, idx, torch.ones_like(reward)
+    )
+    return (total / count.clamp_min(1.0))[idx]
+
+
+@register
+@dataclass(frozen=True)
+class AccFilter(Controller):
+    """Accuracy-band prompt filter, online: keep the groups whose solve rate r̂ (mean reward) lies in
+    [lo, hi], so that the data keeps its negatives; the others leave the loss and its normaliser
+    (``Terms.mask``, like dynamic sampling). Default band [0.1, 0.5]: the seed's example ("keep only the
+    data with acc in [0.1, 0.5]"). lo = 0 < hi = 1 with ``open_ends`` drops exactly the all-equal
+    groups (dynamic sampling). The offline variant, a pre-pass over the dataset with the base policy, is
+    ``group_solve_rate`` applied to that pass: the trainer's data option, not a loss term.
+    Metrics: frac_groups_kept, solve_rate_mean.
+    Ref: seed 000 (its "acc-filter"); cf. Yu et al. 2025 (DAPO) dynamic sampling.
+    """
+
+    name = "acc_filter"
+    kind = "batch"
+    lo: float = 0.1
+    hi: float = 0.5
+    open_ends: bool = False
+
+    def __post_init__(self):
+        check_real(self.name, "lo", self.lo, lo=0.0, hi=1.0)
+        check_real(self.name, "hi", self.hi, lo=self.lo, hi=1.0)
+        if not isinstance(self.open_ends, bool):
+            raise ValueError(f"{self.name}.open_ends: got {self.open_ends!r}; allowed: True or False")
+
+    def terms(self, batch, state, generator=None):
+        rate = group_solve_rate(_rewards(batch, self.name), batch.group)
+        if self.open_ends:
+            keep = (rate > self.lo) & (rate < self.hi)
+        else:
+            keep = (rate >= self.lo) & (rate <= self.hi)
+        groups = batch.group if batch.group is not None else torch.zeros_like(keep, dtype=torch.long)
+        uniq, first = torch.unique(groups, return_inverse=True)
+        kept_groups = torch.zeros(uniq.numel(), dtype=torch.bool, device=keep.device).index_fill_(
+            0, first[keep], True
+        )
+        return Terms(
+            mask=keep.to(batch.mask.dtype)[:, None].expand_as(batch.mask),
+            metrics={
+                "frac_groups_kept": float(kept_groups.float().mean()) if uniq.numel() else 0.0,
+                "solve_rate_mean": float(rate.mean()) if rate.numel() else 0.0,
+            },
         )
 
 

@@ -13,7 +13,7 @@ from tests.controllers.helpers import batches, pad
 ISSUE_NAMES = """grpo dr_grpo rloo opo qae psr nsr w_reinforce unlikeliness entropy_adv seed_grpo pos_adv_reweight
 ppo_clip clip_cov top_entropy steer offpolicy_mask kl_cov ref_kl sent entropy_bonus adaptive_entropy siren
 entropic dynamic_sampling overlong_shaping pi_control
-nft""".split()  # the last line: issue 8
+nft acc_filter""".split()  # the last line: issue 8
 
 # Non-default hyperparameters that make a controller act on small test batches (defaults select ~0 tokens).
 ACTIVE = {

@@ -1,4 +1,4 @@
-"""Dynamic sampling and overlong shaping."""
+"""Dynamic sampling, the accuracy-band filter and overlong shaping."""
 
 import pytest
 import torch
@@ -64,3 +64,26 @@ def test_overlong_bad_input():
         C.get("overlong_shaping", max_len=30, cache_len=50)
     with pytest.raises(ValueError, match=r"^overlong_shaping\.max_len: got 1.5"):
         C.get("overlong_shaping", max_len=1.5)
+
+
+@given(batches(binary=True, max_b=12), st.floats(0.0, 1.0), st.floats(0.0, 1.0))
+def test_acc_filter_keeps_exactly_the_groups_in_the_band(batch, a, b):
+    lo, hi = min(a, b), max(a, b)
+    t = C.get("acc_filter", lo=lo, hi=hi).terms(batch, {})
+    for gid in torch.unique(batch.group):
+        sel = batch.group == gid
+        rate = float(batch.reward[sel].mean())
+        expect = float(lo <= rate <= hi)
+        assert bool((t.mask[sel] == expect).all()), (rate, lo, hi)
+
+
+@given(batches(binary=True, max_b=12))
+def test_acc_filter_with_open_unit_band_is_dynamic_sampling(batch):
+    ours = C.get("acc_filter", lo=0.0, hi=1.0, open_ends=True).terms(batch, {}).mask
+    dapo = C.get("dynamic_sampling").terms(batch, {}).mask
+    torch.testing.assert_close(ours, dapo)
+
+
+def test_acc_filter_bad_band_names_the_field():
+    with pytest.raises(ValueError, match=r"acc_filter\.hi: got 0\.2; allowed: \[0\.5, 1\.0\]"):
+        C.get("acc_filter", lo=0.5, hi=0.2)

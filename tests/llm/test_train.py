@@ -102,6 +102,7 @@ FAMILIES = {
     "extra": (("grpo", "ppo_clip", "entropy_bonus"), ("entropy_bonus.coef=0.01",)),
     "stateful": (("grpo", "ppo_clip", "pi_control"), ()),
     "surrogate": (("nft",), ()),
+    "batch": (("grpo", "ppo_clip", "acc_filter"), ("acc_filter.hi=0.9",)),
 }
 
 
