@@ -110,6 +110,12 @@ class RefKL(Controller):
     optimizer) and calls ``Pipeline.reference_was_reset``.
     Defaults: beta = 1e-3 (verl ``kl_loss_coef``; Cui et al. sweep 1e-3 … 0.1), estimator k3 (verl
     ``low_var_kl``, TRL). Ref: Schulman 2020, "Approximating KL divergence"; ProRL (arXiv 2505.24864).
+
+    ``importance=True`` (DeepSeek-V3.2, seed 002): the tokens were drawn from π_old, so the estimate is
+    weighted by the ratio π_θ/π_old, which keeps its gradient: β·(π_θ/π_old)·k. With k3 its expected
+    gradient over a ~ π_old is exactly ∇KL(π_θ ‖ π_ref), on- and off-policy. Without the weight, k3's
+    expected gradient on-policy is ∇KL(π_ref ‖ π_θ), the reverse direction; the tests enumerate both.
+    Default False (verl, TRL).
     """
 
     name = "ref_kl"
@@ -118,8 +124,11 @@ class RefKL(Controller):
     estimator: str = "k3"
     reset_every: int | None = None
     reset_kl: float | None = None
+    importance: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.importance, bool):
+            raise ValueError(f"{self.name}.importance: got {self.importance!r}; allowed: True or False")
         check_real(self.name, "beta", self.beta, lo=0.0)
         check_choice(self.name, "estimator", self.estimator, ("k1", "k2", "k3"))
         check_int(self.name, "reset_every", self.reset_every, lo=1, allow_none=True)
@@ -133,10 +142,14 @@ class RefKL(Controller):
             )
         d = batch.logp - batch.ref_logp.detach()
         if self.estimator == "k1":
-            return d
-        if self.estimator == "k2":
-            return 0.5 * d * d
-        return torch.exp(-d) + d - 1.0
+            k = d
+        elif self.estimator == "k2":
+            k = 0.5 * d * d
+        else:
+            k = torch.exp(-d) + d - 1.0
+        if self.importance:
+            k = torch.exp(batch.logp - batch.old_logp.detach()) * k
+        return k
 
     def init(self):
         return {"since_reset": 0, "n_resets": 0, "due": False}
