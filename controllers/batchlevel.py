@@ -76,8 +76,8 @@ class AccFilter(Controller):
     [lo, hi], so that the data keeps its negatives; the others leave the loss and its normaliser
     (``Terms.mask``, like dynamic sampling). Default band [0.1, 0.5]: the seed's example ("keep only the
     data with acc in [0.1, 0.5]"). lo = 0 < hi = 1 with ``open_ends`` drops exactly the all-equal
-    groups (dynamic sampling). The offline variant, a pre-pass over the dataset with the base policy, is
-    ``group_solve_rate`` applied to that pass: the trainer's data option, not a loss term.
+    groups (dynamic sampling). The offline variant (a pre-pass over the dataset with the base policy,
+    keeping the prompts in the band) is not built yet (issue 8).
     Metrics: frac_groups_kept, solve_rate_mean.
     Ref: seed 000 (its "acc-filter"); cf. Yu et al. 2025 (DAPO) dynamic sampling.
     """
