@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from controllers.advantages import _rewards
+from controllers.advantages import _group_index, _rewards, group_stats
 from controllers.base import Controller, Terms, check_int, check_real, register
 
 
@@ -56,19 +56,6 @@ class DynamicSampling(Controller):
         )
 
 
-def group_solve_rate(reward: Tensor, group: Tensor | None) -> Tensor:
-    """(B,) the mean reward of each sequence's group (its prompt's solve rate for 0/1 rewards)."""
-    if group is None:
-        group = torch.zeros_like(reward, dtype=torch.long)
-    _, idx = torch.unique(group, return_inverse=True)
-    n = int(idx.max()) + 1 if idx.numel() else 0
-    total = torch.zeros(n, dtype=reward.dtype, device=reward.device).index_add_(0, idx, reward)
-    count = torch.zeros(n, dtype=reward.dtype, device=reward.device).index_add_(
-        0, idx, torch.ones_like(reward)
-    )
-    return (total / count.clamp_min(1.0))[idx]
-
-
 @register
 @dataclass(frozen=True)
 class AccFilter(Controller):
@@ -95,20 +82,17 @@ class AccFilter(Controller):
             raise ValueError(f"{self.name}.open_ends: got {self.open_ends!r}; allowed: True or False")
 
     def terms(self, batch, state, generator=None):
-        rate = group_solve_rate(_rewards(batch, self.name), batch.group)
+        idx, n = _group_index(batch)
+        _, rate, _ = group_stats(_rewards(batch, self.name), idx, n)  # (B,) the group's solve rate
         if self.open_ends:
             keep = (rate > self.lo) & (rate < self.hi)
         else:
             keep = (rate >= self.lo) & (rate <= self.hi)
-        groups = batch.group if batch.group is not None else torch.zeros_like(keep, dtype=torch.long)
-        uniq, first = torch.unique(groups, return_inverse=True)
-        kept_groups = torch.zeros(uniq.numel(), dtype=torch.bool, device=keep.device).index_fill_(
-            0, first[keep], True
-        )
+        kept_groups = torch.zeros(n, dtype=torch.bool, device=keep.device).index_fill_(0, idx[keep], True)
         return Terms(
             mask=keep.to(batch.mask.dtype)[:, None].expand_as(batch.mask),
             metrics={
-                "frac_groups_kept": float(kept_groups.float().mean()) if uniq.numel() else 0.0,
+                "frac_groups_kept": float(kept_groups.float().mean()) if n else 0.0,
                 "solve_rate_mean": float(rate.mean()) if rate.numel() else 0.0,
             },
         )

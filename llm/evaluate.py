@@ -26,11 +26,15 @@ def evaluate(
     seed: int,
     batch_size: int = 256,
 ) -> dict[str, float]:
-    """``eval/greedy_acc``, ``eval/pass@k`` (k = 1..n_samples) and ``eval/response_len``.
+    """``eval/greedy_acc``, and with n_samples ≥ 1 also ``eval/pass@k`` (k = 1..n_samples) and
+    ``eval/response_len`` of the samples.
 
     Args:
+        n_samples: samples per prompt; 0 measures greedy accuracy only (the warm start's check).
         batch_size: sequences per ``generate`` call (prompts are split into pieces of this many).
     """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0:
+        raise ValueError(f"n_samples: got {n_samples!r}; allowed: an integer >= 0")
     per = max(1, batch_size // max(n_samples, 1))
     greedy, correct, length = [], [], []
     for i in range(0, len(examples), per):
@@ -40,13 +44,17 @@ def evaluate(
             seed=seed, greedy=True,
         )  # fmt: skip
         greedy += g.reward.tolist()
+        if n_samples == 0:
+            continue
         s = sample(
             model, tok, task, part, n_samples, max_new_tokens=max_new_tokens, temperature=temperature,
             top_p=top_p, seed=seed + i,
         )  # fmt: skip
         correct += s.reward.reshape(len(part), n_samples).sum(-1).round().long().tolist()
         length += s.completion_mask.sum(-1).tolist()
-    out = {"eval/greedy_acc": float(np.mean(greedy)), "eval/response_len": float(np.mean(length))}
+    out = {"eval/greedy_acc": float(np.mean(greedy))}
+    if n_samples:
+        out["eval/response_len"] = float(np.mean(length))
     for k in range(1, n_samples + 1):
         out[f"eval/pass@{k}"] = float(np.mean([pass_at_k(n_samples, c, k) for c in correct]))
     return out

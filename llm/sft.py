@@ -75,7 +75,7 @@ def run_sft(cfg: TrainConfig, progress: bool = True) -> Path:
         opt.step()
         if step % EVAL_EVERY == 0 or step == cfg.sft_steps:
             acc = evaluate(
-                model, tok, task, split.eval, n_samples=1, max_new_tokens=cfg.max_new_tokens,
+                model, tok, task, split.eval, n_samples=0, max_new_tokens=cfg.max_new_tokens,
                 temperature=1.0, top_p=1.0, seed=cfg.seed,
             )["eval/greedy_acc"]  # fmt: skip
             if bar is not None:

@@ -257,8 +257,8 @@ class ReasoningGym(Task):
 _INT = re.compile(r"-?\d+")
 
 
-class LastNumber(Task):
-    """A task whose completions are scored on their last integer ("17 + 38 = 55" answers 55)."""
+class Rescored(Task):
+    """Another task's examples with a different scorer (subclasses define ``score``)."""
 
     def __init__(self, inner: Task):
         self.inner, self.name = inner, inner.name
@@ -266,12 +266,16 @@ class LastNumber(Task):
     def sample(self, rng, n):
         return self.inner.sample(rng, n)
 
+
+class LastNumber(Rescored):
+    """A task whose completions are scored on their last integer ("17 + 38 = 55" answers 55)."""
+
     def score(self, completion, example):
         found = _INT.findall(completion.replace(",", ""))
         return float(bool(found) and found[-1] == example.answer.strip())
 
 
-class MathVerify(LastNumber):
+class MathVerify(Rescored):
     """A task whose completions are scored by ``math_verify`` (optional package): the parsed completion
     is mathematically equal to the parsed answer ("\\frac{1}{2}" = "0.5")."""
 

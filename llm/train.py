@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 import controllers as C
+from controllers.agg import masked_mean
 from llm.config import PRESETS, TrainConfig, deferred_validation, validated
 from llm.evaluate import evaluate
 from llm.rollout import Rollout, sample, token_stats
@@ -94,10 +95,6 @@ def _seed(cfg: TrainConfig, step: int, rank: int, stream: int) -> int:
 
 def _finite(*ts) -> bool:
     return all(bool(torch.isfinite(t.detach()).all()) for t in ts if t is not None)
-
-
-def _masked_mean(x, mask) -> float:
-    return float((x * mask).sum() / mask.sum().clamp_min(1.0))
 
 
 def _flat_state(state: dict) -> dict[str, float]:
@@ -241,22 +238,19 @@ class Trainer:
 
     # -- one optimizer step -------------------------------------------------------------------------------
 
-    def _stats(self, roll: Rollout, grad: bool, entropy_grad: bool = False, model=None):
-        """(logp, entropy) (B, T) for the rollout rows under ``model`` (default: the policy),
-        micro-batch by micro-batch."""
+    def _forward(self, roll: Rollout, entropy_grad: bool = False, model=None):
+        """(logp, entropy) (B, T) of these rows under ``model`` (default: the policy), at the sampling
+        temperature, in the caller's grad mode."""
+        return token_stats(
+            self.model if model is None else model, roll, temperature=self.cfg.temperature,
+            chunk_tokens=self.cfg.chunk_tokens, entropy_grad=entropy_grad,
+        )  # fmt: skip
+
+    def _stats(self, roll: Rollout, model=None):
+        """No-grad (logp, entropy) (B, T) for the rollout rows, micro-batch by micro-batch."""
         mb = self.cfg.micro_batch_size or roll.size
-        parts = []
-        for i in range(0, roll.size, mb):
-            with torch.set_grad_enabled(grad):
-                parts.append(
-                    token_stats(
-                        self.model if model is None else model,
-                        roll.rows(slice(i, i + mb)),
-                        temperature=self.cfg.temperature,
-                        chunk_tokens=self.cfg.chunk_tokens,
-                        entropy_grad=entropy_grad,
-                    )
-                )
+        with torch.no_grad():
+            parts = [self._forward(roll.rows(slice(i, i + mb)), model=model) for i in range(0, roll.size, mb)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def optimizer_step(self, roll: Rollout, old_logp, ref_logp, gen) -> dict | None:
@@ -266,13 +260,10 @@ class Trainer:
         pieces = [slice(i, i + mb) for i in range(0, roll.size, mb)]
         self.model.train()
         if len(pieces) == 1:  # one piece: the loss graph runs straight into the model
-            logp, ent = token_stats(
-                self.model, roll, temperature=cfg.temperature, chunk_tokens=cfg.chunk_tokens,
-                entropy_grad=True,
-            )  # fmt: skip
+            logp, ent = self._forward(roll, entropy_grad=True)
             leaves = None
         else:  # whole-batch loss on leaves, then per-piece backward against their gradients
-            logp, ent = self._stats(roll, grad=False)
+            logp, ent = self._stats(roll)
             logp, ent = logp.requires_grad_(), ent.requires_grad_()
             leaves = (logp, ent)
         mask = roll.completion_mask
@@ -300,10 +291,7 @@ class Trainer:
             for i, p in enumerate(pieces):
                 last = i == len(pieces) - 1
                 with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
-                    lp, en = token_stats(
-                        self.model, roll.rows(p), temperature=cfg.temperature,
-                        chunk_tokens=cfg.chunk_tokens, entropy_grad=use_ent,
-                    )  # fmt: skip
+                    lp, en = self._forward(roll.rows(p), entropy_grad=use_ent)
                     surrogate = (lp * g_logp[p]).sum()
                     if use_ent:
                         surrogate = surrogate + (en * g_ent[p]).sum()
@@ -363,9 +351,9 @@ class Trainer:
         old_logp = h_before = None
         with torch.no_grad():
             if off_policy:
-                old_logp, ent0 = self._stats(roll, grad=False)
-                h_before = self._reduce({"h": _masked_mean(ent0, mask)})["h"]
-            ref_logp = None if self.ref is None else self._stats(roll, grad=False, model=self.ref)[0]
+                old_logp, ent0 = self._stats(roll)
+                h_before = self._reduce({"h": float(masked_mean(ent0, mask))})["h"]
+            ref_logp = None if self.ref is None else self._stats(roll, model=self.ref)[0]
         gen = torch.Generator().manual_seed(
             _seed(cfg, k, 0, 1)
         )  # CPU, as controllers draw on CPU; same on every rank
@@ -425,8 +413,8 @@ class Trainer:
         )
         if cfg.measure_dH and step_metrics:
             with torch.no_grad():
-                _, ent1 = self._stats(roll, grad=False)
-            h_after = self._reduce({"h": _masked_mean(ent1, mask)})["h"]
+                _, ent1 = self._stats(roll)
+            h_after = self._reduce({"h": float(masked_mean(ent1, mask))})["h"]
             out["policy/entropy_after"] = h_after
             out["policy/dH_realized"] = h_after - h_before
         elapsed = time.perf_counter() - t0

@@ -52,6 +52,14 @@ def test_pass_at_k_agrees_with_the_samples():
     c = s.reward.reshape(6, 4)
     assert res["eval/pass@1"] == pytest.approx(float(c.mean()))
     assert res["eval/pass@4"] == pytest.approx(float((c.sum(1) > 0).float().mean()))
+    greedy_only = evaluate(
+        model, tok, task, examples, n_samples=0, max_new_tokens=2, temperature=3.0, top_p=1.0, seed=1
+    )
+    assert greedy_only == {"eval/greedy_acc": res["eval/greedy_acc"]}
+    with pytest.raises(ValueError, match="n_samples: got -1; allowed: an integer >= 0"):
+        evaluate(
+            model, tok, task, examples, n_samples=-1, max_new_tokens=2, temperature=1.0, top_p=1.0, seed=1
+        )
     ks = [res[f"eval/pass@{k}"] for k in range(1, 5)]
     assert all(a <= b + 1e-12 for a, b in itertools.pairwise(ks))
 
