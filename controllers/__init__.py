@@ -12,9 +12,11 @@ from controllers import advantages as _advantages  # noqa: F401  (registers the 
 from controllers import batchlevel as _batchlevel  # noqa: F401
 from controllers import dist
 from controllers import extras as _extras  # noqa: F401
+from controllers import guidance as _guidance  # noqa: F401
 from controllers import nft as _nft  # noqa: F401
 from controllers import penalties as _penalties  # noqa: F401
 from controllers import pi as _pi  # noqa: F401
+from controllers import shaping as _shaping  # noqa: F401
 from controllers import surrogates as _surrogates  # noqa: F401
 from controllers import weights as _weights  # noqa: F401
 from controllers.agg import AGG_MODES, agg_loss
@@ -23,6 +25,7 @@ from controllers.batch import TokenBatch
 from controllers.batchlevel import mixed_groups
 from controllers.extras import nucleus_entropy
 from controllers.loss import policy_loss, telemetry
+from controllers.shaping import distinct_n, group_diversity, ngram_embedding
 
 __all__ = [
     "AGG_MODES",
@@ -33,9 +36,12 @@ __all__ = [
     "TokenBatch",
     "agg_loss",
     "dist",
+    "distinct_n",
     "get",
+    "group_diversity",
     "mixed_groups",
     "names",
+    "ngram_embedding",
     "nucleus_entropy",
     "policy_loss",
     "register",

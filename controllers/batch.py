@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 
 _TOKEN_FIELDS = ("logp", "old_logp", "adv", "entropy", "mask")
-_OPTIONAL_TOKEN_FIELDS = ("ref_logp", "entropy_topp")
-_SEQ_FIELDS = ("group", "reward", "length", "answer")
-_INT_SEQ_FIELDS = ("group", "answer")
+_OPTIONAL_TOKEN_FIELDS = ("ref_logp", "entropy_topp", "step_correct")
+_SEQ_FIELDS = ("group", "reward", "length", "answer", "guide")
+_INT_SEQ_FIELDS = ("group", "answer", "guide")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,12 @@ class TokenBatch:
         entropy_topp: (B, T) nucleus (top-p) entropy, nats, with gradient, for ``siren``; or None
             (``controllers.nucleus_entropy(logits, p)`` computes it).
         answer: (B,) integer id of the final answer's equivalence class, for ``seed_grpo``; or None.
+        step_correct: (B, T) 1.0 where the reasoning step containing the token is judged correct, 0.0
+            where not, for ``step_credit``; or None.
+        guide: (B,) bool, True for responses drawn from a guide policy (off-policy demonstrations), for
+            ``luffy``; or None (all on-policy).
+        embedding: (B, D) float vector per response (e.g. ``controllers.ngram_embedding``), for
+            ``diversity_reward``; or None.
     """
 
     logp: Tensor
@@ -49,6 +55,9 @@ class TokenBatch:
     ref_logp: Tensor | None = None
     entropy_topp: Tensor | None = None
     answer: Tensor | None = None
+    step_correct: Tensor | None = None
+    guide: Tensor | None = None
+    embedding: Tensor | None = None
 
     def __post_init__(self) -> None:
         ref = self.logp
@@ -84,6 +93,25 @@ class TokenBatch:
                 raise ValueError(f"{name}: dtype {t.dtype}; allowed: an integer dtype (ids)")
             if t.is_floating_point():
                 _check_finite(name, t)
+        if self.step_correct is not None:
+            bad = (self.step_correct != 0) & (self.step_correct != 1)
+            if bool(bad.any()):
+                raise ValueError(
+                    f"step_correct: contains {self.step_correct[bad][0].item()}; allowed: values in {{0, 1}}"
+                )
+        if self.embedding is not None:
+            e = self.embedding
+            if (
+                not isinstance(e, Tensor)
+                or e.ndim != 2
+                or e.shape[0] != ref.shape[0]
+                or not e.is_floating_point()
+            ):
+                shape = tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__
+                raise ValueError(
+                    f"embedding: got {shape}; allowed: a float tensor of shape ({ref.shape[0]}, D) or None"
+                )
+            _check_finite("embedding", e)
 
     @property
     def n_valid(self) -> Tensor:

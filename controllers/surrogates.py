@@ -19,6 +19,12 @@ def ppo_clipped(batch, eps_lo: float, eps_hi: float) -> Tensor:
     return clipped & batch.mask.bool()
 
 
+def clipped_loss(batch, eps_lo: float, eps_hi: float) -> Tensor:
+    """(B, T) PPO clipped per-token loss max(−A·r, −A·clip(r, 1 − ε_lo, 1 + ε_hi)), r = π_θ/π_old."""
+    ratio = torch.exp(batch.logp - batch.old_logp)
+    return torch.maximum(-batch.adv * ratio, -batch.adv * torch.clamp(ratio, 1.0 - eps_lo, 1.0 + eps_hi))
+
+
 @register
 @dataclass(frozen=True)
 class PPOClip(Controller):
@@ -45,11 +51,8 @@ class PPOClip(Controller):
             check_real(self.name, "dual_clip", self.dual_clip, lo=1.0, lo_open=True)
 
     def terms(self, batch, state, generator=None):
-        ratio = torch.exp(batch.logp - batch.old_logp)
         adv = batch.adv
-        pg1 = -adv * ratio
-        pg2 = -adv * torch.clamp(ratio, 1.0 - self.eps_lo, 1.0 + self.eps_hi)
-        loss = torch.maximum(pg1, pg2)
+        loss = clipped_loss(batch, self.eps_lo, self.eps_hi)
         m = batch.mask.bool()
         n = max(int(m.sum()), 1)
         clipped = ppo_clipped(batch, self.eps_lo, self.eps_hi)

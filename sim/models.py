@@ -28,6 +28,40 @@ class TreeModel:
         self.horizon = spec.shape.horizon
         self.rewards = torch.as_tensor(spec.rewards, dtype=dtype, device=device)  # (P, L)
         self.answers = torch.as_tensor(spec.answer_of_leaf(), device=device)
+        self.qstar = self._qstar()  # (S, V)
+        self.best = self.rewards.max(-1).values  # (P,)
+
+    def _qstar(self) -> torch.Tensor:
+        """(S, V) the best expected reward reachable after taking token a in state s (the optimal Q)."""
+        P, V, T = self.n_prompts, self.n_actions, self.horizon
+        q = torch.empty(self.n_states, V, dtype=self.rewards.dtype, device=self.rewards.device)
+        for t in range(T):
+            sub = self.rewards.reshape(P, V ** (t + 1), V ** (T - t - 1)).max(-1).values  # (P, V^(t+1))
+            q[self.shape.level_slice(t)] = sub.reshape(P * V**t, V)
+        return q
+
+    def guide_logits(self, margin: float = 50.0) -> torch.Tensor:
+        """(S, V) logits of the optimal policy (uniform over the tokens that keep the best reward
+        reachable; the others ``margin`` nats below): LUFFY's guide in the simulator."""
+        best = self.qstar.max(-1, keepdim=True).values
+        return torch.where(self.qstar >= best - 1e-12, 0.0, -margin).to(self.qstar.dtype)
+
+    def step_correct(self, states: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """(…, T) 1.0 where the token keeps the prompt's best reward reachable (an exact step judge: the
+        prefix so far is still on a path to a best leaf), else 0.0; 0.0 for prompts whose best reward is 0."""
+        q = self.qstar[states, tokens]
+        prompt = self._prompt_of(states)
+        best = self.best[prompt]
+        return ((q >= best - 1e-12) & (best > 0)).to(q.dtype)
+
+    def _prompt_of(self, states: torch.Tensor) -> torch.Tensor:
+        """Prompt index of each state row (levels are prompt-major)."""
+        out = torch.empty_like(states)
+        for t in range(self.horizon):
+            sl = self.shape.level_slice(t)
+            inside = (states >= sl.start) & (states < sl.stop)
+            out = torch.where(inside, (states - sl.start) // (self.n_actions**t), out)
+        return out
 
     def exact(self, z: torch.Tensor) -> tr.Exact:
         return tr.exact(self.shape, z, self.rewards)

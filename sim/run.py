@@ -38,8 +38,9 @@ GROUP_BASELINES = C.GROUP_BASELINES
 # Stateless controllers whose terms on independent runs concatenated = the runs' terms concatenated.
 SEPARABLE = {
     "grpo", "dr_grpo", "rloo", "opo", "qae", "psr", "nsr", "w_reinforce", "unlikeliness", "entropy_adv",
-    "seed_grpo", "ppo_clip", "offpolicy_mask", "overlong_shaping",
+    "seed_grpo", "ppo_clip", "offpolicy_mask", "overlong_shaping", "step_credit", "luffy",
 }  # fmt: skip
+TREE_ONLY = {"step_credit": "step_correct"}  # controllers whose batch field only the tree envs provide
 DEFAULT_PASS_K = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -66,6 +67,9 @@ class SimConfig:
     """step size η on the logits, > 0"""
     group_size: int = 8
     """G responses per prompt per rollout (sampled updates)"""
+    guide: int = 0
+    """of the G responses, how many are drawn from the optimal (guide) policy instead of the current one:
+    LUFFY's off-policy demonstrations (bandit and token_tree only; < group_size)"""
     epochs: int = 1
     """ppo: passes over each rollout"""
     minibatches: int = 1
@@ -129,6 +133,22 @@ class SimConfig:
             bad("device", self.device, "cpu, cuda, cuda:N")
         if any(not isinstance(k, int) or k < 1 for k in self.pass_k):
             bad("pass_k", self.pass_k, "positive integers")
+        tree = isinstance(self.env_spec(), TreeEnvSpec)
+        if isinstance(self.guide, bool) or not isinstance(self.guide, int) or self.guide < 0:
+            bad("guide", self.guide, "an integer >= 0")
+        if self.guide and (self.update.startswith("exact") or not tree or self.guide >= self.group_size):
+            bad(
+                "guide",
+                self.guide,
+                f"0, or with a sampled update on bandit/token_tree an integer < group_size = {self.group_size}",
+            )
+        for name, needs in TREE_ONLY.items():
+            if name in self.controllers and not tree:
+                bad(
+                    "controllers",
+                    name,
+                    f"controllers other than {name!r} on {self.env} (it needs {needs}, which only bandit/token_tree provide)",
+                )
         if self.update.startswith("exact") and self.controllers:
             bad(
                 "controllers",
@@ -222,10 +242,14 @@ class Simulator:
         self.needs_topp = any(
             c.name == "siren" or getattr(c, "inner", None) == "siren" for c in self.pipe.controllers
         )
+        self.needs_embedding = any(c.name == "diversity_reward" for c in self.pipe.controllers)
+        self.guide_z = self.model.guide_logits() if cfg.guide else None
 
     def _separable(self, c: C.Controller) -> bool:
         if c.name in SEPARABLE:
             return True
+        if c.name == "diversity_reward":  # per-group similarities separate by run; the batch scope does not
+            return c.scope == "group"
         if c.name == "entropy_bonus":  # a token aggregate: separable when it sums over runs like the loss
             return (c.agg == "seq-mean-token-sum-norm") == (self.cfg.agg == "seq-mean-token-sum-norm") and (
                 self.model.fixed_length or c.agg != "token-mean"
@@ -292,7 +316,12 @@ class Simulator:
     # -- sampled batches -------------------------------------------------------------------------------
 
     def rollout(self, z: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        roll = self.model.sample(z, self.cfg.group_size, gen)  # (R, P, G, T) and (R, P, G)
+        n_guide = self.cfg.guide
+        roll = self.model.sample(z, self.cfg.group_size - n_guide, gen)  # (R, P, G, T) and (R, P, G)
+        if n_guide:  # the last n_guide responses of each group come from the guide policy
+            zg = self.guide_z[None].expand(z.shape[0], -1, -1)
+            g_roll = self.model.sample(zg, n_guide, gen)
+            roll = {k: torch.cat([roll[k], g_roll[k]], 2) for k in roll}
         states, tokens, p_correct = roll["states"], roll["tokens"], roll["p_correct"]
         if self.spec.bernoulli:
             u = torch.rand(p_correct.shape, generator=gen, dtype=self.dtype).to(self.device)
@@ -302,7 +331,15 @@ class Simulator:
         old = torch.log_softmax(z.detach(), -1)
         R = z.shape[0]
         old_logp = old[torch.arange(R, device=self.device)[:, None, None, None], states, tokens]
-        return {**roll, "reward": reward, "old_logp": old_logp}
+        guide = torch.zeros(p_correct.shape, dtype=torch.bool, device=self.device)
+        if n_guide:  # behaviour policy of the guide rows: the guide
+            guide[..., -n_guide:] = True
+            g_logp = torch.log_softmax(self.guide_z, -1)[states, tokens]
+            old_logp = torch.where(guide[..., None], g_logp, old_logp)
+        extra = {"guide": guide}
+        if isinstance(self.model, models.TreeModel):
+            extra["step_correct"] = self.model.step_correct(states, tokens)
+        return {**roll, "reward": reward, "old_logp": old_logp, **extra}
 
     def token_batch(
         self, z: torch.Tensor, roll: dict, runs: slice | torch.Tensor, prompts: torch.Tensor
@@ -329,6 +366,8 @@ class Simulator:
             torch.arange(r, device=self.device)[:, None] * self.model.n_prompts + prompts[None, :]
         ).repeat_interleave(G, dim=1)
         flat = lambda x: x.reshape(r * p * G, T)  # noqa: E731
+        sel = lambda key: roll[key][runs][:, prompts]  # noqa: E731
+        emb = C.ngram_embedding(flat(tok), flat(sel("mask"))) if self.needs_embedding else None
         return C.TokenBatch(
             logp=flat(logp),
             old_logp=flat(roll["old_logp"][runs][:, prompts]),
@@ -340,6 +379,9 @@ class Simulator:
             ref_logp=flat(ref),
             entropy_topp=None if topp is None else flat(topp),
             answer=roll["answer"][runs][:, prompts].reshape(-1),
+            step_correct=flat(sel("step_correct")) if "step_correct" in roll else None,
+            guide=sel("guide").reshape(-1) if self.cfg.guide else None,
+            embedding=emb,
         )
 
     def _agg_factor(self, n_runs: int) -> float:

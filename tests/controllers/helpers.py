@@ -13,7 +13,8 @@ import controllers as C
 def batches(draw, min_b=2, max_b=8, max_t=6, n_groups=None, binary=True, off_policy=False, full=False):
     """A random TokenBatch with group ids, rewards, some padding, and (optionally) old_logp ≠ logp.
 
-    full=True also fills ref_logp, entropy_topp and answer ids (every optional field)."""
+    full=True also fills ref_logp, entropy_topp, answer ids, step_correct, guide and embedding (every
+    optional field)."""
     b = draw(st.integers(min_b, max_b))
     t = draw(st.integers(1, max_t))
     seed = draw(st.integers(0, 2**31 - 1))
@@ -35,6 +36,9 @@ def batches(draw, min_b=2, max_b=8, max_t=6, n_groups=None, binary=True, off_pol
             "ref_logp": logp.detach() + 0.2 * torch.randn(b, t, generator=g, dtype=torch.float64),
             "entropy_topp": (torch.rand(b, t, generator=g, dtype=torch.float64) * 1.5).requires_grad_(),
             "answer": torch.randint(0, 3, (b,), generator=g),
+            "step_correct": torch.randint(0, 2, (b, t), generator=g).to(torch.float64),
+            "guide": torch.rand(b, generator=g) < 0.3,
+            "embedding": torch.rand(b, 4, generator=g, dtype=torch.float64),
         }
     return C.TokenBatch(
         logp=logp,
@@ -66,6 +70,9 @@ def pad(batch: C.TokenBatch, extra: int) -> C.TokenBatch:
         ref_logp=None if batch.ref_logp is None else cat(batch.ref_logp, 0.5),
         entropy_topp=None if batch.entropy_topp is None else cat(batch.entropy_topp, 7.0),
         answer=batch.answer,
+        step_correct=None if batch.step_correct is None else cat(batch.step_correct, 1.0),
+        guide=batch.guide,
+        embedding=batch.embedding,
     )
 
 
@@ -84,6 +91,9 @@ def rows(batch: C.TokenBatch, lo: int, hi: int) -> C.TokenBatch:
         "ref_logp",
         "entropy_topp",
         "answer",
+        "step_correct",
+        "guide",
+        "embedding",
     ):
         v = getattr(batch, f)
         out[f] = None if v is None else v[lo:hi]

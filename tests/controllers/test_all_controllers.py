@@ -13,7 +13,7 @@ from tests.controllers.helpers import batches, pad
 ISSUE_NAMES = """grpo dr_grpo rloo opo qae psr nsr w_reinforce unlikeliness entropy_adv seed_grpo pos_adv_reweight
 ppo_clip clip_cov top_entropy steer offpolicy_mask kl_cov ref_kl sent entropy_bonus adaptive_entropy siren
 entropic dynamic_sampling overlong_shaping pi_control
-nft acc_filter""".split()  # the last line: issue 8
+nft acc_filter fork_bonus diversity_reward luffy step_credit""".split()  # the last line: issue 8
 
 # Non-default hyperparameters that make a controller act on small test batches (defaults select ~0 tokens).
 ACTIVE = {
@@ -77,6 +77,8 @@ def test_all_masked_batch_gives_zero_loss_and_finite_metrics(name):
         logp=x, old_logp=x.detach() - 0.1, adv=torch.ones(4, 3, dtype=torch.float64), entropy=torch.ones(4, 3, dtype=torch.float64),
         mask=torch.zeros(4, 3, dtype=torch.float64), group=torch.tensor([0, 0, 1, 1]), reward=torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64),
         ref_logp=x.detach(), entropy_topp=torch.ones(4, 3, dtype=torch.float64), answer=torch.tensor([0, 1, 2, 2]),
+        step_correct=torch.ones(4, 3, dtype=torch.float64), guide=torch.tensor([False, True, False, False]),
+        embedding=torch.eye(4, dtype=torch.float64),
     )  # fmt: skip
     loss, metrics = C.policy_loss(b, _pipe(name), generator=torch.Generator().manual_seed(0))
     assert loss.item() == 0.0
@@ -91,7 +93,8 @@ def test_on_policy_ratio_is_one(name):
     )
     b = b.replace(
         entropy=torch.ones(4, 3, dtype=torch.float64), ref_logp=x.detach(), entropy_topp=torch.ones(4, 3, dtype=torch.float64),
-        answer=torch.tensor([0, 1, 0, 0]),
+        answer=torch.tensor([0, 1, 0, 0]), step_correct=torch.ones(4, 3, dtype=torch.float64),
+        embedding=torch.eye(4, dtype=torch.float64),
     )  # fmt: skip
     _, m = C.policy_loss(_adv(b), _pipe(name), generator=torch.Generator().manual_seed(0))
     if name in ("kl_cov", "sent"):
@@ -127,6 +130,11 @@ def test_on_policy_ratio_is_one(name):
         ("seed_grpo", {"f": "cubic"}, r"^seed_grpo\.f: got 'cubic'"),
         ("pos_adv_reweight", {"schedule": "cosine"}, r"^pos_adv_reweight\.schedule: got 'cosine'"),
         ("siren", {"mask_quantile": 1.0}, r"^siren\.mask_quantile: got 1\.0"),
+        ("fork_bonus", {"frac": 0.0}, r"^fork_bonus\.frac: got 0\.0; allowed: \(0\.0, 1\.0\]$"),
+        ("fork_bonus", {"mode": "all"}, r"^fork_bonus\.mode: got 'all'; allowed: 'any', 'share'$"),
+        ("diversity_reward", {"scope": "rank"}, r"^diversity_reward\.scope: got 'rank'"),
+        ("step_credit", {"credit": -1.0}, r"^step_credit\.credit: got -1\.0"),
+        ("luffy", {"gamma": 0.0}, r"^luffy\.gamma: got 0\.0; allowed: \(0\.0, inf\]$"),
     ],
 )
 def test_bad_hyperparameters_name_field_value_and_range(name, hp, needle):
@@ -135,7 +143,14 @@ def test_bad_hyperparameters_name_field_value_and_range(name, hp, needle):
 
 
 @pytest.mark.parametrize(
-    ("name", "field"), [("seed_grpo", "answer"), ("siren", "entropy_topp"), ("ref_kl", "ref_logp")]
+    ("name", "field"),
+    [
+        ("seed_grpo", "answer"),
+        ("siren", "entropy_topp"),
+        ("ref_kl", "ref_logp"),
+        ("step_credit", "step_correct"),
+        ("diversity_reward", "embedding"),
+    ],
 )
 def test_missing_optional_field_is_named(name, field):
     x = torch.zeros(2, 2, dtype=torch.float64)
