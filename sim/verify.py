@@ -752,6 +752,141 @@ def check_nft(rng) -> Row:
     )
 
 
+# -- M13-M17: the issue-8 methods against GRPO, on a bandit and a token tree ------------------------------
+
+VS_BANDIT = {"n_prompts": 16, "n_arms": 32, "correct_frac": 0.2, "difficulty": "beta"}
+
+
+def _versus(rng, variants: dict, steps: int = 100, runs: int = 16) -> dict:
+    """Each variant {label: SimConfig kwargs} on a bandit and a token tree, paired seeds (same environment
+    and sampling seed for every variant); {env: {label: trajectory}}."""
+    out = {}
+    for env, kw in (("bandit", VS_BANDIT), ("token_tree", TREE)):
+        env_kw, seed = {**kw, "seed": _seed(rng)}, _seed(rng)
+        base = {"env": env, "env_kwargs": env_kw, "update": "grpo", "runs": runs, "steps": steps, "lr": CLIP_LR,
+                "group_size": 8, "seed": seed, "pass_k": (1,)}  # fmt: skip
+        out[env] = {label: trajectory(SimConfig(**{**base, **v})) for label, v in variants.items()}
+    return out
+
+
+def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    d = a - b
+    return float(d.mean()), _se(d)
+
+
+def _versus_row(rid, claim, source, res, method, baseline, key, note="", check=None) -> Row:
+    """Verdict: ``method`` − ``baseline`` of the final ``key`` is > 3 se (paired) on both environments
+    (or ``check(diffs)`` when given)."""
+    parts, diffs = [], {}
+    for env, trajs in res.items():
+        d, se = _paired(trajs[method][key][-1], trajs[baseline][key][-1])
+        diffs[env] = (d, se)
+        h = {k: float(t["entropy"][-1].mean()) for k, t in trajs.items()}
+        sc = {k: float(t["success"][-1].mean()) for k, t in trajs.items()}
+        h0 = float(trajs[baseline]["entropy"][0].mean())
+        parts.append(
+            f"{env}: final {key} {method} − {baseline} {d:+.4f} ± {se:.4f}; H start {h0:.3f}, end "
+            + ", ".join(f"{k} {v:.3f}" for k, v in h.items())
+            + "; success "
+            + ", ".join(f"{k} {v:.3f}" for k, v in sc.items())
+        )
+    ok = check(diffs) if check else all(d > 3 * se for d, se in diffs.values())
+    worst = min(d for d, _ in diffs.values())
+    return Row(
+        id=rid,
+        claim=claim,
+        source=source,
+        setting="bandit 16×32 (Bernoulli, beta difficulty) and TokenTree 8 prompts V=4 T=4; on-policy sampled "
+        f"steps, η={CLIP_LR:g}, G=8, 100 steps, 16 runs, paired seeds",
+        n=16,
+        measured="; ".join(parts) + (f". {note}" if note else ""),
+        worst=worst,
+        tolerance=0.0,
+        verdict=HOLDS if ok else FAILS,
+        must_hold=False,
+        details={env: {"diff": d, "se": se} for env, (d, se) in diffs.items()},
+    )
+
+
+def check_fork_bonus(rng) -> Row:
+    res = _versus(
+        rng, {"grpo": {"controllers": ("grpo",)}, "fork_bonus": {"controllers": ("fork_bonus", "grpo")}}
+    )
+    ends = {
+        env: float(t["fork_bonus"]["entropy"][-1].mean() - t["fork_bonus"]["entropy"][0].mean())
+        for env, t in res.items()
+    }
+    note = (
+        "fork_bonus's entropy end − start: " + ", ".join(f"{e} {v:+.3f}" for e, v in ends.items())
+        + ". On a bandit all responses of a prompt share its one state, so the bonus is the same for every "
+        "correct response of a group and std-normalised GRPO removes it exactly"
+    )  # fmt: skip
+    return _versus_row(
+        "M13", "High-entropy-token reward shaping keeps entropy above GRPO's (the seed's V-shaped curve ends above its start)",
+        "seed 000 (its own experiment); fork_bonus bonus 0.5, top-20% entropy tokens",
+        res, "fork_bonus", "grpo", "entropy", note,
+    )  # fmt: skip
+
+
+def check_diversity_reward(rng) -> Row:
+    res = _versus(
+        rng,
+        {
+            "grpo": {"controllers": ("grpo",)},
+            "diversity_reward": {"controllers": ("diversity_reward", "grpo")},
+        },
+    )
+    return _versus_row(
+        "M14", "Diversity-aware reward (DRA) keeps entropy above GRPO's (more exploration)",
+        "Chen et al. 2025, DRA-GRPO (arXiv 2505.09655); seed 000; n-gram embeddings, per-group SMI",
+        res, "diversity_reward", "grpo", "entropy",
+    )  # fmt: skip
+
+
+def check_step_credit(rng) -> Row:
+    res = _versus(
+        rng, {"grpo": {"controllers": ("grpo",)}, "step_credit": {"controllers": ("grpo", "step_credit")}}
+    )
+    return _versus_row(
+        "M15", "Crediting the correct steps of negative samples learns faster than GRPO (higher final success)",
+        "Yang et al. 2025, BCPG-NSA (arXiv 2505.14403); seeds 000, 002; exact step judge (bandit: the best arm)",
+        res, "step_credit", "grpo", "success",
+        "On this bandit the best arm pays 1 always, so no wrong response has a correct step and step_credit "
+        "is GRPO exactly. On the tree the judge (the best leaf is still reachable) credits a wrong response's "
+        "viable prefix whatever its success probability, so early tokens lose GRPO's discrimination",
+    )  # fmt: skip
+
+
+def check_luffy(rng) -> list[Row]:
+    res = _versus(
+        rng,
+        {
+            "grpo": {"controllers": ("grpo", "ppo_clip")},
+            "mix": {"controllers": ("grpo", "ppo_clip"), "guide": 1},
+            "luffy": {"controllers": ("grpo", "luffy"), "guide": 1},
+        },
+    )  # fmt: skip
+    src = "Yan et al. 2025, LUFFY (arXiv 2504.14945) §3-4; one optimal-policy row per group of 8, γ = 0.1"
+    return [
+        _versus_row("M16a", "Off-policy guidance (LUFFY) reaches higher success than on-policy GRPO", src, res, "luffy", "grpo", "success"),
+        _versus_row(
+            "M16b", "LUFFY's policy shaping keeps entropy above the unshaped mix (guide rows with the plain importance ratio)",
+            src, res, "luffy", "mix", "entropy",
+        ),
+    ]  # fmt: skip
+
+
+def check_acc_filter(rng) -> Row:
+    res = _versus(
+        rng, {"grpo": {"controllers": ("grpo",)}, "acc_filter": {"controllers": ("acc_filter", "grpo")}}
+    )
+    return _versus_row(
+        "M17", "Keeping only prompts with solve rate in [0.1, 0.5] (negatives kept) keeps entropy above GRPO's",
+        "seed 000 (acc-filter; negative samples preserve entropy, Zhu et al. 2025)",
+        res, "acc_filter", "grpo", "entropy",
+    )  # fmt: skip
+
+
 CHECKS = {
     "M1": check_exact_step,
     "M2": check_lemma1_families,
@@ -765,6 +900,11 @@ CHECKS = {
     "M10": check_epochs,
     "M11": check_law,
     "M12": check_nft,
+    "M13": check_fork_bonus,
+    "M14": check_diversity_reward,
+    "M15": check_step_credit,
+    "M16": check_luffy,
+    "M17": check_acc_filter,
 }
 
 
