@@ -97,6 +97,13 @@ class TrainConfig:
     """prompts per rollout (per process), >= 1"""
     group_size: int = 8
     """completions per prompt G, >= 2 with a group baseline (GRPO: 8-16; DAPO 16)"""
+    guide_per_group: int = 0
+    """of the group_size completions per prompt, how many are the dataset's reference solution (answer +
+    <eos>) instead of a sample: off-policy demonstrations for ``luffy``; 0 <= guide_per_group < group_size"""
+    step_signal: str = "none"
+    """step judgements for ``step_credit``: "none"; "prefix" (a token is a correct step while the completion
+    so far is a prefix of the reference answer); or "module:function", called as f(prompt, answer,
+    prefixes) with prefixes[t] the decoded completion up to token t, returning one bool per token"""
     micro_batch_size: int = 0
     """sequences per forward/backward; 0 = the whole optimizer batch at once. Smaller pieces change no
     result: controllers always see the whole optimizer batch"""
@@ -252,8 +259,39 @@ class TrainConfig:
             self.pipeline()
         except ValueError as e:
             raise ValueError(f"hp: {e}") from None
+        if (
+            isinstance(self.guide_per_group, bool)
+            or not isinstance(self.guide_per_group, int)
+            or not 0 <= self.guide_per_group < self.group_size
+        ):
+            bad("guide_per_group", self.guide_per_group, f"an integer in [0, group_size = {self.group_size})")
+        if self.step_signal not in ("none", "prefix"):
+            try:
+                self.step_judge()
+            except (ValueError, ImportError, AttributeError) as e:
+                bad("step_signal", self.step_signal, f"none, prefix or an importable module:function ({e})")
+        if "step_credit" in self.controllers and self.step_signal == "none":
+            bad(
+                "step_signal",
+                self.step_signal,
+                "prefix or module:function (step_credit needs step judgements)",
+            )
         if not self.name or "/" in self.name or self.name in (".", ".."):
             bad("name", self.name, "a non-empty directory name without '/'")
+
+    def step_judge(self):
+        """The user's step judge for ``step_signal="module:function"``; None for "none" and "prefix"."""
+        if self.step_signal in ("none", "prefix"):
+            return None
+        mod, sep, fn = self.step_signal.partition(":")
+        if not sep or not mod or not fn:
+            raise ValueError("not of the form module:function")
+        import importlib
+
+        judge = getattr(importlib.import_module(mod), fn)
+        if not callable(judge):
+            raise ValueError(f"{fn} is not callable")
+        return judge
 
     def hyperparameters(self) -> dict[str, dict]:
         """``--hp`` entries as {controller: {key: value}}; values are Python literals or strings."""

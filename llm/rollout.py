@@ -35,6 +35,8 @@ class Rollout:
     group: Tensor  # (B,) long, prompt index 0..P-1
     truncated: Tensor  # (B,) bool: no <eos> within max_new_tokens
     texts: list[str]  # decoded completions
+    guide: Tensor | None = None  # (B,) bool: the row is a demonstration (LUFFY), not a sample
+    step_correct: Tensor | None = None  # (B, T) float 0/1 step judgements (step_credit)
 
     @property
     def size(self) -> int:
@@ -44,9 +46,11 @@ class Rollout:
         """The sub-rollout of these sequence indices."""
         pick = (lambda t: t[idx]) if isinstance(idx, slice) else (lambda t: t.index_select(0, idx))
         texts = self.texts[idx] if isinstance(idx, slice) else [self.texts[i] for i in idx.tolist()]
+        opt = lambda t: None if t is None else pick(t)  # noqa: E731
         return Rollout(
             pick(self.prompt_ids), pick(self.prompt_mask), pick(self.completion_ids),
             pick(self.completion_mask), pick(self.reward), pick(self.group), pick(self.truncated), texts,
+            opt(self.guide), opt(self.step_correct),
         )  # fmt: skip
 
 
@@ -124,3 +128,61 @@ def token_stats(
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=T + 1).logits
     logits = logits[:, :-1]  # (B, T, V): position t predicts completion token t
     return logprob_entropy(logits, roll.completion_ids, temperature, chunk_tokens, entropy_grad)
+
+
+def add_guides(
+    roll: Rollout, tok, task: Task, examples: list[Example], group_size: int, n_guide: int
+) -> Rollout:
+    """Replace the last ``n_guide`` completions of every group by the example's reference solution
+    (answer + <eos>): LUFFY's off-policy demonstrations, from the dataset. Widens the completion to
+    fit the longest demonstration; rewards are the task's scores of the demonstrations (1 for a correct
+    reference). ``guide`` marks the rows."""
+    B, T = roll.completion_ids.shape
+    demos = [[*tok.encode(e.answer, bos=False), tok.eos_token_id] for e in examples]
+    width = max(T, max(map(len, demos)))
+    comp = torch.full(
+        (B, width), tok.pad_token_id, dtype=roll.completion_ids.dtype, device=roll.completion_ids.device
+    )
+    comp[:, :T] = roll.completion_ids
+    guide = torch.zeros(B, dtype=torch.bool)
+    for p, d in enumerate(demos):
+        for j in range(group_size - n_guide, group_size):
+            i = p * group_size + j
+            comp[i] = tok.pad_token_id
+            comp[i, : len(d)] = torch.as_tensor(d)
+            guide[i] = True
+    mask, truncated = completion_mask(comp, tok.eos_token_id)
+    texts = [tok.decode(row) for row in comp.cpu()]
+    reward = torch.tensor(
+        [task.score(t, examples[i // group_size]) for i, t in enumerate(texts)], dtype=torch.float32
+    )
+    device = roll.completion_mask.device
+    return Rollout(
+        roll.prompt_ids, roll.prompt_mask, comp, mask.to(device), reward.to(device), roll.group,
+        truncated.to(roll.truncated.device) & ~guide.to(roll.truncated.device), texts, guide.to(device),
+    )  # fmt: skip
+
+
+def prefix_steps(roll: Rollout, tok, examples: list[Example], group_size: int, judge=None) -> Tensor:
+    """(B, T) float step judgements, one per completion token: by default 1 while the completion so far
+    (left-stripped) is a prefix of the reference answer — every token a step, correct while it can still
+    end in the reference; <eos> right after the full answer is correct. ``judge(prompt, answer,
+    prefixes) -> list[bool]`` replaces the rule (``prefixes[t]``: the decoded completion up to token t)."""
+    B, T = roll.completion_ids.shape
+    out = torch.zeros(B, T)
+    ids = roll.completion_ids.cpu()
+    mask = roll.completion_mask.cpu()
+    for i in range(B):
+        ex = examples[i // group_size]
+        n = int(mask[i].sum())
+        prefixes = [tok.decode(ids[i, : t + 1]) for t in range(n)]
+        if judge is None:
+            ok = [ex.answer.startswith(p.lstrip()) for p in prefixes]
+        else:
+            ok = list(judge(ex.prompt, ex.answer, prefixes))
+            if len(ok) != n:
+                raise ValueError(
+                    f"step_signal: the judge returned {len(ok)} judgements for a completion of {n} tokens; allowed: one bool per token"
+                )
+        out[i, :n] = torch.tensor([float(bool(v)) for v in ok])
+    return out.to(roll.completion_mask.device)

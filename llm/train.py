@@ -45,7 +45,7 @@ import controllers as C
 from controllers.agg import masked_mean
 from llm.config import PRESETS, TrainConfig, deferred_validation, validated
 from llm.evaluate import evaluate
-from llm.rollout import Rollout, sample, token_stats
+from llm.rollout import Rollout, add_guides, prefix_steps, sample, token_stats
 from llm.tasks import Split, get_task_for
 from sim.runio import atomic_write_json, git_sha, peak_rss_mb, truncate_metrics
 from theory import fit_entropy_law
@@ -97,6 +97,10 @@ def _finite(*ts) -> bool:
     return all(bool(torch.isfinite(t.detach()).all()) for t in ts if t is not None)
 
 
+def _nan0(x: float) -> float:
+    return 0.0 if math.isnan(x) else x
+
+
 def _flat_state(state: dict) -> dict[str, float]:
     out = {}
     for key, sub in state.items():
@@ -134,6 +138,8 @@ class Trainer:
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.gather = AccelerateGather(self.acc) if self.world > 1 else C.dist.Gather()
         self.pipe = cfg.pipeline()
+        self.needs_embedding = any(c.name == "diversity_reward" for c in self.pipe.controllers)
+        self.step_judge = cfg.step_judge()
         self.ctrl_state = self.pipe.init()
         self.needs_ref = any(c.name == "ref_kl" for c in self.pipe.controllers)
 
@@ -272,7 +278,9 @@ class Trainer:
         batch = C.TokenBatch(
             logp=logp, old_logp=logp.detach() if old_logp is None else old_logp,
             adv=torch.zeros_like(mask), entropy=ent, mask=mask, group=roll.group, reward=roll.reward,
-            length=mask.sum(-1), ref_logp=ref_logp,
+            length=mask.sum(-1), ref_logp=ref_logp, guide=roll.guide,
+            step_correct=None if roll.step_correct is None else roll.step_correct.to(mask.dtype),
+            embedding=C.ngram_embedding(roll.completion_ids, mask) if self.needs_embedding else None,
         )  # fmt: skip
         try:
             with C.dist.using(self.gather):
@@ -345,6 +353,10 @@ class Trainer:
             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
             seed=_seed(cfg, k, self.rank, 0),
         )  # fmt: skip
+        if cfg.guide_per_group:
+            roll = add_guides(roll, self.tok, self.task, examples, cfg.group_size, cfg.guide_per_group)
+        if cfg.step_signal != "none":
+            roll.step_correct = prefix_steps(roll, self.tok, examples, cfg.group_size, self.step_judge)
         t_gen = time.perf_counter() - t0
         mask = roll.completion_mask
         off_policy = cfg.epochs > 1 or cfg.minibatches > 1
@@ -408,6 +420,10 @@ class Trainer:
                     ),
                     "rollout/response_len": float(mask.sum(-1).mean()),
                     "rollout/truncated_frac": float(roll.truncated.float().mean()),
+                    "rollout/diversity": _nan0(
+                        C.group_diversity(C.ngram_embedding(roll.completion_ids, mask), roll.group)
+                    ),
+                    "rollout/distinct_2": _nan0(C.distinct_n(roll.completion_ids, mask, roll.group, 2)),
                 }
             )
         )

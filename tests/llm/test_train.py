@@ -103,14 +103,20 @@ FAMILIES = {
     "stateful": (("grpo", "ppo_clip", "pi_control"), ()),
     "surrogate": (("nft",), ()),
     "batch": (("grpo", "ppo_clip", "acc_filter"), ("acc_filter.hi=0.9",)),
+    "reward": (("fork_bonus", "diversity_reward", "grpo", "ppo_clip"), ()),
+    "guide": (("grpo", "luffy"), ()),
+    "step": (("grpo", "step_credit", "ppo_clip"), ()),
 }
+FAMILY_CONFIG = {"guide": {"guide_per_group": 1}, "step": {"step_signal": "prefix"}}
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_each_controller_family_trains(family, tmp_path, cfg):
     names, hp = FAMILIES[family]
     off = {"minibatches": 2} if family == "penalty" else {}  # KL-Cov acts off-policy only
-    c = cfg(controllers=names, hp=hp, micro_batch_size=8 // (1 + len(off)), **off)
+    c = cfg(
+        controllers=names, hp=hp, micro_batch_size=8 // (1 + len(off)), **off, **FAMILY_CONFIG.get(family, {})
+    )
     T.train(c, progress=False)
     rs = rows(c.run_dir)
     assert [r["step"] for r in rs] == [0, 1, 2]
@@ -125,6 +131,46 @@ def test_each_controller_family_trains(family, tmp_path, cfg):
         saved = json.loads((c.run_dir / "checkpoints" / "step_000003" / "trainer.json").read_text())
         assert saved["controller_state"]["2:pi_control"] != C.get("pi_control").init()  # it moved
     assert (c.run_dir / "model" / "config.json").is_file()
+
+
+def test_guides_and_step_judgements_reach_the_controllers(tmp_path, cfg):
+    c = cfg(controllers=("grpo", "luffy", "step_credit"), guide_per_group=1, step_signal="prefix", steps=2)
+    T.train(c, progress=False)
+    for r in rows(c.run_dir):
+        assert r["ctrl/luffy/frac_guide_rows"] == pytest.approx(1 / 4)
+        assert 0.0 < r["ctrl/luffy/guide_prob_mean"] < 1.0
+        assert 0.0 <= r["ctrl/step_credit/frac_credited"] <= 1.0
+        assert 0.0 <= r["rollout/diversity"] <= 2.0 and 0.0 < r["rollout/distinct_2"] <= 1.0
+
+
+def test_add_guides_and_prefix_steps():
+    from llm.rollout import add_guides, prefix_steps
+
+    tok = CharTokenizer()
+    model = tiny_model(tok.vocab_size, seed=3)
+    task = get_task("copy", n=5)
+    ex = task.sample(np.random.default_rng(0), 2)
+    roll = sample(model, tok, task, ex, 3, max_new_tokens=2, temperature=1.0, top_p=1.0, seed=0)
+    g = add_guides(roll, tok, task, ex, 3, 1)
+    assert g.guide.tolist() == [False, False, True] * 2
+    assert g.completion_ids.shape[1] >= 6  # widened to the 5-character answer + <eos>
+    for p in range(2):
+        i = 3 * p + 2
+        assert g.texts[i] == ex[p].answer and g.reward[i] == 1.0 and not g.truncated[i]
+        assert int(g.completion_mask[i].sum()) == len(ex[p].answer) + 1
+    torch.testing.assert_close(g.completion_ids[:2, :2], roll.completion_ids[:2, :2])
+    steps = prefix_steps(g, tok, ex, 3)
+    assert steps[2, : len(ex[0].answer) + 1].tolist() == [1.0] * (
+        len(ex[0].answer) + 1
+    )  # the demo: all correct
+    # a hand-made completion: right, right, wrong, then right again: steps 1, 1, 0, 0 (the prefix broke)
+    a = ex[0].answer
+    wrong = "x" if a[2] != "x" else "y"
+    ids = torch.tensor([tok.encode(a[:2] + wrong + a[3], bos=False)])
+    fake = dataclasses.replace(g.rows(slice(0, 1)), completion_ids=ids, completion_mask=torch.ones(1, 4))
+    assert prefix_steps(fake, tok, ex[:1], 1).tolist() == [[1.0, 1.0, 0.0, 0.0]]
+    judge = lambda prompt, answer, prefixes: [len(x) % 2 == 0 for x in prefixes]  # noqa: E731
+    assert prefix_steps(fake, tok, ex[:1], 1, judge).tolist() == [[0.0, 1.0, 0.0, 1.0]]
 
 
 def test_off_policy_epochs_use_the_old_logprobs(tmp_path, cfg):
@@ -279,6 +325,15 @@ def test_sigterm_saves_and_exits(tmp_path):
         (["--micro-batch-size", "7"], "micro_batch_size: got 7; allowed: 0 or a divisor"),
         (["--task", "jsonl"], "data: got ''; allowed: an existing JSONL file"),
         (["--model", "/no/such/dir"], "model: got '/no/such/dir'; allowed:"),
+        (["--guide-per-group", "8"], "guide_per_group: got 8; allowed: an integer in [0, group_size = 8)"),
+        (
+            ["--controllers", "grpo", "step_credit"],
+            "step_signal: got 'none'; allowed: prefix or module:function",
+        ),
+        (
+            ["--step-signal", "no_such_mod:f"],
+            "step_signal: got 'no_such_mod:f'; allowed: none, prefix or an importable",
+        ),
     ],
 )
 def test_bad_config_is_one_line_before_any_work(args, message, tmp_path, capsys):
