@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int, help="rollouts")
     r.add_argument("--lr", type=float, help="step size on the logits (> 0)")
     r.add_argument("--group-size", type=int, help="responses per prompt per rollout (G)")
+    r.add_argument(
+        "--guide",
+        type=int,
+        help="of the G responses, how many come from the optimal policy (LUFFY's demonstrations; trees only)",
+    )
     r.add_argument("--epochs", type=int, help="ppo: passes over each rollout")
     r.add_argument("--minibatches", type=int, help="ppo: mini-batches per epoch")
     r.add_argument("--optimizer", choices=("sgd", "adam"))
@@ -147,6 +152,7 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
         "steps",
         "lr",
         "group_size",
+        "guide",
         "epochs",
         "minibatches",
         "optimizer",
