@@ -123,6 +123,10 @@ class TrainConfig:
     """sampling temperature τ > 0; log-probs and entropies are taken at τ (nats per token at τ)"""
     top_p: float = 1.0
     """nucleus sampling mass in (0, 1]; 1 samples from the full softmax"""
+    keep_sampling_mask: bool = False
+    """with top_p < 1: take the training log-probs and entropies on the sampler's top-p support, renormalised
+    (DeepSeek-V3.2's keep-sampling mask), so behaviour and target policy agree; off-policy epochs re-derive
+    the support from the policy evaluated, always keeping the sampled token"""
     max_new_tokens: int = 8
     """completion length cap in tokens, >= 1; longer completions are truncated (and counted)"""
     eval_every: int = 10
@@ -259,6 +263,12 @@ class TrainConfig:
             self.pipeline()
         except ValueError as e:
             raise ValueError(f"hp: {e}") from None
+        if not isinstance(self.keep_sampling_mask, bool) or (self.keep_sampling_mask and self.top_p >= 1):
+            bad(
+                "keep_sampling_mask",
+                self.keep_sampling_mask,
+                "False, or True with top_p < 1 (nothing is truncated at 1)",
+            )
         if (
             isinstance(self.guide_per_group, bool)
             or not isinstance(self.guide_per_group, int)

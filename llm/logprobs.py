@@ -116,24 +116,95 @@ def _chunk_logp_entropy(z: Tensor, ids: Tensor, temperature: float) -> tuple[Ten
     return logp, ent
 
 
+def nucleus_keep(z: Tensor, top_p: float) -> Tensor:
+    """Bool (N, V): the tokens transformers' top-p warper keeps for temperature-scaled logits ``z``
+    (sorted ascending, drop those whose cumulative probability is ≤ 1 − top_p, always keep the top one)."""
+    sorted_z, idx = torch.sort(z, descending=False, dim=-1)
+    remove = sorted_z.softmax(-1).cumsum(-1) <= (1.0 - top_p)
+    remove[..., -1:] = False
+    return ~remove.scatter(-1, idx, remove)
+
+
+def _support(z: Tensor, ids: Tensor, top_p: float) -> Tensor:
+    """The nucleus of the scaled logits ``z`` (detached), plus the sampled token (always kept, so the log-prob
+    stays finite when an off-policy epoch's nucleus no longer holds it)."""
+    keep = nucleus_keep(z.detach(), top_p)
+    return keep.scatter(-1, ids[:, None], True)
+
+
+def _masked_entropy(z: Tensor, temperature: float, keep: Tensor) -> Tensor:
+    """Entropy of softmax(z/τ) restricted to ``keep`` and renormalised, nats."""
+    z = z / temperature
+    lse = torch.logsumexp(z.masked_fill(~keep, -torch.inf), -1)
+    z0 = z.masked_fill(~keep, 0.0)  # finite everywhere, so no 0·inf appears in the backward pass
+    p = torch.exp(z0 - lse[:, None]) * keep
+    return lse - (p * z0).sum(-1)
+
+
+def _logprob_entropy_top_p(flat, flat_ids, shape, temperature, chunk_tokens, entropy_grad, top_p, dtype):
+    lps, hs, masses = [], [], []
+    for i in range(0, flat.shape[0], chunk_tokens):
+        z = flat[i : i + chunk_tokens].to(dtype)
+        y = flat_ids[i : i + chunk_tokens]
+        zs = z / temperature
+        keep = _support(zs, y, top_p)
+        lse_full = torch.logsumexp(zs.detach(), -1)
+        zm = zs.masked_fill(~keep, -torch.inf)
+        lse = torch.logsumexp(zm, -1)
+        lps.append(zs.gather(-1, y[:, None]).squeeze(-1) - lse)
+        masses.append(lse.detach() - lse_full)
+        if entropy_grad and z.requires_grad:
+            hs.append(checkpoint(_masked_entropy, z, temperature, keep, use_reentrant=False))
+        else:
+            with torch.no_grad():
+                hs.append(_masked_entropy(z.detach(), temperature, keep))
+    return tuple(torch.cat(x).reshape(shape) for x in (lps, hs, masses))
+
+
 def logprob_entropy(
     logits: Tensor,
     ids: Tensor,
     temperature: float = 1.0,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     entropy_grad: bool = False,
-) -> tuple[Tensor, Tensor]:
+    top_p: float = 1.0,
+    with_log_mass: bool = False,
+) -> tuple[Tensor, ...]:
     """``selective_log_softmax`` and ``token_entropy`` in one pass per chunk (one logsumexp, shared).
 
     The trainer's path: about as fast as the naive full softmax, at 3·chunk_tokens·V floats of extra
     memory instead of 3·B·T·V. With ``entropy_grad`` the entropy is the checkpointed ``token_entropy``.
 
+    With ``top_p`` < 1 (the keep-sampling mask) both are those of the sampler's distribution: softmax(z/τ)
+    restricted to transformers' top-p nucleus and renormalised, the sampled token always kept.
+
     Args:
         logits: (..., V); ids: (...) sampled token ids; temperature: τ > 0; chunk_tokens: rows at once;
-        entropy_grad: keep the entropy's gradient (an entropy bonus needs it).
+        entropy_grad: keep the entropy's gradient (an entropy bonus needs it); top_p: in (0, 1];
+        with_log_mass: also return log of the support's probability mass under the full softmax.
     Returns:
-        (log-probs (...) with the logits' gradient, entropies (...) in nats).
+        (log-probs (...) with the logits' gradient, entropies (...) in nats[, log-masses (...) ≤ 0]).
     """
+    if isinstance(top_p, bool) or not isinstance(top_p, int | float) or not 0 < top_p <= 1:
+        raise ValueError(f"top_p: got {top_p!r}; allowed: a number in (0, 1]")
+    if top_p < 1:
+        _check(logits, temperature, chunk_tokens)
+        if ids.shape != logits.shape[:-1]:
+            raise ValueError(
+                f"ids: shape {tuple(ids.shape)}; allowed: the logits' leading shape {tuple(logits.shape[:-1])}"
+            )
+        (flat, dtype), flat_ids = _rows(logits), ids.reshape(-1)
+        if flat.shape[0] == 0:
+            empty = flat.new_zeros(ids.shape, dtype=dtype)
+            out = (empty, empty.clone(), empty.clone())
+        else:
+            out = _logprob_entropy_top_p(
+                flat, flat_ids, ids.shape, temperature, chunk_tokens, entropy_grad, top_p, dtype
+            )
+        return out if with_log_mass else out[:2]
+    if with_log_mass:
+        lp, h = logprob_entropy(logits, ids, temperature, chunk_tokens, entropy_grad)
+        return lp, h, torch.zeros_like(h)
     if entropy_grad:
         return (
             selective_log_softmax(logits, ids, temperature, chunk_tokens),

@@ -113,13 +113,21 @@ def sample(
 
 
 def token_stats(
-    model, roll: Rollout, *, temperature: float, chunk_tokens: int, entropy_grad: bool = False
-) -> tuple[Tensor, Tensor]:
+    model,
+    roll: Rollout,
+    *,
+    temperature: float,
+    chunk_tokens: int,
+    entropy_grad: bool = False,
+    top_p: float = 1.0,
+    with_log_mass: bool = False,
+) -> tuple[Tensor, ...]:
     """Log-prob of each sampled token and the entropy at its position, at temperature τ. (B, T) each.
 
     Runs under the caller's grad mode: with grad enabled the log-probs carry the gradient, and so does
     the entropy if ``entropy_grad`` (recomputed in backward chunk by chunk; for an entropy bonus).
     Only the T + 1 last positions' logits are computed (``logits_to_keep``), never the prompt's.
+    ``top_p`` < 1: on the sampler's top-p support (the keep-sampling mask, ``logprob_entropy``).
     """
     T = roll.completion_ids.shape[1]
     ids = torch.cat([roll.prompt_ids, roll.completion_ids], 1)
@@ -127,7 +135,9 @@ def token_stats(
     pos = (attn.cumsum(-1) - 1).clamp_min(0)
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=T + 1).logits
     logits = logits[:, :-1]  # (B, T, V): position t predicts completion token t
-    return logprob_entropy(logits, roll.completion_ids, temperature, chunk_tokens, entropy_grad)
+    return logprob_entropy(
+        logits, roll.completion_ids, temperature, chunk_tokens, entropy_grad, top_p, with_log_mass
+    )
 
 
 def add_guides(

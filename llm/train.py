@@ -244,20 +244,33 @@ class Trainer:
 
     # -- one optimizer step -------------------------------------------------------------------------------
 
-    def _forward(self, roll: Rollout, entropy_grad: bool = False, model=None):
+    def _forward(self, roll: Rollout, entropy_grad: bool = False, model=None, with_log_mass: bool = False):
         """(logp, entropy) (B, T) of these rows under ``model`` (default: the policy), at the sampling
-        temperature, in the caller's grad mode."""
-        return token_stats(
-            self.model if model is None else model, roll, temperature=self.cfg.temperature,
-            chunk_tokens=self.cfg.chunk_tokens, entropy_grad=entropy_grad,
+        temperature, in the caller's grad mode; the policy's on the sampler's top-p support when
+        ``keep_sampling_mask`` (plus the support's log-mass when asked)."""
+        policy = model is None
+        top_p = self.cfg.top_p if (policy and (self.cfg.keep_sampling_mask or with_log_mass)) else 1.0
+        out = token_stats(
+            self.model if policy else model, roll, temperature=self.cfg.temperature,
+            chunk_tokens=self.cfg.chunk_tokens, entropy_grad=entropy_grad, top_p=top_p,
+            with_log_mass=with_log_mass,
         )  # fmt: skip
+        if with_log_mass and not self.cfg.keep_sampling_mask:  # train on the full softmax, report the gap
+            full = token_stats(
+                self.model, roll, temperature=self.cfg.temperature, chunk_tokens=self.cfg.chunk_tokens
+            )
+            return (*full, out[2])
+        return out
 
-    def _stats(self, roll: Rollout, model=None):
-        """No-grad (logp, entropy) (B, T) for the rollout rows, micro-batch by micro-batch."""
+    def _stats(self, roll: Rollout, model=None, with_log_mass: bool = False):
+        """No-grad (logp, entropy[, log-mass]) (B, T) for the rollout rows, micro-batch by micro-batch."""
         mb = self.cfg.micro_batch_size or roll.size
         with torch.no_grad():
-            parts = [self._forward(roll.rows(slice(i, i + mb)), model=model) for i in range(0, roll.size, mb)]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+            parts = [
+                self._forward(roll.rows(slice(i, i + mb)), model=model, with_log_mass=with_log_mass)
+                for i in range(0, roll.size, mb)
+            ]
+        return tuple(torch.cat([p[j] for p in parts]) for j in range(len(parts[0])))
 
     def optimizer_step(self, roll: Rollout, old_logp, ref_logp, gen) -> dict | None:
         """One optimizer step on these rows (a whole optimizer batch); None if it was skipped."""
@@ -360,11 +373,13 @@ class Trainer:
         t_gen = time.perf_counter() - t0
         mask = roll.completion_mask
         off_policy = cfg.epochs > 1 or cfg.minibatches > 1
-        old_logp = h_before = None
+        old_logp = h_before = log_mass = None
         with torch.no_grad():
-            if off_policy:
-                old_logp, ent0 = self._stats(roll)
-                h_before = self._reduce({"h": float(masked_mean(ent0, mask))})["h"]
+            if off_policy or cfg.top_p < 1:
+                old, ent0, log_mass = self._stats(roll, with_log_mass=True)
+                if off_policy:
+                    old_logp = old
+                    h_before = self._reduce({"h": float(masked_mean(ent0, mask))})["h"]
             ref_logp = None if self.ref is None else self._stats(roll, model=self.ref)[0]
         gen = torch.Generator().manual_seed(
             _seed(cfg, k, 0, 1)
@@ -420,6 +435,7 @@ class Trainer:
                     ),
                     "rollout/response_len": float(mask.sum(-1).mean()),
                     "rollout/truncated_frac": float(roll.truncated.float().mean()),
+                    **self._mismatch(log_mass, mask),
                     "rollout/diversity": _nan0(
                         C.group_diversity(C.ngram_embedding(roll.completion_ids, mask), roll.group)
                     ),
@@ -449,6 +465,18 @@ class Trainer:
             self.history.append((out["policy/entropy"], out["reward/mean"]))
             out.update(self._law())
         return out
+
+    def _mismatch(self, log_mass, mask) -> dict[str, float]:
+        """With top-p sampling: the mean log-mass of the sampler's nucleus (the per-token gap between the full
+        softmax's log-prob and the sampler's), and the gap the loss actually trains with (0 under the
+        keep-sampling mask, on-policy)."""
+        if log_mass is None:
+            return {}
+        gap = float(masked_mean(-log_mass, mask))
+        return {
+            "rollout/nucleus_log_mass": -gap,
+            "rollout/logp_gap_sampler": 0.0 if self.cfg.keep_sampling_mask else gap,
+        }
 
     def _law(self) -> dict[str, float]:
         """Online fit of R = −a·e^H + b over the rollouts so far; b − a is the predicted ceiling (H = 0)."""

@@ -3,6 +3,7 @@ shift invariance and temperature monotonicity (metamorphic)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -107,3 +108,60 @@ def test_fused_equals_the_separate_functions_and_their_gradient(batch, chunk, ta
     z2 = z.clone().requires_grad_(True)
     (g2,) = torch.autograd.grad((w * _naive(z2, ids, tau)[0]).sum(), z2)
     assert torch.allclose(g1, g2, atol=1e-10, rtol=0)
+
+
+# -- the keep-sampling mask (top-p support) ---------------------------------------------------------------
+
+
+def _explicit_top_p(logits, ids, tau, top_p):
+    """The sampler's distribution written out: sort, drop the low tail of mass ≤ 1 − p, renormalise."""
+    z = logits.double() / tau
+    p = torch.softmax(z, -1)
+    keep = torch.zeros_like(z, dtype=torch.bool)
+    for idx in itertools.product(*map(range, z.shape[:-1])):
+        order = torch.argsort(p[idx])  # ascending
+        cum = torch.cumsum(p[idx][order], 0)
+        drop = cum <= 1 - top_p
+        drop[-1] = False
+        keep[idx][order[~drop]] = True
+        keep[idx][ids[idx]] = True
+    q = torch.where(keep, p, 0.0)
+    mass = q.sum(-1)
+    q = q / mass[..., None]
+    logq = torch.log(q.gather(-1, ids[..., None]).squeeze(-1))
+    ent = -torch.where(keep, q * torch.log(q.clamp_min(1e-300)), 0.0).sum(-1)
+    return logq, ent, torch.log(mass)
+
+
+@given(
+    batch=logit_batches(),
+    chunk=st.integers(1, 7),
+    tau=st.sampled_from([0.5, 1.0, 1.7]),
+    top_p=st.sampled_from([0.3, 0.8, 0.95]),
+)
+def test_top_p_support_equals_the_explicit_renormalised_nucleus(batch, chunk, tau, top_p):
+    logits, ids = batch
+    lp, h, lm = logprob_entropy(logits.double(), ids, tau, chunk, top_p=top_p, with_log_mass=True)
+    want_lp, want_h, want_lm = _explicit_top_p(logits, ids, tau, top_p)
+    torch.testing.assert_close(lp, want_lp, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(h, want_h, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(lm, want_lm, rtol=1e-9, atol=1e-9)
+    assert bool((lm <= 1e-12).all())
+    # the full-softmax log-prob is the nucleus log-prob plus the log-mass
+    full, _ = logprob_entropy(logits.double(), ids, tau, chunk)
+    torch.testing.assert_close(full, lp + lm, rtol=1e-9, atol=1e-9)
+
+
+@given(batch=logit_batches(), top_p=st.sampled_from([0.5, 0.9]))
+def test_top_p_gradients_flow_through_the_kept_logits_only(batch, top_p):
+    logits, ids = batch
+    x = logits.double().requires_grad_()
+    lp, h = logprob_entropy(x, ids, 1.0, 3, entropy_grad=True, top_p=top_p)
+    (lp.sum() + h.sum()).backward()
+    y = logits.double().requires_grad_()
+    want_lp, want_h, _ = _explicit_top_p(y, ids, 1.0, top_p)
+    (want_lp.sum() + want_h.sum()).backward()
+    torch.testing.assert_close(x.grad, y.grad, rtol=1e-7, atol=1e-9)
+    assert logprob_entropy(logits, ids, top_p=1.0)[0].shape == ids.shape
+    with pytest.raises(ValueError, match=r"^top_p: got 0; allowed: a number in \(0, 1\]$"):
+        logprob_entropy(logits, ids, top_p=0)

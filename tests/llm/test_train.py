@@ -93,6 +93,37 @@ def test_training_logprobs_equal_the_samplers():
     assert (ent[m] > 0).all() and (ent[m] <= math.log(tok.vocab_size) + 1e-5).all()
 
 
+def test_keep_sampling_mask_matches_the_top_p_sampler():
+    """With top-p sampling the sampler's log-probs are the nucleus-renormalised ones: the keep-sampling
+    mask reproduces generate's processed scores to 1e-5; the full softmax is off by the nucleus log-mass."""
+    tok = CharTokenizer()
+    model = tiny_model(tok.vocab_size, seed=3)
+    task = get_task("copy", n=5)
+    ex = task.sample(np.random.default_rng(1), 3)
+    roll = sample(model, tok, task, ex, 4, max_new_tokens=6, temperature=0.8, top_p=0.6, seed=5)
+    torch.manual_seed(5)
+    out = model.generate(
+        input_ids=roll.prompt_ids, attention_mask=roll.prompt_mask, max_new_tokens=6, do_sample=True,
+        temperature=0.8, top_p=0.6, top_k=0, pad_token_id=0, eos_token_id=2, output_scores=True,
+        return_dict_in_generate=True,
+    )  # fmt: skip
+    scores = torch.stack(out.scores, 1).log_softmax(-1)  # the sampler's distribution: τ, then top-p
+    comp = out.sequences[:, roll.prompt_ids.shape[1] :]
+    n = comp.shape[1]
+    m = roll.completion_mask.bool()[:, :n]
+    sampler = scores.gather(-1, comp[..., None]).squeeze(-1)[m]
+    with torch.no_grad():
+        kept, _, log_mass = token_stats(
+            model, roll, temperature=0.8, chunk_tokens=5, top_p=0.6, with_log_mass=True
+        )
+        full, _ = token_stats(model, roll, temperature=0.8, chunk_tokens=5)
+    gap_kept = (kept[:, :n][m] - sampler).abs()
+    gap_full = (full[:, :n][m] - sampler).abs()
+    assert gap_kept.max() < 1e-5
+    assert gap_full.mean() > 0.05  # the mismatch a trainer without the mask carries
+    torch.testing.assert_close(gap_full, -log_mass[:, :n][m], rtol=1e-4, atol=1e-5)
+
+
 # -- every controller family end to end ---------------------------------------------------------------------
 
 FAMILIES = {
@@ -141,6 +172,16 @@ def test_guides_and_step_judgements_reach_the_controllers(tmp_path, cfg):
         assert 0.0 < r["ctrl/luffy/guide_prob_mean"] < 1.0
         assert 0.0 <= r["ctrl/step_credit/frac_credited"] <= 1.0
         assert 0.0 <= r["rollout/diversity"] <= 2.0 and 0.0 < r["rollout/distinct_2"] <= 1.0
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_top_p_training_logs_the_sampler_gap(keep, tmp_path, cfg):
+    c = cfg(top_p=0.7, keep_sampling_mask=keep, steps=2, epochs=1 if keep else 2)
+    T.train(c, progress=False)
+    for r in rows(c.run_dir):
+        assert r["rollout/nucleus_log_mass"] < 0
+        gap = r["rollout/logp_gap_sampler"]
+        assert gap == 0.0 if keep else gap == pytest.approx(-r["rollout/nucleus_log_mass"])
 
 
 def test_add_guides_and_prefix_steps():
@@ -325,6 +366,10 @@ def test_sigterm_saves_and_exits(tmp_path):
         (["--micro-batch-size", "7"], "micro_batch_size: got 7; allowed: 0 or a divisor"),
         (["--task", "jsonl"], "data: got ''; allowed: an existing JSONL file"),
         (["--model", "/no/such/dir"], "model: got '/no/such/dir'; allowed:"),
+        (
+            ["--keep-sampling-mask"],
+            "keep_sampling_mask: got True; allowed: False, or True with top_p < 1",
+        ),
         (["--guide-per-group", "8"], "guide_per_group: got 8; allowed: an integer in [0, group_size = 8)"),
         (
             ["--controllers", "grpo", "step_credit"],
