@@ -75,6 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="of the G responses, how many come from the optimal policy (LUFFY's demonstrations; trees only)",
     )
+    r.add_argument(
+        "--curriculum",
+        choices=("none", "semantic_entropy"),
+        help="prompt order: semantic_entropy trains prompts in stages from low to high base-policy answer entropy (SENT)",
+    )
+    r.add_argument("--curriculum-stages", type=int, help="stages of the curriculum (default 2)")
+    r.add_argument(
+        "--offline-band",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="train only prompts whose base-policy success is in [LO, HI] (offline accuracy filter)",
+    )
     r.add_argument("--epochs", type=int, help="ppo: passes over each rollout")
     r.add_argument("--minibatches", type=int, help="ppo: mini-batches per epoch")
     r.add_argument("--optimizer", choices=("sgd", "adam"))
@@ -153,6 +166,8 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
         "lr",
         "group_size",
         "guide",
+        "curriculum",
+        "curriculum_stages",
         "epochs",
         "minibatches",
         "optimizer",
@@ -166,6 +181,8 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
         v = getattr(a, name)
         if v is not None:
             changes[name] = v
+    if a.offline_band is not None:
+        changes["offline_band"] = tuple(a.offline_band)
     if a.env_kw:
         changes["env_kwargs"] = {**(base.env_kwargs if a.env is None else {}), **_pairs(a.env_kw, "--env-kw")}
     elif a.env is not None and a.env != base.env:

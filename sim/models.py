@@ -40,6 +40,14 @@ class TreeModel:
             q[self.shape.level_slice(t)] = sub.reshape(P * V**t, V)
         return q
 
+    def answer_entropy(self, leaf_prob: torch.Tensor) -> torch.Tensor:
+        """(P,) exact semantic entropy of each prompt's answers, nats: the entropy of the distribution of
+        answer ids (a leaf's last token) under the leaf probabilities (P, V^T)."""
+        n = int(self.answers.max()) + 1
+        p = torch.zeros(leaf_prob.shape[0], n, dtype=leaf_prob.dtype, device=leaf_prob.device)
+        p.index_add_(1, self.answers, leaf_prob)
+        return -(torch.where(p > 0, p * p.clamp_min(1e-300).log(), torch.zeros_like(p))).sum(-1)
+
     def guide_logits(self, margin: float = 50.0) -> torch.Tensor:
         """(S, V) logits of the optimal policy (uniform over the tokens that keep the best reward
         reachable; the others ``margin`` nats below): LUFFY's guide in the simulator."""

@@ -70,6 +70,15 @@ class SimConfig:
     guide: int = 0
     """of the G responses, how many are drawn from the optimal (guide) policy instead of the current one:
     LUFFY's off-policy demonstrations (bandit and token_tree only; < group_size)"""
+    curriculum: str = "none"
+    """prompt order: "none" (every prompt every step) or "semantic_entropy" (SENT: prompts sorted by the base
+    policy's exact answer entropy, low to high, split into curriculum_stages equal parts trained one after
+    another; bandit and token_tree only)"""
+    curriculum_stages: int = 2
+    """stages of the semantic-entropy curriculum (SENT uses two)"""
+    offline_band: tuple = ()
+    """() or (lo, hi): train only the prompts whose base-policy success lies in [lo, hi] (the offline
+    accuracy-band filter: a pre-pass over the data with the base policy, exact here)"""
     epochs: int = 1
     """ppo: passes over each rollout"""
     minibatches: int = 1
@@ -142,6 +151,33 @@ class SimConfig:
                 self.guide,
                 f"0, or with a sampled update on bandit/token_tree an integer < group_size = {self.group_size}",
             )
+        if self.curriculum not in ("none", "semantic_entropy"):
+            bad("curriculum", self.curriculum, "none, semantic_entropy")
+        if self.curriculum != "none" and (not tree or self.update.startswith("exact")):
+            bad("curriculum", self.curriculum, "none, unless a sampled update runs on bandit/token_tree")
+        if (
+            isinstance(self.curriculum_stages, bool)
+            or not isinstance(self.curriculum_stages, int)
+            or not 1 <= self.curriculum_stages <= self.env_spec().n_prompts
+        ):
+            bad(
+                "curriculum_stages",
+                self.curriculum_stages,
+                f"an integer in [1, n_prompts = {self.env_spec().n_prompts}]",
+            )
+        band = tuple(self.offline_band)
+        if band and (
+            len(band) != 2
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in band)
+            or not 0.0 <= band[0] <= band[1] <= 1.0
+        ):
+            bad("offline_band", self.offline_band, "() or (lo, hi) with 0 <= lo <= hi <= 1")
+        if band and self.update.startswith("exact"):
+            bad(
+                "offline_band",
+                self.offline_band,
+                "() with an exact update (it filters sampled batches' prompts)",
+            )
         for name, needs in TREE_ONLY.items():
             if name in self.controllers and not tree:
                 bad(
@@ -159,6 +195,12 @@ class SimConfig:
         if unknown:
             bad("hyperparameters", unknown, f"names of the chosen controllers: {', '.join(self.controllers)}")
         self.pipeline()  # unknown controller names / hyperparameters fail here
+        if self.curriculum != "none" or self.offline_band:  # an empty band or too many mini-batches fail here
+            spec = self.env_spec()
+            prompt_stages(
+                self, models.model(spec, torch.device("cpu"), torch.float64),
+                torch.as_tensor(spec.prior, dtype=torch.float64),
+            )  # fmt: skip
         n_prompts = self.env_spec().n_prompts  # bad environment arguments fail here
         if self.update == "ppo" and self.minibatches > n_prompts:
             bad("minibatches", self.minibatches, f"at most n_prompts = {n_prompts}")
@@ -177,7 +219,39 @@ class SimConfig:
         d = dataclasses.asdict(self)
         d["controllers"] = list(self.controllers)
         d["pass_k"] = list(self.pass_k)
+        d["offline_band"] = list(self.offline_band)
         return d
+
+
+def prompt_stages(cfg: SimConfig, model, prior: torch.Tensor) -> list[torch.Tensor]:
+    """The prompts trained in each curriculum stage (one stage of all prompts without a curriculum):
+    the offline band keeps the prompts whose base-policy success is in [lo, hi]; the semantic-entropy
+    curriculum orders them by the base policy's answer entropy, low to high."""
+    P = model.n_prompts
+    keep = torch.arange(P, device=prior.device)
+    if cfg.update.startswith("exact") or (not cfg.offline_band and cfg.curriculum == "none"):
+        return [keep]
+    base = model.exact(prior[None])
+    if cfg.offline_band:
+        lo, hi = cfg.offline_band
+        rate = base.success[0]
+        keep = keep[(rate >= lo) & (rate <= hi)]
+        if keep.numel() == 0:
+            raise ValueError(
+                f"offline_band: got {tuple(cfg.offline_band)}; allowed: a band that keeps a prompt (base-policy "
+                f"success ranges {float(rate.min()):.3f}..{float(rate.max()):.3f})"
+            )
+    stages = [keep]
+    if cfg.curriculum == "semantic_entropy":
+        se = model.answer_entropy(base.leaf_prob[0])[keep]
+        order = keep[torch.sort(se, stable=True).indices]
+        stages = [x for x in torch.tensor_split(order, cfg.curriculum_stages) if x.numel()]
+    if cfg.update == "ppo" and cfg.minibatches > min(x.numel() for x in stages):
+        raise ValueError(
+            f"minibatches: got {cfg.minibatches}; allowed: at most {min(x.numel() for x in stages)} (the "
+            "fewest prompts a curriculum stage or the offline band trains)"
+        )
+    return stages
 
 
 # -- the lean exact bandit step ------------------------------------------------------------------------
@@ -244,6 +318,12 @@ class Simulator:
         )
         self.needs_embedding = any(c.name == "diversity_reward" for c in self.pipe.controllers)
         self.guide_z = self.model.guide_logits() if cfg.guide else None
+        self.stages = prompt_stages(cfg, self.model, self.prior)
+
+    def active_prompts(self, step: int) -> torch.Tensor:
+        """The prompts trained at this rollout."""
+        k = min(len(self.stages) - 1, step * len(self.stages) // max(self.cfg.steps, 1))
+        return self.stages[k]
 
     def _separable(self, c: C.Controller) -> bool:
         if c.name in SEPARABLE:
@@ -488,13 +568,13 @@ class Simulator:
             self._apply(s, s.z, direction, None)
         else:
             roll = self.rollout(z_old, s.gen)
-            P = self.model.n_prompts
+            active = self.active_prompts(s.step)
             epochs, mbs = (1, 1) if cfg.update == "grpo" else (cfg.epochs, cfg.minibatches)
             for _ in range(epochs):
                 perm = (
-                    torch.randperm(P, generator=s.gen).to(self.device)
+                    active[torch.randperm(active.numel(), generator=s.gen).to(self.device)]
                     if mbs > 1
-                    else torch.arange(P, device=self.device)
+                    else active
                 )
                 for chunk in torch.tensor_split(perm, mbs):
                     z_var = s.z if s.opt is not None else s.z.detach().requires_grad_(True)

@@ -876,14 +876,40 @@ def check_luffy(rng) -> list[Row]:
     ]  # fmt: skip
 
 
-def check_acc_filter(rng) -> Row:
+def check_acc_filter(rng) -> list[Row]:
     res = _versus(
-        rng, {"grpo": {"controllers": ("grpo",)}, "acc_filter": {"controllers": ("acc_filter", "grpo")}}
-    )
+        rng,
+        {
+            "grpo": {"controllers": ("grpo",)},
+            "acc_filter": {"controllers": ("acc_filter", "grpo")},
+            "offline": {"controllers": ("grpo",), "offline_band": (0.1, 0.5)},
+        },
+    )  # fmt: skip
+    src = "seed 000 (acc-filter; negative samples preserve entropy, Zhu et al. 2025)"
+    return [
+        _versus_row(
+            "M17a", "Keeping only prompts with solve rate in [0.1, 0.5] (online, per group) keeps entropy above GRPO's",
+            src, res, "acc_filter", "grpo", "entropy",
+        ),
+        _versus_row(
+            "M17b", "The offline filter (base-policy solve rate in [0.1, 0.5], exact pre-pass) keeps entropy above GRPO's",
+            src, res, "offline", "grpo", "entropy",
+            "Entropy and success are over all prompts, trained or not: much of the gain is prompts outside the "
+            "band that are never trained (see the offline run's success)",
+        ),
+    ]  # fmt: skip
+
+
+def check_curriculum(rng) -> Row:
+    res = _versus(
+        rng,
+        {"grpo": {"controllers": ("grpo",)}, "curriculum": {"controllers": ("grpo",), "curriculum": "semantic_entropy"}},
+    )  # fmt: skip
     return _versus_row(
-        "M17", "Keeping only prompts with solve rate in [0.1, 0.5] (negatives kept) keeps entropy above GRPO's",
-        "seed 000 (acc-filter; negative samples preserve entropy, Zhu et al. 2025)",
-        res, "acc_filter", "grpo", "entropy",
+        "M18", "A low-to-high semantic-entropy curriculum (two stages) ends with higher entropy than GRPO",
+        "Cao et al. 2025, SENT (arXiv 2512.04359) data curriculum; SEED-GRPO's semantic entropy",
+        res, "curriculum", "grpo", "entropy",
+        "Each prompt is trained for half the steps under the curriculum, so its success is the fair companion number",
     )  # fmt: skip
 
 
@@ -905,6 +931,7 @@ CHECKS = {
     "M15": check_step_credit,
     "M16": check_luffy,
     "M17": check_acc_filter,
+    "M18": check_curriculum,
 }
 
 
