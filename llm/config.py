@@ -97,6 +97,15 @@ class TrainConfig:
     """prompts per rollout (per process), >= 1"""
     group_size: int = 8
     """completions per prompt G, >= 2 with a group baseline (GRPO: 8-16; DAPO 16)"""
+    curriculum: str = "none"
+    """training-prompt order: "none" (random draws) or "semantic_entropy" (SENT: a pre-pass samples
+    prepass_samples completions of each of the steps·prompts_per_step prompts with the starting policy;
+    training then takes them from low to high semantic entropy of their answers)"""
+    offline_band: tuple[float, ...] = ()
+    """() or LO HI: the offline accuracy filter; the same pre-pass keeps only prompts whose starting-policy
+    solve rate lies in [LO, HI] (the kept prompts are cycled)"""
+    prepass_samples: int = 0
+    """completions per prompt in the pre-pass; 0 = group_size"""
     guide_per_group: int = 0
     """of the group_size completions per prompt, how many are the dataset's reference solution (answer +
     <eos>) instead of a sample: off-policy demonstrations for ``luffy``; 0 <= guide_per_group < group_size"""
@@ -168,7 +177,7 @@ class TrainConfig:
             "prompts_per_step": 1, "micro_batch_size": 0, "epochs": 1, "minibatches": 1, "warmup_steps": 0,
             "max_new_tokens": 1, "eval_every": 0, "eval_prompts": 1, "eval_samples": 1,
             "checkpoint_every": 0, "keep_checkpoints": 1, "max_bad_steps": 1, "chunk_tokens": 1, "seed": 0,
-            "lora_rank": 0,
+            "lora_rank": 0, "prepass_samples": 0,
         }  # fmt: skip
         for f, lo in ints.items():
             v = getattr(self, f)
@@ -263,6 +272,15 @@ class TrainConfig:
             self.pipeline()
         except ValueError as e:
             raise ValueError(f"hp: {e}") from None
+        if self.curriculum not in ("none", "semantic_entropy"):
+            bad("curriculum", self.curriculum, "none, semantic_entropy")
+        band = tuple(self.offline_band)
+        if band and (
+            len(band) != 2
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in band)
+            or not 0.0 <= band[0] <= band[1] <= 1.0
+        ):
+            bad("offline_band", self.offline_band, "() or LO HI with 0 <= LO <= HI <= 1")
         if not isinstance(self.keep_sampling_mask, bool) or (self.keep_sampling_mask and self.top_p >= 1):
             bad(
                 "keep_sampling_mask",
@@ -339,12 +357,14 @@ class TrainConfig:
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d["controllers"], d["hp"] = list(self.controllers), list(self.hp)
+        d["offline_band"] = list(self.offline_band)
         return d
 
     @staticmethod
     def from_json(d: dict) -> TrainConfig:
         d = dict(d)
         d["controllers"], d["hp"] = tuple(d["controllers"]), tuple(d["hp"])
+        d["offline_band"] = tuple(d.get("offline_band", ()))
         return TrainConfig(**d)
 
 

@@ -46,7 +46,7 @@ from controllers.agg import masked_mean
 from llm.config import PRESETS, TrainConfig, deferred_validation, validated
 from llm.evaluate import evaluate
 from llm.rollout import Rollout, add_guides, prefix_steps, sample, token_stats
-from llm.tasks import Split, get_task_for
+from llm.tasks import Example, Split, get_task_for
 from sim.runio import atomic_write_json, git_sha, peak_rss_mb, truncate_metrics
 from theory import fit_entropy_law
 
@@ -95,6 +95,13 @@ def _seed(cfg: TrainConfig, step: int, rank: int, stream: int) -> int:
 
 def _finite(*ts) -> bool:
     return all(bool(torch.isfinite(t.detach()).all()) for t in ts if t is not None)
+
+
+def _answer_entropy(texts: list[str]) -> float:
+    """Semantic entropy of a prompt's sampled answers, nats: the entropy of the shares of identical answers."""
+    _, counts = np.unique(np.asarray(texts, dtype=object), return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
 
 
 def _nan0(x: float) -> float:
@@ -177,6 +184,7 @@ class Trainer:
         self.bad_total = 0
         self.history: list[tuple[float, float]] = []  # (entropy, reward) per rollout, for the law fit
         self.stop_signal: int | None = None
+        self.pool: list[dict] | None = None  # the pre-pass's ordered training prompts, if any
 
     # -- files ------------------------------------------------------------------------------------------
 
@@ -360,7 +368,7 @@ class Trainer:
     def rollout_step(self) -> dict[str, float]:
         cfg, k = self.cfg, self.step
         t0 = time.perf_counter()
-        examples = self.split.train(k, self.rank, cfg.prompts_per_step)
+        examples, data_stats = self._examples(k)
         roll = sample(
             self.acc.unwrap_model(self.model), self.tok, self.task, examples, cfg.group_size,
             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -435,6 +443,7 @@ class Trainer:
                     ),
                     "rollout/response_len": float(mask.sum(-1).mean()),
                     "rollout/truncated_frac": float(roll.truncated.float().mean()),
+                    **data_stats,
                     **self._mismatch(log_mass, mask),
                     "rollout/diversity": _nan0(
                         C.group_diversity(C.ngram_embedding(roll.completion_ids, mask), roll.group)
@@ -465,6 +474,73 @@ class Trainer:
             self.history.append((out["policy/entropy"], out["reward/mean"]))
             out.update(self._law())
         return out
+
+    # -- data order: the pre-pass (curriculum, offline filter) ------------------------------------------------
+
+    def prepass(self, fresh: bool) -> list[dict] | None:
+        """With a curriculum or an offline band: the starting policy's solve rate and semantic entropy of every
+        training prompt this rank would draw (steps × prompts_per_step), ordered and filtered; saved atomically
+        to ``prepass/rank<R>.json`` and read back on resume. None without either option."""
+        cfg = self.cfg
+        if cfg.curriculum == "none" and not cfg.offline_band:
+            return None
+        path = self.run_dir / "prepass" / f"rank{self.rank}.json"
+        if not fresh and path.is_file():
+            return json.loads(path.read_text())["order"]
+        n, G = cfg.prompts_per_step, cfg.prepass_samples or cfg.group_size
+        items: list[dict] = []
+        bar = None
+        if self.progress and self.acc.is_main_process:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.steps, desc="pre-pass", unit="batch", file=sys.stderr)
+        for k in range(cfg.steps):
+            examples = self.split.train(k, self.rank, n)
+            roll = sample(
+                self.acc.unwrap_model(self.model), self.tok, self.task, examples, G,
+                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                seed=_seed(cfg, k, self.rank, 4),
+            )  # fmt: skip
+            for i, e in enumerate(examples):
+                texts = [t.strip() for t in roll.texts[i * G : (i + 1) * G]]
+                items.append(
+                    {
+                        "prompt": e.prompt, "answer": e.answer,
+                        "solve_rate": float(roll.reward[i * G : (i + 1) * G].mean()),
+                        "semantic_entropy": _answer_entropy(texts),
+                    }
+                )  # fmt: skip
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        order = items
+        if cfg.offline_band:
+            lo, hi = cfg.offline_band
+            order = [x for x in items if lo <= x["solve_rate"] <= hi]
+            if not order:
+                rates = [x["solve_rate"] for x in items]
+                raise ValueError(
+                    f"offline_band: got {tuple(cfg.offline_band)}; allowed: a band that keeps a prompt (the starting "
+                    f"policy's solve rates range {min(rates):.3f}..{max(rates):.3f})"
+                )
+        if cfg.curriculum == "semantic_entropy":
+            order = sorted(order, key=lambda x: x["semantic_entropy"])  # stable: ties keep the draw order
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json({"config": cfg.to_json(), "items": items, "order": order}, path)
+        return order
+
+    def _examples(self, k: int) -> tuple[list[Example], dict[str, float]]:
+        """This rollout's training prompts: the pre-pass order (cycled) or fresh draws."""
+        n = self.cfg.prompts_per_step
+        if self.pool is None:
+            return self.split.train(k, self.rank, n), {}
+        picked = [self.pool[(k * n + j) % len(self.pool)] for j in range(n)]
+        return [Example(x["prompt"], x["answer"]) for x in picked], {
+            "data/prepass_solve_rate": float(np.mean([x["solve_rate"] for x in picked])),
+            "data/prepass_semantic_entropy": float(np.mean([x["semantic_entropy"] for x in picked])),
+            "data/pool_size": float(len(self.pool)),
+        }
 
     def _mismatch(self, log_mass, mask) -> dict[str, float]:
         """With top-p sampling: the mean log-mass of the sampler's nucleus (the per-token gap between the full
@@ -511,6 +587,7 @@ class Trainer:
         elif self.acc.is_main_process:
             shutil.rmtree(self.ckpt_root, ignore_errors=True)
             metrics_path.unlink(missing_ok=True)
+        self.pool = self.prepass(fresh=latest is None)
         if self.acc.is_main_process:
             truncate_metrics(metrics_path, self.step)
         self.write_meta(resumed_from=None if latest is None else latest.name)

@@ -287,6 +287,39 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, cfg):
     assert strip_perf(rows(part.run_dir)) == strip_perf(rows(full.run_dir))
 
 
+def test_curriculum_orders_by_semantic_entropy_and_resumes(tmp_path, cfg):
+    full = cfg(name="cur", steps=4, checkpoint_every=1, curriculum="semantic_entropy", prepass_samples=4)
+    T.train(full, progress=False)
+    rs = rows(full.run_dir)
+    se = [r["data/prepass_semantic_entropy"] for r in rs]
+    assert se == sorted(se) and se[-1] > se[0]  # batches follow the order, low to high
+    saved = json.loads((full.run_dir / "prepass" / "rank0.json").read_text())
+    assert len(saved["items"]) == 4 * full.prompts_per_step == rs[0]["data/pool_size"]
+    assert [x["semantic_entropy"] for x in saved["order"]] == sorted(
+        x["semantic_entropy"] for x in saved["items"]
+    )
+    part = dataclasses.replace(full, name="cur2")
+    T.train(part, progress=False, stop_after=2)
+    T.train(part, progress=False)  # resumes with the saved order, no second pre-pass
+    assert strip_perf(rows(part.run_dir)) == strip_perf(rs)
+
+
+def test_offline_band_keeps_prompts_in_the_band(tmp_path, cfg):
+    c = cfg(name="band", steps=2, offline_band=(0.1, 0.9), prepass_samples=8)
+    T.train(c, progress=False)
+    saved = json.loads((c.run_dir / "prepass" / "rank0.json").read_text())
+    kept = saved["order"]
+    assert kept and all(0.1 <= x["solve_rate"] <= 0.9 for x in kept)
+    assert len(kept) < len(saved["items"])  # the warm start solves some prompts always or never
+    for r in rows(c.run_dir):
+        assert 0.1 <= r["data/prepass_solve_rate"] <= 0.9
+    bad = cfg(name="band2", steps=1, offline_band=(1.0, 1.0), prepass_samples=2, group_size=2)
+    with pytest.raises(
+        ValueError, match=r"^offline_band: got \(1\.0, 1\.0\); allowed: a band that keeps a prompt"
+    ):
+        T.train(bad, progress=False)
+
+
 def test_resume_after_a_crash_drops_rows_past_the_checkpoint(tmp_path, cfg):
     c = cfg(steps=4, checkpoint_every=2, keep_checkpoints=5)
     T.train(c, progress=False)
@@ -370,6 +403,8 @@ def test_sigterm_saves_and_exits(tmp_path):
             ["--keep-sampling-mask"],
             "keep_sampling_mask: got True; allowed: False, or True with top_p < 1",
         ),
+        (["--curriculum", "easy"], "curriculum: got 'easy'; allowed: none, semantic_entropy"),
+        (["--offline-band", "0.6", "0.2"], "offline_band: got (0.6, 0.2); allowed: () or LO HI"),
         (["--guide-per-group", "8"], "guide_per_group: got 8; allowed: an integer in [0, group_size = 8)"),
         (
             ["--controllers", "grpo", "step_credit"],
