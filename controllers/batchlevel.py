@@ -63,8 +63,9 @@ class AccFilter(Controller):
     [lo, hi], so that the data keeps its negatives; the others leave the loss and its normaliser
     (``Terms.mask``, like dynamic sampling). Default band [0.1, 0.5]: the seed's example ("keep only the
     data with acc in [0.1, 0.5]"). lo = 0 < hi = 1 with ``open_ends`` drops exactly the all-equal
-    groups (dynamic sampling). The offline variant (a pre-pass over the dataset with the base policy,
-    keeping the prompts in the band) is not built yet (issue 8).
+    groups (dynamic sampling). The offline variant is a data option, not a loss term: ``offline_band``
+    in the LLM trainer (a pre-pass samples each training prompt with the starting policy) and in the
+    simulator (the base policy's exact success).
     Metrics: frac_groups_kept, solve_rate_mean.
     Ref: seed 000 (its "acc-filter"); cf. Yu et al. 2025 (DAPO) dynamic sampling.
     """
