@@ -18,6 +18,7 @@ from controllers import penalties as _penalties  # noqa: F401
 from controllers import pi as _pi  # noqa: F401
 from controllers import shaping as _shaping  # noqa: F401
 from controllers import surrogates as _surrogates  # noqa: F401
+from controllers import value as _value  # noqa: F401
 from controllers import weights as _weights  # noqa: F401
 from controllers.agg import AGG_MODES, agg_loss
 from controllers.base import GROUP_BASELINES, Controller, Pipeline, Terms, get, names, register

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 _TOKEN_FIELDS = ("logp", "old_logp", "adv", "entropy", "mask")
-_OPTIONAL_TOKEN_FIELDS = ("ref_logp", "entropy_topp", "step_correct")
+_OPTIONAL_TOKEN_FIELDS = ("ref_logp", "entropy_topp", "step_correct", "value")
 _SEQ_FIELDS = ("group", "reward", "length", "answer", "guide")
 _INT_SEQ_FIELDS = ("group", "answer", "guide")
 
@@ -40,6 +40,8 @@ class TokenBatch:
             where not, for ``step_credit``; or None.
         guide: (B,) bool, True for responses drawn from a guide policy (off-policy demonstrations), for
             ``luffy``; or None (all on-policy).
+        value: (B, T) a critic's value V(s_t) of the state each token is taken in (detached), for ``vapo``;
+            or None.
         embedding: (B, D) float vector per response (e.g. ``controllers.ngram_embedding``), for
             ``diversity_reward``; or None.
     """
@@ -58,6 +60,7 @@ class TokenBatch:
     step_correct: Tensor | None = None
     guide: Tensor | None = None
     embedding: Tensor | None = None
+    value: Tensor | None = None
 
     def __post_init__(self) -> None:
         ref = self.logp

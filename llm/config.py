@@ -267,6 +267,12 @@ class TrainConfig:
         for i, name in enumerate(self.controllers):
             if name not in C.names():
                 bad(f"controllers[{i}]", name, ", ".join(C.names()))
+            if name == "vapo":
+                bad(
+                    f"controllers[{i}]",
+                    name,
+                    "a controller other than vapo (it needs a critic; only the simulator keeps one)",
+                )
         self.hyperparameters()  # malformed --hp entries fail here
         try:
             self.pipeline()

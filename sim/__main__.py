@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="prompt order: semantic_entropy trains prompts in stages from low to high base-policy answer entropy (SENT)",
     )
     r.add_argument("--curriculum-stages", type=int, help="stages of the curriculum (default 2)")
+    r.add_argument("--critic-lr", type=float, help="vapo: step size of the tabular critic (default 0.1)")
     r.add_argument(
         "--offline-band",
         type=float,
@@ -168,6 +169,7 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
         "guide",
         "curriculum",
         "curriculum_stages",
+        "critic_lr",
         "epochs",
         "minibatches",
         "optimizer",

@@ -38,7 +38,7 @@ GROUP_BASELINES = C.GROUP_BASELINES
 # Stateless controllers whose terms on independent runs concatenated = the runs' terms concatenated.
 SEPARABLE = {
     "grpo", "dr_grpo", "rloo", "opo", "qae", "psr", "nsr", "w_reinforce", "unlikeliness", "entropy_adv",
-    "seed_grpo", "ppo_clip", "offpolicy_mask", "overlong_shaping", "step_credit", "luffy",
+    "seed_grpo", "ppo_clip", "offpolicy_mask", "overlong_shaping", "step_credit", "luffy", "vapo",
 }  # fmt: skip
 TREE_ONLY = {"step_credit": "step_correct"}  # controllers whose batch field only the tree envs provide
 DEFAULT_PASS_K = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -76,6 +76,8 @@ class SimConfig:
     another; bandit and token_tree only)"""
     curriculum_stages: int = 2
     """stages of the semantic-entropy curriculum (SENT uses two)"""
+    critic_lr: float = 0.1
+    """vapo: step size of the tabular critic's regression on the episode returns, in (0, 1]"""
     offline_band: tuple = ()
     """() or (lo, hi): train only the prompts whose base-policy success lies in [lo, hi] (the offline
     accuracy-band filter: a pre-pass over the data with the base policy, exact here)"""
@@ -133,6 +135,12 @@ class SimConfig:
             or not (math.isfinite(self.lr) and self.lr > 0)
         ):
             bad("lr", self.lr, "a finite number > 0")
+        if (
+            isinstance(self.critic_lr, bool)
+            or not isinstance(self.critic_lr, int | float)
+            or not 0 < self.critic_lr <= 1
+        ):
+            bad("critic_lr", self.critic_lr, "a number in (0, 1]")
         if not isinstance(self.compile, bool):
             bad("compile", self.compile, "True or False")
         if self.optimizer not in OPTIMIZERS:
@@ -158,7 +166,8 @@ class SimConfig:
         if (
             isinstance(self.curriculum_stages, bool)
             or not isinstance(self.curriculum_stages, int)
-            or not 1 <= self.curriculum_stages <= self.env_spec().n_prompts
+            or self.curriculum_stages < 1
+            or (self.curriculum != "none" and self.curriculum_stages > self.env_spec().n_prompts)
         ):
             bad(
                 "curriculum_stages",
@@ -292,6 +301,7 @@ class SimState:
     dead: list  # per run: None or "step K: cause"
     gen: torch.Generator
     opt: torch.optim.Optimizer | None
+    value: torch.Tensor | None = None  # (R, S) the tabular critic of ``vapo``
 
 
 class Simulator:
@@ -317,6 +327,7 @@ class Simulator:
             c.name == "siren" or getattr(c, "inner", None) == "siren" for c in self.pipe.controllers
         )
         self.needs_embedding = any(c.name == "diversity_reward" for c in self.pipe.controllers)
+        self.needs_value = any(c.name == "vapo" for c in self.pipe.controllers)
         self.guide_z = self.model.guide_logits() if cfg.guide else None
         self.stages = prompt_stages(cfg, self.model, self.prior)
 
@@ -346,7 +357,10 @@ class Simulator:
         if self.cfg.optimizer == "adam":
             z.requires_grad_(True)
             opt = torch.optim.Adam([z], lr=self.cfg.lr)
-        return SimState(0, z, [self.pipe.init() for _ in range(R)], [None] * R, gen, opt)
+        value = None
+        if self.needs_value:  # VAPO's value pre-training, done exactly: the base policy's values
+            value = self.model.exact(self.prior[None]).v.expand(R, -1).clone()
+        return SimState(0, z, [self.pipe.init() for _ in range(R)], [None] * R, gen, opt, value)
 
     def state_dict(self, s: SimState) -> dict:
         return {
@@ -356,6 +370,7 @@ class Simulator:
             "dead": s.dead,
             "gen": s.gen.get_state(),
             "opt": None if s.opt is None else s.opt.state_dict(),
+            "value": None if s.value is None else s.value.cpu(),
             "config": self.cfg.to_json(),
         }
 
@@ -367,6 +382,8 @@ class Simulator:
         s.gen.set_state(d["gen"])
         if s.opt is not None and d["opt"] is not None:
             s.opt.load_state_dict(d["opt"])
+        if s.value is not None and d.get("value") is not None:
+            s.value.copy_(d["value"].to(self.device))
         return s
 
     # -- exact measurements --------------------------------------------------------------------------
@@ -462,6 +479,7 @@ class Simulator:
             step_correct=flat(sel("step_correct")) if "step_correct" in roll else None,
             guide=sel("guide").reshape(-1) if self.cfg.guide else None,
             embedding=emb,
+            value=flat(sel("value")) if "value" in roll else None,
         )
 
     def _agg_factor(self, n_runs: int) -> float:
@@ -516,6 +534,23 @@ class Simulator:
             else:
                 s.z.add_(self.cfg.lr * ascent_dir)
 
+    def _fit_critic(self, s: SimState, roll: dict, prompts: torch.Tensor) -> None:
+        """One regression step of the tabular critic on this rollout's trained prompts: each visited state's
+        value moves ``critic_lr`` of the way to the mean episode return from it (λ = 1, γ = 1: the reward)."""
+        R, S = s.value.shape
+        st = roll["states"][:, prompts]  # (R, p, G, T)
+        m = roll["mask"][:, prompts]
+        ret = roll["reward"][:, prompts][..., None].expand_as(st).to(s.value.dtype)
+        flat = (torch.arange(R, device=self.device)[:, None, None, None] * S + st).reshape(-1)
+        w = m.reshape(-1).to(s.value.dtype)
+        total = torch.zeros(R * S, dtype=s.value.dtype, device=self.device).index_add_(
+            0, flat, ret.reshape(-1) * w
+        )
+        count = torch.zeros(R * S, dtype=s.value.dtype, device=self.device).index_add_(0, flat, w)
+        seen = count > 0
+        v = s.value.reshape(-1)
+        v[seen] += self.cfg.critic_lr * (total[seen] / count[seen] - v[seen])
+
     def _lean(self, s: SimState) -> bool:
         return (
             self.cfg.update in ("exact_pg", "exact_npg")
@@ -568,6 +603,10 @@ class Simulator:
             self._apply(s, s.z, direction, None)
         else:
             roll = self.rollout(z_old, s.gen)
+            if s.value is not None:
+                roll["value"] = s.value[
+                    torch.arange(cfg.runs, device=self.device)[:, None, None, None], roll["states"]
+                ]
             active = self.active_prompts(s.step)
             epochs, mbs = (1, 1) if cfg.update == "grpo" else (cfg.epochs, cfg.minibatches)
             for _ in range(epochs):
@@ -581,6 +620,8 @@ class Simulator:
                     loss, m = self.sampled_loss(s, z_var, roll, chunk)
                     self._apply(s, z_var, None, loss)
                     batch_metrics = m
+            if s.value is not None:
+                self._fit_critic(s, roll, active)
             for i in range(cfg.runs):
                 if s.dead[i] is None and batch_metrics[i]:
                     stats = {**batch_metrics[i], "train/progress_frac": progress}

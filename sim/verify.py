@@ -913,6 +913,23 @@ def check_curriculum(rng) -> Row:
     )  # fmt: skip
 
 
+def check_vapo(rng) -> Row:
+    res = _versus(
+        rng,
+        {"grpo": {"controllers": ("grpo",)}, "dr_grpo": {"controllers": ("dr_grpo",)}, "vapo": {"controllers": ("vapo",)}},
+    )  # fmt: skip
+    vs = {env: _paired(t["vapo"]["success"][-1], t["dr_grpo"]["success"][-1]) for env, t in res.items()}
+    note = (
+        "VAPO's advantages are not divided by the group's std; against Dr. GRPO (group mean, no std) the "
+        "final success differs by " + ", ".join(f"{e} {d:+.4f} ± {se:.4f}" for e, (d, se) in vs.items())
+    )
+    return _versus_row(
+        "M19", "A value baseline with length-adaptive GAE (VAPO) reaches higher success than value-free GRPO",
+        "Yue et al. 2025, VAPO (arXiv 2504.05118); seed 002; tabular critic from the exact base values, lr 0.1",
+        res, "vapo", "grpo", "success", note,
+    )  # fmt: skip
+
+
 CHECKS = {
     "M1": check_exact_step,
     "M2": check_lemma1_families,
@@ -932,6 +949,7 @@ CHECKS = {
     "M16": check_luffy,
     "M17": check_acc_filter,
     "M18": check_curriculum,
+    "M19": check_vapo,
 }
 
 

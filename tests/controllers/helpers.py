@@ -13,7 +13,7 @@ import controllers as C
 def batches(draw, min_b=2, max_b=8, max_t=6, n_groups=None, binary=True, off_policy=False, full=False):
     """A random TokenBatch with group ids, rewards, some padding, and (optionally) old_logp ≠ logp.
 
-    full=True also fills ref_logp, entropy_topp, answer ids, step_correct, guide and embedding (every
+    full=True also fills ref_logp, entropy_topp, answer ids, step_correct, guide, embedding and value (every
     optional field)."""
     b = draw(st.integers(min_b, max_b))
     t = draw(st.integers(1, max_t))
@@ -39,6 +39,7 @@ def batches(draw, min_b=2, max_b=8, max_t=6, n_groups=None, binary=True, off_pol
             "step_correct": torch.randint(0, 2, (b, t), generator=g).to(torch.float64),
             "guide": torch.rand(b, generator=g) < 0.3,
             "embedding": torch.rand(b, 4, generator=g, dtype=torch.float64),
+            "value": torch.rand(b, t, generator=g, dtype=torch.float64),
         }
     return C.TokenBatch(
         logp=logp,
@@ -73,6 +74,7 @@ def pad(batch: C.TokenBatch, extra: int) -> C.TokenBatch:
         step_correct=None if batch.step_correct is None else cat(batch.step_correct, 1.0),
         guide=batch.guide,
         embedding=batch.embedding,
+        value=None if batch.value is None else cat(batch.value, 3.0),
     )
 
 
@@ -94,6 +96,7 @@ def rows(batch: C.TokenBatch, lo: int, hi: int) -> C.TokenBatch:
         "step_correct",
         "guide",
         "embedding",
+        "value",
     ):
         v = getattr(batch, f)
         out[f] = None if v is None else v[lo:hi]

@@ -13,7 +13,7 @@ from tests.controllers.helpers import batches, pad
 ISSUE_NAMES = """grpo dr_grpo rloo opo qae psr nsr w_reinforce unlikeliness entropy_adv seed_grpo pos_adv_reweight
 ppo_clip clip_cov top_entropy steer offpolicy_mask kl_cov ref_kl sent entropy_bonus adaptive_entropy siren
 entropic dynamic_sampling overlong_shaping pi_control
-nft acc_filter fork_bonus diversity_reward luffy step_credit""".split()  # the last line: issue 8
+nft acc_filter fork_bonus diversity_reward luffy step_credit vapo""".split()  # the last line: issue 8
 
 # Non-default hyperparameters that make a controller act on small test batches (defaults select ~0 tokens).
 ACTIVE = {
@@ -78,7 +78,7 @@ def test_all_masked_batch_gives_zero_loss_and_finite_metrics(name):
         mask=torch.zeros(4, 3, dtype=torch.float64), group=torch.tensor([0, 0, 1, 1]), reward=torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64),
         ref_logp=x.detach(), entropy_topp=torch.ones(4, 3, dtype=torch.float64), answer=torch.tensor([0, 1, 2, 2]),
         step_correct=torch.ones(4, 3, dtype=torch.float64), guide=torch.tensor([False, True, False, False]),
-        embedding=torch.eye(4, dtype=torch.float64),
+        embedding=torch.eye(4, dtype=torch.float64), value=torch.zeros(4, 3, dtype=torch.float64),
     )  # fmt: skip
     loss, metrics = C.policy_loss(b, _pipe(name), generator=torch.Generator().manual_seed(0))
     assert loss.item() == 0.0
@@ -94,7 +94,7 @@ def test_on_policy_ratio_is_one(name):
     b = b.replace(
         entropy=torch.ones(4, 3, dtype=torch.float64), ref_logp=x.detach(), entropy_topp=torch.ones(4, 3, dtype=torch.float64),
         answer=torch.tensor([0, 1, 0, 0]), step_correct=torch.ones(4, 3, dtype=torch.float64),
-        embedding=torch.eye(4, dtype=torch.float64),
+        embedding=torch.eye(4, dtype=torch.float64), value=torch.full((4, 3), 0.5, dtype=torch.float64),
     )  # fmt: skip
     _, m = C.policy_loss(_adv(b), _pipe(name), generator=torch.Generator().manual_seed(0))
     if name in ("kl_cov", "sent"):
@@ -134,6 +134,7 @@ def test_on_policy_ratio_is_one(name):
         ("fork_bonus", {"mode": "all"}, r"^fork_bonus\.mode: got 'all'; allowed: 'any', 'share'$"),
         ("diversity_reward", {"scope": "rank"}, r"^diversity_reward\.scope: got 'rank'"),
         ("step_credit", {"credit": -1.0}, r"^step_credit\.credit: got -1\.0"),
+        ("vapo", {"alpha": 0.0}, r"^vapo\.alpha: got 0\.0; allowed: \(0\.0, inf\]$"),
         ("luffy", {"gamma": 0.0}, r"^luffy\.gamma: got 0\.0; allowed: \(0\.0, inf\]$"),
     ],
 )
@@ -150,6 +151,7 @@ def test_bad_hyperparameters_name_field_value_and_range(name, hp, needle):
         ("ref_kl", "ref_logp"),
         ("step_credit", "step_correct"),
         ("diversity_reward", "embedding"),
+        ("vapo", "value"),
     ],
 )
 def test_missing_optional_field_is_named(name, field):

@@ -191,3 +191,33 @@ def test_luffy_shaping_lifts_low_probability_tokens():
     per_p = (-g.squeeze() * 3) / logp.detach().exp().squeeze()  # weight on ∇p
     assert bool((per_p[:-1] > per_p[1:]).all())
     assert m["ctrl/luffy/frac_guide_rows"] == 1.0
+
+
+# -- vapo (GAE with a length-adaptive λ) -----------------------------------------------------------------
+
+
+@given(batch=batches(max_b=6, max_t=6, full=True, binary=False), alpha=st.sampled_from([0.05, 0.3, 2.0]))
+def test_vapo_is_gae_written_out(batch, alpha):
+    adv = C.Pipeline([C.get("vapo", alpha=alpha)]).advantages(batch)
+    for i in range(batch.logp.shape[0]):
+        L = int(batch.mask[i].sum())
+        lam = min(1.0, max(0.0, 1.0 - 1.0 / (alpha * L)))
+        v = [float(x) for x in batch.value[i, :L]] + [0.0]
+        r = [0.0] * (L - 1) + [float(batch.reward[i])]
+        want, run = [0.0] * L, 0.0
+        for t in reversed(range(L)):
+            run = r[t] + v[t + 1] - v[t] + lam * run
+            want[t] = run
+        assert adv[i, :L].tolist() == pytest.approx(want, rel=1e-12, abs=1e-12)
+        assert bool((adv[i, L:] == 0).all())
+
+
+@given(batch=batches(max_b=6, max_t=6, full=True, binary=False))
+def test_vapo_long_responses_are_monte_carlo(batch):
+    """α·l ≥ … with α huge, λ → 1: A_t = R − V(s_t); with zero values that is plain REINFORCE."""
+    adv = C.Pipeline([C.get("vapo", alpha=1e12)]).advantages(batch)
+    want = (batch.reward[:, None] - batch.value) * batch.mask
+    torch.testing.assert_close(adv, want, rtol=1e-9, atol=1e-9)
+    zero = batch.replace(value=torch.zeros_like(batch.value))
+    adv0 = C.Pipeline([C.get("vapo", alpha=1e12)]).advantages(zero)
+    torch.testing.assert_close(adv0, batch.reward[:, None] * batch.mask, rtol=1e-9, atol=1e-9)

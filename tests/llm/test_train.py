@@ -403,6 +403,7 @@ def test_sigterm_saves_and_exits(tmp_path):
             ["--keep-sampling-mask"],
             "keep_sampling_mask: got True; allowed: False, or True with top_p < 1",
         ),
+        (["--controllers", "vapo"], "controllers[0]: got 'vapo'; allowed: a controller other than vapo"),
         (["--curriculum", "easy"], "curriculum: got 'easy'; allowed: none, semantic_entropy"),
         (["--offline-band", "0.6", "0.2"], "offline_band: got (0.6, 0.2); allowed: () or LO HI"),
         (["--guide-per-group", "8"], "guide_per_group: got 8; allowed: an integer in [0, group_size = 8)"),

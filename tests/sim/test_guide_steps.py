@@ -92,3 +92,42 @@ def test_diversity_reward_gets_the_ngram_embedding_and_takes_the_fast_path():
 def test_bad_guide_and_tree_only_controllers(kw, needle):
     with pytest.raises(ValueError, match=needle):
         _cfg(**kw)
+
+
+def test_vapo_critic_starts_exact_and_regresses_on_returns(tmp_path, monkeypatch):
+    from sim.run import run
+
+    cfg = _cfg(controllers=("vapo",), critic_lr=1.0, steps=1, runs=2)
+    sim = Simulator(cfg)
+    s = sim.init_state()
+    exact_v = sim.model.exact(sim.prior[None]).v[0]
+    torch.testing.assert_close(s.value[1], exact_v)
+    roll = sim.rollout(s.z, s.gen)
+    v0 = s.value.clone()
+    sim._fit_critic(s, roll, torch.arange(3))
+    # with critic_lr = 1 a visited state's value is the mean return of the episodes through it
+    st, ret = roll["states"][0], roll["reward"][0]  # (P, G, T), (P, G)
+    for state in torch.unique(st).tolist():
+        hit = (st == state).any(-1)  # (P, G) episodes that visit it
+        assert float(s.value[0, state]) == pytest.approx(float(ret[hit].mean()))
+    unseen = torch.ones(s.value.shape[1], dtype=torch.bool)
+    unseen[torch.unique(st)] = False
+    torch.testing.assert_close(s.value[0, unseen], v0[0, unseen])
+    # the critic is part of the checkpoint: an interrupted run resumes to the same numbers
+    a, b = tmp_path / "a", tmp_path / "b"
+    long = _cfg(controllers=("vapo",), steps=5, checkpoint_every=2)
+    run(long, a, progress=False)
+    original, calls = Simulator.step, {"n": 0}
+
+    def interrupted(self, s, measure=True):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, s, measure)
+
+    monkeypatch.setattr(Simulator, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(long, b, progress=False)
+    monkeypatch.setattr(Simulator, "step", original)
+    run(long, b, progress=False)
+    assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
