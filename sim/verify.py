@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import theory
+from sim import models
 from sim import tree as tr
 from sim.run import SimConfig, Simulator
 from theory.verify import APPROX, FAILS, HOLDS, Row
@@ -757,15 +758,18 @@ def check_nft(rng) -> Row:
 VS_BANDIT = {"n_prompts": 16, "n_arms": 32, "correct_frac": 0.2, "difficulty": "beta"}
 
 
-def _versus(rng, variants: dict, steps: int = 100, runs: int = 16) -> dict:
+def _versus(rng, variants: dict, steps: int = 100, runs: int = 16, probes=None, **common) -> dict:
     """Each variant {label: SimConfig kwargs} on a bandit and a token tree, paired seeds (same environment
-    and sampling seed for every variant); {env: {label: trajectory}}."""
+    and sampling seed for every variant); {env: {label: trajectory}}. ``common``: SimConfig kwargs of
+    every variant (e.g. a PPO update)."""
     out = {}
     for env, kw in (("bandit", VS_BANDIT), ("token_tree", TREE)):
         env_kw, seed = {**kw, "seed": _seed(rng)}, _seed(rng)
         base = {"env": env, "env_kwargs": env_kw, "update": "grpo", "runs": runs, "steps": steps, "lr": CLIP_LR,
-                "group_size": 8, "seed": seed, "pass_k": (1,)}  # fmt: skip
-        out[env] = {label: trajectory(SimConfig(**{**base, **v})) for label, v in variants.items()}
+                "group_size": 8, "seed": seed, "pass_k": (1,), **common}  # fmt: skip
+        out[env] = {
+            label: trajectory(SimConfig(**{**base, **v}), probes=probes) for label, v in variants.items()
+        }
     return out
 
 
@@ -774,7 +778,9 @@ def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), _se(d)
 
 
-def _versus_row(rid, claim, source, res, method, baseline, key, note="", check=None) -> Row:
+def _versus_row(
+    rid, claim, source, res, method, baseline, key, note="", check=None, setting=None, sign=1
+) -> Row:
     """Verdict: ``method`` − ``baseline`` of the final ``key`` is > 3 se (paired) on both environments
     (or ``check(diffs)`` when given)."""
     parts, diffs = [], {}
@@ -790,14 +796,17 @@ def _versus_row(rid, claim, source, res, method, baseline, key, note="", check=N
             + "; success "
             + ", ".join(f"{k} {v:.3f}" for k, v in sc.items())
         )
-    ok = check(diffs) if check else all(d > 3 * se for d, se in diffs.values())
-    worst = min(d for d, _ in diffs.values())
+    ok = check(diffs) if check else all(sign * d > 3 * se for d, se in diffs.values())
+    worst = min(sign * d for d, _ in diffs.values())
     return Row(
         id=rid,
         claim=claim,
         source=source,
-        setting="bandit 16×32 (Bernoulli, beta difficulty) and TokenTree 8 prompts V=4 T=4; on-policy sampled "
-        f"steps, η={CLIP_LR:g}, G=8, 100 steps, 16 runs, paired seeds",
+        setting=setting
+        or (
+            "bandit 16×32 (Bernoulli, beta difficulty) and TokenTree 8 prompts V=4 T=4; on-policy sampled "
+            f"steps, η={CLIP_LR:g}, G=8, 100 steps, 16 runs, paired seeds"
+        ),
         n=16,
         measured="; ".join(parts) + (f". {note}" if note else ""),
         worst=worst,
@@ -930,6 +939,42 @@ def check_vapo(rng) -> Row:
     )  # fmt: skip
 
 
+def _kl_to_prior(sim, s) -> np.ndarray:
+    """(runs,) exact visit-weighted KL(π ‖ π_ref) of each run's policy, π_ref the base policy, nats."""
+    ex = sim.model.exact(s.z.detach())
+    w = models.visit_weights(ex.reach)
+    lp = torch.log_softmax(s.z.detach(), -1)
+    return (w * (lp.exp() * (lp - sim.prior_logp)).sum(-1)).sum(-1).cpu().numpy()
+
+
+def check_ref_kl_importance(rng) -> Row:
+    hp = {"beta": 1.0, "estimator": "k3"}
+    res = _versus(
+        rng,
+        {
+            "grpo": {"controllers": ("grpo", "ppo_clip")},
+            "k3": {"controllers": ("grpo", "ppo_clip", "ref_kl"), "hyperparameters": {"ref_kl": hp}},
+            "k3_importance": {
+                "controllers": ("grpo", "ppo_clip", "ref_kl"),
+                "hyperparameters": {"ref_kl": {**hp, "importance": True}},
+            },
+        },
+        steps=60, probes={"kl": _kl_to_prior}, update="ppo", epochs=4,
+    )  # fmt: skip
+    kls = "; ".join(
+        f"{env}: final KL(π‖π_ref) "
+        + ", ".join(f"{k} {float(t['kl'][-1].mean()):.4f}" for k, t in trajs.items())
+        for env, trajs in res.items()
+    )
+    return _versus_row(
+        "M20", "With DeepSeek-V3.2's importance correction the K3 penalty holds KL(π‖π_ref) below plain K3's (same β, off-policy)",
+        "DeepSeek-V3.2 (arXiv 2512.02556) unbiased KL estimate; seed 002; ref_kl β = 1, PPO 4 epochs",
+        res, "k3_importance", "k3", "kl", kls, sign=-1,
+        setting="bandit 16×32 and TokenTree 8 prompts V=4 T=4; PPO 4 epochs/rollout (off-policy), η=10, G=8, "
+        "60 rollouts, 16 runs, paired seeds; exact visit-weighted KL to the base policy",
+    )  # fmt: skip
+
+
 CHECKS = {
     "M1": check_exact_step,
     "M2": check_lemma1_families,
@@ -950,6 +995,7 @@ CHECKS = {
     "M17": check_acc_filter,
     "M18": check_curriculum,
     "M19": check_vapo,
+    "M20": check_ref_kl_importance,
 }
 
 
