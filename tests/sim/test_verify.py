@@ -56,3 +56,20 @@ def test_verify_bad_input(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_versus_rows_need_a_paired_gain_beyond_three_se_on_both_environments():
+    rng = np.random.default_rng(0)
+
+    def traj(level, noise):
+        e = level + noise * rng.standard_normal(16)
+        return {"entropy": np.stack([e, e]), "success": np.stack([e, e])}
+
+    base = traj(1.0, 0.0)
+    up = {"bandit": {"m": traj(1.5, 0.01), "b": base}, "token_tree": {"m": traj(1.2, 0.01), "b": base}}
+    row = verify._versus_row("X", "c", "s", up, "m", "b", "entropy")
+    assert row.verdict == "holds" and row.worst == pytest.approx(0.2, abs=0.02)
+    one_flat = {"bandit": up["bandit"], "token_tree": {"m": traj(1.0, 0.01), "b": base}}
+    assert verify._versus_row("X", "c", "s", one_flat, "m", "b", "entropy").verdict == "fails"
+    assert verify._versus_row("X", "c", "s", up, "m", "b", "entropy", sign=-1).verdict == "fails"
+    assert {"M13", "M14", "M15", "M16", "M17", "M18", "M19", "M20"} <= set(verify.CHECKS)
