@@ -282,6 +282,7 @@ class TrainConfig:
         except ValueError as e:
             raise ValueError(f"hp: {e}") from None
         from llm.embed import EMBEDDERS, minilm_dir
+        from sim.runio import is_band
 
         if self.embedder not in EMBEDDERS:
             bad("embedder", self.embedder, ", ".join(EMBEDDERS))
@@ -293,12 +294,7 @@ class TrainConfig:
             )
         if self.curriculum not in ("none", "semantic_entropy"):
             bad("curriculum", self.curriculum, "none, semantic_entropy")
-        band = tuple(self.offline_band)
-        if band and (
-            len(band) != 2
-            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in band)
-            or not 0.0 <= band[0] <= band[1] <= 1.0
-        ):
+        if not is_band(self.offline_band):
             bad("offline_band", self.offline_band, "() or LO HI with 0 <= LO <= HI <= 1")
         if not isinstance(self.keep_sampling_mask, bool) or (self.keep_sampling_mask and self.top_p >= 1):
             bad(

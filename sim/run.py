@@ -30,7 +30,7 @@ import controllers as C
 from sim import models
 from sim import tree as tr
 from sim.envs import BUILDERS, MdpEnvSpec, TreeEnvSpec
-from sim.runio import atomic_save, atomic_write_json, git_sha, truncate_metrics
+from sim.runio import atomic_save, atomic_write_json, git_sha, is_band, truncate_metrics
 
 UPDATES = ("exact_pg", "exact_npg", "grpo", "ppo")
 OPTIMIZERS = ("sgd", "adam")
@@ -174,14 +174,9 @@ class SimConfig:
                 self.curriculum_stages,
                 f"an integer in [1, n_prompts = {self.env_spec().n_prompts}]",
             )
-        band = tuple(self.offline_band)
-        if band and (
-            len(band) != 2
-            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in band)
-            or not 0.0 <= band[0] <= band[1] <= 1.0
-        ):
+        if not is_band(self.offline_band):
             bad("offline_band", self.offline_band, "() or (lo, hi) with 0 <= lo <= hi <= 1")
-        if band and self.update.startswith("exact"):
+        if self.offline_band and self.update.startswith("exact"):
             bad(
                 "offline_band",
                 self.offline_band,

@@ -65,3 +65,15 @@ def peak_rss_mb() -> float:
 
     scale = 2**20 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def is_band(value) -> bool:
+    """True for () or a pair (lo, hi) of real numbers with 0 <= lo <= hi <= 1 (an accuracy band)."""
+    band = tuple(value) if isinstance(value, list | tuple) else None
+    if band is None:
+        return False
+    return not band or (
+        len(band) == 2
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in band)
+        and 0.0 <= band[0] <= band[1] <= 1.0
+    )

@@ -64,6 +64,17 @@ def test_completion_mask_includes_eos_and_drops_what_follows():
     assert truncated.tolist() == [False, True, False]
 
 
+def _sampler(model, roll, max_new_tokens, temperature, top_p, seed):
+    """generate's own completions and log-softmaxed processed scores (B, T, V) for the rollout's prompts."""
+    torch.manual_seed(seed)
+    out = model.generate(
+        input_ids=roll.prompt_ids, attention_mask=roll.prompt_mask, max_new_tokens=max_new_tokens,
+        do_sample=True, temperature=temperature, top_p=top_p, top_k=0, pad_token_id=0, eos_token_id=2,
+        output_scores=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    return out.sequences[:, roll.prompt_ids.shape[1] :], torch.stack(out.scores, 1).log_softmax(-1)
+
+
 def test_training_logprobs_equal_the_samplers():
     """The forward pass with mask-derived position ids reproduces generate's own log-probs: left-padded
     prompts of different lengths, τ = 0.7 (without position ids the padded rows would differ)."""
@@ -76,14 +87,7 @@ def test_training_logprobs_equal_the_samplers():
     ]
     roll = sample(model, tok, task, ex, 4, max_new_tokens=6, temperature=0.7, top_p=1.0, seed=11)
     assert len({int(m.sum()) for m in roll.prompt_mask}) > 1  # prompts of different lengths
-    torch.manual_seed(11)
-    out = model.generate(
-        input_ids=roll.prompt_ids, attention_mask=roll.prompt_mask, max_new_tokens=6, do_sample=True,
-        temperature=0.7, top_p=1.0, top_k=0, pad_token_id=0, eos_token_id=2, output_scores=True,
-        return_dict_in_generate=True,
-    )  # fmt: skip
-    scores = torch.stack(out.scores, 1).log_softmax(-1)  # processed scores: logits / τ
-    comp = out.sequences[:, roll.prompt_ids.shape[1] :]
+    comp, scores = _sampler(model, roll, 6, 0.7, 1.0, 11)  # processed scores: logits / τ
     m = roll.completion_mask.bool()[:, : comp.shape[1]]
     assert torch.equal(comp[m], roll.completion_ids[:, : comp.shape[1]][m])
     with torch.no_grad():
@@ -101,14 +105,7 @@ def test_keep_sampling_mask_matches_the_top_p_sampler():
     task = get_task("copy", n=5)
     ex = task.sample(np.random.default_rng(1), 3)
     roll = sample(model, tok, task, ex, 4, max_new_tokens=6, temperature=0.8, top_p=0.6, seed=5)
-    torch.manual_seed(5)
-    out = model.generate(
-        input_ids=roll.prompt_ids, attention_mask=roll.prompt_mask, max_new_tokens=6, do_sample=True,
-        temperature=0.8, top_p=0.6, top_k=0, pad_token_id=0, eos_token_id=2, output_scores=True,
-        return_dict_in_generate=True,
-    )  # fmt: skip
-    scores = torch.stack(out.scores, 1).log_softmax(-1)  # the sampler's distribution: τ, then top-p
-    comp = out.sequences[:, roll.prompt_ids.shape[1] :]
+    comp, scores = _sampler(model, roll, 6, 0.8, 0.6, 5)  # the sampler's distribution: τ, then top-p
     n = comp.shape[1]
     m = roll.completion_mask.bool()[:, :n]
     sampler = scores.gather(-1, comp[..., None]).squeeze(-1)[m]

@@ -8,7 +8,7 @@ import torch
 
 from sim import tree as tr
 from sim.run import SimConfig, Simulator
-from tests.sim.helpers import fast_vs_slow
+from tests.sim.helpers import fast_vs_slow, run_interrupted
 
 TREE = {"n_prompts": 3, "vocab": 3, "horizon": 3, "fork_frac": 0.5, "correct_frac": 0.3, "seed": 4}
 
@@ -117,17 +117,6 @@ def test_vapo_critic_starts_exact_and_regresses_on_returns(tmp_path, monkeypatch
     a, b = tmp_path / "a", tmp_path / "b"
     long = _cfg(controllers=("vapo",), steps=5, checkpoint_every=2)
     run(long, a, progress=False)
-    original, calls = Simulator.step, {"n": 0}
-
-    def interrupted(self, s, measure=True):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return original(self, s, measure)
-
-    monkeypatch.setattr(Simulator, "step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run(long, b, progress=False)
-    monkeypatch.setattr(Simulator, "step", original)
+    run_interrupted(monkeypatch, long, b, at_call=4)
     run(long, b, progress=False)
     assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()

@@ -13,7 +13,7 @@ import theory
 from sim import tree as tr
 from sim.__main__ import main
 from sim.run import SimConfig, Simulator, read_metrics, run
-from tests.sim.helpers import fast_vs_slow
+from tests.sim.helpers import fast_vs_slow, run_interrupted
 
 SMALL_BANDIT = {"n_prompts": 4, "n_arms": 6, "seed": 1}
 SMALL_TREE = {"n_prompts": 2, "vocab": 3, "horizon": 3, "fork_frac": 0.5, "seed": 1}
@@ -163,19 +163,7 @@ def test_run_writes_metrics_and_resumes_identically(tmp_path, monkeypatch):
     meta = json.loads((tmp_path / "full" / "config.json").read_text())
     assert meta["config"]["steps"] == 8 and "torch" in meta["versions"]
 
-    calls = {"n": 0}
-    original = Simulator.step
-
-    def interrupted(self, s, measure=True):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        return original(self, s, measure)
-
-    monkeypatch.setattr(Simulator, "step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(Simulator, "step", original)
+    run_interrupted(monkeypatch, cfg, tmp_path / "cut", at_call=7)
     resumed = read_metrics(run(cfg, tmp_path / "cut", progress=False))
     assert resumed == full  # the rows after the last checkpoint were dropped and recomputed identically
     with pytest.raises(ValueError, match=r"^out: .* holds a run with another config"):
