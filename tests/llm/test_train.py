@@ -126,7 +126,10 @@ def test_keep_sampling_mask_matches_the_top_p_sampler():
 FAMILIES = {
     "advantage": (("qae", "ppo_clip"), ()),
     "weight": (("grpo", "ppo_clip", "clip_cov", "top_entropy"), ("clip_cov.frac=0.05",)),
-    "penalty": (("grpo", "ppo_clip", "kl_cov", "ref_kl"), ("kl_cov.frac=0.05", "ref_kl.beta=0.01")),
+    "penalty": (
+        ("grpo", "ppo_clip", "kl_cov", "ref_kl"),
+        ("kl_cov.frac=0.05", "ref_kl.beta=0.01", "ref_kl.importance=True"),
+    ),
     "extra": (("grpo", "ppo_clip", "entropy_bonus"), ("entropy_bonus.coef=0.01",)),
     "stateful": (("grpo", "ppo_clip", "pi_control"), ()),
     "surrogate": (("nft",), ()),
