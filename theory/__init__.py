@@ -24,6 +24,7 @@ from theory.dynamics import (
     second_order_dH,
     softmax_jacobian,
 )
+from theory.kernel import kernel_dH_split, kernel_dz, kernel_first_order_dH
 from theory.law import (
     entropy_law_predict,
     entropy_law_prediction,
@@ -59,6 +60,9 @@ __all__ = [
     "first_order_dH",
     "fit_entropy_law",
     "g_values",
+    "kernel_dH_split",
+    "kernel_dz",
+    "kernel_first_order_dH",
     "linear_quantile_baseline",
     "log_softmax",
     "npg_dz",
