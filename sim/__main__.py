@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import sys
 
+from sim.policies import POLICIES
 from sim.presets import PRESETS
 from sim.run import UPDATES, SimConfig, read_metrics, run
 
@@ -51,6 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="arguments of sim.envs.make_<env>, e.g. n_arms=32 correct=rare; toy-text: horizon=50 n_prompts=16 "
         "prior_scale=1.0 is_slippery=False",
+    )
+    r.add_argument(
+        "--policy",
+        choices=POLICIES,
+        help="how the logits come from parameters: tabular (default), loglinear, lowrank, mlp, transformer "
+        "(mlp/transformer: token trees)",
+    )
+    r.add_argument(
+        "--policy-kw",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="policy class arguments, e.g. d=16 features=structured | rank=4 | hidden=32 | d=16 heads=2 layers=1",
     )
     r.add_argument(
         "--update", choices=UPDATES, help="exact_pg, exact_npg, grpo (sampled), ppo (off-policy epochs)"
@@ -167,6 +181,7 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
         "lr",
         "group_size",
         "guide",
+        "policy",
         "curriculum",
         "curriculum_stages",
         "critic_lr",
@@ -183,6 +198,8 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
         v = getattr(a, name)
         if v is not None:
             changes[name] = v
+    if a.policy_kw:
+        changes["policy_kwargs"] = _pairs(a.policy_kw, "--policy-kw")
     if a.offline_band is not None:
         changes["offline_band"] = tuple(a.offline_band)
     if a.env_kw:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 import controllers as C
-from sim import models
+from sim import models, policies
 from sim import tree as tr
 from sim.envs import BUILDERS, MdpEnvSpec, TreeEnvSpec
 from sim.runio import atomic_save, atomic_write_json, git_sha, is_band, truncate_metrics
@@ -53,6 +53,11 @@ class SimConfig:
     gymnasium toy-text id: FrozenLake-v1, CliffWalking-v1, Taxi-v3"""
     env_kwargs: dict = field(default_factory=dict)
     """keyword arguments of sim.envs.make_<env> (e.g. n_arms, correct_frac, seed) or sim.envs.make_toytext"""
+    policy: str = "tabular"
+    """how the logits come from parameters (sim.policies): tabular, loglinear, lowrank, mlp, transformer
+    (mlp and transformer: token trees; every class starts at the environment's prior)"""
+    policy_kwargs: dict = field(default_factory=dict)
+    """keyword arguments of the policy class (e.g. d, features, rank, hidden, heads, layers, scale, seed)"""
     update: str = "grpo"
     """update rule: exact_pg, exact_npg (analytic), grpo (sampled, on-policy), ppo (sampled, off-policy epochs)"""
     controllers: tuple = ("grpo",)
@@ -150,7 +155,27 @@ class SimConfig:
             bad("device", self.device, "cpu, cuda, cuda:N")
         if any(not isinstance(k, int) or k < 1 for k in self.pass_k):
             bad("pass_k", self.pass_k, "positive integers")
-        tree = isinstance(self.env_spec(), TreeEnvSpec)
+        spec = self.env_spec()
+        tree = isinstance(spec, TreeEnvSpec)
+        policies.check(
+            self.policy,
+            dict(self.policy_kwargs),
+            self.env,
+            tree,
+            spec.shape.horizon if tree else spec.horizon,
+        )
+        if self.policy != "tabular" and self.update == "exact_npg":
+            bad(
+                "update",
+                self.update,
+                f"exact_pg, grpo, ppo with policy {self.policy} (the natural step here is the tabular one)",
+            )
+        if self.policy != "tabular" and self.compile:
+            bad(
+                "compile",
+                self.compile,
+                "False with a parametric policy (the compiled kernel is the tabular bandit step)",
+            )
         if isinstance(self.guide, bool) or not isinstance(self.guide, int) or self.guide < 0:
             bad("guide", self.guide, "an integer >= 0")
         if self.guide and (self.update.startswith("exact") or not tree or self.guide >= self.group_size):
@@ -224,6 +249,7 @@ class SimConfig:
         d["controllers"] = list(self.controllers)
         d["pass_k"] = list(self.pass_k)
         d["offline_band"] = list(self.offline_band)
+        d["policy_kwargs"] = dict(self.policy_kwargs)
         return d
 
 
@@ -297,6 +323,9 @@ class SimState:
     gen: torch.Generator
     opt: torch.optim.Optimizer | None
     value: torch.Tensor | None = None  # (R, S) the tabular critic of ``vapo``
+    params: dict | None = (
+        None  # a parametric policy's parameters (leaves, leading axis R); z = logits(params)
+    )
 
 
 class Simulator:
@@ -325,6 +354,11 @@ class Simulator:
         self.needs_value = any(c.name == "vapo" for c in self.pipe.controllers)
         self.guide_z = self.model.guide_logits() if cfg.guide else None
         self.stages = prompt_stages(cfg, self.model, self.prior)
+        self.policy = (
+            None
+            if cfg.policy == "tabular"
+            else policies.build(cfg.policy, self.model, self.prior, cfg.policy_kwargs)
+        )
 
     def active_prompts(self, step: int) -> torch.Tensor:
         """The prompts trained at this rollout."""
@@ -349,13 +383,20 @@ class Simulator:
         z = self.prior[None].repeat(R, 1, 1).clone()
         gen = torch.Generator().manual_seed(self.cfg.seed)
         opt = None
-        if self.cfg.optimizer == "adam":
+        params = None
+        if self.policy is not None:
+            params = {k: v.requires_grad_(True) for k, v in self.policy.params(R).items()}
+            with torch.no_grad():
+                z = self.policy.logits(params).detach().clone()
+            if self.cfg.optimizer == "adam":
+                opt = torch.optim.Adam(list(params.values()), lr=self.cfg.lr)
+        elif self.cfg.optimizer == "adam":
             z.requires_grad_(True)
             opt = torch.optim.Adam([z], lr=self.cfg.lr)
         value = None
         if self.needs_value:  # VAPO's value pre-training, done exactly: the base policy's values
             value = self.model.exact(self.prior[None]).v.expand(R, -1).clone()
-        return SimState(0, z, [self.pipe.init() for _ in range(R)], [None] * R, gen, opt, value)
+        return SimState(0, z, [self.pipe.init() for _ in range(R)], [None] * R, gen, opt, value, params)
 
     def state_dict(self, s: SimState) -> dict:
         return {
@@ -366,6 +407,7 @@ class Simulator:
             "gen": s.gen.get_state(),
             "opt": None if s.opt is None else s.opt.state_dict(),
             "value": None if s.value is None else s.value.cpu(),
+            "params": None if s.params is None else {k: v.detach().cpu() for k, v in s.params.items()},
             "config": self.cfg.to_json(),
         }
 
@@ -379,6 +421,11 @@ class Simulator:
             s.opt.load_state_dict(d["opt"])
         if s.value is not None and d.get("value") is not None:
             s.value.copy_(d["value"].to(self.device))
+        if s.params is not None:
+            with torch.no_grad():
+                for k, v in s.params.items():
+                    v.copy_(d["params"][k].to(self.device))
+                s.z.copy_(self.policy.logits(s.params))
         return s
 
     # -- exact measurements --------------------------------------------------------------------------
@@ -513,7 +560,12 @@ class Simulator:
     def _apply(
         self, s: SimState, z_var: torch.Tensor, ascent_dir: torch.Tensor | None, loss: torch.Tensor | None
     ) -> None:
-        """One optimizer step on the logits: from an ascent direction (exact) or a loss (sampled)."""
+        """One optimizer step on the logits: from an ascent direction (exact) or a loss (sampled). A
+        parametric policy steps its parameters (the ascent direction pulled back by the Jacobian's
+        transpose) and recomputes the logits."""
+        if s.params is not None:
+            self._apply_params(s, z_var, ascent_dir, loss)
+            return
         if s.opt is not None:
             s.opt.zero_grad()
             if loss is not None:
@@ -546,10 +598,36 @@ class Simulator:
         v = s.value.reshape(-1)
         v[seen] += self.cfg.critic_lr * (total[seen] / count[seen] - v[seen])
 
+    def _apply_params(self, s: SimState, z_var, ascent_dir, loss) -> None:
+        leaves = list(s.params.values())
+        if loss is not None:
+            grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+        else:  # the loss whose logit gradient is −ascent_dir: its parameter gradient is −Jᵀ·ascent_dir
+            grads = torch.autograd.grad(z_var, leaves, grad_outputs=-ascent_dir, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(leaves, grads, strict=True)]
+        if s.opt is not None:
+            for p, g in zip(leaves, grads, strict=True):
+                p.grad = g
+            s.opt.step()
+            s.opt.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad():
+                for p, g in zip(leaves, grads, strict=True):
+                    p.sub_(self.cfg.lr * g)
+        with torch.no_grad():
+            s.z = self.policy.logits(s.params).detach()
+
+    def _z_var(self, s: SimState) -> torch.Tensor:
+        """The logits with the gradient path to what the optimizer updates."""
+        if s.params is not None:
+            return self.policy.logits(s.params)
+        return s.z if s.opt is not None else s.z.detach().requires_grad_(True)
+
     def _lean(self, s: SimState) -> bool:
         return (
             self.cfg.update in ("exact_pg", "exact_npg")
             and s.opt is None
+            and s.params is None
             and isinstance(self.model, models.TreeModel)
             and self.model.horizon == 1
         )
@@ -589,13 +667,14 @@ class Simulator:
             return self._lean_step(s)
         cfg = self.cfg
         z_old = s.z.detach().clone()
+        params_old = None if s.params is None else {k: v.detach().clone() for k, v in s.params.items()}
         ex, meas = self.measure(z_old) if measure else (None, {})
         progress = s.step / max(cfg.steps - 1, 1)
         batch_metrics: list[dict] = [{} for _ in range(cfg.runs)]
         if cfg.update in ("exact_pg", "exact_npg"):
             ex_now = ex if ex is not None else self.model.exact(z_old)
             direction = tr.pg_dz(ex_now) if cfg.update == "exact_pg" else tr.npg_dz(ex_now)
-            self._apply(s, s.z, direction, None)
+            self._apply(s, self._z_var(s) if s.params is not None else s.z, direction, None)
         else:
             roll = self.rollout(z_old, s.gen)
             if s.value is not None:
@@ -611,7 +690,7 @@ class Simulator:
                     else active
                 )
                 for chunk in torch.tensor_split(perm, mbs):
-                    z_var = s.z if s.opt is not None else s.z.detach().requires_grad_(True)
+                    z_var = self._z_var(s)
                     loss, m = self.sampled_loss(s, z_var, roll, chunk)
                     self._apply(s, z_var, None, loss)
                     batch_metrics = m
@@ -629,6 +708,9 @@ class Simulator:
         if bool(bad.any()):
             with torch.no_grad():
                 s.z[bad] = z_old[bad]  # a stopped run keeps its last finite policy
+                if params_old is not None:
+                    for k, v in s.params.items():
+                        v[bad] = params_old[k][bad]
         if measure:
             dz = s.z.detach() - z_old
             w = models.visit_weights(ex.reach)
