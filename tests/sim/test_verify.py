@@ -73,3 +73,15 @@ def test_versus_rows_need_a_paired_gain_beyond_three_se_on_both_environments():
     assert verify._versus_row("X", "c", "s", one_flat, "m", "b", "entropy").verdict == "fails"
     assert verify._versus_row("X", "c", "s", up, "m", "b", "entropy", sign=-1).verdict == "fails"
     assert {"M13", "M14", "M15", "M16", "M17", "M18", "M19", "M20"} <= set(verify.CHECKS)
+
+
+def test_kernel_row_holds_on_every_policy_class_and_fails_for_a_wrong_kernel(monkeypatch):
+    (row,) = verify.run_all(only=["M21"])
+    assert row.verdict == "holds" and row.must_hold
+    assert set(row.details) - {"seconds"} == set(verify.KERNEL_CLASSES)
+    assert row.details["tabular"]["cross_share"] == 0.0
+    assert all(0 < row.details[k]["cross_share"] < 1 for k in verify.KERNEL_CLASSES if k != "tabular")
+    real = theory.kernel_dH_split
+    monkeypatch.setattr(theory, "kernel_dH_split", lambda *a: tuple(1.05 * x for x in real(*a)))
+    (bad,) = verify.run_all(only=["M21"])
+    assert bad.verdict == "fails"
