@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0, help="root seed of the checks (default 0)")
     v.add_argument("--only", nargs="+", metavar="ID", help="only these row ids (e.g. M2 M8)")
     v.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    v.add_argument(
+        "--matrix",
+        action="store_true",
+        help="the claims matrix: the training-dynamics claims (M5 M6 M7 M10 M11, or --only) on every policy class "
+        "(slow: tens of minutes on a 2-core CPU)",
+    )
+    v.add_argument("--policies", nargs="+", metavar="LABEL", help="matrix: only these policy classes")
     return p
 
 
@@ -159,6 +166,23 @@ def verify_main(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"  checking {rid} ({time.perf_counter() - t0:.0f} s) ...", file=sys.stderr, flush=True)
 
+    if args.matrix:
+        try:
+            cells = verify.run_matrix(
+                seed=args.seed, claims=args.only or verify.MATRIX_CLAIMS, policy_labels=args.policies,
+                progress=progress,
+            )  # fmt: skip
+        except ValueError as e:
+            print(f"error: --policies: {e}", file=sys.stderr)
+            return 2
+        print(verify.format_matrix(cells))
+        print(f"({time.perf_counter() - t0:.1f} s, seed {args.seed})")
+        if out is not None:
+            tmp = out.with_suffix(out.suffix + ".tmp")
+            tmp.write_text(verify.matrix_json(cells, args.seed))
+            tmp.replace(out)
+            print(f"wrote {out}")
+        return 0 if all(c.row is None or c.row.ok for c in cells) else 1
     rows = verify.run_all(seed=args.seed, only=args.only, progress=progress)
     print(format_table(rows))
     print(f"({time.perf_counter() - t0:.1f} s, seed {args.seed})")

@@ -15,6 +15,7 @@ Every row runs the simulator itself (``sim.run.Simulator``: the exact DP and the
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import itertools
 import math
@@ -31,6 +32,8 @@ from theory.verify import APPROX, FAILS, HOLDS, Row
 
 # -- helpers ---------------------------------------------------------------------------------------------
 
+_POLICY: contextvars.ContextVar = contextvars.ContextVar("sim_verify_policy", default=None)
+
 
 def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**31 - 1))
@@ -43,6 +46,9 @@ def trajectory(
     ``probes``: {name: f(sim, state) -> (runs,) array}, read before each step (e.g. the probability of
     one arm). Controllers' UserWarnings (e.g. KL-Cov inert once every group of a run is solved) are
     silenced."""
+    override = _POLICY.get()
+    if override is not None:  # the claims matrix: the same check with another policy class
+        cfg = dataclasses.replace(cfg, policy=override[0], policy_kwargs=dict(override[1]))
     sim = Simulator(cfg)
     s = sim.init_state()
     if warm:
@@ -1079,6 +1085,99 @@ CHECKS = {
     "M20": check_ref_kl_importance,
     "M21": check_kernel,
 }
+
+
+# -- the claims matrix: the training-dynamics claims on every policy class -----------------------------------
+
+MATRIX_CLAIMS = ("M5", "M6", "M7", "M10", "M11")
+MATRIX_POLICIES = {
+    "tabular": ("tabular", {}),
+    "loglinear": ("loglinear", {"d": 16}),
+    "loglinear-structured": ("loglinear", {"d": 16, "features": "structured"}),
+    "lowrank": ("lowrank", {"rank": 4}),
+    "mlp": ("mlp", {"hidden": 32}),
+    "transformer": ("transformer", {"d": 16, "heads": 2, "layers": 1}),
+}
+
+
+@dataclasses.dataclass
+class MatrixCell:
+    """One (claim row, policy class) of the matrix; ``row`` is None where the check's environment does not
+    fit the class (``why`` says so)."""
+
+    claim_id: str
+    policy: str
+    row: Row | None
+    why: str = ""
+
+
+def run_matrix(seed: int = 0, claims=MATRIX_CLAIMS, policy_labels=None, progress=None) -> list[MatrixCell]:
+    """Re-run the claims in ``claims`` with every policy class (each check's own seeds, so the cells of one
+    claim are paired across classes). A check whose environment the class does not fit gives cells with
+    ``row`` None."""
+    labels = list(policy_labels or MATRIX_POLICIES)
+    unknown = sorted(set(claims) - set(CHECKS)) + sorted(set(labels) - set(MATRIX_POLICIES))
+    if unknown:
+        raise ValueError(
+            f"matrix: unknown {unknown}; allowed: claims {' '.join(CHECKS)}, policies {' '.join(MATRIX_POLICIES)}"
+        )
+    cells = []
+    for label in labels:
+        token = _POLICY.set(MATRIX_POLICIES[label])
+        try:
+            for rid in claims:
+                if progress:
+                    progress(f"{rid}/{label}")
+                try:
+                    rows = run_all(seed=seed, only=[rid])
+                except ValueError as e:  # the class does not fit the check's environment
+                    cells.append(MatrixCell(rid, label, None, str(e)))
+                    continue
+                cells.extend(MatrixCell(r.id, label, r) for r in rows)
+        finally:
+            _POLICY.reset(token)
+    return cells
+
+
+def format_matrix(cells: list[MatrixCell]) -> str:
+    """Claim × policy class: verdict and the row's measured number (``worst``), — where it does not fit."""
+    labels = list(dict.fromkeys(c.policy for c in cells))
+    ids = list(dict.fromkeys(c.claim_id for c in cells if c.row is not None))
+    by = {(c.claim_id, c.policy): c for c in cells}
+    claim_of = {c.claim_id: c.row.claim for c in cells if c.row is not None}
+    w = 18
+    lines = [f"{'claim':<6}" + "".join(f"{lab[:w]:>{w + 1}}" for lab in labels)]
+    lines.append("-" * len(lines[0]))
+    for rid in ids:
+        cell_txt = []
+        for lab in labels:
+            c = by.get((rid, lab))
+            if c is None or c.row is None:
+                cell_txt.append("—")
+            else:
+                cell_txt.append(f"{c.row.verdict[:6]} {c.row.worst:+.3g}")
+        lines.append(f"{rid:<6}" + "".join(f"{t:>{w + 1}}" for t in cell_txt))
+    lines.append("-" * len(lines[0]))
+    for rid in ids:
+        lines.append(f"{rid}: {claim_of[rid]}")
+    gaps = sorted({(c.claim_id, c.policy, c.why) for c in cells if c.row is None})
+    for rid, lab, why in gaps:
+        lines.append(f"— {rid}/{lab}: {why}")
+    return "\n".join(lines)
+
+
+def matrix_json(cells: list[MatrixCell], seed: int) -> str:
+    import json
+
+    rows = []
+    for c in cells:
+        base = {"claim_id": c.claim_id, "policy": c.policy, "policy_class": MATRIX_POLICIES[c.policy][0],
+                "policy_kwargs": MATRIX_POLICIES[c.policy][1]}  # fmt: skip
+        if c.row is None:
+            rows.append({**base, "verdict": None, "why": c.why})
+        else:
+            rows.append({**base, **dataclasses.asdict(c.row), "ok": c.row.ok})
+    return json.dumps({"seed": seed, "rows": rows}, indent=2, default=float)
 
 
 def run_all(seed: int = 0, only=None, progress=None):
