@@ -49,7 +49,7 @@ def _parse(v: str):
 
 def test_every_figure_has_a_test():
     names = {f"test_fig{n:02d}" for n in figures.modules()}
-    assert len(names) == 16
+    assert len(names) == 17
     missing = names - set(globals())
     assert not missing
 
@@ -297,3 +297,17 @@ def test_check_result_names_what_is_wrong():
             fc.Result([{"b": 1}], {"claim": "c", "verdict": fc.HOLDS, "finding": "f"}), ("a",), "x"
         )
     assert sys.modules["matplotlib"].get_backend().lower() == "agg"
+
+
+def test_fig17(tmp_path):
+    """The quick matrix (M5 on two classes): the tabular cell is exactly the plain ``sim verify`` row."""
+    from sim import verify
+
+    res, meta = made(17, tmp_path)
+    assert res.values("policy") == ["tabular", "loglinear-structured"]
+    assert all(v in fc.VERDICTS for v in res.values("verdict"))
+    (plain,) = verify.run_all(seed=0, only=["M5"])
+    (tab,) = res.select(policy="tabular")
+    assert tab["verdict"] == plain.verdict and tab["worst"] == pytest.approx(plain.worst)
+    changed = len(set(res.values("verdict"))) > 1
+    assert meta["verdict"] == (fc.HOLDS if changed else fc.FAILS)
