@@ -17,11 +17,12 @@ PY  := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_INDEX_FLAG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 
-.PHONY: test figures verify lint format clean help
+.PHONY: test figures matrix verify lint format clean help
 
 help:
 	@echo "make figures  - reproduce the 16 figures (figures/out, docs/figures) and print the verification tables"
 	@echo "make test     - lint + full test suite (CPU)"
+	@echo "make matrix   - figure 17, the claims matrix of every policy class (slow: about an hour on 2 CPUs)"
 	@echo "make verify   - only the verification tables (python -m theory verify; python -m sim verify)"
 	@echo "make lint     - ruff check + ruff format --check"
 
@@ -49,6 +50,9 @@ figures: $(VENV)/.core
 	$(PY) -m figures --out figures/out --docs docs/figures
 	$(PY) -m theory verify --json runs/theory_verification.json
 	$(PY) -m sim verify --json runs/sim_verification.json
+
+matrix: $(VENV)/.core
+	$(PY) -m figures 17 --out figures/out --docs docs/figures
 
 verify: $(VENV)/.core
 	$(PY) -m theory verify

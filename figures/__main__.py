@@ -79,7 +79,8 @@ def write_index(out: Path, metas: dict[int, dict]) -> Path:
         "| --- | --- | --- |",
     ]
     for n, m in metas.items():
-        lines.append(f"| {n} | [{m['title']}](#figure-{n}) | {m['verdict']} |")
+        stale = " (earlier code: rerun)" if m.get("code") != code_hash(figures.load(n)) else ""
+        lines.append(f"| {n} | [{m['title']}](#figure-{n}) | {m['verdict']}{stale} |")
     lines.append("")
     for n, m in metas.items():
         mod = figures.load(n)
@@ -118,11 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--docs", default=None, help="also copy the outputs to this folder (e.g. docs/figures)")
     ap.add_argument("--seed", type=int, default=0, help="seed of every figure's generator (default 0)")
     ap.add_argument("--force", action="store_true", help="recompute figures already in --out")
+    ap.add_argument(
+        "--slow",
+        action="store_true",
+        help="also the slow figures (17, the claims matrix: about an hour on 2 CPUs); naming a figure always makes it",
+    )
     args = ap.parse_args(argv)
     bad = [n for n in args.numbers if n not in available]
     if bad:
         ap.error(f"numbers: got {bad}; allowed: {', '.join(map(str, available))}")
-    numbers = args.numbers or list(available)
+    numbers = args.numbers or [
+        n for n in available if args.slow or not getattr(figures.load(n), "SLOW", False)
+    ]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
@@ -133,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         bar.set_postfix_str(f"figure {n}: {figures.load(n).TITLE[:40]}")
         metas[n] = make_one(n, out, args.quick, args.seed, args.force)
     bar.close()
+    # a slow figure this call skipped keeps its committed copy in --docs (the index marks it if its code changed)
+    if args.docs:
+        for n in available:
+            if n not in metas and not (out / f"{available[n]}.json").exists():
+                src = Path(args.docs) / available[n]
+                if all(src.with_suffix(s).exists() for s in (".png", ".csv", ".json")):
+                    for s in (".png", ".csv", ".json"):
+                        shutil.copy2(src.with_suffix(s), out / f"{available[n]}{s}")
     # the gallery lists every figure present in --out, not only this call's
     for n in available:
         js = out / f"{available[n]}.json"
