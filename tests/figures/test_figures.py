@@ -311,3 +311,21 @@ def test_fig17(tmp_path):
     assert tab["verdict"] == plain.verdict and tab["worst"] == pytest.approx(plain.worst)
     changed = len(set(res.values("verdict"))) > 1
     assert meta["verdict"] == (fc.HOLDS if changed else fc.FAILS)
+
+
+def test_slow_figures_are_skipped_by_default_and_keep_their_docs_copy(tmp_path, monkeypatch):
+    real = figures.modules()
+    monkeypatch.setattr(figures, "modules", lambda: {1: real[1], 17: real[17]})
+    out, docs = tmp_path / "out", tmp_path / "docs"
+    docs.mkdir()
+    stem = docs / real[17]
+    stem.with_suffix(".png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    stem.with_suffix(".csv").write_text("claim_id,policy,verdict,worst,measured\n")
+    meta = {"title": "m", "verdict": "holds", "claim": "c", "finding": "f", "code": "old", "seconds": 1.0,
+            "settings": {"quick": False, "seed": 0}}  # fmt: skip
+    stem.with_suffix(".json").write_text(json.dumps(meta))
+    assert main(["--quick", "--out", str(out), "--docs", str(docs)]) == 0
+    index = (out / "index.md").read_text()
+    assert "## Figure 1" in index and "## Figure 17" in index  # 17 not recomputed, its copy kept
+    assert "| 17 | [m](#figure-17) | holds (earlier code: rerun) |" in index
+    assert json.loads((out / f"{real[17]}.json").read_text())["code"] == "old"
