@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import controllers as C
 import theory
 from sim import models, policies
 from sim import tree as tr
@@ -176,3 +177,15 @@ def test_structured_features_share_a_correctness_direction():
     want = ((sim.model.qstar >= best - 1e-12) & (best > 0)).to(phi.dtype)
     torch.testing.assert_close(phi, want)
     assert math.isclose(float(phi.sum()), float(want.sum())) and 0 < float(want.mean()) < 1
+
+
+@pytest.mark.parametrize("name", [n for n in C.names() if n != "grpo"])
+def test_every_controller_runs_on_a_shared_parameter_policy(name):
+    """Each controller after a GRPO baseline, PPO epochs, on the low-rank policy: finite and learning."""
+    cfg = _cfg(policy="lowrank", update="ppo", epochs=2, controllers=("grpo", name), steps=3, lr=0.5)
+    sim = Simulator(cfg)
+    s = sim.init_state()
+    for _ in range(cfg.steps):
+        sim.step(s)
+    assert all(d is None for d in s.dead), s.dead
+    assert bool(torch.isfinite(s.z).all())
