@@ -22,7 +22,7 @@ from sim import verify
 
 TITLE = "Claims × policy class: which claims need shared parameters"
 SLOW = True  # the full matrix takes about an hour on 2 CPUs: `make matrix`, or python -m figures 17
-COLUMNS = ("claim_id", "policy", "verdict", "worst", "measured")
+COLUMNS = ("claim_id", "policy", "verdict", "worst", "tolerance", "measured")
 QUICK_CLAIMS, QUICK_POLICIES = ("M5",), ("tabular", "loglinear-structured")
 COLOURS = {
     fc.HOLDS: "#4caf50",
@@ -43,6 +43,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
             "policy": c.policy,
             "verdict": "n/a" if c.row is None else c.row.verdict,
             "worst": float("nan") if c.row is None else float(c.row.worst),
+            "tolerance": float("nan") if c.row is None else float(c.row.tolerance),
             "measured": c.why if c.row is None else c.row.measured,
         }
         for c in cells

@@ -1136,7 +1136,19 @@ def run_matrix(seed: int = 0, claims=MATRIX_CLAIMS, policy_labels=None, progress
                 cells.extend(MatrixCell(r.id, label, r) for r in rows)
         finally:
             _POLICY.reset(token)
-    return cells
+    # a check that did not fit a class stands for every row id the check gives on the other classes
+    out = []
+    for c in cells:
+        subs = list(
+            dict.fromkeys(
+                d.claim_id for d in cells if d.row is not None and d.claim_id.startswith(c.claim_id)
+            )
+        )
+        if c.row is None and subs:
+            out.extend(MatrixCell(sid, c.policy, None, c.why) for sid in subs)
+        else:
+            out.append(c)
+    return out
 
 
 def format_matrix(cells: list[MatrixCell]) -> str:
@@ -1145,7 +1157,7 @@ def format_matrix(cells: list[MatrixCell]) -> str:
     ids = list(dict.fromkeys(c.claim_id for c in cells if c.row is not None))
     by = {(c.claim_id, c.policy): c for c in cells}
     claim_of = {c.claim_id: c.row.claim for c in cells if c.row is not None}
-    w = 18
+    w = 26
     lines = [f"{'claim':<6}" + "".join(f"{lab[:w]:>{w + 1}}" for lab in labels)]
     lines.append("-" * len(lines[0]))
     for rid in ids:
@@ -1155,9 +1167,13 @@ def format_matrix(cells: list[MatrixCell]) -> str:
             if c is None or c.row is None:
                 cell_txt.append("—")
             else:
-                cell_txt.append(f"{c.row.verdict[:6]} {c.row.worst:+.3g}")
+                cell_txt.append(f"{c.row.verdict[:6]} {c.row.worst:+.3g} ({c.row.tolerance:.2g})")
         lines.append(f"{rid:<6}" + "".join(f"{t:>{w + 1}}" for t in cell_txt))
     lines.append("-" * len(lines[0]))
+    lines.append(
+        "cell: verdict, the row's measured number and (in brackets) its tolerance: 3 standard errors of a paired"
+    )
+    lines.append("difference, or the bound the row's rule uses; the JSON has each row's full measurement")
     for rid in ids:
         lines.append(f"{rid}: {claim_of[rid]}")
     gaps = sorted({(c.claim_id, c.policy, c.why) for c in cells if c.row is None})

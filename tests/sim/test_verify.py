@@ -85,3 +85,31 @@ def test_kernel_row_holds_on_every_policy_class_and_fails_for_a_wrong_kernel(mon
     monkeypatch.setattr(theory, "kernel_dH_split", lambda *a: tuple(1.05 * x for x in real(*a)))
     (bad,) = verify.run_all(only=["M21"])
     assert bad.verdict == "fails"
+
+
+def test_matrix_cells_json_and_classes_that_do_not_fit(tmp_path, capsys):
+    out = tmp_path / "m.json"
+    rc = main(
+        [
+            "verify",
+            "--matrix",
+            "--only",
+            "M5",
+            "--policies",
+            "tabular",
+            "transformer",
+            "--json",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "M5" in text and "—" in text and "M5/transformer: policy: got 'transformer' on bandit" in text
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["claim_id"], r["policy"]) for r in rows] == [("M5", "tabular"), ("M5", "transformer")]
+    (plain,) = verify.run_all(only=["M5"])
+    assert rows[0]["verdict"] == plain.verdict and rows[0]["worst"] == pytest.approx(plain.worst)
+    assert rows[1]["verdict"] is None and rows[1]["policy_class"] == "transformer"
+    with pytest.raises(ValueError, match=r"^matrix: unknown \['cnn'\]"):
+        verify.run_matrix(claims=("M5",), policy_labels=["cnn"])
