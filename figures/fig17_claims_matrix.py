@@ -21,7 +21,7 @@ from figures import _common as fc
 from sim import verify
 
 TITLE = "Claims × policy class: which claims need shared parameters"
-SLOW = True  # the full matrix takes about an hour on 2 CPUs: `make matrix`, or python -m figures 17
+SLOW = True  # the full matrix takes about 11 minutes on 2 CPUs: `make matrix`, or python -m figures 17
 COLUMNS = ("claim_id", "policy", "verdict", "worst", "tolerance", "measured")
 QUICK_CLAIMS, QUICK_POLICIES = ("M5",), ("tabular", "loglinear-structured")
 COLOURS = {
