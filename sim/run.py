@@ -164,11 +164,11 @@ class SimConfig:
             tree,
             spec.shape.horizon if tree else spec.horizon,
         )
-        if self.policy != "tabular" and self.update == "exact_npg":
+        if self.policy != "tabular" and self.update == "exact_npg" and self.optimizer != "sgd":
             bad(
-                "update",
-                self.update,
-                f"exact_pg, grpo, ppo with policy {self.policy} (the natural step here is the tabular one)",
+                "optimizer",
+                self.optimizer,
+                "sgd with exact_npg and a parametric policy (the natural step is taken directly)",
             )
         if self.policy != "tabular" and self.compile:
             bad(
@@ -617,6 +617,39 @@ class Simulator:
         with torch.no_grad():
             s.z = self.policy.logits(s.params).detach()
 
+    def _natural_params_step(self, s: SimState, ex) -> None:
+        """Exact natural PG for a parametric policy: θ ← θ + η·F⁺·Jᵀg per run, with the Fisher
+        F = Σ_s d(s)·J_sᵀ (diag π_s − π_s π_sᵀ) J_s of the visit distribution and g = d·π·A, J = ∂z/∂θ
+        (by autograd; F⁺ the pseudo-inverse). One-hot features give the tabular NPG step Δz = η·A."""
+        keys = list(s.params)
+        g_all = tr.pg_dz(ex).detach()  # (R, S, V)
+        for i in range(s.z.shape[0]):
+            if s.dead[i] is not None:
+                continue
+            flat0 = torch.cat([s.params[k].detach()[i].reshape(-1) for k in keys])
+            sizes = [s.params[k][i].numel() for k in keys]
+            shapes = [s.params[k][i].shape for k in keys]
+
+            def z_of(flat, sizes=sizes, shapes=shapes):
+                parts = torch.split(flat, sizes)
+                one = {k: p.reshape(1, *shp) for k, p, shp in zip(keys, parts, shapes, strict=True)}
+                return self.policy.logits(one)[0]
+
+            J = torch.autograd.functional.jacobian(z_of, flat0, vectorize=True)  # (S, V, P)
+            pi, d = ex.pi[i].detach(), ex.reach[i].detach()  # (S, V), (S,)
+            piJ = pi[..., None] * J
+            MJ = d[:, None, None] * (piJ - pi[..., None] * piJ.sum(1, keepdim=True))
+            F = torch.einsum("svp,svq->pq", J, MJ)
+            grad = torch.einsum("svp,sv->p", J, g_all[i])
+            step = torch.linalg.pinv(F, hermitian=True) @ grad  # F is singular (softmax shifts, shared θ)
+            with torch.no_grad():
+                offset = 0
+                for k, n in zip(keys, sizes, strict=True):
+                    s.params[k][i] += self.cfg.lr * step[offset : offset + n].reshape(s.params[k][i].shape)
+                    offset += n
+        with torch.no_grad():
+            s.z = self.policy.logits(s.params).detach()
+
     def _z_var(self, s: SimState) -> torch.Tensor:
         """The logits with the gradient path to what the optimizer updates."""
         if s.params is not None:
@@ -673,8 +706,11 @@ class Simulator:
         batch_metrics: list[dict] = [{} for _ in range(cfg.runs)]
         if cfg.update in ("exact_pg", "exact_npg"):
             ex_now = ex if ex is not None else self.model.exact(z_old)
-            direction = tr.pg_dz(ex_now) if cfg.update == "exact_pg" else tr.npg_dz(ex_now)
-            self._apply(s, self._z_var(s) if s.params is not None else s.z, direction, None)
+            if s.params is not None and cfg.update == "exact_npg":
+                self._natural_params_step(s, ex_now)
+            else:
+                direction = tr.pg_dz(ex_now) if cfg.update == "exact_pg" else tr.npg_dz(ex_now)
+                self._apply(s, self._z_var(s) if s.params is not None else s.z, direction, None)
         else:
             roll = self.rollout(z_old, s.gen)
             if s.value is not None:

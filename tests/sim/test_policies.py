@@ -57,7 +57,12 @@ def test_transformer_logits_are_each_prefix_run_alone():
 @pytest.mark.parametrize("name", PARAMETRIC)
 @pytest.mark.parametrize(
     ("update", "controllers", "optimizer"),
-    [("exact_pg", (), "sgd"), ("grpo", ("grpo",), "sgd"), ("ppo", ("grpo", "ppo_clip", "clip_cov"), "adam")],
+    [
+        ("exact_pg", (), "sgd"),
+        ("exact_npg", (), "sgd"),
+        ("grpo", ("grpo",), "sgd"),
+        ("ppo", ("grpo", "ppo_clip", "clip_cov"), "adam"),
+    ],
 )
 def test_every_class_runs_every_update_rule(name, update, controllers, optimizer):
     cfg = _cfg(policy=name, update=update, controllers=controllers, optimizer=optimizer, epochs=2, steps=4,
@@ -156,8 +161,8 @@ def test_fast_path_and_resume_with_a_parametric_policy(tmp_path, monkeypatch):
             r"^policy_kwargs.d: got 6; allowed: a multiple of heads = 4$",
         ),
         (
-            {"policy": "loglinear", "update": "exact_npg", "controllers": ()},
-            r"^update: got 'exact_npg'; allowed: exact_pg, grpo, ppo with policy loglinear",
+            {"policy": "loglinear", "update": "exact_npg", "controllers": (), "optimizer": "adam"},
+            r"^optimizer: got 'adam'; allowed: sgd with exact_npg and a parametric policy",
         ),
         (
             {"policy": "mlp", "policy_kwargs": {"hidden": 0}},
@@ -189,3 +194,43 @@ def test_every_controller_runs_on_a_shared_parameter_policy(name):
         sim.step(s)
     assert all(d is None for d in s.dead), s.dead
     assert bool(torch.isfinite(s.z).all())
+
+
+def _npg_sim(**kw):
+    return Simulator(_cfg(policy="loglinear", update="exact_npg", controllers=(), runs=1, lr=0.3, **kw))
+
+
+def test_natural_step_of_a_parametric_policy_is_fisher_preconditioned():
+    sim = _npg_sim(policy_kwargs={"d": 6, "scale": 2.0})
+    s = sim.init_state()
+    ex = sim.model.exact(s.z.detach())
+    J = sim.policy.phi  # (S, V, d): z = prior + Φθ
+    pi, d = ex.pi[0], ex.reach[0]
+    F = sum(d[i] * J[i].T @ (torch.diag(pi[i]) - torch.outer(pi[i], pi[i])) @ J[i] for i in range(J.shape[0]))
+    grad = torch.einsum("svp,sv->p", J, tr.pg_dz(ex)[0])
+    want = 0.3 * torch.linalg.pinv(F, hermitian=True) @ grad
+    theta0 = s.params["theta"].detach().clone()
+    sim.step(s)
+    torch.testing.assert_close(s.params["theta"][0] - theta0[0], want, rtol=1e-7, atol=1e-10)
+
+
+def test_natural_step_is_invariant_to_reparametrisation_and_tabular_in_the_limit():
+    a, b = _npg_sim(policy_kwargs={"d": 5}), _npg_sim(policy_kwargs={"d": 5})
+    Q = torch.linalg.qr(torch.randn(5, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64))[0]
+    b.policy.phi = a.policy.phi @ (3.0 * Q)  # another basis of the same feature space
+    sa, sb = a.init_state(), b.init_state()
+    a.step(sa)
+    b.step(sb)
+    torch.testing.assert_close(sa.z, sb.z, rtol=1e-9, atol=1e-10)
+    # one-hot features (a free logit per state and token): the tabular natural step, up to a per-state shift
+    c, tab = (
+        _npg_sim(policy_kwargs={"d": 2}),
+        Simulator(_cfg(update="exact_npg", controllers=(), runs=1, lr=0.3)),
+    )
+    S, V = c.prior.shape
+    c.policy.kw["d"] = S * V
+    c.policy.phi = torch.eye(S * V, dtype=torch.float64).reshape(S, V, S * V)
+    sc, st = c.init_state(), tab.init_state()
+    c.step(sc)
+    tab.step(st)
+    torch.testing.assert_close(torch.softmax(sc.z, -1), torch.softmax(st.z, -1), rtol=1e-8, atol=1e-10)
