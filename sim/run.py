@@ -617,6 +617,21 @@ class Simulator:
         with torch.no_grad():
             s.z = self.policy.logits(s.params).detach()
 
+    def param_jacobian(self, s: SimState, run: int) -> tuple[torch.Tensor, list[int]]:
+        """(J (S, V, P), sizes): ∂z/∂θ of one run's logits in its flattened parameters (in the order of
+        ``s.params``; ``sizes`` the number of entries of each), by autograd."""
+        keys = list(s.params)
+        flat0 = torch.cat([s.params[k].detach()[run].reshape(-1) for k in keys])
+        sizes = [s.params[k][run].numel() for k in keys]
+        shapes = [s.params[k][run].shape for k in keys]
+
+        def z_of(flat):
+            parts = torch.split(flat, sizes)
+            one = {k: p.reshape(1, *shp) for k, p, shp in zip(keys, parts, shapes, strict=True)}
+            return self.policy.logits(one)[0]
+
+        return torch.autograd.functional.jacobian(z_of, flat0, vectorize=True), sizes
+
     def _natural_params_step(self, s: SimState, ex) -> None:
         """Exact natural PG for a parametric policy: θ ← θ + η·F⁺·Jᵀg per run, with the Fisher
         F = Σ_s d(s)·J_sᵀ (diag π_s − π_s π_sᵀ) J_s of the visit distribution and g = d·π·A, J = ∂z/∂θ
@@ -626,16 +641,7 @@ class Simulator:
         for i in range(s.z.shape[0]):
             if s.dead[i] is not None:
                 continue
-            flat0 = torch.cat([s.params[k].detach()[i].reshape(-1) for k in keys])
-            sizes = [s.params[k][i].numel() for k in keys]
-            shapes = [s.params[k][i].shape for k in keys]
-
-            def z_of(flat, sizes=sizes, shapes=shapes):
-                parts = torch.split(flat, sizes)
-                one = {k: p.reshape(1, *shp) for k, p, shp in zip(keys, parts, shapes, strict=True)}
-                return self.policy.logits(one)[0]
-
-            J = torch.autograd.functional.jacobian(z_of, flat0, vectorize=True)  # (S, V, P)
+            J, sizes = self.param_jacobian(s, i)
             pi, d = ex.pi[i].detach(), ex.reach[i].detach()  # (S, V), (S,)
             piJ = pi[..., None] * J
             MJ = d[:, None, None] * (piJ - pi[..., None] * piJ.sum(1, keepdim=True))

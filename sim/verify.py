@@ -994,19 +994,6 @@ KERNEL_CLASSES = {
 }
 
 
-def _flat_jacobian(sim, s) -> np.ndarray:
-    """(S·V, P) ∂z/∂θ of run 0's logits in its flattened parameters."""
-    keys = list(s.params)
-    flat0 = torch.cat([s.params[k].detach()[:1].reshape(-1) for k in keys])
-    sizes = [s.params[k][:1].numel() for k in keys]
-
-    def z_of(flat):
-        parts = dict(zip(keys, torch.split(flat, sizes), strict=True))
-        return sim.policy.logits({k: parts[k].reshape(s.params[k][:1].shape) for k in keys})[0]
-
-    return torch.autograd.functional.jacobian(z_of, flat0).reshape(-1, flat0.numel()).numpy()
-
-
 def check_kernel(rng) -> Row:
     """Exact PG on a token tree for every policy class: the visit-weighted realised ΔH against the kernel
     prediction Σ_s w(s)·(−Cov(log π_s, (η·J Jᵀ g)_s)) at η, η/10, η/100, and the share of the predicted
@@ -1032,7 +1019,11 @@ def check_kernel(rng) -> Row:
             ex = sim.model.exact(s.z.detach())
             w = models.visit_weights(ex.reach)[0].numpy()
             g = tr.pg_dz(ex)[0].numpy()
-            J = np.eye(z0.size) if s.params is None else _flat_jacobian(sim, s)
+            J = (
+                np.eye(z0.size)
+                if s.params is None
+                else sim.param_jacobian(s, 0)[0].reshape(z0.size, -1).numpy()
+            )
             own, cross = theory.kernel_dH_split(z0, J, g, lr)
             pred = float((w * (own + cross)).sum())
             sim.step(s, measure=False)
