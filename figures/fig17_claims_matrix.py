@@ -3,7 +3,8 @@
 In a tabular softmax every prompt has its own logits, so a constant baseline leaves the expected update
 unchanged and several LLM claims can only come from sampling noise or from sharing. Each simulator claim
 (rows: M5 PSR/NSR/W-REINFORCE, M6 clip-higher / Clip-Cov / KL-Cov controllability, M7 entropy-bonus
-sensitivity, M10 off-policy epochs, M11 the entropy–performance law and its early prediction) is re-run,
+sensitivity, M10 off-policy epochs, M11 the entropy–performance law and its early prediction, M22 QAE's
+K sweep) is re-run,
 with its own seeds and paired comparisons, on every policy class of ``sim.policies``: tabular, log-linear
 (random and structured features), low-rank, MLP and a one-layer causal transformer over token-tree
 prefixes, all starting at the same prior. Cells: the verdict (green holds, amber approximate, red fails,

@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--matrix",
         action="store_true",
-        help="the claims matrix: the training-dynamics claims (M5 M6 M7 M10 M11, or --only) on every policy class "
+        help="the claims matrix: the training-dynamics claims (M5 M6 M7 M10 M11 M22, or --only) on every policy class "
         "(slow: about 11 minutes on a 2-core CPU)",
     )
     v.add_argument("--policies", nargs="+", metavar="LABEL", help="matrix: only these policy classes")

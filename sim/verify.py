@@ -982,6 +982,41 @@ def check_ref_kl_importance(rng) -> Row:
     )  # fmt: skip
 
 
+# -- M22: QAE's K sweep on a token tree -------------------------------------------------------------------
+
+QAE_KS = (0.2, 0.4, 0.6, 0.8)
+
+
+def check_qae_sweep(rng) -> Row:
+    se_env, seed = _seed(rng), _seed(rng)
+    base = {"update": "grpo", "steps": 100, "lr": CLIP_LR}
+    grpo = trajectory(_tree_cfg(se_env, seed, controllers=("grpo",), **base))
+    ends = []
+    for k in QAE_KS:
+        t = trajectory(
+            _tree_cfg(se_env, seed, controllers=("qae",), hyperparameters={"qae": {"k": k}}, **base)
+        )
+        ends.append(t["entropy"][-1])
+    d = ends[QAE_KS.index(0.4)] - grpo["entropy"][-1]
+    ok = monotone(ends) and float(d.mean()) > 3 * _se(d)
+    return Row(
+        id="M22",
+        claim="QAE: final entropy rises with K, and K = 0.4 keeps entropy above GRPO's",
+        source="Wu et al. 2025 (QAE) §4-5; figure 7 (the bandit version); THEORY §4.5",
+        setting=f"TokenTree 8 prompts V=4 T=4; on-policy sampled steps, η={CLIP_LR:g}, G=8, 100 steps, 16 runs, paired seeds",
+        n=16,
+        measured=(
+            f"final H by K {_fmt(QAE_KS, '{:g}')}: {_fmt([float(e.mean()) for e in ends])}, GRPO "
+            f"{float(grpo['entropy'][-1].mean()):.3f}; K=0.4 − GRPO {float(d.mean()):+.4f} ± {_se(d):.4f} (paired)"
+        ),
+        worst=float(d.mean()),
+        tolerance=3 * _se(d),
+        verdict=HOLDS if ok else FAILS,
+        must_hold=False,
+        details={"ks": list(QAE_KS), "H_end": [float(e.mean()) for e in ends], "diff_k04": float(d.mean())},
+    )
+
+
 # -- M21: Lemma 1 through the kernel on every policy class -------------------------------------------------
 
 KERNEL_CLASSES = {
@@ -1075,12 +1110,13 @@ CHECKS = {
     "M19": check_vapo,
     "M20": check_ref_kl_importance,
     "M21": check_kernel,
+    "M22": check_qae_sweep,
 }
 
 
 # -- the claims matrix: the training-dynamics claims on every policy class -----------------------------------
 
-MATRIX_CLAIMS = ("M5", "M6", "M7", "M10", "M11")
+MATRIX_CLAIMS = ("M5", "M6", "M7", "M10", "M11", "M22")
 MATRIX_POLICIES = {
     "tabular": ("tabular", {}),
     "loglinear": ("loglinear", {"d": 16}),
