@@ -306,9 +306,7 @@ class Trainer:
             adv=torch.zeros_like(mask), entropy=ent, mask=mask, group=roll.group, reward=roll.reward,
             length=mask.sum(-1), ref_logp=ref_logp, guide=roll.guide,
             step_correct=None if roll.step_correct is None else roll.step_correct.to(mask.dtype),
-            embedding=roll.embedding
-            if roll.embedding is not None or not self.needs_embedding
-            else C.ngram_embedding(roll.completion_ids, mask),
+            embedding=roll.embedding,
         )  # fmt: skip
         try:
             with C.dist.using(self.gather):
@@ -383,8 +381,12 @@ class Trainer:
         )  # fmt: skip
         if cfg.guide_per_group:
             roll = add_guides(roll, self.tok, self.task, examples, cfg.group_size, cfg.guide_per_group)
+        # the n-gram embedding once per rollout: telemetry, and diversity_reward's input without MiniLM
+        ngram = C.ngram_embedding(roll.completion_ids, roll.completion_mask)
         if self.embedder is not None:
             roll.embedding = self.embedder(roll.texts)
+        elif self.needs_embedding:
+            roll.embedding = ngram
         if cfg.step_signal != "none":
             roll.step_correct = prefix_steps(roll, self.tok, examples, cfg.group_size, self.step_judge)
         t_gen = time.perf_counter() - t0
@@ -454,9 +456,7 @@ class Trainer:
                     "rollout/truncated_frac": float(roll.truncated.float().mean()),
                     **data_stats,
                     **self._mismatch(log_mass, mask),
-                    "rollout/diversity": _nan0(
-                        C.group_diversity(C.ngram_embedding(roll.completion_ids, mask), roll.group)
-                    ),
+                    "rollout/diversity": _nan0(C.group_diversity(ngram, roll.group)),
                     "rollout/distinct_2": _nan0(C.distinct_n(roll.completion_ids, mask, roll.group, 2)),
                 }
             )
