@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from theory.verify import APPROX, FAILS, HOLDS, SURROGATE
+from theory.verify import APPROX, FAILS, HOLDS, SURROGATE, jsonable
 
 VERDICTS = (HOLDS, APPROX, FAILS, SURROGATE)
 
@@ -69,20 +69,6 @@ def check_result(res: Result, columns: tuple[str, ...], name: str) -> None:
             raise ValueError(f"{name}: row {i} has columns {sorted(r)}; expected {sorted(columns)}")
 
 
-def _clean(x):
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
-    return x
-
-
 def _atomic(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
@@ -101,10 +87,10 @@ def save(res: Result, fig, stem: Path, columns: tuple[str, ...]) -> list[Path]:
             w = csv.DictWriter(fh, fieldnames=list(columns))
             w.writeheader()
             for r in res.rows:
-                w.writerow({k: _clean(r[k]) for k in columns})
+                w.writerow({k: jsonable(r[k]) for k in columns})
 
     _atomic(csv_path, write_csv)
-    _atomic(js, lambda p: p.write_text(json.dumps(_clean(res.meta), indent=2, ensure_ascii=False) + "\n"))
+    _atomic(js, lambda p: p.write_text(json.dumps(jsonable(res.meta), indent=2, ensure_ascii=False) + "\n"))
     return [png, csv_path, js]
 
 

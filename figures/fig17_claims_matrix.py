@@ -2,19 +2,26 @@
 
 In a tabular softmax every prompt has its own logits, so a constant baseline leaves the expected update
 unchanged and several LLM claims can only come from sampling noise or from sharing. Each simulator claim
-(rows: M5 PSR/NSR/W-REINFORCE, M6 clip-higher / Clip-Cov / KL-Cov controllability, M7 entropy-bonus
-sensitivity, M10 off-policy epochs, M11 the entropy–performance law and its early prediction, M22 QAE's
-K sweep) is re-run,
-with its own seeds and paired comparisons, on every policy class of ``sim.policies``: tabular, log-linear
-(random and structured features), low-rank, MLP and a one-layer causal transformer over token-tree
-prefixes, all starting at the same prior. Cells: the verdict (green holds, amber approximate, red fails,
-grey where the class does not fit the check's environment, e.g. the transformer on a bandit) and the
-row's measured number. ``python -m sim verify --matrix`` prints the same table; its JSON has one row per
-(claim, policy). The finding states which claims change verdict with sharing.
+(rows: M5a/M5b PSR/NSR/W-REINFORCE entropy and pass@k at k = 1…256, M6 clip-higher / Clip-Cov / KL-Cov
+controllability, M7 entropy-bonus sensitivity, M10 off-policy epochs, M11 the entropy–performance law and
+its early prediction, M22 QAE's K sweep) is re-run, with its own seeds and paired comparisons, on every
+policy class of ``sim.policies``: tabular, log-linear (random and structured features), low-rank, MLP and a
+one-layer causal transformer over token-tree prefixes, all starting at the same prior.
+
+Each class learns at its own speed at a given η, so the matrix is run twice: with the checks' own η for
+every class ("same η"), and with each parametric class's η divided by its kernel gain ρ = ‖Jᵀg‖²/‖g‖² at
+the start ("calibrated": every class's first step raises the objective as fast as the tabular one's;
+``SimConfig.calibrate_lr``). Left: each cell's upper half is the same-η verdict, the lower half the
+calibrated one (green holds, amber approximate, red fails, grey where the class does not fit the check's
+environment, e.g. the transformer on a bandit), with the measured number ± its standard error. Right:
+NSR − PSR pass@k against k (M5b) per class, calibrated (solid) and same η (dashed). ``python -m sim verify
+--matrix [--calibrate-lr]`` prints either table; its JSON has one row per (claim, policy). The finding
+states which claims change verdict with the class once speeds are matched.
 """
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
@@ -22,8 +29,10 @@ from figures import _common as fc
 from sim import verify
 
 TITLE = "Claims × policy class: which claims need shared parameters"
-SLOW = True  # the full matrix takes about 11 minutes on 2 CPUs: `make matrix`, or python -m figures 17
-COLUMNS = ("claim_id", "policy", "verdict", "worst", "tolerance", "measured")
+SLOW = True  # the two matrices take about 25 minutes on 2 CPUs: `make matrix`, or python -m figures 17
+COLUMNS = ("eta", "claim_id", "policy", "verdict", "worst", "spread", "tolerance", "lr_gain_lo", "lr_gain_hi",
+           "measured")  # fmt: skip
+ETAS = ("same", "calibrated")
 QUICK_CLAIMS, QUICK_POLICIES = ("M5",), ("tabular", "loglinear-structured")
 COLOURS = {
     fc.HOLDS: "#4caf50",
@@ -32,24 +41,12 @@ COLOURS = {
     fc.SURROGATE: "#8e24aa",
     None: "#bdbdbd",
 }
+NAN = float("nan")
 
 
-def compute(quick: bool = False, seed: int = 0) -> fc.Result:
-    claims = QUICK_CLAIMS if quick else verify.MATRIX_CLAIMS
-    labels = QUICK_POLICIES if quick else tuple(verify.MATRIX_POLICIES)
-    cells = verify.run_matrix(seed=seed, claims=claims, policy_labels=labels)
-    rows = [
-        {
-            "claim_id": c.claim_id,
-            "policy": c.policy,
-            "verdict": "n/a" if c.row is None else c.row.verdict,
-            "worst": float("nan") if c.row is None else float(c.row.worst),
-            "tolerance": float("nan") if c.row is None else float(c.row.tolerance),
-            "measured": c.why if c.row is None else c.row.measured,
-        }
-        for c in cells
-    ]
-    res = fc.Result(rows)
+def _changes(rows: list[dict]) -> tuple[dict, dict]:
+    """({claim: {policy: verdict}} for claims whose verdict differs across the classes that fit, {claim:
+    the one verdict} for the others)."""
     by_claim: dict[str, dict[str, str]] = {}
     for r in rows:
         by_claim.setdefault(r["claim_id"], {})[r["policy"]] = r["verdict"]
@@ -59,49 +56,133 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
         for k, v in by_claim.items()
         if k not in changes
     }
+    return changes, same
+
+
+def _say(changes: dict, same: dict) -> str:
+    moved = "; ".join(f"{k} " + ", ".join(f"{p} {v}" for p, v in vs.items()) for k, vs in changes.items())
+    return f"verdict changes with the class: {moved or 'none'}. Same verdict on every class that fits: " + (
+        ", ".join(f"{k} {v}" for k, v in same.items()) or "none"
+    )
+
+
+def compute(quick: bool = False, seed: int = 0) -> fc.Result:
+    claims = QUICK_CLAIMS if quick else verify.MATRIX_CLAIMS
+    labels = QUICK_POLICIES if quick else tuple(verify.MATRIX_POLICIES)
+    rows: list[dict] = []
+    passk: dict[str, dict] = {}
+    for eta in ETAS:
+        cells = verify.run_matrix(
+            seed=seed, claims=claims, policy_labels=labels, calibrate_lr=eta == "calibrated"
+        )
+        for c in cells:
+            rows.append(
+                {
+                    "eta": eta,
+                    "claim_id": c.claim_id,
+                    "policy": c.policy,
+                    "verdict": "n/a" if c.row is None else c.row.verdict,
+                    "worst": NAN if c.row is None else float(c.row.worst),
+                    "spread": NAN if c.row is None else float(c.row.spread),
+                    "tolerance": NAN if c.row is None else float(c.row.tolerance),
+                    "lr_gain_lo": c.lr_gain[0] if c.lr_gain else NAN,
+                    "lr_gain_hi": c.lr_gain[1] if c.lr_gain else NAN,
+                    "measured": c.why if c.row is None else c.row.measured,
+                }
+            )
+            if c.row is not None and c.claim_id == "M5b":
+                d = c.row.details
+                passk.setdefault(eta, {})[c.policy] = {
+                    "k": d["pass_ks"],
+                    "nsr_minus_psr": d["nsr_minus_psr_pass_at_k"],
+                    "se": d["nsr_minus_psr_se"],
+                }
+    res = fc.Result(rows)
+    found = {eta: _changes([r for r in rows if r["eta"] == eta]) for eta in ETAS}
+    same_v = {(r["claim_id"], r["policy"]): r["verdict"] for r in rows if r["eta"] == "same"}
+    flips = [
+        f"{r['claim_id']}/{r['policy']} {same_v[r['claim_id'], r['policy']]} → {r['verdict']}"
+        for r in rows
+        if r["eta"] == "calibrated" and r["verdict"] != same_v[r["claim_id"], r["policy"]]
+    ]
+    gains = {}
+    for p in labels:
+        lo = res.col("lr_gain_lo", eta="calibrated", policy=p)
+        hi = res.col("lr_gain_hi", eta="calibrated", policy=p)
+        ok = np.isfinite(lo)
+        gains[p] = (float(lo[ok].min()), float(hi[ok].max())) if ok.any() else (NAN, NAN)
+    changed = found["calibrated"][0]
     res.meta = {
         "claim": "Issue 9's hypothesis: some of the tabular simulator's claim verdicts change when parameters are "
-        "shared across prompts and tokens (holds when at least one claim row changes verdict across classes)",
-        "verdict": fc.HOLDS if changes else fc.FAILS,
+        "shared across prompts and tokens, with each class's step size calibrated to the tabular policy's "
+        "initial objective gain so that speed is not the difference (holds when at least one claim row changes "
+        "verdict across classes in the calibrated matrix)",
+        "verdict": fc.HOLDS if changed else fc.FAILS,
         "finding": (
-            "verdict changes with the policy class: "
-            + (
-                "; ".join(f"{k} " + ", ".join(f"{p} {v}" for p, v in vs.items()) for k, vs in changes.items())
-                or "none"
-            )
-            + ". Same verdict on every class that fits: "
-            + (", ".join(f"{k} {v}" for k, v in same.items()) or "none")
+            "calibrated η: "
+            + _say(*found["calibrated"])
+            + ". Same η: "
+            + _say(*found["same"])
+            + f". Cells whose verdict calibration changes ({len(flips)}): "
+            + ("; ".join(flips) or "none")
+            + ". Kernel gain ρ by class (η divided by it): "
+            + ", ".join(f"{p} {lo:.3g}–{hi:.3g}" for p, (lo, hi) in gains.items() if np.isfinite(lo))
         ),
         "claims": list(claims),
         "policies": list(labels),
+        "passk": passk,
+        "lr_gain": {p: list(v) for p, v in gains.items()},
     }
     return res
+
+
+def _cell_text(r: dict | None) -> str:
+    if r is None or r["verdict"] == "n/a":
+        return "—"
+    sp = f"±{r['spread']:.1g}" if np.isfinite(r["spread"]) else ""
+    return f"{r['verdict'][:6]} {r['worst']:+.3g}{sp}" if np.isfinite(r["worst"]) else r["verdict"][:6]
 
 
 def plot(res: fc.Result):
     claims = res.values("claim_id")
     labels = res.values("policy")
-    fig, axes = fc.figure(1, width=1.6 * len(labels) + 2.5, height=0.55 * len(claims) + 1.6)
-    ax = axes[0]
-    cells = {(r["claim_id"], r["policy"]): r for r in res.rows}
+    fig, (ax, axk) = plt.subplots(
+        1,
+        2,
+        figsize=(1.75 * len(labels) + 6.5, 0.75 * len(claims) + 1.8),
+        gridspec_kw={"width_ratios": [3, 1.2]},
+    )
+    cells = {(r["eta"], r["claim_id"], r["policy"]): r for r in res.rows}
     for i, cid in enumerate(claims):
         for j, lab in enumerate(labels):
-            r = cells.get((cid, lab))
-            verdict = None if r is None or r["verdict"] == "n/a" else r["verdict"]
-            ax.add_patch(Rectangle((j, i), 1, 1, color=COLOURS.get(verdict, "#bdbdbd")))
-            text = (
-                "—"
-                if verdict is None
-                else f"{verdict}\n{r['worst']:+.3g}"
-                if np.isfinite(r["worst"])
-                else verdict
-            )
-            ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=7)
+            for half, eta in enumerate(ETAS):
+                r = cells.get((eta, cid, lab))
+                verdict = None if r is None or r["verdict"] == "n/a" else r["verdict"]
+                y = i + 0.5 * half
+                ax.add_patch(
+                    Rectangle((j, y), 1, 0.5, facecolor=COLOURS.get(verdict), edgecolor="white", lw=0.6)
+                )
+                ax.text(j + 0.5, y + 0.25, _cell_text(r), ha="center", va="center", fontsize=6)
     ax.set_xlim(0, len(labels))
     ax.set_ylim(len(claims), 0)
     ax.set_xticks(np.arange(len(labels)) + 0.5, labels, rotation=25, ha="right", fontsize=8)
     ax.set_yticks(np.arange(len(claims)) + 0.5, claims, fontsize=8)
     ax.set_xlabel("policy class")
-    ax.set_ylabel("claim (sim verify row)")
+    ax.set_ylabel("claim (upper: same η; lower: calibrated η)")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for eta, style in (("calibrated", "-"), ("same", "--")):
+        for j, (lab, v) in enumerate(res.meta.get("passk", {}).get(eta, {}).items()):
+            k, d, e = (np.asarray(v[x], dtype=float) for x in ("k", "nsr_minus_psr", "se"))
+            col = colours[j % len(colours)]
+            axk.plot(k, d, style, color=col, marker=".", label=lab if eta == "calibrated" else None)
+            if eta == "calibrated":
+                axk.fill_between(k, d - 2 * e, d + 2 * e, color=col, alpha=0.15, lw=0)
+    axk.axhline(0, color="k", lw=0.6)
+    axk.set_xscale("log", base=2)
+    axk.set_xlabel("k")
+    axk.set_ylabel("NSR − PSR pass@k (paired, ±2 se)")
+    axk.set_title("M5b: solid calibrated η, dashed same η", fontsize=8)
+    if axk.get_legend_handles_labels()[0]:
+        axk.legend(fontsize=7)
     fc.title(fig, 17, TITLE)
     return fig

@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--minibatches", type=int, help="ppo: mini-batches per epoch")
     r.add_argument("--optimizer", choices=("sgd", "adam"))
     r.add_argument(
+        "--calibrate-lr",
+        action="store_true",
+        default=None,
+        help="parametric policies: divide --lr by the class's kernel gain at the start, so its first step "
+        "raises the objective as fast as a tabular step (sgd; exact_pg, grpo, ppo)",
+    )
+    r.add_argument(
         "--agg",
         help="loss aggregation: token-mean | seq-mean-token-mean | seq-mean-token-sum | seq-mean-token-sum-norm",
     )
@@ -135,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(slow: about 11 minutes on a 2-core CPU)",
     )
     v.add_argument("--policies", nargs="+", metavar="LABEL", help="matrix: only these policy classes")
+    v.add_argument(
+        "--calibrate-lr",
+        action="store_true",
+        help="matrix: divide each parametric class's step size by its kernel gain at the start (each class's "
+        "first step then raises the objective as fast as the tabular policy's)",
+    )
     return p
 
 
@@ -166,11 +179,14 @@ def verify_main(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"  checking {rid} ({time.perf_counter() - t0:.0f} s) ...", file=sys.stderr, flush=True)
 
+    if args.calibrate_lr and not args.matrix:
+        print("error: --calibrate-lr: allowed only with --matrix", file=sys.stderr)
+        return 2
     if args.matrix:
         try:
             cells = verify.run_matrix(
                 seed=args.seed, claims=args.only or verify.MATRIX_CLAIMS, policy_labels=args.policies,
-                progress=progress,
+                progress=progress, calibrate_lr=args.calibrate_lr,
             )  # fmt: skip
         except ValueError as e:
             print(f"error: --policies: {e}", file=sys.stderr)
@@ -179,7 +195,7 @@ def verify_main(args: argparse.Namespace) -> int:
         print(f"({time.perf_counter() - t0:.1f} s, seed {args.seed})")
         if out is not None:
             tmp = out.with_suffix(out.suffix + ".tmp")
-            tmp.write_text(verify.matrix_json(cells, args.seed))
+            tmp.write_text(verify.matrix_json(cells, args.seed, calibrate_lr=args.calibrate_lr))
             tmp.replace(out)
             print(f"wrote {out}")
         return 0 if all(c.row is None or c.row.ok for c in cells) else 1
@@ -212,6 +228,7 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
         "epochs",
         "minibatches",
         "optimizer",
+        "calibrate_lr",
         "agg",
         "seed",
         "device",

@@ -85,11 +85,21 @@ class Policy:
         self.kw = {**KWARGS[self.name], **kwargs}
         self.gen = torch.Generator().manual_seed(int(self.kw.get("seed", 0)))
         self.S, self.V = prior.shape
+        self._init_gen: Tensor | None = None
 
     def _randn(self, *shape) -> Tensor:
         return torch.randn(*shape, generator=self.gen, dtype=self.prior.dtype).to(self.prior.device)
 
-    def params(self, R: int) -> dict[str, Tensor]:  # pragma: no cover - abstract
+    def params(self, R: int) -> dict[str, Tensor]:
+        """The initial parameters, the same on every call (the generator is rewound to where the features
+        left it), so ``Simulator.init_state``, ``load_state`` and ``kernel_gain`` all start from one θ0."""
+        if self._init_gen is None:
+            self._init_gen = self.gen.get_state()
+        else:
+            self.gen.set_state(self._init_gen)
+        return self._params(R)
+
+    def _params(self, R: int) -> dict[str, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def logits(self, params: dict[str, Tensor]) -> Tensor:  # pragma: no cover - abstract
@@ -99,7 +109,7 @@ class Policy:
 class Tabular(Policy):
     name = "tabular"
 
-    def params(self, R):
+    def _params(self, R):
         return {"z": self.prior[None].repeat(R, 1, 1)}
 
     def logits(self, params):
@@ -119,7 +129,7 @@ class LogLinear(Policy):
             phi[..., 0] = correct.to(phi.dtype) * self.kw["scale"]
         self.phi = phi
 
-    def params(self, R):
+    def _params(self, R):
         return {"theta": torch.zeros(R, self.kw["d"], dtype=self.prior.dtype, device=self.prior.device)}
 
     def logits(self, params):
@@ -129,7 +139,7 @@ class LogLinear(Policy):
 class LowRank(Policy):
     name = "lowrank"
 
-    def params(self, R):
+    def _params(self, R):
         r = self.kw["rank"]
         u = self._randn(self.S, r) * (self.kw["scale"] / math.sqrt(r))
         return {
@@ -175,7 +185,7 @@ class MLP(Policy):
             x.append(torch.nn.functional.one_hot(col.clamp_min(0), V) * (col >= 0)[:, None])
         self.x = torch.cat(x, -1).to(prior.dtype).to(prior.device)  # (S, F)
 
-    def params(self, R):
+    def _params(self, R):
         F, H = self.x.shape[1], self.kw["hidden"]
         w1 = self._randn(F, H) * (self.kw["scale"] / math.sqrt(F))
         return {
@@ -219,7 +229,7 @@ class Transformer(Policy):
         self.pick = torch.cat(rows).to(prior.device)  # (S,) into the flattened (P, n, T) outputs
         self.causal = torch.triu(torch.ones(T, T, dtype=torch.bool, device=prior.device), 1)
 
-    def params(self, R):
+    def _params(self, R):
         d, L, T = self.kw["d"], self.kw["layers"], self.model.horizon
         s = self.kw["scale"]
         n_in = self.model.n_prompts + self.V

@@ -92,6 +92,11 @@ class SimConfig:
     """ppo: mini-batches per epoch (split by prompt; groups stay whole)"""
     optimizer: str = "sgd"
     """sgd (plain gradient step on logits) or adam"""
+    calibrate_lr: bool = False
+    """parametric policies: divide lr by the kernel gain ρ = ‖Jᵀg‖²/‖g‖² at the initial policy (g the exact
+    policy gradient in logit space, J = ∂z/∂θ; theory.kernel_gain), so that the first step raises the
+    objective as fast, to first order, as the tabular policy's step of size lr; classes then learn at
+    comparable speeds. sgd with exact_pg, grpo or ppo only; ρ = 1 for tabular (no change)"""
     agg: str = "token-mean"
     """loss aggregation mode of controllers.agg_loss"""
     seed: int = 0
@@ -169,6 +174,15 @@ class SimConfig:
                 "optimizer",
                 self.optimizer,
                 "sgd with exact_npg and a parametric policy (the natural step is taken directly)",
+            )
+        if not isinstance(self.calibrate_lr, bool):
+            bad("calibrate_lr", self.calibrate_lr, "True or False")
+        if self.calibrate_lr and (self.optimizer != "sgd" or self.update == "exact_npg"):
+            bad(
+                "calibrate_lr",
+                self.calibrate_lr,
+                "False unless optimizer is sgd and update is exact_pg, grpo or ppo (the gain is that of a "
+                "gradient step)",
             )
         if self.policy != "tabular" and self.compile:
             bad(
@@ -359,6 +373,31 @@ class Simulator:
             if cfg.policy == "tabular"
             else policies.build(cfg.policy, self.model, self.prior, cfg.policy_kwargs)
         )
+        self.lr_gain = self.kernel_gain() if cfg.calibrate_lr and self.policy is not None else 1.0
+        """ρ of ``calibrate_lr`` (1.0 without it); the step size used is ``lr`` = cfg.lr / ρ"""
+        self.lr = float(cfg.lr) / self.lr_gain
+
+    def kernel_gain(self) -> float:
+        """ρ = ‖Jᵀg‖²/‖g‖² of the policy class at its initial parameters (every run starts there), with g the
+        exact policy gradient in logit space: how much faster, to first order, a parameter-gradient step
+        raises the objective than a tabular step of the same size (theory.kernel_gain, here with Jᵀg from
+        one backward pass instead of the Jacobian)."""
+        if self.policy is None:
+            return 1.0
+        params = {k: v[:1].detach().requires_grad_(True) for k, v in self.policy.params(1).items()}
+        z = self.policy.logits(params)
+        with torch.no_grad():
+            g = tr.pg_dz(self.model.exact(z.detach()))
+        jtg = torch.autograd.grad(z, list(params.values()), grad_outputs=g, allow_unused=True)
+        num = sum(float((t * t).sum()) for t in jtg if t is not None)
+        den = float((g * g).sum())
+        gain = num / den if den > 0 else math.nan
+        if not (math.isfinite(gain) and gain > 0):
+            raise ValueError(
+                f"calibrate_lr: the policy's kernel gain at its initial parameters is {gain!r}; allowed: "
+                "a class whose initial gradient moves the logits, at a prior that is not already optimal"
+            )
+        return gain
 
     def active_prompts(self, step: int) -> torch.Tensor:
         """The prompts trained at this rollout."""
@@ -389,10 +428,10 @@ class Simulator:
             with torch.no_grad():
                 z = self.policy.logits(params).detach().clone()
             if self.cfg.optimizer == "adam":
-                opt = torch.optim.Adam(list(params.values()), lr=self.cfg.lr)
+                opt = torch.optim.Adam(list(params.values()), lr=self.lr)
         elif self.cfg.optimizer == "adam":
             z.requires_grad_(True)
-            opt = torch.optim.Adam([z], lr=self.cfg.lr)
+            opt = torch.optim.Adam([z], lr=self.lr)
         value = None
         if self.needs_value:  # VAPO's value pre-training, done exactly: the base policy's values
             value = self.model.exact(self.prior[None]).v.expand(R, -1).clone()
@@ -577,9 +616,9 @@ class Simulator:
         with torch.no_grad():
             if loss is not None:
                 (g,) = torch.autograd.grad(loss, z_var)
-                s.z.sub_(self.cfg.lr * g)
+                s.z.sub_(self.lr * g)
             else:
-                s.z.add_(self.cfg.lr * ascent_dir)
+                s.z.add_(self.lr * ascent_dir)
 
     def _fit_critic(self, s: SimState, roll: dict, prompts: torch.Tensor) -> None:
         """One regression step of the tabular critic on this rollout's trained prompts: each visited state's
@@ -613,17 +652,20 @@ class Simulator:
         else:
             with torch.no_grad():
                 for p, g in zip(leaves, grads, strict=True):
-                    p.sub_(self.cfg.lr * g)
+                    p.sub_(self.lr * g)
         with torch.no_grad():
             s.z = self.policy.logits(s.params).detach()
 
     def param_jacobian(self, s: SimState, run: int) -> tuple[torch.Tensor, list[int]]:
         """(J (S, V, P), sizes): ∂z/∂θ of one run's logits in its flattened parameters (in the order of
         ``s.params``; ``sizes`` the number of entries of each), by autograd."""
-        keys = list(s.params)
-        flat0 = torch.cat([s.params[k].detach()[run].reshape(-1) for k in keys])
-        sizes = [s.params[k][run].numel() for k in keys]
-        shapes = [s.params[k][run].shape for k in keys]
+        return self._jacobian(s.params, run)
+
+    def _jacobian(self, params: dict, run: int) -> tuple[torch.Tensor, list[int]]:
+        keys = list(params)
+        flat0 = torch.cat([params[k].detach()[run].reshape(-1) for k in keys])
+        sizes = [params[k][run].numel() for k in keys]
+        shapes = [params[k][run].shape for k in keys]
 
         def z_of(flat):
             parts = torch.split(flat, sizes)
@@ -651,7 +693,7 @@ class Simulator:
             with torch.no_grad():
                 offset = 0
                 for k, n in zip(keys, sizes, strict=True):
-                    s.params[k][i] += self.cfg.lr * step[offset : offset + n].reshape(s.params[k][i].shape)
+                    s.params[k][i] += self.lr * step[offset : offset + n].reshape(s.params[k][i].shape)
                     offset += n
         with torch.no_grad():
             s.z = self.policy.logits(s.params).detach()
@@ -675,7 +717,7 @@ class Simulator:
         """An exact bandit step without measurements. On CPU the runs go through the kernel in chunks of
         about ``LEAN_CHUNK_BYTES`` (all passes stay in cache: 6× faster than whole-tensor passes on a 2-core
         CPU); with ``compile`` or on CUDA, one fused whole-tensor call."""
-        natural, lr, r = self.cfg.update == "exact_npg", float(self.cfg.lr), self.model.rewards
+        natural, lr, r = self.cfg.update == "exact_npg", float(self.lr), self.model.rewards
         stopped = torch.tensor([d is not None for d in s.dead], device=self.device)
         R = s.z.shape[0]
         if self.cfg.compile or self.device.type != "cpu":
@@ -775,6 +817,8 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
         "git_sha": git_sha(),
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__},
         "fast_path": sim.fast,
+        "lr_used": sim.lr,
+        "lr_gain": sim.lr_gain,
         "telemetry_scope": "all runs (fast path)" if sim.fast else "per run",
     }
     state = sim.init_state()

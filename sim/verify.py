@@ -33,6 +33,9 @@ from theory.verify import APPROX, FAILS, HOLDS, Row
 # -- helpers ---------------------------------------------------------------------------------------------
 
 _POLICY: contextvars.ContextVar = contextvars.ContextVar("sim_verify_policy", default=None)
+"""(policy class, kwargs, calibrate_lr) of the claims matrix, or None: every check's own policy"""
+_GAINS: contextvars.ContextVar = contextvars.ContextVar("sim_verify_gains", default=None)
+"""a list that collects each simulator's kernel gain (the claims matrix), or None"""
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -48,8 +51,12 @@ def trajectory(
     silenced."""
     override = _POLICY.get()
     if override is not None:  # the claims matrix: the same check with another policy class
-        cfg = dataclasses.replace(cfg, policy=override[0], policy_kwargs=dict(override[1]))
+        policy, kwargs, calibrate = override
+        cfg = dataclasses.replace(cfg, policy=policy, policy_kwargs=dict(kwargs), calibrate_lr=calibrate)
     sim = Simulator(cfg)
+    gains = _GAINS.get()
+    if gains is not None:
+        gains.append(sim.lr_gain)
     s = sim.init_state()
     if warm:
         warm_start(sim, s)
@@ -290,49 +297,91 @@ def check_token_sign(rng) -> Row:
 # -- M5: PSR vs NSR --------------------------------------------------------------------------------------
 
 
-def check_psr_nsr(rng) -> Row:
+PASS_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+LARGE_K = 16
+
+
+def check_psr_nsr(rng) -> list[Row]:
     kw = {"n_prompts": 16, "n_arms": 32, "correct_frac": 0.1, "difficulty": "beta", "seed": _seed(rng)}
     seed = _seed(rng)
-    out = {}
+    out, ends = {}, {}
     for name, hp in (("grpo", {}), ("psr", {}), ("nsr", {}), ("w_reinforce", {"lam": 0.1})):
         cfg = SimConfig(
             env="bandit", env_kwargs=kw, update="grpo", controllers=(name,), hyperparameters={name: hp} if hp else {},
-            runs=32, steps=200, lr=2.0, group_size=8, seed=seed, pass_k=(1, 256),
+            runs=32, steps=200, lr=2.0, group_size=8, seed=seed, pass_k=PASS_KS,
         )  # fmt: skip
-        t = trajectory(cfg, keys=("entropy", "success", "pass@256"))
+        t = trajectory(cfg, keys=("entropy", "success", *(f"pass@{k}" for k in PASS_KS)))
+        ends[name] = {"H": t["entropy"][-1], **{k: t[f"pass@{k}"][-1] for k in PASS_KS}}
         out[name] = {
             "H0": float(t["entropy"][0].mean()),
             "H_end": float(t["entropy"][-1].mean()),
             "H_se": _se(t["entropy"][-1]),
-            "pass256_end": float(t["pass@256"][-1].mean()),
-            "pass256_se": _se(t["pass@256"][-1]),
+            "pass_at_k_end": [float(t[f"pass@{k}"][-1].mean()) for k in PASS_KS],
             "success_end": float(t["success"][-1].mean()),
         }
-    psr, nsr = out["psr"], out["nsr"]
-    gap = nsr["H_end"] - psr["H_end"]
-    se = math.hypot(psr["H_se"], nsr["H_se"])
-    holds = gap > 3 * se and nsr["pass256_end"] >= psr["pass256_end"] - 2 * psr["pass256_se"]
-    return Row(
-        id="M5",
-        claim="NSR preserves entropy and pass@k at large k; PSR collapses entropy (Zhu et al.)",
-        source="Zhu et al. 2025 (arXiv 2506.01347); THEORY §4.7, §5.17, §5.21",
-        setting="bandit 16 prompts × 32 arms, 10% correct (Beta difficulty), sampled, G=8, η=2, 200 steps, 32 runs",
-        n=32,
-        measured=(
-            "H start → end (pass@256 end): "
-            + "; ".join(
-                f"{k} {v['H0']:.3f}→{v['H_end']:.3f} ({v['pass256_end']:.3f})" for k, v in out.items()
-            )
-            + f". NSR − PSR final entropy {gap:+.4f} ± {se:.4f}: with a constant baseline the tabular expected "
-            "update is the same for PSR and NSR, so any gap is sampling noise; the LLM effect needs shared "
-            "parameters (issue 9)"
-        ),
-        worst=gap,
-        tolerance=3 * se,
-        verdict=HOLDS if holds else FAILS,
-        must_hold=False,
-        details=out,
+    psr, nsr = ends["psr"], ends["nsr"]
+    gap, se = _paired(nsr["H"], psr["H"])
+    # Zhu et al.: NSR's pass@k beats PSR's at large k; PSR's edge (if any) is at small k
+    dk = {k: _paired(nsr[k], psr[k]) for k in PASS_KS}
+    wk = {k: _paired(ends["w_reinforce"][k], psr[k]) for k in PASS_KS}
+    large = [k for k in PASS_KS if k >= LARGE_K]  # pass@256 alone saturates near 1 on this bandit
+    dl, sel = _paired(np.mean([nsr[k] for k in large], 0), np.mean([psr[k] for k in large], 0))
+    setting = (
+        "bandit 16 prompts × 32 arms, 10% correct (Beta difficulty), sampled, G=8, η=2, 200 steps, 32 runs, "
+        "paired seeds"
     )
+    src = "Zhu et al. 2025 (arXiv 2506.01347); THEORY §4.7, §5.17, §5.21"
+    tab_note = (
+        "with a constant baseline the tabular expected update is the same for PSR and NSR, so any gap is "
+        "sampling noise; the LLM effect needs shared parameters (issue 9)"
+    )
+    details = {"pass_ks": list(PASS_KS), "by_update": out,
+               "nsr_minus_psr_pass_at_k": [dk[k][0] for k in PASS_KS], "nsr_minus_psr_se": [dk[k][1] for k in PASS_KS],
+               "wr_minus_psr_pass_at_k": [wk[k][0] for k in PASS_KS], "wr_minus_psr_se": [wk[k][1] for k in PASS_KS]}  # fmt: skip
+    return [
+        Row(
+            id="M5a",
+            claim="NSR preserves entropy; PSR collapses it: NSR ends with more entropy than PSR (Zhu et al.)",
+            source=src,
+            setting=setting,
+            n=32,
+            measured=(
+                "H start → end: "
+                + "; ".join(f"{k} {v['H0']:.3f}→{v['H_end']:.3f}" for k, v in out.items())
+                + f". NSR − PSR final entropy {gap:+.4f} ± {se:.4f} (paired): {tab_note}"
+            ),
+            worst=gap,
+            tolerance=3 * se,
+            verdict=HOLDS if gap > 3 * se else FAILS,
+            must_hold=False,
+            details=details,
+            spread=se,
+        ),
+        Row(
+            id="M5b",
+            claim=f"NSR's pass@k beats PSR's at large k (mean over k = {LARGE_K}…256; Zhu et al.: NSR keeps pass@k "
+            "over the whole spectrum, PSR loses it at large k)",
+            source=src,
+            setting=setting + "; exact pass@k at k = " + " ".join(str(k) for k in PASS_KS),
+            n=32,
+            measured=(
+                "final pass@k, k = "
+                + " ".join(str(k) for k in PASS_KS)
+                + ": "
+                + "; ".join(f"{k} " + _fmt(v["pass_at_k_end"]) for k, v in out.items())
+                + ". NSR − PSR by k: "
+                + _fmt([dk[k][0] for k in PASS_KS], "{:+.4f}")
+                + f" (± up to {max(v[1] for v in dk.values()):.4f}); mean over k ≥ {LARGE_K} {dl:+.4f} ± {sel:.4f} "
+                f"(paired); W-REINFORCE − PSR at k=1 {wk[1][0]:+.4f} ± {wk[1][1]:.4f}, at k=256 {wk[256][0]:+.4f}"
+            ),
+            worst=dl,
+            tolerance=3 * sel,
+            verdict=HOLDS if dl > 3 * sel else FAILS,
+            must_hold=False,
+            details=details,
+            spread=sel,
+        ),
+    ]
 
 
 # -- M6: clip-higher, Clip-Cov, KL-Cov ----------------------------------------------------------------
@@ -409,6 +458,7 @@ def check_clip_family(rng) -> list[Row]:
                 ),
                 worst=v["gain"],
                 tolerance=3 * v["gain_se"],
+                spread=v["gain_se"],
                 verdict=HOLDS if verdicts[label] else FAILS,
                 must_hold=False,
                 details=v,
@@ -440,6 +490,7 @@ def check_entropy_bonus(rng) -> Row:
     )
     grows = [c for c, h in zip(coefs, hs, strict=True) if h > 1.1 * hs[0]]  # 10% above no bonus
     ok = small_same and monotone(ends) and bool(grows)
+    top, top_se = _paired(ends[-1], ends[0])
     return Row(
         id="M7",
         claim="Entropy bonus: small coefficients change nothing, large ones make entropy grow (Cui et al. Fig. 9)",
@@ -450,12 +501,20 @@ def check_entropy_bonus(rng) -> Row:
             f"H start {h0:.3f}; end by coef {_fmt(coefs, '{:g}')}: {_fmt(hs)} (±{max(ses):.3f}); entropy ends "
             f"> 10% above the no-bonus run from coef {min(grows) if grows else 'none (never)'}: the threshold "
             "is set by the scale of the advantage term, so the paper's 1e-2 (LLM, Adam) is no number to carry over"
+            f"; coef {coefs[-1]:g} − none {top:+.3f} ± {top_se:.3f} (paired)"
         ),
-        worst=0.0 if ok else 1.0,
+        worst=top,
         tolerance=0.0,
         verdict=HOLDS if ok else FAILS,
         must_hold=False,
-        details={"coefs": coefs, "H_end": hs, "se": ses, "H0": h0},
+        details={
+            "coefs": coefs,
+            "H_end": hs,
+            "se": ses,
+            "H0": h0,
+            "threshold": min(grows) if grows else None,
+        },
+        spread=top_se,
     )
 
 
@@ -606,17 +665,19 @@ def check_epochs(rng) -> Row:
     fixed-step comparison)."""
     kw = {"n_prompts": 16, "n_arms": 16, "correct": "common", "correct_frac": 0.25, "seed": _seed(rng)}
     seed = _seed(rng)
-    res = {}
+    res, ends = {}, []
     for e in (1, 2, 4, 8):
         cfg = SimConfig(
             env="bandit", env_kwargs=kw, update="ppo", epochs=e, controllers=("grpo", "ppo_clip"), runs=32,
             steps=60, lr=2.0, seed=seed, pass_k=(1,),
         )  # fmt: skip
         t = trajectory(cfg)
+        ends.append(t["entropy"][-1])
         res[e] = (float(t["entropy"][-1].mean()), _se(t["entropy"][-1]), float(t["success"][-1].mean()))
         h0 = float(t["entropy"][0].mean())
     hs = [v[0] for v in res.values()]
     ses = [v[1] for v in res.values()]
+    drop, drop_se = _paired(ends[0], ends[-1])  # 1 epoch − 8 epochs: > 0 when more epochs collapse faster
     ok = all(b < a - 2 * math.hypot(sa, sb) for a, b, sa, sb in zip(hs, hs[1:], ses, ses[1:], strict=False))
     return Row(
         id="M10",
@@ -625,12 +686,14 @@ def check_epochs(rng) -> Row:
         setting="bandit 16 prompts × 16 arms, likely arms correct; ppo with 1/2/4/8 epochs per rollout, clip 0.2, η=2, 60 rollouts, 32 runs",
         n=32,
         measured=f"entropy from {h0:.3f} to, after 60 rollouts (success): "
-        + "; ".join(f"{e} epochs {h:.3f}±{s:.3f} ({r:.3f})" for e, (h, s, r) in res.items()),
-        worst=0.0 if ok else 1.0,
+        + "; ".join(f"{e} epochs {h:.3f}±{s:.3f} ({r:.3f})" for e, (h, s, r) in res.items())
+        + f"; 1 − 8 epochs {drop:+.3f} ± {drop_se:.3f} (paired)",
+        worst=drop,
         tolerance=0.0,
         verdict=HOLDS if ok else FAILS,
         must_hold=False,
         details={str(k): v for k, v in res.items()},
+        spread=drop_se,
     )
 
 
@@ -643,7 +706,7 @@ LAW_LR = 10.0  # entropy must collapse within the run for the law to be tested
 def check_law(rng) -> list[Row]:
     kw = {"n_prompts": 32, "n_arms": 16, "correct_frac": 0.2, "difficulty": "beta", "seed": _seed(rng)}
     seed = _seed(rng)
-    res = {}
+    res, ses = {}, {}
     for name in ("grpo", "rloo", "dr_grpo"):
         cfg = SimConfig(
             env="bandit", env_kwargs=kw, update="grpo", controllers=(name,), runs=16, steps=300, lr=LAW_LR,
@@ -658,7 +721,9 @@ def check_law(rng) -> list[Row]:
             pred = theory.entropy_law_prediction(H, R, 0.15)
             final_err = abs(float(theory.entropy_law_predict(H[-1:], pred.a, pred.b)[0]) - float(R[-1]))
             fits.append((a, b, b - a, rmse, pred.rmse_pred, final_err))
-        f = np.median(np.asarray(fits), axis=0)
+        fa = np.asarray(fits)
+        f = np.median(fa, axis=0)
+        ses[name] = {"rmse": _se(fa[:, 3]), "rmse_pred_15": _se(fa[:, 4]), "ceiling": _se(fa[:, 2])}
         res[name] = {
             "a": float(f[0]), "b": float(f[1]), "ceiling": float(f[2]), "rmse": float(f[3]),
             "rmse_pred_15": float(f[4]), "final_err_15": float(f[5]),
@@ -670,18 +735,21 @@ def check_law(rng) -> list[Row]:
         "steps, 16 runs; R = exact success, H = exact entropy; fit per run, medians over runs"
     )
     src = "Cui et al. 2025 Eq. 6, Figs. 3-6; THEORY §5.8"
-    worst_fit = max(v["rmse"] for v in res.values())
-    worst_pred = max(v["rmse_pred_15"] for v in res.values())
-    ceilings = [v["ceiling"] for v in res.values()]
-    spread = max(ceilings) - min(ceilings)
+    k_fit = max(res, key=lambda k: res[k]["rmse"])
+    k_pred = max(res, key=lambda k: res[k]["rmse_pred_15"])
+    worst_fit, worst_pred = res[k_fit]["rmse"], res[k_pred]["rmse_pred_15"]
+    k_hi = max(res, key=lambda k: res[k]["ceiling"])
+    k_lo = min(res, key=lambda k: res[k]["ceiling"])
+    spread = res[k_hi]["ceiling"] - res[k_lo]["ceiling"]
+    # the spread of a median is taken as the runs' standard error (a normal-theory stand-in, ×1.25 exact)
     path = "; ".join(
         f"{k}: H {v['H'][0]:.2f}→{v['H'][1]:.2f}, R {v['R'][0]:.2f}→{v['R'][1]:.2f}" for k, v in res.items()
     )
 
-    def row(rid, claim, measured, worst, tol):
+    def row(rid, claim, measured, worst, tol, se):
         return Row(
             id=rid, claim=claim, source=src, setting=setting, n=48, measured=measured, worst=worst,
-            tolerance=tol, verdict=APPROX if worst <= tol else FAILS, must_hold=False, details=res,
+            tolerance=tol, verdict=APPROX if worst <= tol else FAILS, must_hold=False, details=res, spread=se,
         )  # fmt: skip
 
     return [
@@ -692,6 +760,7 @@ def check_law(rng) -> list[Row]:
             + f" ({path})",
             worst_fit,
             0.03,
+            ses[k_fit]["rmse"],
         ),
         row(
             "M11b",
@@ -702,6 +771,7 @@ def check_law(rng) -> list[Row]:
             ),
             worst_pred,
             0.03,
+            ses[k_pred]["rmse_pred_15"],
         ),
         row(
             "M11c",
@@ -712,6 +782,7 @@ def check_law(rng) -> list[Row]:
             + ", ".join(f"{k} {v['a']:.3f}" for k, v in res.items()),
             spread,
             0.02,
+            math.hypot(ses[k_hi]["ceiling"], ses[k_lo]["ceiling"]),
         ),
     ]
 
@@ -804,7 +875,8 @@ def _versus_row(
             + ", ".join(f"{k} {v:.3f}" for k, v in sc.items())
         )
     ok = check(diffs) if check else all(sign * d > 3 * se for d, se in diffs.values())
-    worst = min(sign * d for d, _ in diffs.values())
+    worst_env = min(diffs, key=lambda e: sign * diffs[e][0])
+    worst = sign * diffs[worst_env][0]
     return Row(
         id=rid,
         claim=claim,
@@ -821,6 +893,7 @@ def _versus_row(
         verdict=HOLDS if ok else FAILS,
         must_hold=False,
         details={env: {"diff": d, "se": se} for env, (d, se) in diffs.items()},
+        spread=diffs[worst_env][1],
     )
 
 
@@ -1011,6 +1084,7 @@ def check_qae_sweep(rng) -> Row:
         ),
         worst=float(d.mean()),
         tolerance=3 * _se(d),
+        spread=_se(d),
         verdict=HOLDS if ok else FAILS,
         must_hold=False,
         details={"ks": list(QAE_KS), "H_end": [float(e.mean()) for e in ends], "diff_k04": float(d.mean())},
@@ -1136,12 +1210,18 @@ class MatrixCell:
     policy: str
     row: Row | None
     why: str = ""
+    lr_gain: tuple = ()
+    """(min, max) of the kernel gain ρ over the check's simulators when the step size was calibrated
+    (each ran at lr/ρ); () without calibration"""
 
 
-def run_matrix(seed: int = 0, claims=MATRIX_CLAIMS, policy_labels=None, progress=None) -> list[MatrixCell]:
+def run_matrix(
+    seed: int = 0, claims=MATRIX_CLAIMS, policy_labels=None, progress=None, calibrate_lr: bool = False
+) -> list[MatrixCell]:
     """Re-run the claims in ``claims`` with every policy class (each check's own seeds, so the cells of one
     claim are paired across classes). A check whose environment the class does not fit gives cells with
-    ``row`` None."""
+    ``row`` None. ``calibrate_lr``: every simulator runs with ``SimConfig.calibrate_lr`` (each parametric
+    class's step divided by its kernel gain at the start, so that classes learn at comparable speeds)."""
     labels = list(policy_labels or MATRIX_POLICIES)
     unknown = sorted(set(claims) - set(CHECKS)) + sorted(set(labels) - set(MATRIX_POLICIES))
     if unknown:
@@ -1150,17 +1230,22 @@ def run_matrix(seed: int = 0, claims=MATRIX_CLAIMS, policy_labels=None, progress
         )
     cells = []
     for label in labels:
-        token = _POLICY.set(MATRIX_POLICIES[label])
+        token = _POLICY.set((*MATRIX_POLICIES[label], bool(calibrate_lr)))
         try:
             for rid in claims:
                 if progress:
                     progress(f"{rid}/{label}")
+                gains: list[float] = []
+                gtoken = _GAINS.set(gains)
                 try:
                     rows = run_all(seed=seed, only=[rid])
                 except ValueError as e:  # the class does not fit the check's environment
                     cells.append(MatrixCell(rid, label, None, str(e)))
                     continue
-                cells.extend(MatrixCell(r.id, label, r) for r in rows)
+                finally:
+                    _GAINS.reset(gtoken)
+                span = (min(gains), max(gains)) if calibrate_lr and gains else ()
+                cells.extend(MatrixCell(r.id, label, r, lr_gain=span) for r in rows)
         finally:
             _POLICY.reset(token)
     # a check that did not fit a class stands for every row id the check gives on the other classes
@@ -1194,13 +1279,27 @@ def format_matrix(cells: list[MatrixCell]) -> str:
             if c is None or c.row is None:
                 cell_txt.append("—")
             else:
-                cell_txt.append(f"{c.row.verdict[:6]} {c.row.worst:+.3g} ({c.row.tolerance:.2g})")
+                sp = f" ± {c.row.spread:.2g}" if math.isfinite(c.row.spread) else ""
+                cell_txt.append(f"{c.row.verdict[:6]} {c.row.worst:+.3g}{sp}")
         lines.append(f"{rid:<6}" + "".join(f"{t:>{w + 1}}" for t in cell_txt))
     lines.append("-" * len(lines[0]))
     lines.append(
-        "cell: verdict, the row's measured number and (in brackets) its tolerance: 3 standard errors of a paired"
+        "cell: verdict, the row's measured number ± its standard error across seeds (of a paired difference"
     )
-    lines.append("difference, or the bound the row's rule uses; the JSON has each row's full measurement")
+    lines.append(
+        "where it is one; none where the number is a worst case); the JSON has each row's tolerance and full "
+        "measurement"
+    )
+    gain = {}
+    for c in cells:
+        if c.lr_gain:
+            lo, hi = gain.get(c.policy, (math.inf, -math.inf))
+            gain[c.policy] = (min(lo, c.lr_gain[0]), max(hi, c.lr_gain[1]))
+    if gain:
+        lines.append(
+            "step sizes calibrated: each simulator ran at lr/ρ, ρ = its class's kernel gain at the start; ρ by "
+            "class: " + ", ".join(f"{k} {lo:.3g}–{hi:.3g}" for k, (lo, hi) in gain.items())
+        )
     for rid in ids:
         lines.append(f"{rid}: {claim_of[rid]}")
     gaps = sorted({(c.claim_id, c.policy, c.why) for c in cells if c.row is None})
@@ -1209,18 +1308,24 @@ def format_matrix(cells: list[MatrixCell]) -> str:
     return "\n".join(lines)
 
 
-def matrix_json(cells: list[MatrixCell], seed: int) -> str:
+def matrix_json(cells: list[MatrixCell], seed: int, calibrate_lr: bool = False) -> str:
+    """{"seed", "calibrate_lr", "rows": one per (claim, policy): the row's fields (``worst`` the measured
+    number, ``spread`` its standard error, ``tolerance``, ``verdict``) plus ``policy``, ``policy_class``,
+    ``policy_kwargs`` and ``lr_gain`` ([min, max] ρ when calibrated)}; strict JSON (nan → null)."""
     import json
+
+    from theory.verify import jsonable
 
     rows = []
     for c in cells:
         base = {"claim_id": c.claim_id, "policy": c.policy, "policy_class": MATRIX_POLICIES[c.policy][0],
-                "policy_kwargs": MATRIX_POLICIES[c.policy][1]}  # fmt: skip
+                "policy_kwargs": MATRIX_POLICIES[c.policy][1], "lr_gain": list(c.lr_gain) or None}  # fmt: skip
         if c.row is None:
             rows.append({**base, "verdict": None, "why": c.why})
         else:
             rows.append({**base, **dataclasses.asdict(c.row), "ok": c.row.ok})
-    return json.dumps({"seed": seed, "rows": rows}, indent=2, default=float)
+    payload = {"seed": seed, "calibrate_lr": bool(calibrate_lr), "rows": rows}
+    return json.dumps(jsonable(payload), indent=2, default=float)
 
 
 def run_all(seed: int = 0, only=None, progress=None):

@@ -24,7 +24,7 @@ from theory.dynamics import (
     second_order_dH,
     softmax_jacobian,
 )
-from theory.kernel import kernel_dH_split, kernel_dz, kernel_first_order_dH
+from theory.kernel import kernel_dH_split, kernel_dz, kernel_first_order_dH, kernel_gain
 from theory.law import (
     entropy_law_predict,
     entropy_law_prediction,
@@ -63,6 +63,7 @@ __all__ = [
     "kernel_dH_split",
     "kernel_dz",
     "kernel_first_order_dH",
+    "kernel_gain",
     "linear_quantile_baseline",
     "log_softmax",
     "npg_dz",

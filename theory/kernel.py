@@ -67,3 +67,27 @@ def kernel_dH_split(logits, jacobian, grad_z, lr) -> tuple[np.ndarray, np.ndarra
     own = first_order_dH(z, own_dz)
     total = first_order_dH(z, kernel_dz(z, J, g, eta))
     return own, total - own
+
+
+def kernel_gain(jacobian, grad_z) -> float:
+    """ρ = ‖Jᵀg‖² / ‖g‖² = gᵀK g / gᵀg: the first-order objective gain of the parameter step θ ← θ + η·Jᵀg
+    relative to the tabular logit step z ← z + η·g of the same η: with g = ∂J/∂z, ΔJ ≈ gᵀΔz = η·gᵀK g against
+    η·gᵀg.
+    1 for a tabular (or any orthonormal) parametrisation; J → c·J gives c²·ρ. Dividing a class's step size
+    by ρ makes its first step raise the objective as fast as the tabular policy's (``SimConfig.calibrate_lr``).
+
+    Args:
+        jacobian: (N, P) ∂z/∂θ with rows in the order of ``grad_z.ravel()``; grad_z: any shape with N entries,
+        not all zero.
+    Returns:
+        ρ ≥ 0.
+    """
+    g = v.array(grad_z, "grad_z", min_ndim=1).ravel()
+    J = v.array(jacobian, "jacobian", min_ndim=2)
+    if J.ndim != 2 or J.shape[0] != g.size:
+        raise ValueError(f"jacobian: shape {J.shape}; allowed: (N, P) with N = grad_z.size = {g.size}")
+    gg = float(g @ g)
+    if not gg > 0:
+        raise ValueError("grad_z: all zero; allowed: a nonzero ascent direction (the gain is 0/0)")
+    jg = J.T @ g
+    return float(jg @ jg) / gg

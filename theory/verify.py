@@ -41,6 +41,9 @@ class Row:
     verdict: str
     must_hold: bool = True
     details: dict = field(default_factory=dict)
+    spread: float = math.nan
+    """the standard error of ``worst`` across seeds (a paired difference's where it is one); nan where
+    ``worst`` is no mean over seeds (an identity's worst case, a fit's median error)"""
 
     @property
     def ok(self) -> bool:
@@ -924,6 +927,22 @@ def format_table(rows: list[Row], width: int = 120) -> str:
     return "\n".join(lines)
 
 
+def jsonable(x):
+    """``x`` with numpy scalars and arrays made plain and non-finite floats made strict JSON (nan → None,
+    ±inf → "inf"/"-inf"); dict keys become strings."""
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    return x
+
+
 def to_json(rows: list[Row], seed: int) -> str:
     import platform
 
@@ -933,4 +952,4 @@ def to_json(rows: list[Row], seed: int) -> str:
         "python": platform.python_version(),
         "rows": [asdict(r) | {"ok": r.ok} for r in rows],
     }
-    return json.dumps(payload, indent=2, default=float)
+    return json.dumps(jsonable(payload), indent=2, default=float)

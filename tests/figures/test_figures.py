@@ -305,11 +305,19 @@ def test_fig17(tmp_path):
 
     res, meta = made(17, tmp_path)
     assert res.values("policy") == ["tabular", "loglinear-structured"]
+    assert res.values("eta") == ["same", "calibrated"] and res.values("claim_id") == ["M5a", "M5b"]
     assert all(v in fc.VERDICTS for v in res.values("verdict"))
-    (plain,) = verify.run_all(seed=0, only=["M5"])
-    (tab,) = res.select(policy="tabular")
-    assert tab["verdict"] == plain.verdict and tab["worst"] == pytest.approx(plain.worst)
-    changed = len(set(res.values("verdict"))) > 1
+    plain = verify.run_all(seed=0, only=["M5"])
+    for eta in ("same", "calibrated"):  # ρ = 1 for tabular: both tabular cells are the plain rows
+        for p, tab in zip(plain, res.select(policy="tabular", eta=eta), strict=True):
+            assert tab["verdict"] == p.verdict and tab["worst"] == pytest.approx(p.worst)
+            assert tab["spread"] == pytest.approx(p.spread)
+    (shared,) = res.select(policy="loglinear-structured", eta="calibrated", claim_id="M5a")
+    assert shared["lr_gain_lo"] > 1 and meta["lr_gain"]["tabular"] == [1.0, 1.0]
+    assert set(meta["passk"]["calibrated"]) == {"tabular", "loglinear-structured"}
+    assert meta["passk"]["same"]["tabular"]["k"][-1] == 256
+    cal = [r for r in res.rows if r["eta"] == "calibrated"]
+    changed = any(len({r["verdict"] for r in cal if r["claim_id"] == c}) > 1 for c in ("M5a", "M5b"))
     assert meta["verdict"] == (fc.HOLDS if changed else fc.FAILS)
 
 

@@ -2,6 +2,7 @@
 those of each prefix run alone, every class runs every update rule, the exact step is the Jacobian
 pull-back, resume, and the bad combinations."""
 
+import json
 import math
 
 import numpy as np
@@ -157,6 +158,15 @@ def test_fast_path_and_resume_with_a_parametric_policy(tmp_path, monkeypatch):
             {"policy": "mlp", "policy_kwargs": {"hidden": 0}},
             r"^policy_kwargs.hidden: got 0; allowed: an integer >= 1$",
         ),
+        (
+            {"policy": "mlp", "calibrate_lr": True, "optimizer": "adam"},
+            r"^calibrate_lr: got True; allowed: False unless optimizer is sgd and update is exact_pg, grpo or ppo",
+        ),
+        (
+            {"policy": "mlp", "calibrate_lr": True, "update": "exact_npg", "controllers": ()},
+            r"^calibrate_lr: got True; allowed: False unless optimizer is sgd",
+        ),
+        ({"calibrate_lr": 1}, r"^calibrate_lr: got 1; allowed: True or False$"),
     ],
 )
 def test_bad_policy_combinations_fail_before_any_work(kw, needle):
@@ -223,3 +233,44 @@ def test_natural_step_is_invariant_to_reparametrisation_and_tabular_in_the_limit
     c.step(sc)
     tab.step(st)
     torch.testing.assert_close(torch.softmax(sc.z, -1), torch.softmax(st.z, -1), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", PARAMETRIC)
+def test_kernel_gain_is_theory_kernel_gain_of_the_jacobian_and_init_is_repeatable(name):
+    """The simulator's ρ (one backward pass) equals theory.kernel_gain of the explicit Jacobian at θ0, and
+    every init_state starts from the same θ0 (the policy's generator is rewound)."""
+    sim = Simulator(_cfg(policy=name, calibrate_lr=True))
+    s = sim.init_state()
+    J, _ = sim.param_jacobian(s, 0)
+    g = tr.pg_dz(sim.model.exact(s.z))[0]
+    ref = theory.kernel_gain(J.reshape(g.numel(), -1).numpy(), g.numpy())
+    assert sim.lr_gain == pytest.approx(ref, rel=1e-10)
+    assert sim.lr == pytest.approx(0.5 / ref, rel=1e-10)
+    again = sim.init_state()
+    for k in s.params:
+        torch.testing.assert_close(again.params[k], s.params[k], rtol=0, atol=0)
+    assert Simulator(_cfg(policy=name)).lr == 0.5  # no calibration: lr as given
+
+
+@pytest.mark.parametrize("update", ["exact_pg", "grpo"])
+def test_calibrated_step_size_makes_the_feature_scale_irrelevant(update):
+    """Log-linear features scaled by c scale J by c and ρ by c²: with calibrate_lr the logit trajectory is
+    the same for every c (Δz = (η/ρ)·J Jᵀ g), without it the runs differ."""
+    kw = {"update": update, "controllers": () if update == "exact_pg" else ("grpo",), "steps": 4}
+    traj = {}
+    for cal in (True, False):
+        for scale in (1.0, 3.0):
+            sim = Simulator(_cfg(policy="loglinear", policy_kwargs={"scale": scale}, calibrate_lr=cal, **kw))
+            s = sim.init_state()
+            for _ in range(4):
+                sim.step(s)
+            traj[cal, scale] = s.z.clone()
+    torch.testing.assert_close(traj[True, 1.0], traj[True, 3.0], rtol=0, atol=1e-10)
+    assert (traj[False, 1.0] - traj[False, 3.0]).abs().max() > 1e-3
+
+
+def test_run_records_the_step_size_it_used(tmp_path):
+    out = run(_cfg(policy="mlp", calibrate_lr=True), tmp_path / "r", progress=False)
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["lr_used"] == pytest.approx(0.5 / meta["lr_gain"]) and meta["lr_gain"] > 1
+    assert meta["config"]["calibrate_lr"] is True

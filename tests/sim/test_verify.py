@@ -1,6 +1,7 @@
 """``python -m sim verify``: cheap rows run for real, the table and JSON, and a must-hold row that fails
 when the simulator's step is wrong."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 import theory
 from sim import verify
 from sim.__main__ import main
+from sim.run import SimConfig, Simulator
+from theory.verify import Row
 
 
 def test_cheap_rows_hold_and_write_json(tmp_path, capsys):
@@ -105,11 +108,51 @@ def test_matrix_cells_json_and_classes_that_do_not_fit(tmp_path, capsys):
     )
     assert rc == 0
     text = capsys.readouterr().out
-    assert "M5" in text and "—" in text and "M5/transformer: policy: got 'transformer' on bandit" in text
-    rows = json.loads(out.read_text())["rows"]
-    assert [(r["claim_id"], r["policy"]) for r in rows] == [("M5", "tabular"), ("M5", "transformer")]
-    (plain,) = verify.run_all(only=["M5"])
-    assert rows[0]["verdict"] == plain.verdict and rows[0]["worst"] == pytest.approx(plain.worst)
-    assert rows[1]["verdict"] is None and rows[1]["policy_class"] == "transformer"
+    assert "M5a" in text and "—" in text and "M5a/transformer: policy: got 'transformer' on bandit" in text
+    payload = json.loads(out.read_text())
+    rows = payload["rows"]
+    assert payload["calibrate_lr"] is False
+    assert [(r["claim_id"], r["policy"]) for r in rows] == [
+        ("M5a", "tabular"), ("M5b", "tabular"), ("M5a", "transformer"), ("M5b", "transformer"),
+    ]  # fmt: skip
+    plain = verify.run_all(only=["M5"])
+    for r, p in zip(rows, plain, strict=False):
+        assert r["verdict"] == p.verdict and r["worst"] == pytest.approx(p.worst)
+        assert r["spread"] == pytest.approx(p.spread) and r["spread"] > 0 and r["lr_gain"] is None
+        assert f"{p.worst:+.3g} ± {p.spread:.2g}" in text  # the cell: the number ± its spread
+    assert len(plain[1].details["pass_ks"]) == 9 and plain[1].details["pass_ks"][-1] == 256
+    assert rows[2]["verdict"] is None and rows[2]["policy_class"] == "transformer"
     with pytest.raises(ValueError, match=r"^matrix: unknown \['cnn'\]"):
         verify.run_matrix(claims=("M5",), policy_labels=["cnn"])
+
+
+def test_calibrated_matrix_runs_each_class_at_lr_over_its_kernel_gain(monkeypatch, capsys):
+    """A one-config check in the matrix: with calibration each class's cell records the ρ its simulator
+    computed (1 for tabular) and the table says so; without it no gain is recorded."""
+    cfg = SimConfig(
+        env="token_tree", env_kwargs={**verify.TREE, "seed": 3}, update="grpo", runs=2, steps=2, lr=1.0
+    )
+
+    def tiny(rng):
+        t = verify.trajectory(cfg)
+        h = t["entropy"][-1]
+        return Row(id="MX", claim="c", source="s", setting="x", n=2, measured="m", worst=float(h.mean()),
+                   tolerance=0.0, verdict="holds", must_hold=False, spread=verify._se(h))  # fmt: skip
+
+    monkeypatch.setitem(verify.CHECKS, "MX", tiny)
+    labels = ["tabular", "loglinear-structured", "mlp"]
+    cal = verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True)
+    plain = verify.run_matrix(claims=("MX",), policy_labels=labels)
+    for c, p in zip(cal, plain, strict=True):
+        pol, kw = verify.MATRIX_POLICIES[c.policy]
+        rho = Simulator(dataclasses.replace(cfg, policy=pol, policy_kwargs=kw, calibrate_lr=True)).lr_gain
+        assert c.lr_gain == (rho, rho) and p.lr_gain == ()
+        assert (c.row.worst == p.row.worst) == (c.policy == "tabular")
+    assert cal[0].lr_gain == (1.0, 1.0) and cal[2].lr_gain[0] > 1
+    text = verify.format_matrix(cal)
+    assert "step sizes calibrated" in text and "mlp " + f"{cal[2].lr_gain[0]:.3g}" in text
+    assert json.loads(verify.matrix_json(cal, 0, calibrate_lr=True))["rows"][2]["lr_gain"] == list(
+        cal[2].lr_gain
+    )
+    assert main(["verify", "--calibrate-lr", "--quiet"]) == 2
+    assert "--calibrate-lr: allowed only with --matrix" in capsys.readouterr().err

@@ -84,3 +84,49 @@ def test_bad_shapes_name_the_argument():
         theory.kernel_dz(z, np.zeros((6, 4)), np.zeros((3, 2)), 0.1)
     with pytest.raises(ValueError, match=r"^lr: got -1\.0; allowed: \[0\.0, inf\]"):
         theory.kernel_dz(z, np.zeros((6, 4)), z, -1.0)
+
+
+@given(seed=st.integers(0, 10_000), c=st.floats(0.1, 10.0))
+def test_kernel_gain_is_one_for_orthonormal_maps_and_quadratic_in_scale(seed, c):
+    rng, _, J, g = _case(seed, P=12)
+    Q, _ = np.linalg.qr(rng.normal(size=(12, 12)))
+    assert theory.kernel_gain(np.eye(12), g) == pytest.approx(1.0, rel=1e-12)
+    assert theory.kernel_gain(Q, g) == pytest.approx(1.0, rel=1e-10)
+    assert theory.kernel_gain(c * J, g) == pytest.approx(c**2 * theory.kernel_gain(J, g), rel=1e-10)
+    # ρ is a Rayleigh quotient of K = J Jᵀ: between its smallest and largest eigenvalue
+    eig = np.linalg.eigvalsh(J @ J.T)
+    assert eig[0] - 1e-9 <= theory.kernel_gain(J, g) <= eig[-1] * (1 + 1e-9)
+
+
+@settings(max_examples=30)
+@given(seed=st.integers(0, 10_000))
+def test_kernel_gain_is_the_first_order_objective_gain_over_a_tabular_step(seed):
+    """A log-linear bandit z = z0 + Φθ, J(z) = Σ_s Σ_a π_s(a)·r_s(a): (J after θ += η·Φᵀg − J) /
+    (J after z += η·g − J) → ρ as η → 0, with g = ∂J/∂z = π·(r − E_π r)."""
+    rng, z0, Phi, _ = _case(seed)
+    r = rng.uniform(0, 1, z0.shape)
+
+    def objective(z):
+        p = np.exp(z - z.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        return float((p * r).sum())
+
+    p = np.exp(z0 - z0.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    g = p * (r - (p * r).sum(-1, keepdims=True))
+    rho = theory.kernel_gain(Phi, g)
+    errs = []
+    for lr in (1e-3, 1e-4):
+        shared = objective(z0 + (Phi @ (lr * Phi.T @ g.ravel())).reshape(z0.shape)) - objective(z0)
+        tab = objective(z0 + lr * g) - objective(z0)
+        errs.append(abs(shared / tab - rho))
+    assert errs[1] <= max(errs[0] / 5, 1e-7 * (1 + rho))
+
+
+def test_kernel_gain_bad_input_names_the_argument():
+    with pytest.raises(
+        ValueError, match=r"^jacobian: shape \(5, 4\); allowed: \(N, P\) with N = grad_z.size = 6"
+    ):
+        theory.kernel_gain(np.zeros((5, 4)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"^grad_z: all zero"):
+        theory.kernel_gain(np.ones((6, 4)), np.zeros((2, 3)))
