@@ -23,6 +23,7 @@ def test_cheap_rows_hold_and_write_json(tmp_path, capsys):
     assert [r["id"] for r in rows] == ["M1", "M4"]
     assert all(r["ok"] and r["verdict"] == "holds" for r in rows)
     assert rows[0]["worst"] < 1e-12
+    assert rows[0]["spread"] is None  # an identity's worst case has no spread; strict JSON (no NaN)
 
 
 def test_sampled_baseline_identity_row():
