@@ -141,23 +141,27 @@ def _masked_entropy(z: Tensor, temperature: float, keep: Tensor) -> Tensor:
     return lse - (p * z0).sum(-1)
 
 
-def _logprob_entropy_top_p(flat, flat_ids, shape, temperature, chunk_tokens, entropy_grad, top_p, dtype):
+def _logprob_entropy_top_p(
+    flat, flat_ids, shape, temperature, chunk_tokens, entropy_grad, top_p, dtype, mask
+):
     lps, hs, masses = [], [], []
     for i in range(0, flat.shape[0], chunk_tokens):
         z = flat[i : i + chunk_tokens].to(dtype)
         y = flat_ids[i : i + chunk_tokens]
         zs = z / temperature
         keep = _support(zs, y, top_p)
-        lse_full = torch.logsumexp(zs.detach(), -1)
-        zm = zs.masked_fill(~keep, -torch.inf)
-        lse = torch.logsumexp(zm, -1)
-        lps.append(zs.gather(-1, y[:, None]).squeeze(-1) - lse)
-        masses.append(lse.detach() - lse_full)
+        # the log-probs carry the gradient through the nucleus's logsumexp (mask) or the full one (not)
+        lse_full = torch.logsumexp(zs.detach() if mask else zs, -1)
+        lse = torch.logsumexp((zs if mask else zs.detach()).masked_fill(~keep, -torch.inf), -1)
+        masses.append(lse.detach() - lse_full.detach())
+        lps.append(zs.gather(-1, y[:, None]).squeeze(-1) - (lse if mask else lse_full))
+        # the entropy: of the renormalised nucleus (mask) or of the full softmax (not)
+        f, args = (_masked_entropy, (temperature, keep)) if mask else (_chunk_entropy, (temperature,))
         if entropy_grad and z.requires_grad:
-            hs.append(checkpoint(_masked_entropy, z, temperature, keep, use_reentrant=False))
+            hs.append(checkpoint(f, z, *args, use_reentrant=False))
         else:
             with torch.no_grad():
-                hs.append(_masked_entropy(z.detach(), temperature, keep))
+                hs.append(f(z.detach(), *args))
     return tuple(torch.cat(x).reshape(shape) for x in (lps, hs, masses))
 
 
@@ -169,6 +173,7 @@ def logprob_entropy(
     entropy_grad: bool = False,
     top_p: float = 1.0,
     with_log_mass: bool = False,
+    mask: bool = True,
 ) -> tuple[Tensor, ...]:
     """``selective_log_softmax`` and ``token_entropy`` in one pass per chunk (one logsumexp, shared).
 
@@ -181,7 +186,9 @@ def logprob_entropy(
     Args:
         logits: (..., V); ids: (...) sampled token ids; temperature: τ > 0; chunk_tokens: rows at once;
         entropy_grad: keep the entropy's gradient (an entropy bonus needs it); top_p: in (0, 1];
-        with_log_mass: also return log of the support's probability mass under the full softmax.
+        with_log_mass: also return log of the support's probability mass under the full softmax;
+        mask: with top_p < 1, False keeps the log-probs and entropies on the full softmax and only measures
+        the nucleus's log-mass (one pass instead of a masked and a full one).
     Returns:
         (log-probs (...) with the logits' gradient, entropies (...) in nats[, log-masses (...) ≤ 0]).
     """
@@ -199,7 +206,7 @@ def logprob_entropy(
             out = (empty, empty.clone(), empty.clone())
         else:
             out = _logprob_entropy_top_p(
-                flat, flat_ids, ids.shape, temperature, chunk_tokens, entropy_grad, top_p, dtype
+                flat, flat_ids, ids.shape, temperature, chunk_tokens, entropy_grad, top_p, dtype, mask
             )
         return out if with_log_mass else out[:2]
     if with_log_mass:

@@ -122,13 +122,15 @@ def token_stats(
     entropy_grad: bool = False,
     top_p: float = 1.0,
     with_log_mass: bool = False,
+    mask: bool = True,
 ) -> tuple[Tensor, ...]:
     """Log-prob of each sampled token and the entropy at its position, at temperature τ. (B, T) each.
 
     Runs under the caller's grad mode: with grad enabled the log-probs carry the gradient, and so does
     the entropy if ``entropy_grad`` (recomputed in backward chunk by chunk; for an entropy bonus).
     Only the T + 1 last positions' logits are computed (``logits_to_keep``), never the prompt's.
-    ``top_p`` < 1: on the sampler's top-p support (the keep-sampling mask, ``logprob_entropy``).
+    ``top_p`` < 1: on the sampler's top-p support (the keep-sampling mask, ``logprob_entropy``); with
+    ``mask`` False on the full softmax, with the support's log-mass measured in the same pass.
     """
     T = roll.completion_ids.shape[1]
     ids = torch.cat([roll.prompt_ids, roll.completion_ids], 1)
@@ -137,7 +139,7 @@ def token_stats(
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=T + 1).logits
     logits = logits[:, :-1]  # (B, T, V): position t predicts completion token t
     return logprob_entropy(
-        logits, roll.completion_ids, temperature, chunk_tokens, entropy_grad, top_p, with_log_mass
+        logits, roll.completion_ids, temperature, chunk_tokens, entropy_grad, top_p, with_log_mass, mask
     )
 
 

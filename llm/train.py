@@ -260,20 +260,14 @@ class Trainer:
     def _forward(self, roll: Rollout, entropy_grad: bool = False, model=None, with_log_mass: bool = False):
         """(logp, entropy) (B, T) of these rows under ``model`` (default: the policy), at the sampling
         temperature, in the caller's grad mode; the policy's on the sampler's top-p support when
-        ``keep_sampling_mask`` (plus the support's log-mass when asked)."""
+        ``keep_sampling_mask`` (plus the support's log-mass when asked, from the same forward pass)."""
         policy = model is None
         top_p = self.cfg.top_p if (policy and (self.cfg.keep_sampling_mask or with_log_mass)) else 1.0
-        out = token_stats(
+        return token_stats(
             self.model if policy else model, roll, temperature=self.cfg.temperature,
             chunk_tokens=self.cfg.chunk_tokens, entropy_grad=entropy_grad, top_p=top_p,
-            with_log_mass=with_log_mass,
+            with_log_mass=with_log_mass, mask=self.cfg.keep_sampling_mask,
         )  # fmt: skip
-        if with_log_mass and not self.cfg.keep_sampling_mask:  # train on the full softmax, report the gap
-            full = token_stats(
-                self.model, roll, temperature=self.cfg.temperature, chunk_tokens=self.cfg.chunk_tokens
-            )
-            return (*full, out[2])
-        return out
 
     def _stats(self, roll: Rollout, model=None, with_log_mass: bool = False):
         """No-grad (logp, entropy[, log-mass]) (B, T) for the rollout rows, micro-batch by micro-batch."""

@@ -165,3 +165,23 @@ def test_top_p_gradients_flow_through_the_kept_logits_only(batch, top_p):
     assert logprob_entropy(logits, ids, top_p=1.0)[0].shape == ids.shape
     with pytest.raises(ValueError, match=r"^top_p: got 0; allowed: a number in \(0, 1\]$"):
         logprob_entropy(logits, ids, top_p=0)
+
+
+@given(batch=logit_batches(), chunk=st.integers(1, 7), top_p=st.sampled_from([0.3, 0.8]))
+def test_unmasked_top_p_pass_is_the_full_softmax_plus_the_nucleus_log_mass(batch, chunk, top_p):
+    """mask=False: log-probs, entropies and their gradients are the full softmax's, and the log-mass is the
+    masked pass's — one pass where the trainer used to run two."""
+    logits, ids = batch
+    x = logits.double().requires_grad_()
+    lp, h, lm = logprob_entropy(
+        x, ids, 0.7, chunk, entropy_grad=True, top_p=top_p, with_log_mass=True, mask=False
+    )
+    (lp.sum() + h.sum()).backward()
+    y = logits.double().requires_grad_()
+    want_lp, want_h = logprob_entropy(y, ids, 0.7, chunk, entropy_grad=True)
+    (want_lp.sum() + want_h.sum()).backward()
+    _, _, want_lm = logprob_entropy(logits.double(), ids, 0.7, chunk, top_p=top_p, with_log_mass=True)
+    torch.testing.assert_close(lp, want_lp, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h, want_h, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(lm, want_lm, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x.grad, y.grad, rtol=1e-9, atol=1e-12)

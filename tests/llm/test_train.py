@@ -175,9 +175,25 @@ def test_guides_and_step_judgements_reach_the_controllers(tmp_path, cfg):
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_top_p_training_logs_the_sampler_gap(keep, tmp_path, cfg):
+def test_top_p_training_logs_the_sampler_gap(keep, tmp_path, cfg, monkeypatch):
     c = cfg(top_p=0.7, keep_sampling_mask=keep, steps=2, epochs=1 if keep else 2)
+    calls: list[float] = []
+    real = T.token_stats
+
+    def counted(*a, **k):
+        calls.append(k.get("top_p", 1.0))
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "token_stats", counted)
     T.train(c, progress=False)
+    n_top_p = len(calls)
+    if keep:  # every policy pass is on the sampler's support
+        assert set(calls) == {0.7}
+    else:  # the nucleus log-mass costs no extra forward pass: as many as the same run without top-p
+        calls.clear()
+        T.train(dataclasses.replace(c, top_p=1.0, name=c.name + "-full"), progress=False)
+        # per rollout: one no-grad pass (old log-probs and the log-mass), one per epoch, one for measure_dH
+        assert n_top_p == len(calls) == c.steps * (2 + c.epochs)
     for r in rows(c.run_dir):
         assert r["rollout/nucleus_log_mass"] < 0
         gap = r["rollout/logp_gap_sampler"]
