@@ -274,3 +274,15 @@ def test_run_records_the_step_size_it_used(tmp_path):
     meta = json.loads((out / "config.json").read_text())
     assert meta["lr_used"] == pytest.approx(0.5 / meta["lr_gain"]) and meta["lr_gain"] > 1
     assert meta["config"]["calibrate_lr"] is True
+
+
+def test_kernel_gain_on_a_toy_text_mdp():
+    """The MDP's exact gradient (visit-weighted π·A over every grid state) goes through the same ρ."""
+    kw = {"env": "FrozenLake-v1", "env_kwargs": {"horizon": 20}, "policy": "lowrank", "calibrate_lr": True}
+    sim = Simulator(_cfg(**kw))
+    s = sim.init_state()
+    J, _ = sim.param_jacobian(s, 0)
+    g = tr.pg_dz(sim.model.exact(s.z))[0]
+    assert sim.lr_gain == pytest.approx(
+        theory.kernel_gain(J.reshape(g.numel(), -1).numpy(), g.numpy()), rel=1e-10
+    )
