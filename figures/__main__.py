@@ -9,7 +9,6 @@ unless ``--force``, so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import inspect
 import json
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import figures
 from figures import _common
+from sim.runio import code_fingerprint
 
 
 def _caption(mod) -> str:
@@ -29,14 +29,7 @@ def code_hash(mod) -> str:
     """Fingerprint of the code a figure depends on: its script, figures/_common.py and the theory, sim
     and controllers packages. A figure already in --out is reused only if this matches."""
     root = Path(figures.__file__).parent.parent
-    h = hashlib.sha256()
-    files = [Path(mod.__file__), root / "figures" / "_common.py"]
-    for pkg in ("theory", "sim", "controllers"):
-        files += sorted((root / pkg).glob("*.py"))
-    for f in files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    return code_fingerprint(Path(mod.__file__), root / "figures" / "_common.py")
 
 
 def make_one(number: int, out: Path, quick: bool, seed: int, force: bool = False) -> dict:

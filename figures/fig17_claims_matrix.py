@@ -21,6 +21,8 @@ states which claims change verdict with the class once speeds are matched.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
@@ -33,6 +35,9 @@ SLOW = True  # the two matrices take about 25 minutes on 2 CPUs: `make matrix`, 
 COLUMNS = ("eta", "claim_id", "policy", "verdict", "worst", "spread", "tolerance", "lr_gain_lo", "lr_gain_hi",
            "measured")  # fmt: skip
 ETAS = ("same", "calibrated")
+CACHE = (
+    Path("runs") / "matrix"
+)  # finished cells, reused on a rerun with the same code: an interrupted run resumes
 QUICK_CLAIMS, QUICK_POLICIES = ("M5",), ("tabular", "loglinear-structured")
 COLOURS = {
     fc.HOLDS: "#4caf50",
@@ -73,8 +78,9 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     passk: dict[str, dict] = {}
     for eta in ETAS:
         cells = verify.run_matrix(
-            seed=seed, claims=claims, policy_labels=labels, calibrate_lr=eta == "calibrated"
-        )
+            seed=seed, claims=claims, policy_labels=labels, calibrate_lr=eta == "calibrated",
+            cache_dir=None if quick else CACHE,
+        )  # fmt: skip
         for c in cells:
             rows.append(
                 {

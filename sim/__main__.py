@@ -148,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="matrix: divide each parametric class's step size by its kernel gain at the start (each class's "
         "first step then raises the objective as fast as the tabular policy's)",
     )
+    v.add_argument(
+        "--cache",
+        default="runs/matrix",
+        metavar="DIR",
+        help="matrix: each finished (claim, class) is saved here and reused by a rerun with the same seed, "
+        "step-size rule and code, so an interrupted matrix resumes (default runs/matrix)",
+    )
+    v.add_argument("--no-cache", action="store_true", help="matrix: recompute every cell, save nothing")
     return p
 
 
@@ -187,6 +195,7 @@ def verify_main(args: argparse.Namespace) -> int:
             cells = verify.run_matrix(
                 seed=args.seed, claims=args.only or verify.MATRIX_CLAIMS, policy_labels=args.policies,
                 progress=progress, calibrate_lr=args.calibrate_lr,
+                cache_dir=None if args.no_cache else Path(args.cache),
             )  # fmt: skip
         except ValueError as e:
             print(f"error: --policies: {e}", file=sys.stderr)

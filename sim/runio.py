@@ -4,6 +4,7 @@ resume (rows written after the last checkpoint are dropped, then recomputed)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -22,6 +23,20 @@ def git_sha() -> str:
         ).stdout.strip()
     except Exception:
         return "unknown"
+
+
+def code_fingerprint(*extra: Path) -> str:
+    """sha256 (16 hex digits) of the theory, sim and controllers sources (what a simulator result depends
+    on), plus the files in ``extra``: a saved result is reused only while this matches."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    files = list(extra)
+    for pkg in ("theory", "sim", "controllers"):
+        files += sorted((root / pkg).glob("*.py"))
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def atomic_save(obj, path: Path) -> None:

@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import itertools
+import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +30,8 @@ import theory
 from sim import models
 from sim import tree as tr
 from sim.run import SimConfig, Simulator
-from theory.verify import APPROX, FAILS, HOLDS, Row
+from sim.runio import atomic_write_json, code_fingerprint
+from theory.verify import APPROX, FAILS, HOLDS, Row, jsonable, row_from_json
 
 # -- helpers ---------------------------------------------------------------------------------------------
 
@@ -1215,37 +1218,84 @@ class MatrixCell:
     (each ran at lr/ρ); () without calibration"""
 
 
+def _cell_file(cache_dir: Path, rid: str, label: str, seed: int, calibrate: bool) -> Path:
+    return cache_dir / f"{rid}-{label}-{'calibrated' if calibrate else 'same'}-seed{seed}.json"
+
+
+def _load_cells(path: Path, code: str) -> list[MatrixCell] | None:
+    """The cells saved at ``path`` by the same code, or None (missing, other code, unreadable)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if saved.get("code") != code:
+        return None
+    out = []
+    for c in saved["cells"]:
+        row = None if c["row"] is None else row_from_json(c["row"])
+        out.append(MatrixCell(c["claim_id"], c["policy"], row, c["why"], tuple(c["lr_gain"])))
+    return out
+
+
+def _save_cells(path: Path, code: str, cells: list[MatrixCell]) -> None:
+    payload = {"code": code, "cells": [
+        {"claim_id": c.claim_id, "policy": c.policy, "row": None if c.row is None else dataclasses.asdict(c.row),
+         "why": c.why, "lr_gain": list(c.lr_gain)} for c in cells]}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(jsonable(payload), path)
+
+
 def run_matrix(
-    seed: int = 0, claims=MATRIX_CLAIMS, policy_labels=None, progress=None, calibrate_lr: bool = False
+    seed: int = 0,
+    claims=MATRIX_CLAIMS,
+    policy_labels=None,
+    progress=None,
+    calibrate_lr: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> list[MatrixCell]:
     """Re-run the claims in ``claims`` with every policy class (each check's own seeds, so the cells of one
     claim are paired across classes). A check whose environment the class does not fit gives cells with
     ``row`` None. ``calibrate_lr``: every simulator runs with ``SimConfig.calibrate_lr`` (each parametric
-    class's step divided by its kernel gain at the start, so that classes learn at comparable speeds)."""
+    class's step divided by its kernel gain at the start, so that classes learn at comparable speeds).
+    ``cache_dir``: each finished (check, class) is saved there atomically and reused by a later call with
+    the same seed, step-size rule and code (``code_fingerprint``), so an interrupted matrix resumes."""
     labels = list(policy_labels or MATRIX_POLICIES)
     unknown = sorted(set(claims) - set(CHECKS)) + sorted(set(labels) - set(MATRIX_POLICIES))
     if unknown:
         raise ValueError(
             f"matrix: unknown {unknown}; allowed: claims {' '.join(CHECKS)}, policies {' '.join(MATRIX_POLICIES)}"
         )
-    cells = []
+    cells: list[MatrixCell] = []
+    code = code_fingerprint() if cache_dir is not None else ""
     for label in labels:
         token = _POLICY.set((*MATRIX_POLICIES[label], bool(calibrate_lr)))
         try:
             for rid in claims:
+                path = (
+                    None if cache_dir is None else _cell_file(Path(cache_dir), rid, label, seed, calibrate_lr)
+                )
+                done = None if path is None else _load_cells(path, code)
+                if done is not None:
+                    if progress:
+                        progress(f"{rid}/{label} (saved)")
+                    cells.extend(done)
+                    continue
                 if progress:
                     progress(f"{rid}/{label}")
+                n0 = len(cells)
                 gains: list[float] = []
                 gtoken = _GAINS.set(gains)
                 try:
                     rows = run_all(seed=seed, only=[rid])
                 except ValueError as e:  # the class does not fit the check's environment
                     cells.append(MatrixCell(rid, label, None, str(e)))
-                    continue
+                else:
+                    span = (min(gains), max(gains)) if calibrate_lr and gains else ()
+                    cells.extend(MatrixCell(r.id, label, r, lr_gain=span) for r in rows)
                 finally:
                     _GAINS.reset(gtoken)
-                span = (min(gains), max(gains)) if calibrate_lr and gains else ()
-                cells.extend(MatrixCell(r.id, label, r, lr_gain=span) for r in rows)
+                if path is not None:
+                    _save_cells(path, code, cells[n0:])
         finally:
             _POLICY.reset(token)
     # a check that did not fit a class stands for every row id the check gives on the other classes

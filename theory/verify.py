@@ -943,6 +943,21 @@ def jsonable(x):
     return x
 
 
+def row_from_json(d: dict) -> Row:
+    """The ``Row`` of ``asdict(row)`` after ``jsonable`` (null → nan, "inf" → inf in the float fields);
+    extra keys (e.g. ``ok``) are dropped."""
+
+    def num(x):
+        return math.nan if x is None else float(x)
+
+    names = {f for f in Row.__dataclass_fields__}
+    kw = {k: v for k, v in d.items() if k in names}
+    for k in ("worst", "tolerance", "spread"):
+        if k in kw:
+            kw[k] = num(kw[k])
+    return Row(**kw)
+
+
 def to_json(rows: list[Row], seed: int) -> str:
     import platform
 

@@ -104,10 +104,15 @@ def test_matrix_cells_json_and_classes_that_do_not_fit(tmp_path, capsys):
             "transformer",
             "--json",
             str(out),
+            "--cache",
+            str(tmp_path / "cells"),
             "--quiet",
         ]
     )
     assert rc == 0
+    assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == [
+        "M5-tabular-same-seed0.json", "M5-transformer-same-seed0.json",
+    ]  # fmt: skip
     text = capsys.readouterr().out
     assert "M5a" in text and "—" in text and "M5a/transformer: policy: got 'transformer' on bandit" in text
     payload = json.loads(out.read_text())
@@ -157,3 +162,38 @@ def test_calibrated_matrix_runs_each_class_at_lr_over_its_kernel_gain(monkeypatc
     )
     assert main(["verify", "--calibrate-lr", "--quiet"]) == 2
     assert "--calibrate-lr: allowed only with --matrix" in capsys.readouterr().err
+
+
+def test_matrix_cells_are_saved_and_an_interrupted_matrix_resumes(monkeypatch, tmp_path):
+    calls: list[str] = []
+    cfg = SimConfig(
+        env="token_tree", env_kwargs={**verify.TREE, "seed": 3}, update="grpo", runs=2, steps=2, lr=1.0
+    )
+
+    def tiny(rng):
+        t = verify.trajectory(cfg)
+        calls.append(verify._POLICY.get()[0])
+        if verify._POLICY.get()[0] == "mlp" and len(calls) == 2 and interrupt:
+            raise KeyboardInterrupt
+        h = t["entropy"][-1]
+        return Row(id="MX", claim="c", source="s", setting="x", n=2, measured="m", worst=float(h.mean()),
+                   tolerance=0.0, verdict="holds", must_hold=False, spread=verify._se(h), details={"h": list(h)})  # fmt: skip
+
+    monkeypatch.setitem(verify.CHECKS, "MX", tiny)
+    labels, cache = ["tabular", "mlp"], tmp_path / "cells"
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True, cache_dir=cache)
+    assert [p.name for p in cache.iterdir()] == ["MX-tabular-calibrated-seed0.json"]  # the finished cell only
+    interrupt = False
+    first = verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True, cache_dir=cache)
+    assert calls == ["tabular", "mlp", "mlp"]  # resumed: the tabular cell was read back
+    again = verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True, cache_dir=cache)
+    assert len(calls) == 3 and again == first  # every field read back the same (spread, lr_gain, details)
+    plain = verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True)
+    assert [c.row.worst for c in plain] == [c.row.worst for c in first] and len(calls) == 5
+    verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=False, cache_dir=cache)
+    assert len(calls) == 7  # another step-size rule: other cells
+    monkeypatch.setattr(verify, "code_fingerprint", lambda: "other code")
+    verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True, cache_dir=cache)
+    assert len(calls) == 9  # saved by other code: recomputed
