@@ -659,13 +659,10 @@ class Simulator:
     def param_jacobian(self, s: SimState, run: int) -> tuple[torch.Tensor, list[int]]:
         """(J (S, V, P), sizes): ∂z/∂θ of one run's logits in its flattened parameters (in the order of
         ``s.params``; ``sizes`` the number of entries of each), by autograd."""
-        return self._jacobian(s.params, run)
-
-    def _jacobian(self, params: dict, run: int) -> tuple[torch.Tensor, list[int]]:
-        keys = list(params)
-        flat0 = torch.cat([params[k].detach()[run].reshape(-1) for k in keys])
-        sizes = [params[k][run].numel() for k in keys]
-        shapes = [params[k][run].shape for k in keys]
+        keys = list(s.params)
+        flat0 = torch.cat([s.params[k].detach()[run].reshape(-1) for k in keys])
+        sizes = [s.params[k][run].numel() for k in keys]
+        shapes = [s.params[k][run].shape for k in keys]
 
         def z_of(flat):
             parts = torch.split(flat, sizes)
