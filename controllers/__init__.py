@@ -10,7 +10,7 @@ per-token penalties and extra loss terms. Controllers are looked up by name:
 
 from controllers import advantages as _advantages  # noqa: F401  (registers the controllers)
 from controllers import batchlevel as _batchlevel  # noqa: F401
-from controllers import dist
+from controllers import contract, dist
 from controllers import extras as _extras  # noqa: F401
 from controllers import guidance as _guidance  # noqa: F401
 from controllers import nft as _nft  # noqa: F401
@@ -20,22 +20,26 @@ from controllers import shaping as _shaping  # noqa: F401
 from controllers import surrogates as _surrogates  # noqa: F401
 from controllers import value as _value  # noqa: F401
 from controllers import weights as _weights  # noqa: F401
+from controllers.advantages import cluster_entropy
 from controllers.agg import AGG_MODES, agg_loss
-from controllers.base import GROUP_BASELINES, Controller, Pipeline, Terms, get, names, register
+from controllers.base import Controller, Pipeline, Terms, get, names, register
 from controllers.batch import TokenBatch
 from controllers.batchlevel import mixed_groups
+from controllers.contract import Host
 from controllers.extras import nucleus_entropy
 from controllers.loss import policy_loss, telemetry
 from controllers.shaping import distinct_n, group_diversity, ngram_embedding
 
 __all__ = [
     "AGG_MODES",
-    "GROUP_BASELINES",
     "Controller",
+    "Host",
     "Pipeline",
     "Terms",
     "TokenBatch",
     "agg_loss",
+    "cluster_entropy",
+    "contract",
     "dist",
     "distinct_n",
     "get",

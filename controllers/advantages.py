@@ -44,6 +44,32 @@ def group_stats(values: Tensor, index: Tensor, n_groups: int) -> tuple[Tensor, T
     return count[index], mean[index], std[index]
 
 
+def cluster_entropy(
+    cluster: Tensor, group: Tensor, n_groups: int, weight: Tensor | None = None, dtype=torch.float64
+) -> Tensor:
+    """(P,) semantic entropy of each group, nats: −Σ_k p_k log p_k over the answer clusters k of the group,
+    p_k = Σ_{i ∈ g, cluster i = k} w_i / Σ_{i ∈ g} w_i (w = 1: the shares of the sampled answers).
+
+    The one implementation behind SEED-GRPO's SE(q) (sampled answers), the trainer's semantic-entropy
+    curriculum (a pre-pass's answers) and the simulator's exact curriculum (every leaf, weighted by its
+    probability). Computed as −Σ_i (w_i/W_g)·log p_{k(i)} over members, which equals the sum over clusters.
+
+    Args: cluster (N,) integer cluster ids; group (N,) dense group index in [0, n_groups); weight (N,) ≥ 0
+    or None. Returns (n_groups,) entropies ≥ 0 (0 for empty groups).
+    """
+    w = torch.ones(group.shape, dtype=dtype, device=group.device) if weight is None else weight.to(dtype)
+    _, key = torch.unique(torch.stack([group, cluster.to(group.dtype)], 1), dim=0, return_inverse=True)
+    mass = torch.zeros(int(key.max()) + 1 if key.numel() else 0, dtype=dtype, device=group.device)
+    mass = mass.index_add_(0, key, w)
+    total = torch.zeros(n_groups, dtype=dtype, device=group.device).index_add_(0, group, w)
+    share = w / total[group].clamp_min(torch.finfo(dtype).tiny)
+    p = mass[key] / total[group].clamp_min(torch.finfo(dtype).tiny)
+    term = torch.where(w > 0, share * p.clamp_min(torch.finfo(dtype).tiny).log(), torch.zeros_like(w))
+    return (-torch.zeros(n_groups, dtype=dtype, device=group.device).index_add_(0, group, term)).clamp_min(
+        0.0
+    ) + 0.0
+
+
 def _broadcast(seq_adv: Tensor, batch: TokenBatch) -> Tensor:
     return seq_adv[:, None].to(batch.logp.dtype) * batch.mask
 
@@ -71,9 +97,16 @@ class GRPO(Controller):
 
     name = "grpo"
     kind = "advantage"
+    needs_fields = frozenset({"reward"})
+    groups = True
+    stage_name = "sampling"
+
     scale: str = "group"
     eps: float = 1e-6
     singleton: str = "zero"
+
+    def separable(self, equal_lengths=True):
+        return self.scale != "batch"  # the batch std mixes runs
 
     def __post_init__(self):
         check_choice(self.name, "scale", self.scale, ("group", "batch", "none"))
@@ -123,6 +156,10 @@ class RLOO(Controller):
 
     name = "rloo"
     kind = "advantage"
+    needs_fields = frozenset({"reward"})
+    groups = True
+    stage_name = "sampling"
+    separable_runs = True
 
     def advantages(self, batch, state):
         r = _rewards(batch, self.name)
@@ -143,6 +180,10 @@ class OPO(Controller):
 
     name = "opo"
     kind = "advantage"
+    needs_fields = frozenset({"reward"})
+    groups = True
+    stage_name = "sampling"
+    separable_runs = True
 
     def advantages(self, batch, state):
         r = _rewards(batch, self.name)
@@ -195,6 +236,10 @@ class QAE(Controller):
 
     name = "qae"
     kind = "advantage"
+    needs_fields = frozenset({"reward"})
+    groups = True
+    stage_name = "sampling"
+    separable_runs = True
     k: float = 0.4
     scale: str = "group"
     eps: float = 1e-6
@@ -217,6 +262,9 @@ class _OutcomeSign(Controller):
     """Shared body of PSR / NSR / W-REINFORCE: a fixed function of the reward, no baseline."""
 
     kind = "advantage"
+    needs_fields = frozenset({"reward"})
+    stage_name = "sampling"
+    separable_runs = True
 
     def _seq(self, r: Tensor) -> Tensor:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -285,10 +333,17 @@ class Unlikeliness(Controller):
 
     name = "unlikeliness"
     kind = "advantage"
+    needs_fields = frozenset({"reward"})
+    groups = True
+    stage_name = "sampling"
+
     rank_penalty: float = 0.25
     scale: str = "group"
     eps: float = 1e-6
     singleton: str = "zero"
+
+    def separable(self, equal_lengths=True):
+        return self.scale != "batch"
 
     def __post_init__(self):
         check_real(self.name, "rank_penalty", self.rank_penalty, lo=0.0, hi=1.0)
@@ -319,6 +374,7 @@ class EntropyAdv(Controller):
 
     name = "entropy_adv"
     kind = "advantage"
+    separable_runs = True
     alpha: float = 0.4
     kappa: float = 2.0
 
@@ -346,11 +402,18 @@ class SeedGRPO(Controller):
 
     name = "seed_grpo"
     kind = "advantage"
+    needs_fields = frozenset({"reward", "answer"})
+    groups = True
+    stage_name = "sampling"
+
     alpha: float = 1.0
     f: str = "linear"
     gamma: float = 2.0
     scale: str = "group"
     eps: float = 1e-6
+
+    def separable(self, equal_lengths=True):
+        return self.scale != "batch"
 
     def __post_init__(self):
         check_real(self.name, "alpha", self.alpha, lo=0.0, hi=1.0)
@@ -359,25 +422,17 @@ class SeedGRPO(Controller):
         GRPO(scale=self.scale, eps=self.eps)
 
     def semantic_entropy(self, batch: TokenBatch) -> tuple[Tensor, Tensor]:
-        """(B,) SE(q) of each sequence's group and SE_max = log G, in nats."""
+        """(B,) SE(q) of each sequence's group and SE_max = log G, in nats (``cluster_entropy``)."""
         if batch.answer is None:
             raise ValueError(
                 f"answer: None; allowed: a (B,) integer tensor of answer-cluster ids ({self.name!r} needs it)"
             )
         idx, n = _group_index(batch)
-        _, cluster = torch.unique(
-            torch.stack([idx, batch.answer.to(idx.dtype)], 1), dim=0, return_inverse=True
+        se = cluster_entropy(batch.answer, idx, n, dtype=batch.logp.dtype)
+        group_n = torch.zeros(n, dtype=batch.logp.dtype, device=idx.device).index_add_(
+            0, idx, torch.ones(idx.numel(), dtype=batch.logp.dtype, device=idx.device)
         )
-        dtype = batch.logp.dtype
-        ones = torch.ones(idx.numel(), dtype=dtype, device=idx.device)
-        n_cluster = torch.zeros(
-            int(cluster.max()) + 1 if cluster.numel() else 0, dtype=dtype, device=idx.device
-        ).index_add_(0, cluster, ones)
-        group_n = torch.zeros(n, dtype=dtype, device=idx.device).index_add_(0, idx, ones)
-        p = n_cluster[cluster] / group_n[idx]  # (B,) share of this sequence's cluster
-        # Σ_k p_k log p_k = Σ_i (1/G) log p_{k(i)}: sum over members instead of clusters.
-        se = -torch.zeros(n, dtype=dtype, device=idx.device).index_add_(0, idx, p.log() / group_n[idx])
-        return se[idx].clamp_min(0.0), group_n[idx].log()
+        return se[idx], group_n[idx].log()
 
     def advantages(self, batch, state):
         adv = GRPO(scale=self.scale, eps=self.eps).advantages(batch, state)

@@ -1,8 +1,9 @@
 """agg_loss: reduce a per-token loss (B, T) to a scalar, with verl's four modes.
 
-Ref: verl ``core_algos.py::agg_loss``. Deviation, stated first: where verl divides by the number of
-sequences, we divide by the number of sequences with at least one valid token, so all-padding rows
-(e.g. from a sharded batch) change nothing. An all-masked batch gives 0 (verl: nan/0 by version).
+Ref: verl 0.9.1 ``core_algos.agg_loss``; TRL 1.16.0 ``GRPOTrainer`` (``loss_type`` "dapo", "grpo",
+"dr_grpo"). Sequences are counted only when they hold at least one valid token, as in verl 0.9.1, so
+all-padding rows (e.g. from a sharded batch) change nothing. An all-masked batch gives 0 (verl: nan or
+0 by version).
 """
 
 from __future__ import annotations
@@ -27,8 +28,14 @@ def agg_loss(
     token-mean:               Σ_{b,t} m·ℓ / Σ_{b,t} m                        (DAPO; TRL "dapo")
     seq-mean-token-mean:      mean_b [ Σ_t m·ℓ / Σ_t m ]                     (GRPO paper)
     seq-mean-token-sum:       mean_b [ Σ_t m·ℓ ]
-    seq-mean-token-sum-norm:  Σ_{b,t} m·ℓ / L,  L = norm_len or T            (Dr. GRPO; verl divides by T,
-                              not by the number of sequences)
+    seq-mean-token-sum-norm:  Σ_{b,t} m·ℓ / (B·L),  L = norm_len or T        (Dr. GRPO: the 1/G mean over
+                              responses kept, each 1/|o_i| replaced by one constant 1/L; verl 0.9.1
+                              divides the token sums by the non-empty sequences and by
+                              ``loss_scale_factor`` = T; TRL's "dr_grpo" by batch size ·
+                              max_completion_length)
+
+    B counts the sequences with a valid token. Earlier versions of entrolab returned Σ/L for the last
+    mode, B times larger than verl's and TRL's.
 
     Args:
         per_token: (B, T); mask: (B, T) in {0, 1}; mode: one of AGG_MODES; norm_len: L for the last mode.
@@ -44,13 +51,13 @@ def agg_loss(
     masked = per_token * m
     if mode == "token-mean":
         return masked.sum() / m.sum().clamp_min(1.0)
+    tokens = m.sum(-1)
+    has = (tokens > 0).to(per_token.dtype)
     if mode == "seq-mean-token-sum-norm":
         length = float(per_token.shape[-1] if norm_len is None else norm_len)
         if not length > 0:
             raise ValueError(f"norm_len: got {norm_len}; allowed: a positive number")
-        return masked.sum() / length
-    tokens = m.sum(-1)
-    has = (tokens > 0).to(per_token.dtype)
+        return masked.sum() / (has.sum().clamp_min(1.0) * length)
     seq = masked.sum(-1)
     if mode == "seq-mean-token-mean":
         seq = seq / tokens.clamp_min(1.0)

@@ -10,6 +10,24 @@ with these methods, each with a neutral default:
     bind(others) -> Controller                once, when a Pipeline is built (e.g. Clip-Cov reads the
                                               PPO clip range of the pipeline's ``ppo_clip``)
 
+and declares what it needs from the host that runs it (the contract, checked by
+``controllers.contract.check`` before any work; no host decides anything by a controller's name):
+    needs() -> frozenset[str]      the optional TokenBatch fields it cannot work without (``reward``,
+                                   ``answer``, ``ref_logp``, ``entropy_topp``, ``embedding``, ``value``,
+                                   ``step_correct``, ...; ``controllers.contract.FIELDS`` lists them)
+    whole_groups() -> bool         it compares the responses of one prompt: every group must be whole in
+                                   the batch it sees, with at least two responses
+    stage() -> str                 "sampling": acts only on rewards/advantages from what is known once the
+                                   rollout is scored, so it can run once per rollout on whole groups;
+                                   "loss": runs inside every loss call (per token, per batch, or stateful)
+    separable(equal_lengths) -> bool
+                                   on a batch that concatenates independent runs (disjoint group ids, the
+                                   same number of sequences each, and the same token counts unless
+                                   ``equal_lengths`` is False) its advantages and terms are the runs' own,
+                                   and its extra term is the mean of the runs' (so one loss call can serve
+                                   all runs)
+    acts_on() -> frozenset[str]    which of "rewards", "advantages", "terms" it overrides
+
 ``stats`` passed to ``step`` is the metrics dict of ``policy_loss`` for the optimizer batch (averaged
 over ranks by the trainer); stateful controllers read ``stats["policy/entropy"]`` (token-mean entropy,
 nats) and, for schedules, ``stats["train/progress_frac"]`` in [0, 1].
@@ -51,11 +69,46 @@ class Terms:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+STAGES = ("sampling", "loss")
+KINDS = ("reward", "advantage", "weight", "surrogate", "penalty", "extra", "batch", "wrapper")
+
+
 class Controller:
-    """Base class: neutral behaviour. Subclasses are frozen dataclasses registered with ``@register``."""
+    """Base class: neutral behaviour. Subclasses are frozen dataclasses registered with ``@register``.
+
+    The class attributes ``needs_fields``, ``groups``, ``stage_name`` and ``separable_runs`` are the
+    declarations of the contract; the methods of the same purpose read them, and a controller whose needs
+    depend on its hyperparameters (``scale="batch"``, a wrapped controller) overrides the method.
+    """
 
     name: ClassVar[str] = "controller"
-    kind: ClassVar[str] = "none"  # reward | advantage | weight | penalty | extra | batch
+    kind: ClassVar[str] = "none"  # one of KINDS: how the README's table groups it (checked against acts_on)
+    needs_fields: ClassVar[frozenset[str]] = frozenset()
+    groups: ClassVar[bool] = False
+    stage_name: ClassVar[str] = "loss"
+    separable_runs: ClassVar[bool] = False
+
+    # -- the contract ------------------------------------------------------------------------------
+
+    def needs(self) -> frozenset[str]:
+        return frozenset(self.needs_fields)
+
+    def whole_groups(self) -> bool:
+        return bool(self.groups)
+
+    def stage(self) -> str:
+        return self.stage_name
+
+    def separable(self, equal_lengths: bool = True) -> bool:
+        return bool(self.separable_runs)
+
+    def acts_on(self) -> frozenset[str]:
+        own = type(self)
+        return frozenset(
+            m for m in ("rewards", "advantages", "terms") if getattr(own, m) is not getattr(Controller, m)
+        )
+
+    # -- behaviour -----------------------------------------------------------------------------------
 
     def init(self) -> dict:
         return {}
@@ -80,11 +133,6 @@ class Controller:
 
 
 _REGISTRY: dict[str, type[Controller]] = {}
-
-# controllers whose baseline or filter compares the responses of one prompt: they need group_size >= 2
-GROUP_BASELINES = frozenset(
-    {"grpo", "dr_grpo", "rloo", "opo", "qae", "unlikeliness", "seed_grpo", "dynamic_sampling"}
-)
 
 
 def register(cls: type[Controller]) -> type[Controller]:
@@ -178,6 +226,56 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline({self.controllers!r})"
+
+    # -- the contract of the whole pipeline ----------------------------------------------------------
+
+    def needs(self) -> frozenset[str]:
+        """The TokenBatch fields some controller of the pipeline cannot work without."""
+        return frozenset().union(*(c.needs() for c in self.controllers))
+
+    def whole_groups(self) -> bool:
+        return any(c.whole_groups() for c in self.controllers)
+
+    def separable(self, equal_lengths: bool = True) -> bool:
+        return all(c.separable(equal_lengths) for c in self.controllers)
+
+    def split(self) -> tuple[Pipeline, Pipeline]:
+        """(sampling, loss): the controllers of stage "sampling" (run once per rollout on whole groups:
+        ``sampling.advantages(batch)``) and the rest (run in every loss call, on a batch whose ``adv`` is
+        the sampling stage's output). ``policy_loss(batch.replace(adv=sampling.advantages(batch)), loss)``
+        equals ``policy_loss(batch, self)`` whenever the split is allowed; it is not when a loss-stage
+        controller shapes rewards (they feed the sampling stage's advantages) or a loss-stage advantage
+        transform comes before a sampling-stage one (the order would change). Both halves keep the
+        controllers' order; their state keys are their own (``"<index>:<name>"`` within each half)."""
+        first_loss_adv = None
+        for c in self.controllers:
+            if c.stage() not in STAGES:
+                raise ValueError(f"{c.name}.stage(): got {c.stage()!r}; allowed: {', '.join(STAGES)}")
+            acts = c.acts_on()
+            if c.stage() == "loss":
+                if "rewards" in acts:
+                    raise ValueError(
+                        f"controllers: {c.name!r} shapes rewards inside the loss (stage 'loss'); allowed: a "
+                        "pipeline whose reward transforms all run at sampling time, to be split"
+                    )
+                if "advantages" in acts and first_loss_adv is None:
+                    first_loss_adv = c.name
+            elif first_loss_adv is not None and acts & {"rewards", "advantages"}:
+                raise ValueError(
+                    f"controllers: {c.name!r} (sampling stage) comes after {first_loss_adv!r} (an advantage "
+                    "transform inside the loss); allowed: sampling-stage controllers first, to be split"
+                )
+        sampling = [c for c in self.controllers if c.stage() == "sampling"]
+        loss = [c for c in self.controllers if c.stage() == "loss"]
+        return Pipeline._bound(sampling), Pipeline._bound(loss)
+
+    @classmethod
+    def _bound(cls, controllers: list[Controller]) -> Pipeline:
+        """A pipeline of controllers that were already bound (``bind`` is not run again)."""
+        p = cls.__new__(cls)
+        p.controllers = list(controllers)
+        p.keys = [f"{i}:{c.name}" for i, c in enumerate(p.controllers)]
+        return p
 
     def init(self) -> dict:
         return {k: c.init() for k, c in zip(self.keys, self.controllers, strict=True)}

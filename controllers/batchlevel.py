@@ -44,6 +44,8 @@ class DynamicSampling(Controller):
 
     name = "dynamic_sampling"
     kind = "batch"
+    needs_fields = frozenset({"reward"})
+    groups = True
 
     def terms(self, batch, state, generator=None):
         keep = mixed_groups(_rewards(batch, self.name), batch.group)
@@ -72,6 +74,8 @@ class AccFilter(Controller):
 
     name = "acc_filter"
     kind = "batch"
+    needs_fields = frozenset({"reward"})
+    groups = True
     lo: float = 0.1
     hi: float = 0.5
     open_ends: bool = False
@@ -112,6 +116,9 @@ class OverlongShaping(Controller):
 
     name = "overlong_shaping"
     kind = "reward"
+    needs_fields = frozenset({"reward"})
+    stage_name = "sampling"
+    separable_runs = True
     max_len: int = 20_480
     cache_len: int = 4_096
     penalty_factor: float = 1.0

@@ -104,6 +104,7 @@ class Siren(Controller):
 
     name = "siren"
     kind = "extra"
+    needs_fields = frozenset({"entropy_topp"})
     coef: float = 0.005
     mask_quantile: float = 0.8
     agg: str = "seq-mean-token-mean"

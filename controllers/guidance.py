@@ -30,6 +30,9 @@ class StepCredit(Controller):
 
     name = "step_credit"
     kind = "advantage"
+    needs_fields = frozenset({"step_correct"})
+    stage_name = "sampling"
+    separable_runs = True
     credit: float = 1.0
 
     def __post_init__(self):
@@ -76,6 +79,7 @@ class Luffy(Controller):
 
     name = "luffy"
     kind = "surrogate"
+    separable_runs = True
     gamma: float = 0.1
     eps_lo: float = 0.2
     eps_hi: float = 0.2

@@ -45,6 +45,8 @@ def maxv(x: Tensor, floor: float) -> Tensor:
 class NFT(Controller):
     name = "nft"
     kind = "weight"  # supplies the PG surrogate, like ppo_clip
+    needs_fields = frozenset({"reward"})
+    groups = True
     eps: float = 1.0
     weight: str = "paper"
     rate_clip: float = 0.0

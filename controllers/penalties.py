@@ -120,6 +120,7 @@ class RefKL(Controller):
 
     name = "ref_kl"
     kind = "penalty"
+    needs_fields = frozenset({"ref_logp"})
     beta: float = 1e-3
     estimator: str = "k3"
     reset_every: int | None = None

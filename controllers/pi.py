@@ -100,6 +100,16 @@ class PIControl(Controller):
     def bind(self, others):
         return self  # the inner controller is rebuilt per call; it binds through the pipeline below
 
+    # the contract: the inner controller's needs, always inside the loss (the knob changes every step)
+    def needs(self):
+        return get(self.inner, **self.inner_hp).needs()
+
+    def whole_groups(self):
+        return get(self.inner, **self.inner_hp).whole_groups()
+
+    def acts_on(self):
+        return get(self.inner, **self.inner_hp).acts_on()
+
     def _bound_inner(self, state) -> Controller:
         return self.inner_at(state["value"])
 

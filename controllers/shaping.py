@@ -105,6 +105,8 @@ class ForkBonus(Controller):
 
     name = "fork_bonus"
     kind = "reward"
+    needs_fields = frozenset({"reward"})
+    stage_name = "sampling"
     bonus: float = 0.5
     frac: float = 0.2
     threshold: float | None = None
@@ -172,8 +174,17 @@ class DiversityReward(Controller):
 
     name = "diversity_reward"
     kind = "reward"
+    needs_fields = frozenset({"reward", "embedding"})
+    stage_name = "sampling"
+
     scope: str = "group"
     eps: float = 1e-6
+
+    def whole_groups(self):
+        return self.scope == "group"
+
+    def separable(self, equal_lengths=True):
+        return self.scope == "group"  # the batch scope compares responses of different runs
 
     def __post_init__(self):
         check_choice(self.name, "scope", self.scope, ("group", "batch"))

@@ -40,6 +40,7 @@ class PPOClip(Controller):
 
     name = "ppo_clip"
     kind = "weight"
+    separable_runs = True
     eps_lo: float = 0.2
     eps_hi: float = 0.2
     dual_clip: float | None = None
@@ -83,8 +84,14 @@ class EntropyBonus(Controller):
 
     name = "entropy_bonus"
     kind = "extra"
+
     coef: float = 1e-3
     agg: str = "token-mean"
+
+    def separable(self, equal_lengths=True):
+        return (
+            equal_lengths or self.agg != "token-mean"
+        )  # a token mean over runs of unequal lengths mixes them
 
     def __post_init__(self):
         check_real(self.name, "coef", self.coef, lo=0.0)

@@ -47,6 +47,9 @@ class VAPO(Controller):
 
     name = "vapo"
     kind = "advantage"
+    needs_fields = frozenset({"reward", "value"})
+    stage_name = "sampling"
+    separable_runs = True
     alpha: float = 0.05
     gamma: float = 1.0
 

@@ -216,6 +216,7 @@ class OffPolicyMask(Controller):
 
     name = "offpolicy_mask"
     kind = "weight"
+    separable_runs = True
     delta: float = 0.5
 
     def __post_init__(self):

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import controllers as C
 
-GROUP_BASELINES = C.GROUP_BASELINES
 TINY_MODELS = ("tiny", "tiny-qwen2")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 RESUME = ("auto", "never")
@@ -186,14 +185,8 @@ class TrainConfig:
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 bad(f, v, f"an integer >= {lo}")
-        g_lo = 2 if set(self.controllers) & GROUP_BASELINES else 1
-        if (
-            isinstance(self.group_size, bool)
-            or not isinstance(self.group_size, int)
-            or self.group_size < g_lo
-        ):
-            extra = " (a group baseline needs two completions per prompt)" if g_lo == 2 else ""
-            bad("group_size", self.group_size, f"an integer >= {g_lo}{extra}")
+        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 1:
+            bad("group_size", self.group_size, "an integer >= 1")
         reals = {
             "lr": (0.0, math.inf, True), "weight_decay": (0.0, math.inf, False),
             "max_grad_norm": (0.0, math.inf, False), "temperature": (0.0, math.inf, True),
@@ -270,12 +263,6 @@ class TrainConfig:
         for i, name in enumerate(self.controllers):
             if name not in C.names():
                 bad(f"controllers[{i}]", name, ", ".join(C.names()))
-            if name == "vapo":
-                bad(
-                    f"controllers[{i}]",
-                    name,
-                    "a controller other than vapo (it needs a critic; only the simulator keeps one)",
-                )
         self.hyperparameters()  # malformed --hp entries fail here
         try:
             self.pipeline()
@@ -313,12 +300,7 @@ class TrainConfig:
                 self.step_judge()
             except (ValueError, ImportError, AttributeError) as e:
                 bad("step_signal", self.step_signal, f"none, prefix or an importable module:function ({e})")
-        if "step_credit" in self.controllers and self.step_signal == "none":
-            bad(
-                "step_signal",
-                self.step_signal,
-                "prefix or module:function (step_credit needs step judgements)",
-            )
+        C.contract.check(self.pipeline(), self.host())  # what the controllers need, this trainer provides
         if not self.name or "/" in self.name or self.name in (".", ".."):
             bad("name", self.name, "a non-empty directory name without '/'")
 
@@ -359,6 +341,29 @@ class TrainConfig:
     def pipeline(self) -> C.Pipeline:
         hp = self.hyperparameters()
         return C.Pipeline([C.get(n, **hp.get(n, {})) for n in self.controllers])
+
+    def host(self) -> C.Host:
+        """What this trainer feeds a pipeline in this configuration (controllers.contract): rewards, lengths,
+        answer-cluster ids (the task's answer normalisation), and on demand a frozen reference model's
+        log-probs, the nucleus entropy (from the log-prob pass) and response embeddings; step judgements
+        with ``step_signal``; demonstrations with ``guide_per_group``. It keeps no critic."""
+        provides = {"reward", "length", "answer", "ref_logp", "entropy_topp", "embedding"}
+        how: dict[str, str] = {}
+        if self.step_signal != "none":
+            provides.add("step_correct")
+        else:
+            how["step_correct"] = "--step-signal prefix (or module:function, a judge of your own)"
+        if self.guide_per_group:
+            provides.add("guide")
+        else:
+            how["guide"] = "--guide-per-group N (the dataset's reference solutions)"
+        return C.Host(
+            name="the LLM trainer",
+            provides=frozenset(provides),
+            how=how,
+            cannot={"value": "it keeps no critic; the simulator does"},
+            group_size=self.group_size,
+        )
 
     @property
     def run_dir(self) -> Path:

@@ -106,6 +106,33 @@ def token_entropy(
     return torch.cat(out).reshape(logits.shape[:-1])
 
 
+def _nucleus(z: Tensor, temperature: float) -> Tensor:
+    from controllers import nucleus_entropy
+
+    return nucleus_entropy(z, temperature=temperature)
+
+
+def nucleus_entropy_chunked(
+    logits: Tensor, temperature: float = 1.0, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, grad: bool = False
+) -> Tensor:
+    """``controllers.nucleus_entropy`` (SIREN's top-p entropy, p = 0.8 of the top 10,000 tokens) of every
+    position at temperature τ, chunk by chunk like ``token_entropy``: with ``grad`` each chunk is recomputed
+    in the backward pass, so nothing (B, T, V)-sized is kept. Returns (...) entropies in nats."""
+    _check(logits, temperature, chunk_tokens)
+    flat, dtype = _rows(logits)
+    out = []
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        for i in range(0, flat.shape[0], chunk_tokens):
+            z = flat[i : i + chunk_tokens].to(dtype)
+            if grad and z.requires_grad:
+                out.append(checkpoint(_nucleus, z, temperature, use_reentrant=False))
+            else:
+                out.append(_nucleus(z, temperature))
+    if not out:
+        return flat.new_zeros(logits.shape[:-1], dtype=dtype)
+    return torch.cat(out).reshape(logits.shape[:-1])
+
+
 def _chunk_logp_entropy(z: Tensor, ids: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
     z = z / temperature
     lse = torch.logsumexp(z, -1)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from llm.logprobs import logprob_entropy
+from llm.logprobs import logprob_entropy, nucleus_entropy_chunked
 from llm.tasks import Example, Task
 
 
@@ -38,6 +38,7 @@ class Rollout:
     guide: Tensor | None = None  # (B,) bool: the row is a demonstration (LUFFY), not a sample
     step_correct: Tensor | None = None  # (B, T) float 0/1 step judgements (step_credit)
     embedding: Tensor | None = None  # (B, D) response embeddings (diversity_reward)
+    answer: Tensor | None = None  # (B,) long answer-cluster ids: equal ids, equal normalised answers
 
     @property
     def size(self) -> int:
@@ -51,8 +52,16 @@ class Rollout:
         return Rollout(
             pick(self.prompt_ids), pick(self.prompt_mask), pick(self.completion_ids),
             pick(self.completion_mask), pick(self.reward), pick(self.group), pick(self.truncated), texts,
-            opt(self.guide), opt(self.step_correct), opt(self.embedding),
+            opt(self.guide), opt(self.step_correct), opt(self.embedding), opt(self.answer),
         )  # fmt: skip
+
+
+def answer_ids(task: Task, texts: list[str], examples: list[Example], group_size: int) -> Tensor:
+    """(B,) long ids of the completions' final answers (``task.answer_key``), numbered in order of first
+    appearance: two completions share an id exactly when the task reads the same answer from them."""
+    ids: dict[str, int] = {}
+    keys = [task.answer_key(t, examples[i // group_size]) for i, t in enumerate(texts)]
+    return torch.tensor([ids.setdefault(k, len(ids)) for k in keys], dtype=torch.long)
 
 
 def completion_mask(ids: Tensor, eos_token_id: int) -> tuple[Tensor, Tensor]:
@@ -110,7 +119,10 @@ def sample(
         [task.score(t, examples[i // group_size]) for i, t in enumerate(texts)], dtype=torch.float32
     )
     group = torch.arange(len(examples)).repeat_interleave(group_size)
-    return Rollout(ids, attn, comp, mask.to(device), reward.to(device), group.to(device), truncated, texts)
+    answer = answer_ids(task, texts, examples, group_size).to(device)
+    return Rollout(
+        ids, attn, comp, mask.to(device), reward.to(device), group.to(device), truncated, texts, answer=answer
+    )
 
 
 def token_stats(
@@ -123,6 +135,7 @@ def token_stats(
     top_p: float = 1.0,
     with_log_mass: bool = False,
     mask: bool = True,
+    with_topp: bool = False,
 ) -> tuple[Tensor, ...]:
     """Log-prob of each sampled token and the entropy at its position, at temperature τ. (B, T) each.
 
@@ -131,6 +144,8 @@ def token_stats(
     Only the T + 1 last positions' logits are computed (``logits_to_keep``), never the prompt's.
     ``top_p`` < 1: on the sampler's top-p support (the keep-sampling mask, ``logprob_entropy``); with
     ``mask`` False on the full softmax, with the support's log-mass measured in the same pass.
+    ``with_topp``: also the nucleus entropy (``controllers.nucleus_entropy``, SIREN) of every position, from
+    the same logits, last in the tuple (with gradient when ``entropy_grad``).
     """
     T = roll.completion_ids.shape[1]
     ids = torch.cat([roll.prompt_ids, roll.completion_ids], 1)
@@ -138,9 +153,12 @@ def token_stats(
     pos = (attn.cumsum(-1) - 1).clamp_min(0)
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=T + 1).logits
     logits = logits[:, :-1]  # (B, T, V): position t predicts completion token t
-    return logprob_entropy(
+    out = logprob_entropy(
         logits, roll.completion_ids, temperature, chunk_tokens, entropy_grad, top_p, with_log_mass, mask
     )
+    if with_topp:
+        out = (*out, nucleus_entropy_chunked(logits, temperature, chunk_tokens, grad=entropy_grad))
+    return out
 
 
 def add_guides(
@@ -173,6 +191,7 @@ def add_guides(
     return Rollout(
         roll.prompt_ids, roll.prompt_mask, comp, mask.to(device), reward.to(device), roll.group,
         truncated.to(roll.truncated.device) & ~guide.to(roll.truncated.device), texts, guide.to(device),
+        answer=answer_ids(task, texts, examples, group_size).to(device),
     )  # fmt: skip
 
 

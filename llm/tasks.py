@@ -41,6 +41,11 @@ class Task:
     def score(self, completion: str, example: Example) -> float:
         return float(completion.strip() == example.answer)
 
+    def answer_key(self, completion: str, example: Example) -> str:
+        """The completion's final answer, normalised the way ``score`` reads it: two completions with the
+        same key give the same answer (the clusters of semantic entropy: SEED-GRPO, the curriculum)."""
+        return completion.strip()
+
 
 def _positive(name: str, value, lo: int = 1, hi: int = 12) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -118,6 +123,16 @@ class Countdown(Task):
                 return 0.0
             pool.remove(u)
         return float(value == int(target))
+
+    def answer_key(self, completion, example):
+        """The expression's value when it is a valid expression over the given numbers, else the text."""
+        text = completion.strip()
+        if text and len(text) <= 64 and all(c in "0123456789+-*() " for c in text):
+            try:
+                return f"={_evaluate(ast.parse(text, mode='eval').body)[0]}"
+            except (SyntaxError, ValueError, RecursionError, ZeroDivisionError):
+                pass
+        return text
 
 
 class Jsonl(Task):
@@ -258,7 +273,7 @@ _INT = re.compile(r"-?\d+")
 
 
 class Rescored(Task):
-    """Another task's examples with a different scorer (subclasses define ``score``)."""
+    """Another task's examples with a different scorer (subclasses define ``score`` and ``answer_key``)."""
 
     def __init__(self, inner: Task):
         self.inner, self.name = inner, inner.name
@@ -274,6 +289,10 @@ class LastNumber(Rescored):
         found = _INT.findall(completion.replace(",", ""))
         return float(bool(found) and found[-1] == example.answer.strip())
 
+    def answer_key(self, completion, example):
+        found = _INT.findall(completion.replace(",", ""))
+        return found[-1] if found else ""
+
 
 class MathVerify(Rescored):
     """A task whose completions are scored by ``math_verify`` (optional package): the parsed completion
@@ -283,6 +302,12 @@ class MathVerify(Rescored):
         from math_verify import parse, verify
 
         return float(verify(parse(example.answer), parse(completion)))
+
+    def answer_key(self, completion, example):
+        from math_verify import parse
+
+        parsed = parse(completion)
+        return str(parsed[0]) if parsed else completion.strip()
 
 
 SCORERS = {"exact": None, "last_number": LastNumber, "math_verify": MathVerify}

@@ -80,12 +80,10 @@ class AccelerateGather(C.dist.Gather):
 def rank_scale(acc, agg: str, mask: torch.Tensor) -> float:
     """Factor making DDP's average of the ranks' local losses equal the loss normalised over all ranks:
     world · (local normaliser) / (global normaliser) — tokens for token-mean, non-empty sequences for the
-    seq-mean modes, and world for seq-mean-token-sum-norm (a sum over ranks divided by L)."""
+    three seq-mean modes (seq-mean-token-sum-norm divides by them too, and by the constant L)."""
     world = acc.num_processes
     if world == 1:
         return 1.0
-    if agg == "seq-mean-token-sum-norm":
-        return float(world)
     local = (mask.sum() if agg == "token-mean" else (mask.sum(-1) > 0).sum()).detach().float()
     total = acc.reduce(local.clone(), "sum")
     return float(world * local / total.clamp_min(1.0))
@@ -99,11 +97,10 @@ def _finite(*ts) -> bool:
     return all(bool(torch.isfinite(t.detach()).all()) for t in ts if t is not None)
 
 
-def _answer_entropy(texts: list[str]) -> float:
-    """Semantic entropy of a prompt's sampled answers, nats: the entropy of the shares of identical answers."""
-    _, counts = np.unique(np.asarray(texts, dtype=object), return_counts=True)
-    p = counts / counts.sum()
-    return float(-(p * np.log(p)).sum())
+def _answer_entropy(answer: torch.Tensor) -> float:
+    """Semantic entropy of one prompt's sampled answers (ids of ``Rollout.answer``), nats."""
+    ids = answer.cpu()
+    return float(C.cluster_entropy(ids, torch.zeros_like(ids), 1)[0])
 
 
 def _nan0(x: float) -> float:
@@ -147,13 +144,13 @@ class Trainer:
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.gather = AccelerateGather(self.acc) if self.world > 1 else C.dist.Gather()
         self.pipe = cfg.pipeline()
-        self.needs_embedding = any(c.name == "diversity_reward" for c in self.pipe.controllers)
+        C.contract.check(self.pipe, cfg.host())
+        self.needs = self.pipe.needs()  # what to compute for the controllers (controllers.contract)
         self.embedder = None
-        if self.needs_embedding and resolve_embedder(cfg.embedder) == "minilm":
+        if "embedding" in self.needs and resolve_embedder(cfg.embedder) == "minilm":
             self.embedder = MiniLM(device=self.acc.device)
         self.step_judge = cfg.step_judge()
         self.ctrl_state = self.pipe.init()
-        self.needs_ref = any(c.name == "ref_kl" for c in self.pipe.controllers)
 
         torch.manual_seed(cfg.seed)
         if cfg.sft_steps:
@@ -170,7 +167,7 @@ class Trainer:
 
             model, self.tok = build(cfg)
             self.warm_start = None
-        ref = copy.deepcopy(model).eval().requires_grad_(False) if self.needs_ref else None
+        ref = copy.deepcopy(model).eval().requires_grad_(False) if "ref_logp" in self.needs else None
         if cfg.lora_rank:
             from peft import LoraConfig, get_peft_model
 
@@ -257,24 +254,31 @@ class Trainer:
 
     # -- one optimizer step -------------------------------------------------------------------------------
 
-    def _forward(self, roll: Rollout, entropy_grad: bool = False, model=None, with_log_mass: bool = False):
+    def _forward(
+        self, roll: Rollout, entropy_grad: bool = False, model=None, with_log_mass: bool = False,
+        with_topp: bool = False,
+    ):  # fmt: skip
         """(logp, entropy) (B, T) of these rows under ``model`` (default: the policy), at the sampling
         temperature, in the caller's grad mode; the policy's on the sampler's top-p support when
-        ``keep_sampling_mask`` (plus the support's log-mass when asked, from the same forward pass)."""
+        ``keep_sampling_mask`` (plus the support's log-mass when asked, and then the nucleus entropy
+        when asked, from the same forward pass)."""
         policy = model is None
         top_p = self.cfg.top_p if (policy and (self.cfg.keep_sampling_mask or with_log_mass)) else 1.0
         return token_stats(
             self.model if policy else model, roll, temperature=self.cfg.temperature,
             chunk_tokens=self.cfg.chunk_tokens, entropy_grad=entropy_grad, top_p=top_p,
-            with_log_mass=with_log_mass, mask=self.cfg.keep_sampling_mask,
+            with_log_mass=with_log_mass, mask=self.cfg.keep_sampling_mask, with_topp=with_topp,
         )  # fmt: skip
 
-    def _stats(self, roll: Rollout, model=None, with_log_mass: bool = False):
-        """No-grad (logp, entropy[, log-mass]) (B, T) for the rollout rows, micro-batch by micro-batch."""
+    def _stats(self, roll: Rollout, model=None, with_log_mass: bool = False, with_topp: bool = False):
+        """No-grad (logp, entropy[, log-mass][, nucleus entropy]) (B, T) for the rollout rows, micro-batch
+        by micro-batch."""
         mb = self.cfg.micro_batch_size or roll.size
         with torch.no_grad():
             parts = [
-                self._forward(roll.rows(slice(i, i + mb)), model=model, with_log_mass=with_log_mass)
+                self._forward(
+                    roll.rows(slice(i, i + mb)), model=model, with_log_mass=with_log_mass, with_topp=with_topp
+                )
                 for i in range(0, roll.size, mb)
             ]
         return tuple(torch.cat([p[j] for p in parts]) for j in range(len(parts[0])))
@@ -285,22 +289,27 @@ class Trainer:
         mb = cfg.micro_batch_size or roll.size
         pieces = [slice(i, i + mb) for i in range(0, roll.size, mb)]
         self.model.train()
+        with_topp = "entropy_topp" in self.needs
+        topp = None
         if len(pieces) == 1:  # one piece: the loss graph runs straight into the model
-            logp, ent = self._forward(roll, entropy_grad=True)
+            logp, ent, *rest = self._forward(roll, entropy_grad=True, with_topp=with_topp)
             leaves = None
         else:  # whole-batch loss on leaves, then per-piece backward against their gradients
-            logp, ent = self._stats(roll)
+            logp, ent, *rest = self._stats(roll, with_topp=with_topp)
             logp, ent = logp.requires_grad_(), ent.requires_grad_()
-            leaves = (logp, ent)
+            rest = [t.requires_grad_() for t in rest]
+            leaves = (logp, ent, *rest)
+        if with_topp:
+            topp = rest[0]
         mask = roll.completion_mask
-        if not _finite(logp, ent):
+        if not _finite(logp, ent, topp):
             return self._skip("non-finite log-probs or entropies")
         batch = C.TokenBatch(
             logp=logp, old_logp=logp.detach() if old_logp is None else old_logp,
             adv=torch.zeros_like(mask), entropy=ent, mask=mask, group=roll.group, reward=roll.reward,
             length=mask.sum(-1), ref_logp=ref_logp, guide=roll.guide,
             step_correct=None if roll.step_correct is None else roll.step_correct.to(mask.dtype),
-            embedding=roll.embedding,
+            embedding=roll.embedding, entropy_topp=topp, answer=roll.answer,
         )  # fmt: skip
         try:
             with C.dist.using(self.gather):
@@ -315,14 +324,20 @@ class Trainer:
         else:
             loss.backward()
             g_logp, g_ent = logp.grad, ent.grad
+            g_topp = None if topp is None else topp.grad
             use_ent = g_ent is not None and bool(g_ent.abs().sum() > 0)
+            use_topp = g_topp is not None and bool(g_topp.abs().sum() > 0)
             for i, p in enumerate(pieces):
                 last = i == len(pieces) - 1
                 with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
-                    lp, en = self._forward(roll.rows(p), entropy_grad=use_ent)
+                    lp, en, *tp = self._forward(
+                        roll.rows(p), entropy_grad=use_ent or use_topp, with_topp=use_topp
+                    )
                     surrogate = (lp * g_logp[p]).sum()
                     if use_ent:
                         surrogate = surrogate + (en * g_ent[p]).sum()
+                    if use_topp:
+                        surrogate = surrogate + (tp[0] * g_topp[p]).sum()
                     self.acc.backward(surrogate)
         if cfg.max_grad_norm > 0:
             norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -379,7 +394,7 @@ class Trainer:
         ngram = C.ngram_embedding(roll.completion_ids, roll.completion_mask)
         if self.embedder is not None:
             roll.embedding = self.embedder(roll.texts)
-        elif self.needs_embedding:
+        elif "embedding" in self.needs:
             roll.embedding = ngram
         if cfg.step_signal != "none":
             roll.step_correct = prefix_steps(roll, self.tok, examples, cfg.group_size, self.step_judge)
@@ -505,12 +520,11 @@ class Trainer:
                 seed=_seed(cfg, k, self.rank, 4),
             )  # fmt: skip
             for i, e in enumerate(examples):
-                texts = [t.strip() for t in roll.texts[i * G : (i + 1) * G]]
                 items.append(
                     {
                         "prompt": e.prompt, "answer": e.answer,
                         "solve_rate": float(roll.reward[i * G : (i + 1) * G].mean()),
-                        "semantic_entropy": _answer_entropy(texts),
+                        "semantic_entropy": _answer_entropy(roll.answer[i * G : (i + 1) * G]),
                     }
                 )  # fmt: skip
             if bar is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+import controllers as C
 from sim import mdp
 from sim import tree as tr
 from sim.envs import MdpEnvSpec, TreeEnvSpec
@@ -43,10 +44,10 @@ class TreeModel:
     def answer_entropy(self, leaf_prob: torch.Tensor) -> torch.Tensor:
         """(P,) exact semantic entropy of each prompt's answers, nats: the entropy of the distribution of
         answer ids (a leaf's last token) under the leaf probabilities (P, V^T)."""
-        n = int(self.answers.max()) + 1
-        p = torch.zeros(leaf_prob.shape[0], n, dtype=leaf_prob.dtype, device=leaf_prob.device)
-        p.index_add_(1, self.answers, leaf_prob)
-        return -(torch.where(p > 0, p * p.clamp_min(1e-300).log(), torch.zeros_like(p))).sum(-1)
+        P, L = leaf_prob.shape
+        group = torch.arange(P, device=leaf_prob.device).repeat_interleave(L)
+        cluster = self.answers.to(leaf_prob.device).repeat(P)
+        return C.cluster_entropy(cluster, group, P, weight=leaf_prob.reshape(-1), dtype=leaf_prob.dtype)
 
     def guide_logits(self, margin: float = 50.0) -> torch.Tensor:
         """(S, V) logits of the optimal policy (uniform over the tokens that keep the best reward

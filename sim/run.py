@@ -34,13 +34,6 @@ from sim.runio import atomic_save, atomic_write_json, git_sha, is_band, truncate
 
 UPDATES = ("exact_pg", "exact_npg", "grpo", "ppo")
 OPTIMIZERS = ("sgd", "adam")
-GROUP_BASELINES = C.GROUP_BASELINES
-# Stateless controllers whose terms on independent runs concatenated = the runs' terms concatenated.
-SEPARABLE = {
-    "grpo", "dr_grpo", "rloo", "opo", "qae", "psr", "nsr", "w_reinforce", "unlikeliness", "entropy_adv",
-    "seed_grpo", "ppo_clip", "offpolicy_mask", "overlong_shaping", "step_credit", "luffy", "vapo",
-}  # fmt: skip
-TREE_ONLY = {"step_credit": "step_correct"}  # controllers whose batch field only the tree envs provide
 DEFAULT_PASS_K = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -123,16 +116,8 @@ class SimConfig:
             bad("update", self.update, ", ".join(UPDATES))
         for name in ("runs", "steps", "group_size", "epochs", "minibatches", "log_every"):
             v = getattr(self, name)
-            lo = (
-                2
-                if name == "group_size"
-                and set(self.controllers) & GROUP_BASELINES
-                and self.update in ("grpo", "ppo")
-                else 1
-            )
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                extra = " (group baselines need two responses per prompt)" if lo == 2 else ""
-                bad(name, v, f"an integer >= {lo}{extra}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                bad(name, v, "an integer >= 1")
         if (
             isinstance(self.checkpoint_every, bool)
             or not isinstance(self.checkpoint_every, int)
@@ -221,13 +206,6 @@ class SimConfig:
                 self.offline_band,
                 "() with an exact update (it filters sampled batches' prompts)",
             )
-        for name, needs in TREE_ONLY.items():
-            if name in self.controllers and not tree:
-                bad(
-                    "controllers",
-                    name,
-                    f"controllers other than {name!r} on {self.env} (it needs {needs}, which only bandit/token_tree provide)",
-                )
         if self.update.startswith("exact") and self.controllers:
             bad(
                 "controllers",
@@ -237,7 +215,7 @@ class SimConfig:
         unknown = [n for n in self.hyperparameters if n not in self.controllers]
         if unknown:
             bad("hyperparameters", unknown, f"names of the chosen controllers: {', '.join(self.controllers)}")
-        self.pipeline()  # unknown controller names / hyperparameters fail here
+        C.contract.check(self.pipeline(), self.host())  # unknown names, bad hyperparameters, unmet needs
         if self.curriculum != "none" or self.offline_band:  # an empty band or too many mini-batches fail here
             spec = self.env_spec()
             prompt_stages(
@@ -250,6 +228,30 @@ class SimConfig:
 
     def pipeline(self) -> C.Pipeline:
         return C.Pipeline([C.get(n, **self.hyperparameters.get(n, {})) for n in self.controllers])
+
+    def host(self) -> C.Host:
+        """What the simulator feeds a pipeline in this configuration (controllers.contract): rewards,
+        answer ids, the prior as the reference policy, and on demand the nucleus entropy, n-gram
+        embeddings and a tabular critic's values; exact step judgements on bandit/token_tree; guide rows
+        with ``guide``."""
+        tree = isinstance(self.env_spec(), TreeEnvSpec)
+        provides = {"reward", "answer", "ref_logp", "entropy_topp", "embedding", "value"}
+        how: dict[str, str] = {}
+        if tree:
+            provides.add("step_correct")
+        else:
+            how["step_correct"] = "env bandit or token_tree (their exact step judge)"
+        if self.guide:
+            provides.add("guide")
+        else:
+            how["guide"] = "guide N (bandit/token_tree, a sampled update)"
+        return C.Host(
+            name=f"the simulator on {self.env}",
+            provides=frozenset(provides),
+            how=how,
+            cannot={"length": "response lengths are the mask's row sums here"},
+            group_size=self.group_size if self.update in ("grpo", "ppo") else None,
+        )
 
     def env_spec(self) -> TreeEnvSpec | MdpEnvSpec:
         try:
@@ -356,16 +358,12 @@ class Simulator:
         self.prior = torch.as_tensor(self.spec.prior, dtype=self.dtype, device=self.device)  # (S, V)
         self.prior_logp = torch.log_softmax(self.prior, -1)
         self.pipe = cfg.pipeline()
-        # one policy_loss call for all runs gives each run its own gradient only if the aggregation does
-        # not mix runs' token counts: token-mean over variable-length episodes would
-        self.fast = all(self._separable(c) for c in self.pipe.controllers) and (
-            self.model.fixed_length or cfg.agg != "token-mean"
-        )
-        self.needs_topp = any(
-            c.name == "siren" or getattr(c, "inner", None) == "siren" for c in self.pipe.controllers
-        )
-        self.needs_embedding = any(c.name == "diversity_reward" for c in self.pipe.controllers)
-        self.needs_value = any(c.name == "vapo" for c in self.pipe.controllers)
+        # one policy_loss call for all runs gives each run its own gradient only if every controller is
+        # separable (controllers.contract) and the aggregation does not mix runs' token counts: token-mean
+        # over variable-length episodes would
+        fixed = self.model.fixed_length
+        self.fast = self.pipe.separable(equal_lengths=fixed) and (fixed or cfg.agg != "token-mean")
+        self.needs = self.pipe.needs()
         self.guide_z = self.model.guide_logits() if cfg.guide else None
         self.stages = prompt_stages(cfg, self.model, self.prior)
         self.policy = (
@@ -404,17 +402,6 @@ class Simulator:
         k = min(len(self.stages) - 1, step * len(self.stages) // max(self.cfg.steps, 1))
         return self.stages[k]
 
-    def _separable(self, c: C.Controller) -> bool:
-        if c.name in SEPARABLE:
-            return True
-        if c.name == "diversity_reward":  # per-group similarities separate by run; the batch scope does not
-            return c.scope == "group"
-        if c.name == "entropy_bonus":  # a token aggregate: separable when it sums over runs like the loss
-            return (c.agg == "seq-mean-token-sum-norm") == (self.cfg.agg == "seq-mean-token-sum-norm") and (
-                self.model.fixed_length or c.agg != "token-mean"
-            )
-        return False
-
     # -- state ---------------------------------------------------------------------------------------
 
     def init_state(self) -> SimState:
@@ -433,7 +420,7 @@ class Simulator:
             z.requires_grad_(True)
             opt = torch.optim.Adam([z], lr=self.lr)
         value = None
-        if self.needs_value:  # VAPO's value pre-training, done exactly: the base policy's values
+        if "value" in self.needs:  # VAPO's value pre-training, done exactly: the base policy's values
             value = self.model.exact(self.prior[None]).v.expand(R, -1).clone()
         return SimState(0, z, [self.pipe.init() for _ in range(R)], [None] * R, gen, opt, value, params)
 
@@ -532,20 +519,20 @@ class Simulator:
             table = torch.log_softmax(zr, -1)
             logp = table[run_idx, st, tok]
             ent = (-(table.exp() * table).sum(-1))[run_idx, st]
-            topp = C.nucleus_entropy(zr)[run_idx, st] if self.needs_topp else None
+            topp = C.nucleus_entropy(zr)[run_idx, st] if "entropy_topp" in self.needs else None
         else:  # a large tree: only the visited rows
             logits = zr[run_idx, st]  # (r, p, G, T, V)
             rows = torch.log_softmax(logits, -1)
             logp = rows.gather(-1, tok[..., None]).squeeze(-1)
             ent = -(rows.exp() * rows).sum(-1)
-            topp = C.nucleus_entropy(logits) if self.needs_topp else None
+            topp = C.nucleus_entropy(logits) if "entropy_topp" in self.needs else None
         ref = self.prior_logp[st, tok]
         group = (
             torch.arange(r, device=self.device)[:, None] * self.model.n_prompts + prompts[None, :]
         ).repeat_interleave(G, dim=1)
         flat = lambda x: x.reshape(r * p * G, T)  # noqa: E731
         sel = lambda key: roll[key][runs][:, prompts]  # noqa: E731
-        emb = C.ngram_embedding(flat(tok), flat(sel("mask"))) if self.needs_embedding else None
+        emb = C.ngram_embedding(flat(tok), flat(sel("mask"))) if "embedding" in self.needs else None
         return C.TokenBatch(
             logp=flat(logp),
             old_logp=flat(roll["old_logp"][runs][:, prompts]),
@@ -563,10 +550,6 @@ class Simulator:
             value=flat(sel("value")) if "value" in roll else None,
         )
 
-    def _agg_factor(self, n_runs: int) -> float:
-        # token-mean / seq-mean over r equal-sized runs = (1/r)·Σ run losses; token-sum-norm = Σ.
-        return 1.0 if self.cfg.agg == "seq-mean-token-sum-norm" else float(n_runs)
-
     def sampled_loss(
         self, s: SimState, z: torch.Tensor, roll: dict, prompts: torch.Tensor
     ) -> tuple[torch.Tensor, list[dict]]:
@@ -576,7 +559,7 @@ class Simulator:
         if self.fast:
             b = self.token_batch(z, roll, slice(None), prompts)
             loss, m = C.policy_loss(b, self.pipe, s.ctrl[0], agg=self.cfg.agg, generator=s.gen)
-            return loss * self._agg_factor(R), [m] * R
+            return loss * R, [m] * R  # every aggregation mode is a mean over r equal-sized runs
         total = torch.zeros((), dtype=self.dtype, device=self.device)
         metrics = []
         for i in range(R):  # selections and controller states are per run (one run = one training job)

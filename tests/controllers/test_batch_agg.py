@@ -49,7 +49,8 @@ def _brute(per, mask, mode):
         n = mask.sum()
         return (per * mask).sum() / n if n > 0 else torch.tensor(0.0)
     if mode == "seq-mean-token-sum-norm":
-        return (per * mask).sum() / t
+        n_seq = int((mask.sum(-1) > 0).sum())
+        return (per * mask).sum() / (max(n_seq, 1) * t)
     vals = []
     for i in range(b):
         n = mask[i].sum()
@@ -97,3 +98,60 @@ def test_telemetry_quantiles_follow_the_right_continuous_definition():
 
     x = torch.arange(30.0)[None, :]
     assert masked_quantiles(x, torch.ones_like(x), (0.1, 0.5, 0.9)) == [2.0, 14.0, 26.0]
+
+
+# -- Dr. GRPO's aggregation against the engines' own formulas, written out ------------------------------
+# verl 0.9.1 ``core_algos.agg_loss`` (read from its wheel) and TRL 1.16.0 ``GRPOTrainer._compute_loss``
+# (loss_type="dr_grpo"). Until this test was added, entrolab returned Σ/L, B times too large.
+
+
+def _verl_091(loss_mat, loss_mask, mode, loss_scale_factor=None):
+    """verl 0.9.1 agg_loss with dp_size = 1 and the global batch given by this batch."""
+    if mode == "token-mean":
+        return (loss_mat * loss_mask).sum() / loss_mask.sum()
+    if mode in ("seq-mean-token-sum", "seq-mean-token-sum-norm"):
+        seq_losses = torch.sum(loss_mat * loss_mask, dim=-1)
+        seq_mask = (torch.sum(loss_mask, dim=-1) > 0).float().to(loss_mat.dtype)
+        loss = (seq_losses * seq_mask).sum() / seq_mask.sum()
+        if mode == "seq-mean-token-sum-norm":
+            loss = loss / (loss_mask.shape[-1] if loss_scale_factor is None else loss_scale_factor)
+        return loss
+    seq_count = torch.sum(loss_mask, dim=-1)
+    seq_losses = torch.sum(loss_mat * loss_mask, dim=-1) / (seq_count + 1e-8)
+    seq_mask = (seq_count > 0).to(loss_mat.dtype)
+    return (seq_losses * seq_mask).sum() / seq_mask.sum()
+
+
+def _trl_dr_grpo(per_token_loss, completion_mask, max_completion_length):
+    """TRL 1.16.0, loss_type="dr_grpo": (per_token_loss * completion_mask).sum() /
+    (per_token_loss.size(0) * max_completion_length)."""
+    return (per_token_loss * completion_mask).sum() / (per_token_loss.size(0) * max_completion_length)
+
+
+@given(batches(), st.sampled_from(C.AGG_MODES))
+def test_agg_equals_verl_091(batch, mode):
+    per = batch.entropy * 3 - 1
+    if float(batch.mask.sum()) == 0:
+        return  # verl divides 0 by 0 here; ours is 0 (tested above)
+    ours = C.agg_loss(per, batch.mask, mode)
+    # verl's seq-mean-token-mean adds 1e-8 to each token count: a relative difference of 1e-8 at most
+    assert float(ours) == pytest.approx(float(_verl_091(per, batch.mask, mode)), rel=1e-7, abs=1e-12)
+
+
+@given(batches(), st.integers(0, 6))
+def test_dr_grpo_agg_equals_trl_and_verl_with_a_constant_length(batch, extra):
+    """Every row non-empty (TRL counts every row); L = the max completion length, wider than T."""
+    mask = batch.mask.clone()
+    mask[:, 0] = 1.0
+    per = batch.entropy * 3 - 1
+    L = per.shape[1] + extra
+    ours = C.agg_loss(per, mask, "seq-mean-token-sum-norm", norm_len=L)
+    assert float(ours) == pytest.approx(float(_trl_dr_grpo(per, mask, L)), rel=1e-12, abs=1e-15)
+    verl = _verl_091(per, mask, "seq-mean-token-sum-norm", loss_scale_factor=L)
+    assert float(ours) == pytest.approx(float(verl), rel=1e-12, abs=1e-15)
+
+
+def test_dr_grpo_agg_is_not_b_times_too_large():
+    """The defect this pins: 16 sequences of 4 tokens of loss 1 gave 16 (Σ/L), not 1 (Σ/(B·L))."""
+    per, mask = torch.ones(16, 4, dtype=torch.float64), torch.ones(16, 4, dtype=torch.float64)
+    assert float(C.agg_loss(per, mask, "seq-mean-token-sum-norm")) == pytest.approx(1.0, abs=1e-15)

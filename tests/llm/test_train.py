@@ -428,7 +428,7 @@ def test_sigterm_saves_and_exits(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--group-size", "1"], "group_size: got 1; allowed: an integer >= 2"),
+        (["--group-size", "1"], "group_size: got 1; allowed: an integer >= 2 ('grpo' compares the responses"),
         (["--preset", "huge"], "preset: got 'huge'; allowed: tiny-copy"),
         (["--hp", "ppo_clip.eps_hi"], "hp: got 'ppo_clip.eps_hi'; allowed: NAME.KEY=VALUE"),
         (["--controllers", "grpo", "nope"], "controllers[1]: got 'nope'; allowed:"),
@@ -440,14 +440,19 @@ def test_sigterm_saves_and_exits(tmp_path):
             ["--keep-sampling-mask"],
             "keep_sampling_mask: got True; allowed: False, or True with top_p < 1",
         ),
-        (["--controllers", "vapo"], "controllers[0]: got 'vapo'; allowed: a controller other than vapo"),
+        (
+            ["--controllers", "vapo"],
+            "controllers: 'vapo' needs value (a critic's value of every position), which the LLM trainer "
+            "cannot provide (it keeps no critic; the simulator does)",
+        ),
         (["--embedder", "bert"], "embedder: got 'bert'; allowed: auto, minilm, ngram"),
         (["--curriculum", "easy"], "curriculum: got 'easy'; allowed: none, semantic_entropy"),
         (["--offline-band", "0.6", "0.2"], "offline_band: got (0.6, 0.2); allowed: () or LO HI"),
         (["--guide-per-group", "8"], "guide_per_group: got 8; allowed: an integer in [0, group_size = 8)"),
         (
             ["--controllers", "grpo", "step_credit"],
-            "step_signal: got 'none'; allowed: prefix or module:function",
+            "controllers: 'step_credit' needs step_correct (a correct/incorrect judgement of every reasoning "
+            "step); the LLM trainer provides it with --step-signal prefix",
         ),
         (
             ["--step-signal", "no_such_mod:f"],

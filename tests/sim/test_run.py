@@ -85,10 +85,19 @@ def test_fast_path_equals_per_run_policy_loss(agg, update):
     assert fast_vs_slow(cfg, 3)
 
 
-@pytest.mark.parametrize(("bonus_agg", "fast"), [("token-mean", True), ("seq-mean-token-sum-norm", False)])
-def test_entropy_bonus_takes_the_fast_path_when_it_aggregates_like_the_loss(bonus_agg, fast):
+@pytest.mark.parametrize(
+    ("env", "bonus_agg", "fast"),
+    [
+        ("token_tree", "token-mean", True),
+        ("token_tree", "seq-mean-token-sum-norm", True),  # a mean over sequences since Dr. GRPO's fix
+        ("FrozenLake-v1", "token-mean", False),  # episodes of unequal lengths: a token mean mixes runs
+        ("FrozenLake-v1", "seq-mean-token-mean", True),
+    ],
+)
+def test_entropy_bonus_takes_the_fast_path_when_it_aggregates_like_the_loss(env, bonus_agg, fast):
+    kw = SMALL_TREE if env == "token_tree" else {"horizon": 6}
     cfg = SimConfig(
-        env="token_tree", env_kwargs=SMALL_TREE, update="grpo", controllers=("grpo", "entropy_bonus"),
+        env=env, env_kwargs=kw, update="grpo", controllers=("grpo", "entropy_bonus"), agg="seq-mean-token-mean",
         hyperparameters={"entropy_bonus": {"coef": 0.3, "agg": bonus_agg}}, runs=3, steps=2, lr=0.7,
     )  # fmt: skip
     assert fast_vs_slow(cfg, 2) == fast

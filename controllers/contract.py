@@ -1,0 +1,89 @@
+"""The contract between controllers and the hosts that run them.
+
+A controller declares what it needs (``Controller.needs``, ``whole_groups``, ``stage``, ``separable``); a
+host (the simulator, the LLM trainer, an engine adapter) declares what it provides, as a ``Host``. Before
+any work starts the host calls ``check(pipeline, host)``, which raises one line naming the controller,
+what it needs and how to get it on this host (or that this host cannot). A host then asks the pipeline,
+never a controller's name, what to compute: ``"entropy_topp" in pipeline.needs()`` and so on.
+
+The vocabulary of needs is the optional fields of ``controllers.TokenBatch`` (``FIELDS`` says what each
+one is). The five token fields every host fills (``logp``, ``old_logp``, ``adv``, ``entropy``, ``mask``)
+and the prompt ids ``group`` are always there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from controllers.base import Controller, Pipeline
+
+ALWAYS = ("logp", "old_logp", "adv", "entropy", "mask", "group")
+
+FIELDS: dict[str, str] = {
+    "reward": "sequence rewards",
+    "length": "response lengths",
+    "ref_logp": "log-probs under a reference model",
+    "entropy_topp": "the nucleus (top-p) entropy of every position",
+    "answer": "answer-cluster ids (the task's normalised final answers)",
+    "step_correct": "a correct/incorrect judgement of every reasoning step",
+    "guide": "flags marking demonstrations from a guide policy",
+    "embedding": "one embedding vector per response",
+    "value": "a critic's value of every position",
+}
+
+
+@dataclass(frozen=True)
+class Host:
+    """What a host can feed a pipeline, as it is configured now.
+
+    name: the host in words, for messages ("the LLM trainer").
+    provides: the optional TokenBatch fields it fills (on demand: it computes a field only when
+        ``pipeline.needs()`` asks for it).
+    how: fields it would fill if configured differently: field → how ("--step-signal prefix").
+    cannot: fields it never fills: field → why ("it keeps no critic"); fields in none of the three maps
+        are refused with a generic reason.
+    group_size: responses per prompt in every batch (None: not fixed by the host).
+    group_option: the name of the host's group-size option, for messages.
+    """
+
+    name: str
+    provides: frozenset[str]
+    how: Mapping[str, str] = field(default_factory=dict)
+    cannot: Mapping[str, str] = field(default_factory=dict)
+    group_size: int | None = None
+    group_option: str = "group_size"
+
+    def __post_init__(self):
+        unknown = sorted((set(self.provides) | set(self.how) | set(self.cannot)) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"Host.provides: got {unknown}; allowed: fields in {', '.join(FIELDS)}")
+
+
+def problem(c: Controller, host: Host) -> str | None:
+    """The first mismatch between one controller and a host, as one line, or None."""
+    for f in sorted(c.needs()):
+        if f in ALWAYS or f in host.provides:
+            continue
+        what = FIELDS.get(f, f)
+        if f in host.how:
+            return f"controllers: {c.name!r} needs {f} ({what}); {host.name} provides it with {host.how[f]}"
+        why = host.cannot.get(f, "it has no source for it")
+        return (
+            f"controllers: {c.name!r} needs {f} ({what}), which {host.name} cannot provide ({why}); "
+            f"allowed: controllers whose needs {host.name} meets"
+        )
+    if c.whole_groups() and host.group_size is not None and host.group_size < 2:
+        return (
+            f"{host.group_option}: got {host.group_size}; allowed: an integer >= 2 ({c.name!r} compares the "
+            "responses of one prompt)"
+        )
+    return None
+
+
+def check(pipeline: Pipeline, host: Host) -> None:
+    """Raise ValueError (one line) at the first controller of ``pipeline`` that ``host`` cannot feed."""
+    for c in pipeline.controllers:
+        msg = problem(c, host)
+        if msg is not None:
+            raise ValueError(msg)

@@ -1,0 +1,173 @@
+"""The controller contract (controllers.contract), over the whole registry: what every controller declares
+is what it reads, its stage is honest, a split pipeline computes the whole one's loss, and a host that
+cannot feed a controller says so in one line."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import controllers as C
+from controllers.base import KINDS, STAGES
+from controllers.contract import ALWAYS, FIELDS, Host, check
+from tests.controllers.helpers import batches
+
+OPTIONAL = list(FIELDS)  # every optional TokenBatch field a host may fill
+
+
+def _strip(batch: C.TokenBatch, keep) -> C.TokenBatch:
+    return batch.replace(**{f: None for f in OPTIONAL if f not in keep})
+
+
+def _adv(batch, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return batch.replace(adv=torch.randn(batch.logp.shape, generator=g, dtype=batch.logp.dtype) * batch.mask)
+
+
+@pytest.mark.parametrize("name", C.names())
+def test_declarations_are_well_formed(name):
+    c = C.get(name)
+    assert c.stage() in STAGES
+    assert c.kind in KINDS
+    assert c.needs() <= set(FIELDS), c.needs() - set(FIELDS)
+    assert isinstance(c.whole_groups(), bool) and isinstance(c.separable(), bool)
+    acts = c.acts_on()
+    # kind is the README's grouping; it must agree with what the controller overrides
+    expected = {"reward": "rewards", "advantage": "advantages"}.get(c.kind, "terms")
+    if c.kind != "wrapper":
+        assert expected in acts, (c.kind, acts)
+    if c.kind in ("weight", "surrogate", "penalty", "extra", "batch"):
+        assert not acts & {"rewards", "advantages"}, acts
+
+
+@pytest.mark.parametrize("name", C.names())
+@settings(max_examples=15)
+@given(batch=batches(max_b=8, max_t=5, off_policy=True, full=True))
+def test_declared_needs_are_all_it_reads_and_each_is_real(name, batch):
+    """With only the declared optional fields the controller runs; without any one of them it stops with
+    a message naming that field (so a host that meets the contract never fails later)."""
+    c = C.get(name)
+    needs = c.needs()
+    b = _adv(_strip(batch, needs))
+    loss, metrics = C.policy_loss(b, [c], generator=torch.Generator().manual_seed(0))
+    assert math.isfinite(float(loss.detach())) and all(math.isfinite(v) for v in metrics.values())
+    for f in sorted(needs - set(ALWAYS)):
+        with pytest.raises(ValueError, match=f"^{f}: None; allowed: "):
+            C.policy_loss(b.replace(**{f: None}), [c], generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", C.names())
+@settings(max_examples=10)
+@given(batch=batches(max_b=8, max_t=5, off_policy=True, full=True))
+def test_sampling_stage_controllers_only_shape_rewards_and_advantages(name, batch):
+    c = C.get(name)
+    if c.stage() != "sampling":
+        return
+    t = c.terms(_adv(batch), c.init(), torch.Generator().manual_seed(0))
+    assert (t.surrogate, t.weight, t.penalty, t.extra, t.mask) == (None,) * 5
+
+
+def _ordered_pipeline(name):
+    """``name`` with grpo (and ppo_clip unless ``name`` brings a surrogate), sampling-stage ones first."""
+    items = [C.get(name)]
+    if name != "grpo":
+        items.append(C.get("grpo"))
+    if name not in ("ppo_clip", "nft", "luffy"):
+        items.append(C.get("ppo_clip", eps_hi=0.28))
+    items.sort(key=lambda c: c.stage() == "loss")  # stable: the order within a stage is kept
+    return C.Pipeline(items)
+
+
+@pytest.mark.parametrize("name", C.names())
+@settings(max_examples=10)
+@given(batch=batches(max_b=8, max_t=5, off_policy=True, full=True))
+def test_a_split_pipeline_computes_the_whole_loss(name, batch):
+    """sampling.advantages(batch) once, then the loss stage on a batch holding them = the whole pipeline."""
+    pipe = _ordered_pipeline(name)
+    sampling, loss_stage = pipe.split()
+    assert [c.name for c in sampling.controllers + loss_stage.controllers] == [
+        c.name for c in pipe.controllers
+    ]
+    b = _adv(batch)
+    whole, m_whole = C.policy_loss(b, pipe, generator=torch.Generator().manual_seed(3))
+    adv = sampling.advantages(b)
+    part, m_part = C.policy_loss(b.replace(adv=adv), loss_stage, generator=torch.Generator().manual_seed(3))
+    assert float(part) == pytest.approx(float(whole), rel=1e-12, abs=1e-12)
+    (g1,) = torch.autograd.grad(whole, b.logp)
+    (g2,) = torch.autograd.grad(part, b.logp)
+    torch.testing.assert_close(g2, g1, rtol=1e-12, atol=1e-12)
+    for k in ("policy/entropy", "policy/cov_logp_adv", "adv/mean", "loss/pg"):
+        assert m_part[k] == pytest.approx(m_whole[k], rel=1e-12, abs=1e-12)
+
+
+def test_split_refuses_an_order_it_would_change():
+    with pytest.raises(
+        ValueError, match=r"^controllers: 'grpo' \(sampling stage\) comes after 'entropy_adv'"
+    ):
+        C.Pipeline([C.get("entropy_adv"), C.get("grpo")]).split()
+    pi = C.get("pi_control", inner="fork_bonus", knob="bonus", knob_min=0.0, knob_max=1.0)
+    with pytest.raises(ValueError, match=r"^controllers: 'pi_control' shapes rewards inside the loss"):
+        C.Pipeline([pi, C.get("grpo")]).split()
+
+
+def test_separable_follows_the_hyperparameters():
+    assert C.get("grpo").separable() and not C.get("grpo", scale="batch").separable()
+    for name in ("unlikeliness", "seed_grpo"):
+        assert C.get(name).separable() and not C.get(name, scale="batch").separable()
+    assert C.get("diversity_reward").separable() and not C.get("diversity_reward", scope="batch").separable()
+    bonus = C.get("entropy_bonus")
+    assert bonus.separable(equal_lengths=True) and not bonus.separable(equal_lengths=False)
+    assert C.get("entropy_bonus", agg="seq-mean-token-mean").separable(equal_lengths=False)
+
+
+def test_pi_control_declares_its_inner_controllers_needs():
+    pi = C.get("pi_control", inner="siren", knob="coef", knob_min=0.0, knob_max=0.1)
+    assert pi.needs() == {"entropy_topp"} and pi.stage() == "loss" and not pi.separable()
+
+
+# -- hosts ----------------------------------------------------------------------------------------------
+
+
+HOST = Host(
+    name="the test host",
+    provides=frozenset({"reward", "answer"}),
+    how={"step_correct": "--judge yes"},
+    cannot={"value": "no critic"},
+    group_size=4,
+)
+
+
+@pytest.mark.parametrize(
+    ("names", "hp", "needle"),
+    [
+        (["grpo", "step_credit"], {}, r"^controllers: 'step_credit' needs step_correct \(.*\); the test host provides it with --judge yes$"),
+        (["vapo"], {}, r"^controllers: 'vapo' needs value \(.*\), which the test host cannot provide \(no critic\); allowed: "),
+        (["grpo", "ref_kl"], {}, r"^controllers: 'ref_kl' needs ref_logp \(.*\), which the test host cannot provide \(it has no source for it\)"),
+    ],
+)  # fmt: skip
+def test_a_host_refuses_what_it_cannot_feed_in_one_line(names, hp, needle):
+    with pytest.raises(ValueError, match=needle) as e:
+        check(C.Pipeline([C.get(n) for n in names]), HOST)
+    assert "\n" not in str(e.value)
+
+
+def test_a_host_with_groups_of_one_refuses_group_comparisons():
+    one = Host(name="h", provides=frozenset({"reward"}), group_size=1, group_option="--group-size")
+    with pytest.raises(ValueError, match=r"^--group-size: got 1; allowed: an integer >= 2 \('rloo' compares"):
+        check(C.Pipeline([C.get("rloo")]), one)
+    check(C.Pipeline([C.get("psr")]), one)  # no group comparison: fine
+    check(C.Pipeline([C.get("grpo")]), HOST)
+
+
+def test_a_host_declares_only_known_fields():
+    with pytest.raises(ValueError, match=r"^Host\.provides: got \['critic'\]"):
+        Host(name="h", provides=frozenset({"critic"}))
+
+
+@given(st.lists(st.sampled_from(C.names()), min_size=1, max_size=4, unique=True))
+def test_pipeline_needs_are_the_union_of_its_controllers(names):
+    pipe = C.Pipeline([C.get(n) for n in names])
+    assert pipe.needs() == frozenset().union(*(C.get(n).needs() for n in names))
+    assert pipe.whole_groups() == any(C.get(n).whole_groups() for n in names)
