@@ -27,7 +27,7 @@ CHILD = r"""
 import json, resource, sys, time
 import torch
 from llm.logprobs import logprob_entropy
-from sim.runio import peak_rss_mb  # VmHWM: ru_maxrss would include the parent's peak
+from common.runio import peak_rss_mb  # VmHWM: ru_maxrss would include the parent's peak
 
 V, T, mode, device, chunk = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 torch.manual_seed(0)

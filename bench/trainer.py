@@ -26,7 +26,7 @@ import subprocess
 import sys
 
 from bench import harness
-from sim.runio import peak_rss_mb
+from common.runio import peak_rss_mb
 
 PROMPTS, G, LR, LR_SMOLLM2 = 8, 8, 1e-3, 1e-6
 

@@ -1,6 +1,6 @@
 """controllers: the shared entropy controllers (torch only; nothing from sim/ or llm/).
 
-One loss, decomposed (DESIGN.md): advantage transforms, per-token weights (or the PPO surrogate),
+One loss, decomposed (docs/design.md): advantage transforms, per-token weights (or the PPO surrogate),
 per-token penalties and extra loss terms. Controllers are looked up by name:
 
     import controllers as C

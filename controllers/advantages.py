@@ -231,7 +231,7 @@ class QAE(Controller):
     Binary rewards: b_K = 0 on hard prompts (p ≤ 1 − K; only correct answers move, = PSR) and 1 on
     easy ones (only wrong answers move, = NSR). Deviation from the QAE code, stated: the code calls
     ``torch.quantile`` (linear interpolation), which differs for G ∈ {4, 8}; we follow the paper.
-    Ref: Wu et al. 2025 (arXiv 2509.22611) §4.1 Eqs. 3-4; THEORY.md §2.1.
+    Ref: Wu et al. 2025 (arXiv 2509.22611) §4.1 Eqs. 3-4; docs/theory.md §2.1.
     """
 
     name = "qae"
@@ -396,7 +396,7 @@ class SeedGRPO(Controller):
     SE(q) = −Σ_k p_k log p_k over the answer clusters of the group (p_k = share of the G responses whose
     ``batch.answer`` id is k); SE_max = log G. f: "linear" 1 − x, "exp" e^{−x}, "focal" (1 − x)^γ.
     High-uncertainty prompts get more conservative updates. α = 1 here: the paper's default was not
-    confirmed (THEORY.md §4.12); the focal form is our reading of the paper's description.
+    confirmed (docs/theory.md §4); the focal form is our reading of the paper's description.
     Ref: Chen et al. 2025 (arXiv 2505.12346).
     """
 
@@ -463,7 +463,7 @@ class PosAdvReweight(Controller):
     Δ = ``delta`` while the entropy is below ``threshold``, increase above). Scaling A on A > 0 tokens
     equals weighting their loss, with or without PPO clip (the clip test depends on sign(A) only).
     ``threshold`` = 0.3657 nats borrows the Ada-Ent-Reg δ from the same paper's baselines; the paper's
-    own threshold for this schedule was not read (THEORY.md §4.11).
+    own threshold for this schedule was not read (docs/theory.md §4).
     Ref: "Revisiting Entropy in RL for Large Reasoning Models" (arXiv 2511.05993).
     """
 

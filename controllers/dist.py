@@ -12,7 +12,7 @@ tensor in rank order, and the offset of this rank's block in it. Lengths may dif
 Ranks must call it in the same order (they do: every rank runs the same pipeline).
 
 This fixes the verl/PRIME trap where Clip-Cov/KL-Cov/80-20 selected per micro-batch or per rank
-(ANCHORS.md §2 A2, A3, A10).
+(docs/engines.md, "Selections").
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class AdaptiveEntropy(Controller):
     The coefficient keeps updating at c = 0 (TRL PR #6140's "zero coef stops adaptive entropy" bug) and the
     bonus carries gradient (TRL PRs #5595/#5596 computed it under no_grad).
     Defaults from Skywork's released scripts: target = 0.2 nats, delta = 1e-4, c_min = 0, c_max = 5e-3,
-    c_init = 0. (TRL's defaults differ 50×: delta 5e-3, c_max 1.0; ANCHORS.md §1.)
+    c_init = 0. (TRL's defaults differ 50×: delta 5e-3, c_max 1.0; docs/engines.md.)
     Ref: Skywork-OR1 (arXiv 2505.22312) ``core_algos.py::EntController``.
     """
 
@@ -160,7 +160,7 @@ class EntroPIC(Controller):
         α · mean_{t: π(y_t) > 0.95} ( −ratio_t·|A_t| ),  ratio = exp(clamp(log π − log π_old, −20, 20)).
     α > 0 (entropy above target) pushes likely tokens up and lowers entropy; α < 0 raises it.
     step: I += e with the step's entropy. K_i = 0 is P-only control (which leaves a steady-state error
-    off-policy; the paper and THEORY.md §3.2).
+    off-policy; the paper and docs/theory.md §3).
     Defaults: kp = 1, ki = 0.01 (config/entropic.yaml), target = 0.1 nats (run_entropic.sh), high_prob
     = 0.95. Ref: Yang et al. 2025 (arXiv 2511.15248); yk7333/EntroPIC ``compute_policy_loss_entropic``.
     """

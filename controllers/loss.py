@@ -38,7 +38,7 @@ def _masked_cov(x: Tensor, y: Tensor, mask: Tensor) -> float:
 
 
 def telemetry(batch: TokenBatch, adv: Tensor) -> dict[str, float]:
-    """Entropy diagnostics no framework logs (ANCHORS.md §1 rows 15, 18).
+    """Entropy diagnostics no framework logs (docs/engines.md, "Telemetry").
 
     policy/entropy*: token entropy, nats, mean and quantiles over valid tokens.
     policy/cov_logp_adv: batch Cov(log π(y_t), A_t), estimating Cov_π(log π, A) (Thm 2, Clip-Cov's statistic).
@@ -47,7 +47,7 @@ def telemetry(batch: TokenBatch, adv: Tensor) -> dict[str, float]:
       −Cov(log π, π·A) (Thm 1, vanilla PG on softmax logits) and −Cov(log π, A) (Thm 2, natural PG),
       from the batch estimates. The sim also reports the exact first-order ΔH from the realised Δz.
     policy/frac_{hi,lo}p_{pos,neg}adv: token shares by probability (π(y_t) > e^{−H_t}: "high", the
-      threshold where the first-order sign of ΔH flips, THEORY.md §5.4) × advantage sign.
+      threshold where the first-order sign of ΔH flips, docs/theory.md §1.3) × advantage sign.
     """
     m = batch.mask
     logp = batch.logp.detach()

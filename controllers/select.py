@@ -1,7 +1,7 @@
 """Global token selection: covariance statistic, exact top-k, counts from fractions.
 
 Every function here sees the values of all ranks through ``controllers.dist`` (identity in one process),
-so a selection means the same thing whatever the batch layout (DESIGN.md; ANCHORS.md §2 A2/A3/A10).
+so a selection means the same thing whatever the batch layout (docs/design.md; docs/engines.md, "Selections").
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def count_frac(frac: float, n: int) -> int:
     """⌈frac·n⌉ capped at n, reading frac·n within 1e-9 of an integer as that integer.
 
     Unlike verl's ``max(int(frac·N), 1)`` there is no floor of one token, so a small batch never selects
-    more than frac·N + 1 tokens (verl: at least 1, i.e. 20× the nominal rate at N = 256; ANCHORS.md §1).
+    more than frac·N + 1 tokens (verl: at least 1, i.e. 20× the nominal rate at N = 256; docs/engines.md).
     """
     kn = frac * n
     nearest = round(kn)
@@ -36,7 +36,7 @@ def global_count(mask: Tensor) -> tuple[int, int]:
 def token_cov(batch, mask: Tensor | None = None) -> Tensor:
     """Cov(y_t) = (log π(y_t) − mean log π)·(A_t − mean A), means over the valid tokens of all ranks.
 
-    Detached (selection only). Its expectation is Cov_π(log π, A), Theorem 2's form (THEORY.md §1.7).
+    Detached (selection only). Its expectation is Cov_π(log π, A), Theorem 2's form (docs/theory.md §1.5).
     Ref: Cui et al. 2025 Eq. 10; verl ``compute_policy_loss_clip_cov``.
     """
     m = batch.mask if mask is None else mask

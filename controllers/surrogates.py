@@ -32,7 +32,7 @@ class PPOClip(Controller):
 
     ℓ_t = max(−A·r_t, −A·clip(r_t, 1 − ε_lo, 1 + ε_hi)),  r_t = π_θ(y_t)/π_old(y_t);
     dual clip (A < 0 only): ℓ_t = min(ℓ_t, −A·c).
-    Its gradient is −w·A·∇r_t with w = 0 on clipped tokens: the 0/1 weight view of DESIGN.md.
+    Its gradient is −w·A·∇r_t with w = 0 on clipped tokens: the 0/1 weight view of docs/design.md.
     Defaults: ε_lo = ε_hi = 0.2 (PPO); DAPO's clip-higher uses eps_hi = 0.28. Dual clip is off by
     default (TRL has none; verl applies clip_ratio_c = 3 always).
     Ref: Schulman et al. 2017; Yu et al. 2025 (DAPO) clip-higher; verl ``compute_policy_loss_vanilla``.
@@ -77,7 +77,7 @@ class EntropyBonus(Controller):
     to carry the gradient (the sim and the trainer compute it from the logits with autograd).
 
     agg: how H is aggregated; default "token-mean" (TRL). verl aggregates with the policy loss's mode,
-    which makes the bonus length-scaled under the seq-…-token-sum modes (ANCHORS.md §1 row 15).
+    which makes the bonus length-scaled under the seq-…-token-sum modes (docs/engines.md, "Entropy bonus").
     Default c = 1e-3: the middle of Cui et al.'s sweep (1e-4 … 1e-2; 1e-2 explodes, Fig. 9).
     Ref: Williams & Peng 1991; Cui et al. 2025 §4.1; verl ``entropy_coeff``; TRL ``entropy_coef``.
     """

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import figures
+from common.runio import code_fingerprint
 from figures import _common
-from sim.runio import code_fingerprint
 
 
 def _caption(mod) -> str:

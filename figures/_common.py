@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from theory.verify import APPROX, FAILS, HOLDS, SURROGATE, jsonable
+from common.verdict import APPROX, FAILS, HOLDS, SURROGATE, jsonable
 
 VERDICTS = (HOLDS, APPROX, FAILS, SURROGATE)
 

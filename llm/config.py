@@ -268,8 +268,8 @@ class TrainConfig:
             self.pipeline()
         except ValueError as e:
             raise ValueError(f"hp: {e}") from None
+        from common.runio import is_band
         from llm.embed import EMBEDDERS, minilm_dir
-        from sim.runio import is_band
 
         if self.embedder not in EMBEDDERS:
             bad("embedder", self.embedder, ", ".join(EMBEDDERS))
@@ -420,3 +420,29 @@ PRESETS: dict[str, TrainConfig] = {
         eval_prompts=128, eval_samples=16, checkpoint_every=25,
     ),
 }  # fmt: skip
+
+
+def parse_cli(argv: list[str] | None, prog: str, summary: str) -> TrainConfig:
+    """``--preset NAME`` (default tiny-copy) then any field override, parsed by tyro; ``summary`` heads the
+    help text. Shared by ``python -m llm.train`` and ``python -m llm.sft``."""
+    import sys
+
+    import tyro
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    preset = "tiny-copy"
+    for i, a in enumerate(args):
+        if a == "--preset" or a.startswith("--preset="):
+            value = a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+            del args[i : i + (1 if "=" in a else 2)]
+            preset = value
+            break
+    if preset not in PRESETS:
+        raise ValueError(f"preset: got {preset!r}; allowed: {', '.join(PRESETS)}")
+    description = (
+        f"{summary}\n\n--preset NAME selects the defaults "
+        f"({', '.join(PRESETS)}; default tiny-copy); every field below overrides it."
+    )
+    with deferred_validation():
+        parsed = tyro.cli(TrainConfig, default=PRESETS[preset], args=args, prog=prog, description=description)
+    return validated(parsed)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from llm.config import TrainConfig
+from llm.config import TrainConfig, parse_cli
 from llm.evaluate import evaluate
 from llm.models import build, quiet
 from llm.tasks import Split, get_task_for
@@ -103,10 +103,8 @@ def run_sft(cfg: TrainConfig, progress: bool = True) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llm.train import parse_config
-
     try:
-        cfg = parse_config(argv, prog="python -m llm.sft")
+        cfg = parse_cli(argv, prog="python -m llm.sft", summary=(__doc__ or "").splitlines()[0])
         out = run_sft(cfg)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -11,7 +11,7 @@ Deviations and choices, stated first:
   runs once on the whole batch with those values as autograd leaves, and each micro-batch is then
   re-run with gradient and back-propagated against the leaves' gradients. By the chain rule this is
   the full-batch gradient exactly, and top-k/quantile selections (Clip-Cov, KL-Cov, 80/20) mean the
-  same at every batch layout (verl selects per micro-batch; ANCHORS.md §2).
+  same at every batch layout (verl selects per micro-batch; docs/engines.md).
 - **Across processes** selections are global through ``controllers.dist`` (an accelerate gather), the
   statistics handed to stateful controllers are averaged over ranks, and the local loss is rescaled so
   that DDP's gradient average equals the loss normalised over all ranks' tokens (or sequences).
@@ -42,14 +42,14 @@ import numpy as np
 import torch
 
 import controllers as C
+from common.runio import atomic_write_json, git_sha, peak_rss_mb, truncate_metrics
 from controllers.agg import masked_mean
-from llm.config import PRESETS, TrainConfig, deferred_validation, validated
+from llm.config import TrainConfig, parse_cli
 from llm.embed import MiniLM
 from llm.embed import resolve as resolve_embedder
 from llm.evaluate import evaluate
 from llm.rollout import Rollout, add_guides, prefix_steps, sample, token_stats
 from llm.tasks import Example, Split, get_task_for
-from sim.runio import atomic_write_json, git_sha, peak_rss_mb, truncate_metrics
 from theory import fit_entropy_law
 
 # fields that may change when a run is resumed (they do not change what a step computes)
@@ -725,26 +725,8 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 def parse_config(argv: list[str] | None, prog: str = "python -m llm.train") -> TrainConfig:
-    """``--preset NAME`` (default tiny-copy) then any field override, parsed by tyro."""
-    import tyro
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    preset = "tiny-copy"
-    for i, a in enumerate(args):
-        if a == "--preset" or a.startswith("--preset="):
-            value = a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
-            del args[i : i + (1 if "=" in a else 2)]
-            preset = value
-            break
-    if preset not in PRESETS:
-        raise ValueError(f"preset: got {preset!r}; allowed: {', '.join(PRESETS)}")
-    description = (
-        f"{(__doc__ or '').splitlines()[0]}\n\n--preset NAME selects the defaults "
-        f"({', '.join(PRESETS)}; default tiny-copy); every field below overrides it."
-    )
-    with deferred_validation():
-        parsed = tyro.cli(TrainConfig, default=PRESETS[preset], args=args, prog=prog, description=description)
-    return validated(parsed)
+    """``--preset NAME`` (default tiny-copy) then any field override, parsed by tyro (``llm.config``)."""
+    return parse_cli(argv, prog=prog, summary=(__doc__ or "").splitlines()[0])
 
 
 def main(argv: list[str] | None = None) -> int:

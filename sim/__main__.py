@@ -163,8 +163,8 @@ def verify_main(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from common.verdict import format_table, to_json
     from sim import verify
-    from theory.verify import format_table, to_json
 
     if args.only:
         unknown = sorted(set(args.only) - set(verify.CHECKS))

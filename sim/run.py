@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 import controllers as C
+from common.runio import atomic_save, atomic_write_json, git_sha, is_band, truncate_metrics
 from sim import models, policies
 from sim import tree as tr
 from sim.envs import BUILDERS, MdpEnvSpec, TreeEnvSpec
-from sim.runio import atomic_save, atomic_write_json, git_sha, is_band, truncate_metrics
 
 UPDATES = ("exact_pg", "exact_npg", "grpo", "ppo")
 OPTIMIZERS = ("sgd", "adam")

@@ -1,4 +1,4 @@
-"""``python -m sim verify``: the simulator-side checks of THEORY.md §5, with a verdict in words.
+"""``python -m sim verify``: the simulator-side checks of docs/theory.md §5, with a verdict in words.
 
 Same verdicts and table as ``python -m theory verify`` (``theory.verify.Row``): "holds" (true in every
 instance within the tolerance), "approximate" (an empirical law that fits, with its error),
@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 import theory
+from common import verdict
+from common.runio import atomic_write_json, code_fingerprint
+from common.verdict import APPROX, FAILS, HOLDS, Row, jsonable, row_from_json
 from sim import models
 from sim import tree as tr
 from sim.run import SimConfig, Simulator
-from sim.runio import atomic_write_json, code_fingerprint
-from theory.verify import APPROX, FAILS, HOLDS, Row, jsonable, row_from_json
 
 # -- helpers ---------------------------------------------------------------------------------------------
 
@@ -1364,8 +1365,6 @@ def matrix_json(cells: list[MatrixCell], seed: int, calibrate_lr: bool = False) 
     ``policy_kwargs`` and ``lr_gain`` ([min, max] ρ when calibrated)}; strict JSON (nan → null)."""
     import json
 
-    from theory.verify import jsonable
-
     rows = []
     for c in cells:
         base = {"claim_id": c.claim_id, "policy": c.policy, "policy_class": MATRIX_POLICIES[c.policy][0],
@@ -1379,6 +1378,5 @@ def matrix_json(cells: list[MatrixCell], seed: int, calibrate_lr: bool = False) 
 
 
 def run_all(seed: int = 0, only=None, progress=None):
-    from theory import verify
-
-    return verify.run_all(seed=seed, only=only, progress=progress, checks=CHECKS)
+    """``common.verdict.run_all`` over the simulator's checks."""
+    return verdict.run_all(seed=seed, only=only, progress=progress, checks=CHECKS)

@@ -1,4 +1,4 @@
-"""Closed-loop analysis of entropy control (EntroPIC, THEORY.md §3) on a linearised entropy plant.
+"""Closed-loop analysis of entropy control (EntroPIC, docs/theory.md §3) on a linearised entropy plant.
 
 Plant (one optimizer step k):   H_{k+1} = H_k + d − κ·α_k
   κ > 0: plant gain, the entropy drop per unit of control α (α > 0 lowers entropy, as in EntroPIC);
@@ -9,7 +9,7 @@ Controller (EntroPIC ``dp_actor.py``): e_k = H_k − H_tar,  α_k = clip(K_p·e_
 
 Deviation, stated first: EntroPIC updates I per micro-batch, scaled by micro/mini-batch size; per
 optimizer step that adds one averaged error, which is the model here. The paper's own stability
-statements were not read (THEORY.md §6); the region below is our derivation (Jury criterion).
+statements were not read (docs/theory.md §6); the region below is our derivation (Jury criterion).
 """
 
 from __future__ import annotations

@@ -195,7 +195,7 @@ def softmax_jacobian(logits) -> np.ndarray:
 def one_arm_bump_dH(logits, arm: int, delta) -> np.ndarray:
     """First-order ΔH of bumping one logit, Δz = δ·e_a:  ΔH ≈ −δ·π_a·(log π_a + H).
 
-    The sign flips at log π_a = −H (π_a = e^{−H}), not at π_a = 1/n (THEORY.md §5 item 4).
+    The sign flips at log π_a = −H (π_a = e^{−H}), not at π_a = 1/n (docs/theory.md §1.3).
 
     Args:
         logits: (..., n); arm: index a; delta: bump δ (any real).

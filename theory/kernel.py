@@ -10,7 +10,7 @@ logits, to first order, by
 so Δz_s = η·Σ_{s'} K_{s s'} g_{s'} carries the advantages of every state that shares parameters with s.
 Lemma 1 then gives ΔH_s ≈ −Cov_{π_s}(log π_s, Δz_s) = own_s + cross_s, where own_s uses the diagonal
 block η·K_{ss} g_s and cross_s the rest. A tabular policy has J = I: Δz = η·g, no cross terms, and the
-result is Cui et al.'s Theorem 1. Ref: THEORY.md §1 (Lemma 1); issue 9 of this project.
+result is Cui et al.'s Theorem 1. Ref: docs/theory.md §1.1 (Lemma 1) and §1.6 (the kernel gain).
 """
 
 from __future__ import annotations

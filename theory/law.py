@@ -1,7 +1,7 @@
 """The entropy–performance law R = −a·exp(H) + b, and exact-gradient bandit trajectories to test it on.
 
 Deviation, stated first: Cui et al. do not say how they fit (loss, weighting). R is linear in (a, b)
-given exp(H), so we use ordinary least squares of R on exp(H) (THEORY.md §1.6).
+given exp(H), so we use ordinary least squares of R on exp(H) (docs/theory.md §1.4).
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def cov_pi(logits, x, y) -> np.ndarray:
     """Covariance under the policy: Cov_{a~π}(x, y) = Σ_a π_a (x_a − E_π x)(y_a − E_π y).
 
     Equal to E_π[xy] − E_π[x]E_π[y]; the centred form is used because it cancels less.
-    Ref: THEORY.md §0.
+    Ref: docs/theory.md §0.
 
     Args:
         logits: (..., n); x, y: (..., n) per-action values (leading axes broadcast).
@@ -90,8 +90,8 @@ def c_pi(logits) -> np.ndarray:
     """C(π) := Cov_{a~π}(log π(a), π(a)) = Σ_a π_a² (log π_a + H).
 
     C ≥ 0 with equality iff π is uniform (Chebyshev's sum inequality: log u and u are both increasing).
-    It is the slope of QAE's surrogate in the baseline b (THEORY.md §2.3) and the coupling term of
-    the finite-sample analysis (§2.4). Ref: THEORY.md §0 [ours].
+    It is the slope of QAE's surrogate in the baseline b (docs/theory.md §2.2) and the coupling term of
+    the finite-sample analysis (§2.3). Ref: docs/theory.md §0 [ours].
 
     Args:
         logits: (..., n).
@@ -105,7 +105,7 @@ def g_values(logits) -> np.ndarray:
     """g(y) := π_y (log π_y + H) − C(π) = Cov_π(log π, e_y − π), for every action y.
 
     The first-order entropy change of a one-sample REINFORCE step with advantage A on action y is
-    −η·A·g(y); E_{y~π}[g(y)] = 0.  Ref: THEORY.md §0, §2.4(b) [ours].
+    −η·A·g(y); E_{y~π}[g(y)] = 0.  Ref: docs/theory.md §0, §2.3 [ours].
 
     Args:
         logits: (..., n).

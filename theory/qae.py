@@ -1,6 +1,6 @@
 """QAE: the K-quantile baseline, Prop. 4.2's surrogate, and what the true and sampled updates do.
 
-Deviations and findings, stated first (THEORY.md §2.4):
+Deviations and findings, stated first (docs/theory.md §2.3):
 * Prop. 4.2 (Wu et al., arXiv 2509.22611) plugs an *uncentred* advantage r − b into Theorem 1. That
   surrogate F_q(b) = F_q(0) − b·C(π) is strictly monotone in b. The exact expected softmax-PG step is
   b-invariant, so its first-order ΔH is flat in b, and ΔH_QAE(b) = ΔH_true + η(b − p_π)·C(π) exactly.
@@ -59,7 +59,7 @@ def linear_quantile_baseline(rewards, k) -> np.ndarray:
     """The linear-interpolation quantile that ``torch.quantile`` (and numpy's default) computes.
 
     Index (G − 1)·K, interpolated between neighbouring order statistics. This is what the QAE code's
-    one-line change uses; it is not the paper's definition (THEORY.md §2.1).
+    one-line change uses; it is not the paper's definition (docs/theory.md §2.1).
 
     Args:
         rewards: (..., G); k: K in (0, 1).
@@ -125,7 +125,7 @@ def qae_true_dH(logits, rewards, lr) -> np.ndarray:
     """First-order ΔH of the exact expected PG step with any constant baseline: −η·Cov(log π, π·(r − p_π)).
 
     Equals ``theory.pg_first_order_dH``; provided under this name for the QAE identity
-    ΔH_QAE(b) = ΔH_true + η·(b − p_π)·C(π)  (THEORY.md §2.4(a)).
+    ΔH_QAE(b) = ΔH_true + η·(b − p_π)·C(π)  (docs/theory.md §2.3).
     """
     from theory.dynamics import pg_first_order_dH
 
@@ -154,7 +154,7 @@ def sampled_first_order_dH(logits, rewards, actions, b, lr) -> np.ndarray:
 
     Δz = (η/G)·Σ_i (r(y_i) − b)·(e_{y_i} − π)  ⇒  ΔH ≈ −(η/G)·Σ_i (r(y_i) − b)·g(y_i).
     E_y[ΔH] = ΔH_true for every b; two baselines order the draw as (b − b')·Σ_i g(y_i).
-    Ref: THEORY.md §2.4(b) [ours].
+    Ref: docs/theory.md §2.3 [ours].
 
     Args:
         logits: (n,) one state's logits; rewards: (n,); actions: (..., G) sampled action indices;
@@ -243,7 +243,7 @@ def prob_sum_g_nonneg(
 
     Exact by enumeration when the number of count vectors is at most ``max_outcomes``, Monte-Carlo
     otherwise (``method`` = "auto", "exact" or "mc"). Ties S = 0 within 1e-15 count as ≥ 0.
-    Ref: THEORY.md §2.4(b) [ours].
+    Ref: docs/theory.md §2.3 [ours].
 
     Args:
         logits: (n,); group_size: G ≥ 1.

@@ -3,7 +3,7 @@
 Per token i of a batch of N:  Cov_i = (log π(y_i) − mean_j log π(y_j))·(A_i − mean_j A_j)  (Cui et al. Eq. 10).
 Its batch mean is the biased sample covariance, so with y_i iid ~ π and A_i = A(y_i):
     E[mean_i Cov_i] = (N − 1)/N · Cov_π(log π, A)          — the natural-PG form of Theorem 2,
-not Cov_π(log π, π·A) (the vanilla-PG form of Theorem 1). THEORY.md §1.7 and §5 item 9.
+not Cov_π(log π, π·A) (the vanilla-PG form of Theorem 1). docs/theory.md §1.5.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Run files shared by ``python -m sim run`` and ``python -m llm.train``: atomic writes (temp file +
+"""Run files shared by ``python -m sim run``, ``python -m llm.train`` and the figures: atomic writes (temp file +
 rename, so an interrupted write never leaves a half file), the git SHA, and metric-row truncation on
 resume (rows written after the last checkpoint are dropped, then recomputed)."""
 
@@ -26,13 +26,14 @@ def git_sha() -> str:
 
 
 def code_fingerprint(*extra: Path) -> str:
-    """sha256 (16 hex digits) of the theory, sim and controllers sources (what a simulator result depends
-    on), plus the files in ``extra``: a saved result is reused only while this matches."""
+    """sha256 (16 hex digits) of the common, theory, sim and controllers sources, subpackages included
+    (what a simulator result depends on), plus the files in ``extra``: a saved result is reused only while
+    this matches."""
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
     files = list(extra)
-    for pkg in ("theory", "sim", "controllers"):
-        files += sorted((root / pkg).glob("*.py"))
+    for pkg in ("common", "theory", "sim", "controllers"):
+        files += sorted((root / pkg).rglob("*.py"))
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())

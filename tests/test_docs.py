@@ -1,0 +1,44 @@
+"""The project's documentation is its own: every citation in code and docs points to a file of this
+repository, and no file cites notes a user of the repository does not have."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = [
+    p
+    for pattern in ("*.py", "*.md", "Makefile", "*.toml")
+    for p in ROOT.rglob(pattern)
+    if not any(part.startswith(".") for part in p.relative_to(ROOT).parts) and "out" not in p.parts
+]
+FOREIGN = re.compile(r"THEORY\.md|DESIGN\.md|ANCHORS\.md|\.\./shared")
+
+
+def test_sources_are_found():
+    assert len(SOURCES) > 50
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_citation_of_files_outside_the_repository(path):
+    if path == Path(__file__):
+        return
+    hits = [f"{path.name}:{i}" for i, ln in enumerate(path.read_text().splitlines(), 1) if FOREIGN.search(ln)]
+    assert not hits, hits
+
+
+def test_every_docs_citation_names_an_existing_file_and_section():
+    cited = []
+    for path in SOURCES:
+        for m in re.finditer(r"docs/([a-z_]+\.md)(?: §(\d+)(?:\.(\d+))?)?", path.read_text()):
+            cited.append((path, m.group(1), m.group(2), m.group(3)))
+    assert len(cited) > 20
+    for path, name, sec, sub in cited:
+        doc = ROOT / "docs" / name
+        assert doc.is_file(), f"{path.name} cites docs/{name}, which does not exist"
+        if sec is not None:
+            heading = rf"^#+ {sec}\.{' ' if sub is None else re.escape(sub) + ' '}"
+            assert re.search(heading, doc.read_text(), flags=re.M), (
+                f"{path.name} cites docs/{name} §{sec}{'.' + sub if sub else ''}"
+            )
