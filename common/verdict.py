@@ -47,6 +47,38 @@ class Row:
         return (not self.must_hold) or self.verdict != FAILS
 
 
+@dataclass(frozen=True)
+class Check:
+    """A registered check: ``fn(rng[, context]) -> Row | list[Row]``, its row id and its flags."""
+
+    id: str
+    fn: Callable
+    flags: dict = field(default_factory=dict)
+
+
+class Registry:
+    """Checks registered where they are defined: ``@registry.register("L1")`` above ``def check_x(rng)``.
+    Flags (e.g. ``shared=True``) are kept for the runner. The registration order is the table's order,
+    and ``run_all`` gives each check the child seed of its position in it."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.checks: dict[str, Check] = {}
+
+    def register(self, rid: str, **flags):
+        def deco(fn):
+            if rid in self.checks:
+                raise RuntimeError(f"{self.name}: row id {rid!r} registered twice")
+            self.checks[rid] = Check(rid, fn, dict(flags))
+            return fn
+
+        return deco
+
+    def table(self) -> dict[str, Callable]:
+        """{row id: check function}, in registration order."""
+        return {rid: c.fn for rid, c in self.checks.items()}
+
+
 def run_all(
     seed: int = 0,
     only: list[str] | None = None,

@@ -47,7 +47,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     slopes = error_slopes(res)
     ok = abs(slopes["first"] - 2) <= 0.2 and abs(slopes["second"] - 3) <= 0.2
     res.meta = {
-        "claim": "Lemma 1 (Cui et al. 2025): ΔH = −Cov(log π, Δz) + O(|Δz|²); THEORY §1.3",
+        "claim": "Lemma 1 (Cui et al. 2025): ΔH = −Cov(log π, Δz) + O(|Δz|²); docs/theory.md §1.1",
         "verdict": fc.HOLDS if ok else fc.FAILS,
         "finding": (
             f"median error slopes over η ∈ [{FIT_RANGE[0]:g}, {FIT_RANGE[1]:g}]: first order "

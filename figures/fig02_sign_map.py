@@ -6,7 +6,7 @@ action a swept, so π_a runs from 1e-4 to 0.999 (and H with it); the advantage A
 Δz = εA·e_a; its zero contour lies on log π_a = −H (dashed), and the four quadrants of the paper's table
 appear: a likely action (π_a > e^{−H}) rewarded, or an unlikely one penalised, lowers entropy; the
 other two raise it. Right: the same for the policy-gradient step of a sampled token, Δz = εA(e_a − π),
-whose threshold is g(a) = 0 (THEORY §5.4, ours), not π_a = e^{−H}: the paper's table is exact for the
+whose threshold is g(a) = 0 (docs/theory.md §1.3, ours), not π_a = e^{−H}: the paper's table is exact for the
 bump and misreads gradient steps in the band between the two contours.
 """
 
@@ -65,7 +65,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     }
     ok = bump_wrong == 0 and grad_wrong == 0
     res.meta = {
-        "claim": "Cui et al. 2025 Thm 1 table: ΔH < 0 iff A·(log π_a + H) > 0 for a one-token update; THEORY §5.4",
+        "claim": "Cui et al. 2025 Thm 1 table: ΔH < 0 iff A·(log π_a + H) > 0 for a one-token update; docs/theory.md §1.3",
         "verdict": fc.HOLDS if ok else fc.FAILS,
         "finding": (
             f"one-arm bump: {bump_wrong}/{int(decided.sum())} grid cells off the table's sign; the gradient "

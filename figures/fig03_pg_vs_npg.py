@@ -2,7 +2,7 @@
 under natural PG as ΔH ≈ −η·Cov(log π, A). Entropy rises while the covariance is negative and falls once
 it turns positive.
 
-Top: the reference bandit of THEORY §5.6 (logits (2, 1, 0.5, −2), only the rarest arm rewarded, η = 0.5,
+Top: the reference bandit of docs/theory.md §1.2 (logits (2, 1, 0.5, −2), only the rarest arm rewarded, η = 0.5,
 ``theory.exact_bandit_trajectory``). Because the best arm starts rare, the covariance starts negative:
 entropy first rises, peaks where the covariance changes sign (dotted lines), then collapses as the best
 arm takes over. NPG moves faster and turns earlier. Bottom: the simulator's exact PG and NPG on 64
@@ -73,7 +73,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     ok = all(abs(v["peak_step"] - v["flip_step"]) <= 1 and v["H_peak"] > v["H0"] for v in turns.values())
     res.meta = {
         "claim": "Cui et al. 2025 Thms 1-2: ΔH ≈ −η·Cov(log π, π·A) (PG), −η·Cov(log π, A) (NPG); a rare best "
-        "arm makes entropy rise, then fall where the covariance turns positive; THEORY §5.6",
+        "arm makes entropy rise, then fall where the covariance turns positive; docs/theory.md §1.2",
         "verdict": fc.HOLDS if ok else fc.FAILS,
         "finding": "; ".join(
             f"{k}: H {v['H0']:.3f} → peak {v['H_peak']:.3f} at step {v['peak_step']}, covariance turns positive at "

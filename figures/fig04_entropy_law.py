@@ -7,7 +7,7 @@ and sampled GRPO, RLOO and Dr. GRPO (G = 8, η = 10, 16 runs each; R = exact suc
 means over runs). Left: R against H with each algorithm's full fit (solid) and its fit on the first 15%
 of steps (dashed). Right: the ceiling b − a predicted from the first 15%, against the full fit's and the
 success actually reached. The reader should see the curves fit well in-sample and the early fits miss
-the end: in the simulator the 15% prediction fails (THEORY §5.8, sim verify M11b).
+the end: in the simulator the 15% prediction fails (docs/theory.md §1.4, sim verify M11b).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """QAE (Wu et al. 2025) Prop. 4.2, honestly: the paper's surrogate ΔH(b) ≈ −η·Cov(log π, π·(r − b)) grows
 monotonically with the baseline b, so a high quantile baseline on easy prompts should raise entropy and
 a low one on hard prompts lower it. For the softmax policy gradient the expected update with any constant
-baseline is the same, so the true expected ΔH does not depend on b at all (THEORY §2.4, ours).
+baseline is the same, so the true expected ΔH does not depend on b at all (docs/theory.md §2.3, ours).
 
 One softmax state of 6 actions, binary rewards; a hard prompt (success p_π ≈ 0.2) and an easy one
 (p_π ≈ 0.8), groups of G = 8, η = 1. Over b ∈ [0, 1]: the surrogate (monotone), the exact expected
@@ -74,7 +74,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     flat = all(v["expected_flatness"] <= 1e-9 and v["expected_vs_true"] <= 1e-9 for v in stats.values())
     res.meta = {
         "claim": "QAE Prop. 4.2 (Wu et al. 2025, arXiv 2509.22611): ΔH increases with the baseline b, so the "
-        "quantile baseline controls entropy; THEORY §2.4",
+        "quantile baseline controls entropy; docs/theory.md §2.3",
         "verdict": fc.SURROGATE if monotone and flat else fc.FAILS,
         "finding": "; ".join(
             f"{k} prompt (p_π = {v['p_pi']:.2f}): surrogate rises by {v['surrogate_range']:.3f} over b ∈ [0, 1] "

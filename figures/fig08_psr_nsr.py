@@ -19,7 +19,7 @@ from sim.run import SimConfig
 TITLE = "PSR vs NSR vs W-REINFORCE: entropy and pass@k"
 COLUMNS = ("series", "metric", "step", "k", "mean", "se")
 PASS_K = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-LAMBDAS = (0.1, 0.5, 1.0)  # THEORY §5.21: λ ∈ {0 (= NSR), 0.1, 0.5, 1}
+LAMBDAS = (0.1, 0.5, 1.0)  # docs/theory.md §4: λ ∈ {0 (= NSR), 0.1, 0.5, 1}
 
 
 def compute(quick: bool = False, seed: int = 0) -> fc.Result:

@@ -1,4 +1,4 @@
-"""Feedback control of entropy (EntroPIC, arXiv 2511.15248, §3; THEORY §3.2): a proportional-integral
+"""Feedback control of entropy (EntroPIC, arXiv 2511.15248, §3; docs/theory.md §3): a proportional-integral
 (PI) law on an entropy lever holds a target entropy both on-policy and off-policy, while proportional-only
 control leaves a steady-state offset off-policy; Skywork-OR1's adaptive coefficient (a fixed step Δ up or
 down, a bang-bang law) oscillates around the target.

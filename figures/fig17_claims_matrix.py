@@ -28,7 +28,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from figures import _common as fc
-from sim import verify
+from sim import matrix
 
 TITLE = "Claims × policy class: which claims need shared parameters"
 SLOW = True  # the two matrices take about 25 minutes on 2 CPUs: `make matrix`, or python -m figures 17
@@ -72,12 +72,12 @@ def _say(changes: dict, same: dict) -> str:
 
 
 def compute(quick: bool = False, seed: int = 0) -> fc.Result:
-    claims = QUICK_CLAIMS if quick else verify.MATRIX_CLAIMS
-    labels = QUICK_POLICIES if quick else tuple(verify.MATRIX_POLICIES)
+    claims = QUICK_CLAIMS if quick else matrix.matrix_claims()
+    labels = QUICK_POLICIES if quick else tuple(matrix.MATRIX_POLICIES)
     rows: list[dict] = []
     passk: dict[str, dict] = {}
     for eta in ETAS:
-        cells = verify.run_matrix(
+        cells = matrix.run_matrix(
             seed=seed, claims=claims, policy_labels=labels, calibrate_lr=eta == "calibrated",
             cache_dir=None if quick else CACHE,
         )  # fmt: skip

@@ -164,7 +164,7 @@ def verify_main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from common.verdict import format_table, to_json
-    from sim import verify
+    from sim import matrix, verify
 
     if args.only:
         unknown = sorted(set(args.only) - set(verify.CHECKS))
@@ -192,19 +192,19 @@ def verify_main(args: argparse.Namespace) -> int:
         return 2
     if args.matrix:
         try:
-            cells = verify.run_matrix(
-                seed=args.seed, claims=args.only or verify.MATRIX_CLAIMS, policy_labels=args.policies,
+            cells = matrix.run_matrix(
+                seed=args.seed, claims=args.only or None, policy_labels=args.policies,
                 progress=progress, calibrate_lr=args.calibrate_lr,
                 cache_dir=None if args.no_cache else Path(args.cache),
             )  # fmt: skip
         except ValueError as e:
             print(f"error: --policies: {e}", file=sys.stderr)
             return 2
-        print(verify.format_matrix(cells))
+        print(matrix.format_matrix(cells))
         print(f"({time.perf_counter() - t0:.1f} s, seed {args.seed})")
         if out is not None:
             tmp = out.with_suffix(out.suffix + ".tmp")
-            tmp.write_text(verify.matrix_json(cells, args.seed, calibrate_lr=args.calibrate_lr))
+            tmp.write_text(matrix.matrix_json(cells, args.seed, calibrate_lr=args.calibrate_lr))
             tmp.replace(out)
             print(f"wrote {out}")
         return 0 if all(c.row is None or c.row.ok for c in cells) else 1

@@ -13,7 +13,7 @@ SOURCES = [
     for p in ROOT.rglob(pattern)
     if not any(part.startswith(".") for part in p.relative_to(ROOT).parts) and "out" not in p.parts
 ]
-FOREIGN = re.compile(r"THEORY\.md|DESIGN\.md|ANCHORS\.md|\.\./shared")
+FOREIGN = re.compile(r"(THEORY|DESIGN|ANCHORS)(\.md| §)|\.\./shared")
 
 
 def test_sources_are_found():

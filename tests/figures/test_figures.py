@@ -87,7 +87,7 @@ def test_fig02(tmp_path):
     # first order: ΔH/ε → −A·π_a(log π_a + H)
     assert np.allclose(bump, -A * pi * u, atol=1e-3)
     g, grad = res.col("g_a"), res.col("dH_grad_per_eps")
-    assert np.allclose(grad, -A * g, atol=1e-3)  # the gradient step: −A·g(a) (THEORY §5.4)
+    assert np.allclose(grad, -A * g, atol=1e-3)  # the gradient step: −A·g(a) (docs/theory.md §1.3)
     assert meta["quadrant_sign"] == {
         "likely, A>0": -1,
         "likely, A<0": 1,

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import theory
-from sim import verify
+from common.verdict import Registry, Row
+from sim import matrix, verify
 from sim.__main__ import main
+from sim.checks import _base, kernel, steps
 from sim.run import SimConfig, Simulator
-from theory.verify import Row
 
 
 def test_cheap_rows_hold_and_write_json(tmp_path, capsys):
@@ -42,7 +43,7 @@ def test_a_wrong_step_fails_a_must_hold_row(monkeypatch, capsys):
 def test_lemma1_row_on_every_family_is_first_order():
     (row,) = verify.run_all(only=["M2"])
     assert row.verdict == "holds"
-    cases = {f"{f}/{u}" for f in verify.FAMILIES for u in ("exact_pg", "exact_npg", "grpo")}
+    cases = {f"{f}/{u}" for f in steps.FAMILIES for u in ("exact_pg", "exact_npg", "grpo")}
     assert set(row.details) - {"seconds"} == cases
     for meds in (row.details[c] for c in cases):  # the gap falls ten-fold per decade of η
         ratios = np.asarray(meds[:-1]) / np.asarray(meds[1:])
@@ -71,20 +72,20 @@ def test_versus_rows_need_a_paired_gain_beyond_three_se_on_both_environments():
 
     base = traj(1.0, 0.0)
     up = {"bandit": {"m": traj(1.5, 0.01), "b": base}, "token_tree": {"m": traj(1.2, 0.01), "b": base}}
-    row = verify._versus_row("X", "c", "s", up, "m", "b", "entropy")
+    row = _base._versus_row("X", "c", "s", up, "m", "b", "entropy")
     assert row.verdict == "holds" and row.worst == pytest.approx(0.2, abs=0.02)
     one_flat = {"bandit": up["bandit"], "token_tree": {"m": traj(1.0, 0.01), "b": base}}
-    assert verify._versus_row("X", "c", "s", one_flat, "m", "b", "entropy").verdict == "fails"
-    assert verify._versus_row("X", "c", "s", up, "m", "b", "entropy", sign=-1).verdict == "fails"
+    assert _base._versus_row("X", "c", "s", one_flat, "m", "b", "entropy").verdict == "fails"
+    assert _base._versus_row("X", "c", "s", up, "m", "b", "entropy", sign=-1).verdict == "fails"
     assert {"M13", "M14", "M15", "M16", "M17", "M18", "M19", "M20"} <= set(verify.CHECKS)
 
 
 def test_kernel_row_holds_on_every_policy_class_and_fails_for_a_wrong_kernel(monkeypatch):
     (row,) = verify.run_all(only=["M21"])
     assert row.verdict == "holds" and row.must_hold
-    assert set(row.details) - {"seconds"} == set(verify.KERNEL_CLASSES)
+    assert set(row.details) - {"seconds"} == set(kernel.KERNEL_CLASSES)
     assert row.details["tabular"]["cross_share"] == 0.0
-    assert all(0 < row.details[k]["cross_share"] < 1 for k in verify.KERNEL_CLASSES if k != "tabular")
+    assert all(0 < row.details[k]["cross_share"] < 1 for k in kernel.KERNEL_CLASSES if k != "tabular")
     real = theory.kernel_dH_split
     monkeypatch.setattr(theory, "kernel_dH_split", lambda *a: tuple(1.05 * x for x in real(*a)))
     (bad,) = verify.run_all(only=["M21"])
@@ -129,35 +130,44 @@ def test_matrix_cells_json_and_classes_that_do_not_fit(tmp_path, capsys):
     assert len(plain[1].details["pass_ks"]) == 9 and plain[1].details["pass_ks"][-1] == 256
     assert rows[2]["verdict"] is None and rows[2]["policy_class"] == "transformer"
     with pytest.raises(ValueError, match=r"^matrix: unknown \['cnn'\]"):
-        verify.run_matrix(claims=("M5",), policy_labels=["cnn"])
+        matrix.run_matrix(claims=("M5",), policy_labels=["cnn"])
+    with pytest.raises(ValueError, match=r"^matrix: \['M1'\] do not run on shared parameters"):
+        matrix.run_matrix(claims=("M1",), policy_labels=["tabular"])
 
 
-def test_calibrated_matrix_runs_each_class_at_lr_over_its_kernel_gain(monkeypatch, capsys):
+def _tiny_registry(body):
+    """A registry with one shared check ``MX`` whose body is ``body(rng, ctx)``."""
+    reg = Registry("test")
+    reg.register("MX", shared=True)(body)
+    return reg
+
+
+TINY = SimConfig(
+    env="token_tree", env_kwargs={**_base.TREE, "seed": 3}, update="grpo", runs=2, steps=2, lr=1.0
+)
+
+
+def _tiny_row(h, **kw):
+    return Row(id="MX", claim="c", source="s", setting="x", n=2, measured="m", worst=float(h.mean()),
+               tolerance=0.0, verdict="holds", must_hold=False, spread=_base._se(h), **kw)  # fmt: skip
+
+
+def test_calibrated_matrix_runs_each_class_at_lr_over_its_kernel_gain(capsys):
     """A one-config check in the matrix: with calibration each class's cell records the ρ its simulator
     computed (1 for tabular) and the table says so; without it no gain is recorded."""
-    cfg = SimConfig(
-        env="token_tree", env_kwargs={**verify.TREE, "seed": 3}, update="grpo", runs=2, steps=2, lr=1.0
-    )
-
-    def tiny(rng):
-        t = verify.trajectory(cfg)
-        h = t["entropy"][-1]
-        return Row(id="MX", claim="c", source="s", setting="x", n=2, measured="m", worst=float(h.mean()),
-                   tolerance=0.0, verdict="holds", must_hold=False, spread=verify._se(h))  # fmt: skip
-
-    monkeypatch.setitem(verify.CHECKS, "MX", tiny)
+    reg = _tiny_registry(lambda rng, ctx: _tiny_row(ctx.trajectory(TINY)["entropy"][-1]))
     labels = ["tabular", "loglinear-structured", "mlp"]
-    cal = verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True)
-    plain = verify.run_matrix(claims=("MX",), policy_labels=labels)
+    cal = matrix.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True, registry=reg)
+    plain = matrix.run_matrix(claims=("MX",), policy_labels=labels, registry=reg)
     for c, p in zip(cal, plain, strict=True):
-        pol, kw = verify.MATRIX_POLICIES[c.policy]
-        rho = Simulator(dataclasses.replace(cfg, policy=pol, policy_kwargs=kw, calibrate_lr=True)).lr_gain
+        pol, kw = matrix.MATRIX_POLICIES[c.policy]
+        rho = Simulator(dataclasses.replace(TINY, policy=pol, policy_kwargs=kw, calibrate_lr=True)).lr_gain
         assert c.lr_gain == (rho, rho) and p.lr_gain == ()
         assert (c.row.worst == p.row.worst) == (c.policy == "tabular")
     assert cal[0].lr_gain == (1.0, 1.0) and cal[2].lr_gain[0] > 1
-    text = verify.format_matrix(cal)
+    text = matrix.format_matrix(cal)
     assert "step sizes calibrated" in text and "mlp " + f"{cal[2].lr_gain[0]:.3g}" in text
-    assert json.loads(verify.matrix_json(cal, 0, calibrate_lr=True))["rows"][2]["lr_gain"] == list(
+    assert json.loads(matrix.matrix_json(cal, 0, calibrate_lr=True))["rows"][2]["lr_gain"] == list(
         cal[2].lr_gain
     )
     assert main(["verify", "--calibrate-lr", "--quiet"]) == 2
@@ -166,34 +176,66 @@ def test_calibrated_matrix_runs_each_class_at_lr_over_its_kernel_gain(monkeypatc
 
 def test_matrix_cells_are_saved_and_an_interrupted_matrix_resumes(monkeypatch, tmp_path):
     calls: list[str] = []
-    cfg = SimConfig(
-        env="token_tree", env_kwargs={**verify.TREE, "seed": 3}, update="grpo", runs=2, steps=2, lr=1.0
-    )
 
-    def tiny(rng):
-        t = verify.trajectory(cfg)
-        calls.append(verify._POLICY.get()[0])
-        if verify._POLICY.get()[0] == "mlp" and len(calls) == 2 and interrupt:
+    def tiny(rng, ctx):
+        t = ctx.trajectory(TINY)
+        calls.append(ctx.policy)
+        if ctx.policy == "mlp" and len(calls) == 2 and interrupt:
             raise KeyboardInterrupt
         h = t["entropy"][-1]
-        return Row(id="MX", claim="c", source="s", setting="x", n=2, measured="m", worst=float(h.mean()),
-                   tolerance=0.0, verdict="holds", must_hold=False, spread=verify._se(h), details={"h": list(h)})  # fmt: skip
+        return _tiny_row(h, details={"h": list(h)})
 
-    monkeypatch.setitem(verify.CHECKS, "MX", tiny)
+    reg = _tiny_registry(tiny)
+    run = lambda **kw: matrix.run_matrix(claims=("MX",), policy_labels=labels, registry=reg, **kw)  # noqa: E731
     labels, cache = ["tabular", "mlp"], tmp_path / "cells"
     interrupt = True
     with pytest.raises(KeyboardInterrupt):
-        verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True, cache_dir=cache)
+        run(calibrate_lr=True, cache_dir=cache)
     assert [p.name for p in cache.iterdir()] == ["MX-tabular-calibrated-seed0.json"]  # the finished cell only
     interrupt = False
-    first = verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True, cache_dir=cache)
+    first = run(calibrate_lr=True, cache_dir=cache)
     assert calls == ["tabular", "mlp", "mlp"]  # resumed: the tabular cell was read back
-    again = verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True, cache_dir=cache)
+    again = run(calibrate_lr=True, cache_dir=cache)
     assert len(calls) == 3 and again == first  # every field read back the same (spread, lr_gain, details)
-    plain = verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True)
+    plain = run(calibrate_lr=True)
     assert [c.row.worst for c in plain] == [c.row.worst for c in first] and len(calls) == 5
-    verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=False, cache_dir=cache)
+    run(calibrate_lr=False, cache_dir=cache)
     assert len(calls) == 7  # another step-size rule: other cells
-    monkeypatch.setattr(verify, "code_fingerprint", lambda: "other code")
-    verify.run_matrix(claims=("MX",), policy_labels=labels, calibrate_lr=True, cache_dir=cache)
+    monkeypatch.setattr(matrix, "code_fingerprint", lambda: "other code")
+    run(calibrate_lr=True, cache_dir=cache)
     assert len(calls) == 9  # saved by other code: recomputed
+
+
+def test_a_shared_check_that_ignores_its_context_fails_instead_of_running_tabular():
+    """The matrix passes each check an explicit context; a check registered shared=True that builds its
+    simulators without it would silently give tabular cells, so the matrix stops."""
+    reg = _tiny_registry(lambda rng, ctx: _tiny_row(_base.trajectory(TINY)["entropy"][-1]))
+    with pytest.raises(
+        RuntimeError, match="MX is registered shared=True but ran no simulator through its context"
+    ):
+        matrix.run_matrix(claims=("MX",), policy_labels=["mlp"], registry=reg)
+
+
+def test_checks_are_registered_in_row_order():
+    """run_all seeds each check by its position; the topics are imported so that M1..M22 come in order."""
+    numbers = [int(rid[1:]) for rid in verify.CHECKS]
+    assert numbers == sorted(numbers) and numbers[0] == 1 and len(set(numbers)) == len(numbers)
+    assert set(matrix.matrix_claims()) <= {
+        r for r, c in verify.REGISTRY.checks.items() if c.flags.get("shared")
+    }
+
+
+def test_shared_checks_reach_the_simulator_only_through_their_context():
+    """Static: inside a check registered shared=True, no bare trajectory(...), Simulator(...) or
+    SimConfig-to-simulator call bypasses the context (ctx.trajectory, _versus(rng, ctx, ...))."""
+    import ast
+    import inspect
+    import textwrap
+
+    for rid, c in verify.REGISTRY.checks.items():
+        if not c.flags.get("shared"):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(c.fn)))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in ("trajectory", "Simulator"), f"{rid} calls {node.func.id} directly"

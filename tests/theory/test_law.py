@@ -47,7 +47,7 @@ def test_bad_fit_frac():
 
 
 def test_reference_run_of_theory_md():
-    # THEORY §5.6: z = (2, 1, 0.5, −2), r = (0, 0, 0, 1), exact PG, η = 0.5.
+    # docs/theory.md §1.2: z = (2, 1, 0.5, −2), r = (0, 0, 0, 1), exact PG, η = 0.5.
     tr = theory.exact_bandit_trajectory([2.0, 1.0, 0.5, -2.0], [0.0, 0.0, 0.0, 1.0], 0.5, 400)
     assert tr.entropy[0] == pytest.approx(0.958, abs=5e-4)
     assert int(np.argmax(tr.entropy)) == 130

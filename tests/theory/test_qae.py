@@ -69,7 +69,7 @@ def test_linear_quantile_equals_torch_quantile(r, k):
 
 
 def test_torch_linear_discrepancy_from_theory_md():
-    # THEORY §2.1: G = 8, K = 0.4 with 5 successes: the code gives 0.8, the paper gives 1.
+    # docs/theory.md §2.1: G = 8, K = 0.4 with 5 successes: the code gives 0.8, the paper gives 1.
     r = np.array([0, 0, 0, 1, 1, 1, 1, 1], dtype=float)
     assert theory.linear_quantile_baseline(r, 0.4) == pytest.approx(0.8)
     assert theory.quantile_baseline(r, 0.4) == 1.0
