@@ -10,7 +10,7 @@ per-token penalties and extra loss terms. Controllers are looked up by name:
 
 from controllers import advantages as _advantages  # noqa: F401  (registers the controllers)
 from controllers import batchlevel as _batchlevel  # noqa: F401
-from controllers import contract, dist
+from controllers import contract, data, dist
 from controllers import extras as _extras  # noqa: F401
 from controllers import guidance as _guidance  # noqa: F401
 from controllers import nft as _nft  # noqa: F401
@@ -26,6 +26,7 @@ from controllers.base import Controller, Pipeline, Terms, get, names, register
 from controllers.batch import TokenBatch
 from controllers.batchlevel import mixed_groups
 from controllers.contract import Host
+from controllers.data import select_prompts
 from controllers.extras import nucleus_entropy
 from controllers.loss import policy_loss, telemetry
 from controllers.shaping import distinct_n, group_diversity, ngram_embedding
@@ -40,6 +41,7 @@ __all__ = [
     "agg_loss",
     "cluster_entropy",
     "contract",
+    "data",
     "dist",
     "distinct_n",
     "get",
@@ -50,5 +52,6 @@ __all__ = [
     "nucleus_entropy",
     "policy_loss",
     "register",
+    "select_prompts",
     "telemetry",
 ]

@@ -18,6 +18,7 @@ import numpy as np
 
 from figures import _common as fc
 from sim.run import SimConfig
+from sim.studies import TREE
 
 TITLE = "Collapse timeline: entropy consumed and performance gained vs training share"
 COLUMNS = ("env", "step", "train_frac", "entropy_mean", "success_mean", "entropy_consumed_frac", "gain_frac")
@@ -33,7 +34,7 @@ SETTINGS = {  # label: (env, optimizer, η)
 }
 ENV_KWARGS = {
     "bandit": {"n_prompts": 32, "n_arms": 16, "correct_frac": 0.2, "difficulty": "beta"},
-    "token_tree": {"n_prompts": 8, "vocab": 4, "horizon": 4, "correct_frac": 0.5},
+    "token_tree": TREE,
 }
 
 

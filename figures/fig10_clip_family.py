@@ -15,33 +15,24 @@ from __future__ import annotations
 import numpy as np
 
 from figures import _common as fc
-from sim.run import SimConfig
+from sim.studies import CLIP_LR as LR
+from sim.studies import CLIP_SWEEPS
 from sim.verify import monotone
 
 TITLE = "Clip-higher, Clip-Cov and KL-Cov vs GRPO"
 COLUMNS = ("method", "knob", "value", "step", "entropy_mean", "entropy_se", "success_mean", "success_se")
-LR = 10.0
-SWEEPS = {  # method: (controller, knob, values, pipeline, fixed hyperparameters, value shown as a curve)
-    "clip-higher": ("ppo_clip", "eps_hi", (0.2, 0.28, 0.4), ("grpo", "ppo_clip"), {}, 0.28),
-    "Clip-Cov": ("clip_cov", "frac", (0.0, 0.01, 0.03, 0.1), ("grpo", "ppo_clip", "clip_cov"), {}, 0.03),
-    "KL-Cov": ("kl_cov", "beta", (0.0, 0.5, 1.0, 2.0), ("grpo", "kl_cov"), {"frac": 0.02}, 1.0),
-}
+SWEEPS = {s.method: s for s in CLIP_SWEEPS}  # the spec sim verify M6 runs too (sim/studies.py)
 
 
 def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     env_seed, sample_seed = fc.seeds(seed, 2)
     runs, steps = (4, 20) if quick else (16, 60)
     rows, ends, verdicts = [], {}, {}
-    for method, (ctrl, knob, values, pipe, extra, _) in SWEEPS.items():
+    for method, sweep in SWEEPS.items():
+        knob, values = sweep.knob, sweep.values
         finals = []
         for v in values:
-            cfg = SimConfig(
-                env="token_tree", env_kwargs={"n_prompts": 8, "vocab": 4, "horizon": 4, "correct_frac": 0.5,
-                                              "seed": env_seed},
-                update="ppo", epochs=4, controllers=pipe, hyperparameters={ctrl: {**extra, knob: v}}, runs=runs,
-                steps=steps, lr=LR, seed=sample_seed, pass_k=(1,),
-            )  # fmt: skip
-            t = fc.traj(cfg)
+            t = fc.traj(sweep.config(v, env_seed, sample_seed, runs=runs, steps=steps))
             for r in fc.curve_rows(method, t, ("entropy", "success")):
                 r.pop("series")
                 rows.append({"method": method, "knob": knob, "value": float(v), **r})
@@ -56,7 +47,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
         "(DAPO arXiv 2503.14476; Cui et al. 2025 Fig. 12)",
         "verdict": fc.HOLDS if all(verdicts.values()) else fc.FAILS,
         "finding": "; ".join(
-            f"{m} {SWEEPS[m][1]} {', '.join(f'{x:g}' for x in v['values'])}: final H "
+            f"{m} {SWEEPS[m].knob} {', '.join(f'{x:g}' for x in v['values'])}: final H "
             f"{', '.join(f'{h:.3f}' for h in v['H_end'])}, last − first {v['gain']:+.4f} ± {v['gain_se']:.4f} → "
             f"{'holds' if v['monotone'] else 'fails'}"
             for m, v in ends.items()
@@ -83,16 +74,16 @@ def plot(res: fc.Result):
     )
     fc.band(b, x, res.col("success_mean", **base), res.col("success_se", **base), color="k")
     for i, (method, spec) in enumerate(SWEEPS.items()):
-        sel = {"method": method, "value": float(spec[5])}
-        lab = f"{method} {spec[1]}={spec[5]:g}"
+        sel = {"method": method, "value": float(spec.shown)}
+        lab = f"{method} {spec.knob}={spec.shown:g}"
         fc.band(a, x, res.col("entropy_mean", **sel), res.col("entropy_se", **sel), label=lab, color=f"C{i}")
         fc.band(b, x, res.col("success_mean", **sel), res.col("success_se", **sel), color=f"C{i}")
         last = int(x[-1])
-        vals = np.asarray(spec[2], dtype=float)
+        vals = np.asarray(spec.values, dtype=float)
         h = [res.col("entropy_mean", method=method, value=float(v), step=last)[0] for v in vals]
         e = [res.col("entropy_se", method=method, value=float(v), step=last)[0] for v in vals]
         pos = np.arange(len(vals)) + i * 0.08
-        c.errorbar(pos, h, yerr=e, marker="o", color=f"C{i}", capsize=2, label=f"{method}: {spec[1]} = "
+        c.errorbar(pos, h, yerr=e, marker="o", color=f"C{i}", capsize=2, label=f"{method}: {spec.knob} = "
                    + ", ".join(f"{v:g}" for v in vals))  # fmt: skip
     a.set_ylabel("entropy (nats)")
     b.set_ylabel("success")

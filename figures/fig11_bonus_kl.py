@@ -16,6 +16,7 @@ import numpy as np
 
 from figures import _common as fc
 from sim.run import SimConfig
+from sim.studies import TREE
 
 TITLE = "Entropy bonus and reference-KL sweeps: collapse, explosion and cost"
 LR = 10.0  # at η = 1 entropy hardly moves in 100 rollouts on this tree
@@ -35,8 +36,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
         fin = []
         for v in values:
             cfg = SimConfig(
-                env="token_tree", env_kwargs={"n_prompts": 8, "vocab": 4, "horizon": 4, "correct_frac": 0.5,
-                                              "seed": env_seed},
+                env="token_tree", env_kwargs={**TREE, "seed": env_seed},
                 update="grpo", controllers=("grpo", ctrl), hyperparameters={ctrl: {knob: v}}, runs=runs,
                 steps=steps, lr=LR, seed=sample_seed, pass_k=(1,),
             )  # fmt: skip

@@ -22,6 +22,7 @@ import numpy as np
 
 from figures import _common as fc
 from sim.run import SimConfig
+from sim.studies import TREE
 
 TITLE = "Feedback control: PI vs P-only vs adaptive coefficient vs EntroPIC"
 COLUMNS = ("setting", "series", "step", "entropy_mean", "entropy_se", "success_mean", "success_se", "knob_mean",
@@ -50,8 +51,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
         for label, spec in CONTROLLERS.items():
             pipe = ("grpo", "ppo_clip") + ((spec[0],) if spec else ())
             cfg = SimConfig(
-                env="token_tree", env_kwargs={"n_prompts": 8, "vocab": 4, "horizon": 4, "correct_frac": 0.5,
-                                              "seed": env_seed},
+                env="token_tree", env_kwargs={**TREE, "seed": env_seed},
                 update=update, epochs=epochs, controllers=pipe, hyperparameters={spec[0]: spec[1]} if spec else {},
                 runs=runs, steps=steps, lr=LR, seed=sample_seed, pass_k=(1,),
             )  # fmt: skip

@@ -16,6 +16,7 @@ import numpy as np
 
 from figures import _common as fc
 from sim.run import SimConfig
+from sim.studies import TREE
 
 TITLE = "Entropy-shaped advantage and STEER vs GRPO"
 COLUMNS = ("series", "step", "dH_predicted_mean", "dH_predicted_se", "entropy_mean", "entropy_se",
@@ -30,8 +31,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     rows, ends = [], {}
     for label, pipe in SERIES.items():
         cfg = SimConfig(
-            env="token_tree", env_kwargs={"n_prompts": 8, "vocab": 4, "horizon": 4, "correct_frac": 0.5,
-                                          "seed": env_seed},
+            env="token_tree", env_kwargs={**TREE, "seed": env_seed},
             update="grpo", controllers=pipe, runs=runs, steps=steps, lr=LR, seed=sample_seed, pass_k=(1,),
         )  # fmt: skip
         t = fc.traj(cfg, keys=("dH_predicted", "entropy", "success"))

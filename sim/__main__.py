@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import sys
 
+from controllers.data import CURRICULA
 from sim.policies import POLICIES
 from sim.presets import PRESETS
 from sim.run import UPDATES, SimConfig, read_metrics, run
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--curriculum",
-        choices=("none", "semantic_entropy"),
+        choices=CURRICULA,
         help="prompt order: semantic_entropy trains prompts in stages from low to high base-policy answer entropy (SENT)",
     )
     r.add_argument("--curriculum-stages", type=int, help="stages of the curriculum (default 2)")

@@ -183,7 +183,7 @@ class SimConfig:
                 self.guide,
                 f"0, or with a sampled update on bandit/token_tree an integer < group_size = {self.group_size}",
             )
-        if self.curriculum not in ("none", "semantic_entropy"):
+        if self.curriculum not in C.data.CURRICULA:
             bad("curriculum", self.curriculum, "none, semantic_entropy")
         if self.curriculum != "none" and (not tree or self.update.startswith("exact")):
             bad("curriculum", self.curriculum, "none, unless a sampled update runs on bandit/token_tree")
@@ -278,19 +278,10 @@ def prompt_stages(cfg: SimConfig, model, prior: torch.Tensor) -> list[torch.Tens
     if cfg.update.startswith("exact") or (not cfg.offline_band and cfg.curriculum == "none"):
         return [keep]
     base = model.exact(prior[None])
-    if cfg.offline_band:
-        lo, hi = cfg.offline_band
-        rate = base.success[0]
-        keep = keep[(rate >= lo) & (rate <= hi)]
-        if keep.numel() == 0:
-            raise ValueError(
-                f"offline_band: got {tuple(cfg.offline_band)}; allowed: a band that keeps a prompt (base-policy "
-                f"success ranges {float(rate.min()):.3f}..{float(rate.max()):.3f})"
-            )
-    stages = [keep]
+    se = model.answer_entropy(base.leaf_prob[0]) if cfg.curriculum != "none" else None
+    order = C.select_prompts(base.success[0], se, tuple(cfg.offline_band), cfg.curriculum)  # as the trainer
+    stages = [order]
     if cfg.curriculum == "semantic_entropy":
-        se = model.answer_entropy(base.leaf_prob[0])[keep]
-        order = keep[torch.sort(se, stable=True).indices]
         stages = [x for x in torch.tensor_split(order, cfg.curriculum_stages) if x.numel()]
     if cfg.update == "ppo" and cfg.minibatches > min(x.numel() for x in stages):
         raise ValueError(

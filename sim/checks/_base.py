@@ -14,6 +14,7 @@ import torch
 
 from common.verdict import FAILS, HOLDS, Registry, Row
 from sim.run import SimConfig, Simulator
+from sim.studies import CLIP_LR, TREE, tree_config
 
 REGISTRY = Registry("sim verify")
 """The checks of ``python -m sim verify``, registered where they are defined. ``shared=True``: the check
@@ -107,15 +108,12 @@ def _fmt(xs, f="{:.3f}") -> str:
 
 # -- the token tree and the paired comparisons shared by several checks -------------------------------------
 
-TREE = {"n_prompts": 8, "vocab": 4, "horizon": 4, "correct_frac": 0.5}
-
 
 def _tree_cfg(seed_env: int, seed: int, **kw) -> SimConfig:
-    base = {
-        "env": "token_tree", "env_kwargs": {**TREE, "seed": seed_env}, "update": "ppo", "epochs": 4,
-        "runs": 16, "steps": 60, "lr": 1.0, "seed": seed, "pass_k": (1,),
-    }  # fmt: skip
-    return SimConfig(**{**base, **kw})
+    """``studies.tree_config`` with the checks' defaults: PPO, 4 epochs, 16 runs, 60 rollouts, η = 1."""
+    return tree_config(
+        seed_env, seed, **{"update": "ppo", "epochs": 4, "runs": 16, "steps": 60, "lr": 1.0, **kw}
+    )
 
 
 def monotone(ends: list[np.ndarray]) -> bool:
@@ -124,9 +122,6 @@ def monotone(ends: list[np.ndarray]) -> bool:
     steps_ok = all(float((b - a).mean()) >= -2 * _se(b - a) for a, b in itertools.pairwise(ends))
     d = ends[-1] - ends[0]
     return steps_ok and float(d.mean()) > 3 * _se(d)
-
-
-CLIP_LR = 10.0  # at η = 1 no token's ratio leaves [0.8, 1.2] in 4 epochs and clip-higher cannot act
 
 
 VS_BANDIT = {"n_prompts": 16, "n_arms": 32, "correct_frac": 0.2, "difficulty": "beta"}

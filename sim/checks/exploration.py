@@ -19,6 +19,7 @@ from sim.checks._base import (
     monotone,
 )
 from sim.run import SimConfig
+from sim.studies import CLIP_SWEEPS
 
 # -- M5: PSR vs NSR --------------------------------------------------------------------------------------
 
@@ -114,19 +115,12 @@ def check_psr_nsr(rng, ctx: Context) -> list[Row]:
 @check("M6", shared=True, matrix=True)
 def check_clip_family(rng, ctx: Context) -> list[Row]:
     se_env, seed = _seed(rng), _seed(rng)
-    sweeps = {
-        "clip-higher eps_hi": ("ppo_clip", "eps_hi", (0.2, 0.28, 0.4), ("grpo", "ppo_clip"), {}),
-        "Clip-Cov frac": ("clip_cov", "frac", (0.0, 0.01, 0.03, 0.1), ("grpo", "ppo_clip", "clip_cov"), {}),
-        "KL-Cov beta": ("kl_cov", "beta", (0.0, 0.5, 1.0, 2.0), ("grpo", "kl_cov"), {"frac": 0.02}),
-    }
     res, verdicts = {}, {}
-    for label, (ctrl, knob, values, pipe, extra) in sweeps.items():
+    for sweep in CLIP_SWEEPS:  # the spec figure 10 draws too
+        label, values = sweep.label, sweep.values
         hs, ses, succ, ends = [], [], [], []
         for v in values:
-            cfg = _tree_cfg(
-                se_env, seed, lr=CLIP_LR, controllers=pipe, hyperparameters={ctrl: {**extra, knob: v}}
-            )
-            t = ctx.trajectory(cfg)
+            t = ctx.trajectory(sweep.config(v, se_env, seed))
             ends.append(t["entropy"][-1])
             hs.append(float(t["entropy"][-1].mean()))
             ses.append(_se(t["entropy"][-1]))
