@@ -192,7 +192,7 @@ def test_fig10(tmp_path):
     mod = figures.load(10)
     assert set(res.values("method")) == set(mod.SWEEPS)
     for method, spec in mod.SWEEPS.items():
-        assert meta["sweeps"][method]["values"] == list(spec[2])
+        assert meta["sweeps"][method]["values"] == list(spec.values)
     H = res.col("entropy_mean")
     assert ((H >= 0) & (H <= math.log(4) + 1e-9)).all()
     assert np.ptp(res.col("entropy_mean", step=0)) < 1e-12
