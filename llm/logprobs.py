@@ -22,6 +22,8 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from controllers import nucleus_entropy
+
 DEFAULT_CHUNK_TOKENS = 256  # 3·256·V floats: 0.5 GB at V = 152k, against 3·B·T·V for the naive form
 
 
@@ -80,6 +82,24 @@ def _chunk_entropy(z: Tensor, temperature: float) -> Tensor:
     return lse - (torch.softmax(z, -1) * z).sum(-1)
 
 
+def _per_position(fn, logits: Tensor, temperature: float, chunk_tokens: int, grad: bool) -> Tensor:
+    """``fn(z_chunk, τ) -> (chunk,)`` over the rows of ``logits`` ``chunk_tokens`` at a time, in float32
+    (float64 stays); with ``grad`` each chunk is recomputed in the backward pass (``checkpoint``)."""
+    _check(logits, temperature, chunk_tokens)
+    flat, dtype = _rows(logits)
+    out = []
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        for i in range(0, flat.shape[0], chunk_tokens):
+            z = flat[i : i + chunk_tokens].to(dtype)
+            if grad and z.requires_grad:
+                out.append(checkpoint(fn, z, temperature, use_reentrant=False))
+            else:
+                out.append(fn(z, temperature))  # grad is off here unless asked for
+    if not out:
+        return flat.new_zeros(logits.shape[:-1], dtype=dtype)
+    return torch.cat(out).reshape(logits.shape[:-1])
+
+
 def token_entropy(
     logits: Tensor, temperature: float = 1.0, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, grad: bool = False
 ) -> Tensor:
@@ -91,24 +111,10 @@ def token_entropy(
     Returns:
         (...) entropies in [0, log V].
     """
-    _check(logits, temperature, chunk_tokens)
-    flat, dtype = _rows(logits)
-    out = []
-    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-        for i in range(0, flat.shape[0], chunk_tokens):
-            z = flat[i : i + chunk_tokens].to(dtype)
-            if grad and z.requires_grad:
-                out.append(checkpoint(_chunk_entropy, z, temperature, use_reentrant=False))
-            else:
-                out.append(_chunk_entropy(z, temperature))  # grad is off here unless asked for
-    if not out:
-        return flat.new_zeros(logits.shape[:-1], dtype=dtype)
-    return torch.cat(out).reshape(logits.shape[:-1])
+    return _per_position(_chunk_entropy, logits, temperature, chunk_tokens, grad)
 
 
 def _nucleus(z: Tensor, temperature: float) -> Tensor:
-    from controllers import nucleus_entropy
-
     return nucleus_entropy(z, temperature=temperature)
 
 
@@ -118,19 +124,7 @@ def nucleus_entropy_chunked(
     """``controllers.nucleus_entropy`` (SIREN's top-p entropy, p = 0.8 of the top 10,000 tokens) of every
     position at temperature τ, chunk by chunk like ``token_entropy``: with ``grad`` each chunk is recomputed
     in the backward pass, so nothing (B, T, V)-sized is kept. Returns (...) entropies in nats."""
-    _check(logits, temperature, chunk_tokens)
-    flat, dtype = _rows(logits)
-    out = []
-    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-        for i in range(0, flat.shape[0], chunk_tokens):
-            z = flat[i : i + chunk_tokens].to(dtype)
-            if grad and z.requires_grad:
-                out.append(checkpoint(_nucleus, z, temperature, use_reentrant=False))
-            else:
-                out.append(_nucleus(z, temperature))
-    if not out:
-        return flat.new_zeros(logits.shape[:-1], dtype=dtype)
-    return torch.cat(out).reshape(logits.shape[:-1])
+    return _per_position(_nucleus, logits, temperature, chunk_tokens, grad)
 
 
 def _chunk_logp_entropy(z: Tensor, ids: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
