@@ -38,7 +38,9 @@ class Rollout:
     guide: Tensor | None = None  # (B,) bool: the row is a demonstration (LUFFY), not a sample
     step_correct: Tensor | None = None  # (B, T) float 0/1 step judgements (step_credit)
     embedding: Tensor | None = None  # (B, D) response embeddings (diversity_reward)
-    answer: Tensor | None = None  # (B,) long answer-cluster ids: equal ids, equal normalised answers
+    answer: Tensor | None = (
+        None  # (B,) long answer-cluster ids (``answer_ids``), when a controller needs them
+    )
 
     @property
     def size(self) -> int:
@@ -119,10 +121,7 @@ def sample(
         [task.score(t, examples[i // group_size]) for i, t in enumerate(texts)], dtype=torch.float32
     )
     group = torch.arange(len(examples)).repeat_interleave(group_size)
-    answer = answer_ids(task, texts, examples, group_size).to(device)
-    return Rollout(
-        ids, attn, comp, mask.to(device), reward.to(device), group.to(device), truncated, texts, answer=answer
-    )
+    return Rollout(ids, attn, comp, mask.to(device), reward.to(device), group.to(device), truncated, texts)
 
 
 def token_stats(
@@ -191,7 +190,6 @@ def add_guides(
     return Rollout(
         roll.prompt_ids, roll.prompt_mask, comp, mask.to(device), reward.to(device), roll.group,
         truncated.to(roll.truncated.device) & ~guide.to(roll.truncated.device), texts, guide.to(device),
-        answer=answer_ids(task, texts, examples, group_size).to(device),
     )  # fmt: skip
 
 

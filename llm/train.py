@@ -48,7 +48,7 @@ from llm.config import TrainConfig, parse_cli
 from llm.embed import MiniLM
 from llm.embed import resolve as resolve_embedder
 from llm.evaluate import evaluate
-from llm.rollout import Rollout, add_guides, prefix_steps, sample, token_stats
+from llm.rollout import Rollout, add_guides, answer_ids, prefix_steps, sample, token_stats
 from llm.tasks import Example, Split, get_task_for
 from theory import fit_entropy_law
 
@@ -98,7 +98,7 @@ def _finite(*ts) -> bool:
 
 
 def _answer_entropy(answer: torch.Tensor) -> float:
-    """Semantic entropy of one prompt's sampled answers (ids of ``Rollout.answer``), nats."""
+    """Semantic entropy of one prompt's sampled answers (their ``answer_ids``), nats."""
     ids = answer.cpu()
     return float(C.cluster_entropy(ids, torch.zeros_like(ids), 1)[0])
 
@@ -143,8 +143,7 @@ class Trainer:
         self.tracker = tracker
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.gather = AccelerateGather(self.acc) if self.world > 1 else C.dist.Gather()
-        self.pipe = cfg.pipeline()
-        C.contract.check(self.pipe, cfg.host())
+        self.pipe = cfg.pipeline()  # checked against cfg.host() when the config was validated
         self.needs = self.pipe.needs()  # what to compute for the controllers (controllers.contract)
         self.embedder = None
         if "embedding" in self.needs and resolve_embedder(cfg.embedder) == "minilm":
@@ -396,6 +395,8 @@ class Trainer:
             roll.embedding = self.embedder(roll.texts)
         elif "embedding" in self.needs:
             roll.embedding = ngram
+        if "answer" in self.needs:  # SEED-GRPO's clusters: the task's own answer normalisation
+            roll.answer = answer_ids(self.task, roll.texts, examples, cfg.group_size).to(roll.reward.device)
         if cfg.step_signal != "none":
             roll.step_correct = prefix_steps(roll, self.tok, examples, cfg.group_size, self.step_judge)
         t_gen = time.perf_counter() - t0
@@ -519,12 +520,13 @@ class Trainer:
                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                 seed=_seed(cfg, k, self.rank, 4),
             )  # fmt: skip
+            answer = answer_ids(self.task, roll.texts, examples, G)
             for i, e in enumerate(examples):
                 items.append(
                     {
                         "prompt": e.prompt, "answer": e.answer,
                         "solve_rate": float(roll.reward[i * G : (i + 1) * G].mean()),
-                        "semantic_entropy": _answer_entropy(roll.answer[i * G : (i + 1) * G]),
+                        "semantic_entropy": _answer_entropy(answer[i * G : (i + 1) * G]),
                     }
                 )  # fmt: skip
             if bar is not None:
