@@ -80,15 +80,13 @@ class Registry:
 
 
 def run_all(
+    checks: dict[str, Callable[[np.random.Generator], Row | list[Row]]],
     seed: int = 0,
     only: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
-    checks: dict[str, Callable[[np.random.Generator], Row | list[Row]]] | None = None,
 ) -> list[Row]:
     """Run every check of ``checks`` (or the ids in ``only``); each check gets its own child seed of
     ``seed`` (by its position in ``checks``), so a row's numbers do not depend on which other rows run."""
-    if checks is None:
-        raise ValueError("checks: got None; allowed: a dict of row id → check function")
     unknown = sorted(set(only or []) - set(checks))
     if unknown:
         raise ValueError(f"only: unknown row ids {unknown}; allowed: {' '.join(checks)}")

@@ -429,9 +429,7 @@ class SeedGRPO(Controller):
             )
         idx, n = _group_index(batch)
         se = cluster_entropy(batch.answer, idx, n, dtype=batch.logp.dtype)
-        group_n = torch.zeros(n, dtype=batch.logp.dtype, device=idx.device).index_add_(
-            0, idx, torch.ones(idx.numel(), dtype=batch.logp.dtype, device=idx.device)
-        )
+        group_n = torch.bincount(idx, minlength=n).to(batch.logp.dtype)
         return se[idx], group_n[idx].log()
 
     def advantages(self, batch, state):

@@ -223,11 +223,11 @@ class SimConfig:
         if tree:
             provides.add("step_correct")
         else:
-            how["step_correct"] = "env bandit or token_tree (their exact step judge)"
+            how["step_correct"] = "--env bandit or token_tree (their exact step judge)"
         if self.guide:
             provides.add("guide")
         else:
-            how["guide"] = "guide N (bandit/token_tree, a sampled update)"
+            how["guide"] = "--guide N (bandit/token_tree, a sampled update)"
         return C.Host(
             name=f"the simulator on {self.env}",
             provides=frozenset(provides),

@@ -34,4 +34,4 @@ def run_all(seed: int = 0, only=None, progress=None, ctx: Context | None = None,
         return lambda rng: fn(rng, Context() if ctx is None else ctx)
 
     table = {rid: bind(c.fn) for rid, c in registry.checks.items()}
-    return verdict.run_all(seed=seed, only=only, progress=progress, checks=table)
+    return verdict.run_all(table, seed=seed, only=only, progress=progress)

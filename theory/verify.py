@@ -33,6 +33,6 @@ __all__ = ["APPROX", "CHECKS", "FAILS", "HOLDS", "REGISTRY", "SURROGATE", "Row",
            "random_logits", "row_from_json", "run_all", "to_json"]  # fmt: skip
 
 
-def run_all(seed: int = 0, only: list[str] | None = None, progress=None, checks=None) -> list:
-    """``common.verdict.run_all`` over the theory checks (or ``checks``)."""
-    return _run_all(seed, only, progress, CHECKS if checks is None else checks)
+def run_all(seed: int = 0, only: list[str] | None = None, progress=None) -> list:
+    """``common.verdict.run_all`` over the theory checks."""
+    return _run_all(CHECKS, seed, only, progress)

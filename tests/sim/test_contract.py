@@ -69,7 +69,7 @@ def test_hyperparameters_that_mix_runs_leave_the_fast_path(name, hp):
 def test_step_judgements_are_refused_off_the_trees_before_work():
     with pytest.raises(
         ValueError,
-        match=r"^controllers: 'step_credit' needs step_correct \(.*\); the simulator on FrozenLake-v1 provides it with env bandit or token_tree",
+        match=r"^controllers: 'step_credit' needs step_correct \(.*\); the simulator on FrozenLake-v1 provides it with --env bandit or token_tree",
     ):
         SimConfig(env="FrozenLake-v1", controllers=("grpo", "step_credit"))  # fmt: skip
 

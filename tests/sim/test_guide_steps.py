@@ -85,7 +85,7 @@ def test_diversity_reward_gets_the_ngram_embedding_and_takes_the_fast_path():
         ({"guide": 1, "env": "FrozenLake-v1", "env_kwargs": {}}, r"^guide: got 1"),
         (
             {"env": "FrozenLake-v1", "env_kwargs": {}, "controllers": ("grpo", "step_credit")},
-            r"^controllers: 'step_credit' needs step_correct \(.*\); the simulator on FrozenLake-v1 provides it with env bandit or token_tree",
+            r"^controllers: 'step_credit' needs step_correct \(.*\); the simulator on FrozenLake-v1 provides it with --env bandit or token_tree",
         ),
     ],
 )
