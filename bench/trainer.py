@@ -41,23 +41,6 @@ def _tiny(seed: int = 0):
     return model, tok
 
 
-def hf_char_tokenizer(tok):
-    """The character tokenizer as a ``PreTrainedTokenizerFast`` (same ids), for TRL."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    from llm.tokenizer import SPECIAL
-
-    vocab = {s: i for i, s in enumerate(SPECIAL)} | {c: i + len(SPECIAL) for i, c in enumerate(tok.alphabet)}
-    t = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
-    t.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    t.decoder = decoders.Fuse()
-    t.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=t, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", padding_side="left"
-    )
-
-
 def child_ours(T: int, steps: int, warmup: int, model: str = "tiny") -> dict:
     import dataclasses
     import tempfile
@@ -97,7 +80,7 @@ def child_trl(T: int, steps: int, warmup: int, model: str = "tiny") -> dict:
 
     if model == "tiny":
         net, tok = _tiny()
-        hf_tok, eos, lr = hf_char_tokenizer(tok), tok.eos_token_id, LR
+        hf_tok, eos, lr = tok.to_hf(), tok.eos_token_id, LR
     else:  # SmolLM2-135M from its GGUF, dequantised, and its own tokenizer
         from llm.models import load_smollm2
         from llm.tokenizer import HFTokenizer

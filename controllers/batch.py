@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 _TOKEN_FIELDS = ("logp", "old_logp", "adv", "entropy", "mask")
-_OPTIONAL_TOKEN_FIELDS = ("ref_logp", "entropy_topp", "step_correct", "value")
+_OPTIONAL_TOKEN_FIELDS = ("ref_logp", "entropy_topp", "step_correct", "value", "sampler_logp", "is_weight")
 _SEQ_FIELDS = ("group", "reward", "length", "answer", "guide")
 _INT_SEQ_FIELDS = ("group", "answer", "guide")
 
@@ -44,6 +44,13 @@ class TokenBatch:
             or None.
         embedding: (B, D) float vector per response (e.g. ``controllers.ngram_embedding``), for
             ``diversity_reward``; or None.
+        sampler_logp: (B, T) log-prob of the sampled token under the inference engine that generated it
+            (vLLM, SGLang), when that differs from the trainer's ``old_logp``; read by ``offpolicy_mask``
+            as π_old (the sampling policy) when given; or None.
+        is_weight: (B, T) importance weight correcting the mismatch between the inference engine and the
+            trainer (π_old/π_sampler, truncated or masked as the engine chose; TRL's
+            ``importance_sampling_ratio``), non-negative and detached; ``policy_loss`` multiplies the
+            per-token policy-gradient loss by it (not penalties or extras); or None (weight 1).
     """
 
     logp: Tensor
@@ -61,6 +68,8 @@ class TokenBatch:
     guide: Tensor | None = None
     embedding: Tensor | None = None
     value: Tensor | None = None
+    sampler_logp: Tensor | None = None
+    is_weight: Tensor | None = None
 
     def __post_init__(self) -> None:
         ref = self.logp
@@ -102,6 +111,10 @@ class TokenBatch:
                 raise ValueError(
                     f"step_correct: contains {self.step_correct[bad][0].item()}; allowed: values in {{0, 1}}"
                 )
+        if self.is_weight is not None and bool((self.is_weight < 0).any()):
+            raise ValueError(
+                f"is_weight: contains {self.is_weight[self.is_weight < 0][0].item()}; allowed: values >= 0"
+            )
         if self.embedding is not None:
             e = self.embedding
             if (

@@ -30,6 +30,8 @@ FIELDS: dict[str, str] = {
     "guide": "flags marking demonstrations from a guide policy",
     "embedding": "one embedding vector per response",
     "value": "a critic's value of every position",
+    "sampler_logp": "the inference engine's log-prob of every sampled token",
+    "is_weight": "the inference engine's importance-sampling correction of every token",
 }
 
 
@@ -45,6 +47,9 @@ class Host:
         are refused with a generic reason.
     group_size: responses per prompt in every batch (None: not fixed by the host).
     group_option: the name of the host's group-size option, for messages.
+    loss_groups: None if every loss call sees whole groups; else why it does not (then a loss-stage
+        controller that compares the responses of one prompt is refused: only the sampling stage sees
+        whole groups on such a host).
     """
 
     name: str
@@ -53,6 +58,7 @@ class Host:
     cannot: Mapping[str, str] = field(default_factory=dict)
     group_size: int | None = None
     group_option: str = "group_size"
+    loss_groups: str | None = None
 
     def __post_init__(self):
         unknown = sorted((set(self.provides) | set(self.how) | set(self.cannot)) - set(FIELDS))
@@ -72,6 +78,12 @@ def problem(c: Controller, host: Host) -> str | None:
         return (
             f"controllers: {c.name!r} needs {f} ({what}), which {host.name} cannot provide ({why}); "
             f"allowed: controllers whose needs {host.name} meets"
+        )
+    if c.whole_groups() and c.stage() == "loss" and host.loss_groups is not None:
+        return (
+            f"controllers: {c.name!r} compares the responses of one prompt inside the loss, but {host.name} "
+            f"does not give a loss call whole groups ({host.loss_groups}); allowed: sampling-stage group "
+            "controllers here"
         )
     if c.whole_groups() and host.group_size is not None and host.group_size < 2:
         return (

@@ -44,6 +44,8 @@ class AdaptiveEntropy(Controller):
     bonus carries gradient (TRL PRs #5595/#5596 computed it under no_grad).
     Defaults from Skywork's released scripts: target = 0.2 nats, delta = 1e-4, c_min = 0, c_max = 5e-3,
     c_init = 0. (TRL's defaults differ 50×: delta 5e-3, c_max 1.0; docs/engines.md.)
+    ``start_enabled``: whether the bonus acts before the first measured step (True, Skywork's scripts);
+    TRL applies none in its first optimizer step (False).
     Ref: Skywork-OR1 (arXiv 2505.22312) ``core_algos.py::EntController``.
     """
 
@@ -54,8 +56,11 @@ class AdaptiveEntropy(Controller):
     c_min: float = 0.0
     c_max: float = 5e-3
     c_init: float = 0.0
+    start_enabled: bool = True
 
     def __post_init__(self):
+        if not isinstance(self.start_enabled, bool):
+            raise ValueError(f"{self.name}.start_enabled: got {self.start_enabled!r}; allowed: True or False")
         check_real(self.name, "target", self.target, lo=0.0)
         check_real(self.name, "delta", self.delta, lo=0.0)
         check_real(self.name, "c_min", self.c_min, lo=0.0)
@@ -63,7 +68,7 @@ class AdaptiveEntropy(Controller):
         check_real(self.name, "c_init", self.c_init, lo=self.c_min, hi=self.c_max)
 
     def init(self):
-        return {"coef": float(self.c_init), "enabled": True}
+        return {"coef": float(self.c_init), "enabled": self.start_enabled}
 
     def terms(self, batch, state, generator=None):
         h = agg_loss(batch.entropy, batch.mask, "token-mean")

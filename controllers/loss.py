@@ -4,9 +4,10 @@ The sim and the LLM trainer both call exactly this function:
 
     loss, metrics = policy_loss(batch, pipeline, state, agg="token-mean", generator=g)
 
-Per-token loss (B, T):  ℓ_t = w_t · s_t + p_t,  s_t = surrogate (PPO clip) or −A_t·ratio_t (vanilla PG,
-ratio = exp(logp − old_logp), so ratio = 1 with gradient ∇log π on-policy), w_t the product of the
-weights, p_t the penalties. loss = agg_loss(ℓ, mask, agg) + Σ extras.
+Per-token loss (B, T):  ℓ_t = c_t · w_t · s_t + p_t,  s_t = surrogate (PPO clip) or −A_t·ratio_t (vanilla
+PG, ratio = exp(logp − old_logp), so ratio = 1 with gradient ∇log π on-policy), w_t the product of the
+weights, c_t the inference engine's importance weight ``batch.is_weight`` (1 if None), p_t the
+penalties. loss = agg_loss(ℓ, mask, agg) + Σ extras.
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ def policy_loss(
     ratio = torch.exp(b2.logp - b2.old_logp.detach())  # (B, T)
     surrogate = terms.surrogate if terms.surrogate is not None else -adv * ratio
     per_token = surrogate if terms.weight is None else terms.weight * surrogate
+    if batch.is_weight is not None:  # the inference engine's correction (TRL's vLLM IS ratio)
+        per_token = batch.is_weight.detach() * per_token
     mask = batch.mask if terms.mask is None else terms.mask  # dynamic sampling drops tokens here
     pg = agg_loss(per_token, mask, agg, norm_len)
     loss = pg

@@ -208,8 +208,8 @@ class Steer(Controller):
 class OffPolicyMask(Controller):
     """DeepSeek-V3.2 off-policy sequence mask: M_i = 0 if A_i < 0 and KL_i > δ, else 1.
 
-    KL_i = (1/|o_i|) Σ_t (log π_old(o_t) − log π_θ(o_t)), π_old the sampling policy; A_i the sequence's
-    mean advantage. Multiplies the per-token loss (normaliser unchanged, as TRL).
+    KL_i = (1/|o_i|) Σ_t (log π_old(o_t) − log π_θ(o_t)), π_old the sampling policy (``batch.sampler_logp``
+    when an inference engine sampled, else ``old_logp``, as TRL); A_i the sequence's mean advantage. Multiplies the per-token loss (normaliser unchanged, as TRL).
     δ = 0.5: TRL's documentation example (the paper's value was not found).
     Ref: DeepSeek-V3.2 (arXiv 2512.02556) Eq. 9; TRL ``get_off_policy_mask``, ``off_policy_mask_threshold``.
     """
@@ -224,7 +224,8 @@ class OffPolicyMask(Controller):
 
     def terms(self, batch, state, generator=None):
         m = batch.mask
-        kl = _seq_mean(batch.old_logp.detach() - batch.logp.detach(), batch)
+        sampler = batch.old_logp if batch.sampler_logp is None else batch.sampler_logp
+        kl = _seq_mean(sampler.detach() - batch.logp.detach(), batch)
         a = _seq_mean(batch.adv.detach(), batch)
         drop = (a < 0) & (kl > self.delta)
         n_seq = max(int((m.sum(-1) > 0).sum()), 1)

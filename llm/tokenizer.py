@@ -60,6 +60,21 @@ class CharTokenizer:
             mask[i, L - len(e) :] = 1
         return ids, mask
 
+    def to_hf(self):
+        """The same tokenizer as a ``transformers.PreTrainedTokenizerFast`` (same ids, <bos> prepended,
+        left padding), for engines that need one (TRL's ``processing_class``)."""
+        from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+        from transformers import PreTrainedTokenizerFast
+
+        vocab = {s: i for i, s in enumerate(SPECIAL)} | self._id
+        t = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+        t.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+        t.decoder = decoders.Fuse()
+        t.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+        return PreTrainedTokenizerFast(
+            tokenizer_object=t, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", padding_side="left"
+        )
+
     def save(self, directory: str | Path) -> None:
         (Path(directory) / FILENAME).write_text(json.dumps({"alphabet": self.alphabet}))
 

@@ -48,6 +48,7 @@ from llm.config import TrainConfig, parse_cli
 from llm.embed import MiniLM
 from llm.embed import resolve as resolve_embedder
 from llm.evaluate import evaluate
+from llm.parallel import AccelerateGather, rank_scale
 from llm.rollout import Rollout, add_guides, answer_ids, prefix_steps, sample, token_stats
 from llm.tasks import Example, Split, get_task_for
 from theory import fit_entropy_law
@@ -60,33 +61,6 @@ LAW_MIN_POINTS = 5
 
 class Diverged(RuntimeError):
     """Too many non-finite steps in a row; the last good checkpoint is intact."""
-
-
-class AccelerateGather(C.dist.Gather):
-    """controllers.dist hook: concatenate a 1-D tensor over every rank (lengths may differ)."""
-
-    def __init__(self, accelerator):
-        self.acc = accelerator
-
-    def cat(self, x):
-        n = torch.tensor([x.numel()], device=x.device)
-        sizes = self.acc.gather(n).tolist()
-        padded = self.acc.pad_across_processes(x, dim=0)
-        allx = self.acc.gather(padded).reshape(len(sizes), -1)
-        parts = [allx[r, : sizes[r]] for r in range(len(sizes))]
-        return torch.cat(parts), int(sum(sizes[: self.acc.process_index]))
-
-
-def rank_scale(acc, agg: str, mask: torch.Tensor) -> float:
-    """Factor making DDP's average of the ranks' local losses equal the loss normalised over all ranks:
-    world · (local normaliser) / (global normaliser) — tokens for token-mean, non-empty sequences for the
-    three seq-mean modes (seq-mean-token-sum-norm divides by them too, and by the constant L)."""
-    world = acc.num_processes
-    if world == 1:
-        return 1.0
-    local = (mask.sum() if agg == "token-mean" else (mask.sum(-1) > 0).sum()).detach().float()
-    total = acc.reduce(local.clone(), "sum")
-    return float(world * local / total.clamp_min(1.0))
 
 
 def _seed(cfg: TrainConfig, step: int, rank: int, stream: int) -> int:

@@ -49,11 +49,10 @@ def test_controller_bench_families_build_and_run():
 
 
 def test_trl_gets_the_same_character_ids():
-    from bench.trainer import hf_char_tokenizer
     from llm.tokenizer import CharTokenizer
 
     tok = CharTokenizer()
-    hf = hf_char_tokenizer(tok)
+    hf = tok.to_hf()
     for text in ("copy:abc=", "12+34=", "3,5 7:22="):
         assert hf(text)["input_ids"] == tok.encode(text)
         assert hf.decode(tok.encode(text), skip_special_tokens=True) == text

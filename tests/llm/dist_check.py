@@ -5,7 +5,7 @@ import torch
 from accelerate import Accelerator
 
 import controllers as C
-from llm.train import AccelerateGather, rank_scale
+from llm.parallel import AccelerateGather, rank_scale
 
 acc = Accelerator(cpu=True)
 rank, world = acc.process_index, acc.num_processes
