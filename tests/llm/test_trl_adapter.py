@@ -288,3 +288,43 @@ def test_unscorable_completions_are_refused(tmp_path):
 
     with pytest.raises(ValueError, match="^reward_funcs: every reward function returned None for 4 completion"):
         H.train(Adapter, tmp_path, reward_funcs=none_reward)
+
+
+def _two_processes(tmp_path, *extra):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.llm.test_dist import _free_port
+
+    root = Path(__file__).parents[2]
+    shutil.copy(Path(__file__).with_name("trl_two_procs.py"), tmp_path / "trl_two_procs.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    dest = tmp_path / f"two{''.join(extra)}.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+           "127.0.0.1", "--master_port", str(_free_port()), "trl_two_procs.py", str(dest), *extra]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return torch.load(dest)
+
+
+def test_two_processes_equal_one_holding_every_row(tmp_path):
+    """torchrun, 2 CPU processes (gloo), 4 rows each, a group on each rank: the parameters, the controller
+    state and the token count equal one process with all 8 rows, because KL-Cov's and the 80/20 mask's
+    selections are gathered over the ranks; selecting per rank (the control) changes the parameters."""
+    two = _two_processes(tmp_path)
+    pipe = [C.get("grpo", eps=1e-4), C.get("ppo_clip"), C.get("kl_cov", frac=0.1), C.get("top_entropy", rho=0.3),
+            C.get("adaptive_entropy", target=5.0, delta=0.01, c_max=0.1)]  # fmt: skip
+    one, params = H.train(
+        Adapter, tmp_path / "one", per_device_train_batch_size=8, num_iterations=2,
+        trainer_kwargs=dict(pipeline=pipe, rollout_func=H.fixed_rollout),
+    )  # fmt: skip
+    start = H.start_params()
+    assert H.rel_diff(two["params"], params, start) < TOL
+    assert two["state"] == one.ctrl_state
+    mine = [row["policy/n_tokens"] for row in one.state.log_history if "policy/n_tokens" in row]
+    assert [row["policy/n_tokens"] for row in two["logged"]] == mine
+    local = _two_processes(tmp_path, "local")
+    assert H.rel_diff(local["params"], params, start) > 1e-3
