@@ -111,7 +111,9 @@ def pipeline_from_grpo_config(args: GRPOConfig) -> C.Pipeline:
     if args.top_entropy_quantile < 1.0:
         ctrls.append(C.get("top_entropy", rho=args.top_entropy_quantile))
     if args.beta != 0.0:
-        ctrls.append(C.get("ref_kl", beta=args.beta, estimator="k3", importance=bool(args.use_bias_correction_kl)))
+        ctrls.append(
+            C.get("ref_kl", beta=args.beta, estimator="k3", importance=bool(args.use_bias_correction_kl))
+        )
     if args.use_adaptive_entropy:
         ctrls.append(
             C.get(
@@ -260,7 +262,9 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
                 "model: a mixture-of-experts model whose router loss TRL adds; allowed: a model without "
                 "output_router_logits (the adapter's loss is the pipeline's alone)"
             )
-        self._gather = AccelerateGather(self.accelerator) if self.accelerator.num_processes > 1 else C.dist.Gather()
+        self._gather = (
+            AccelerateGather(self.accelerator) if self.accelerator.num_processes > 1 else C.dist.Gather()
+        )
         self._window: _Window | None = None
         self._gen_step = -1
         self._micro_stats: list[dict[str, float]] = []
@@ -307,9 +311,14 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
         n_loc, t_loc = mask.shape
         rank = self.accelerator.process_index
         g = self.num_generations if mode == "train" else self.num_generations_eval
-        fields = {"logp": logp, "entropy": ent, "mask": mask, "old_logp": out.get("old_per_token_logps", logp)}
+        fields = {
+            "logp": logp,
+            "entropy": ent,
+            "mask": mask,
+            "old_logp": out.get("old_per_token_logps", logp),
+        }
         need = self.sampling_pipe.needs()
-        for key, name in (("ref_per_token_logps", "ref_logp"),) + self._vllm_keys():
+        for key, name in (("ref_per_token_logps", "ref_logp"), *self._vllm_keys()):
             if key in out and name in need:
                 fields[name] = self._sampler_field(out, name, logp)
         every = {k: self._gather_rows(v.float()) for k, v in fields.items()}
@@ -372,7 +381,7 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
         mask = self._loss_mask(d)
         need = self.loss_pipe.needs()
         opt = {}
-        for key, name in (("ref_per_token_logps", "ref_logp"),) + self._vllm_keys():
+        for key, name in (("ref_per_token_logps", "ref_logp"), *self._vllm_keys()):
             if key in d:
                 opt[name] = self._sampler_field(d, name, logp)
         if "is_weight" in opt:
@@ -483,7 +492,9 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
             return dict(metrics)
         keys = sorted(metrics)
         n = float(metrics["policy/n_tokens"])
-        vals = torch.tensor([metrics[k] * n for k in keys] + [n], dtype=torch.float64, device=self.accelerator.device)
+        vals = torch.tensor(
+            [metrics[k] * n for k in keys] + [n], dtype=torch.float64, device=self.accelerator.device
+        )
         tot = self.accelerator.reduce(vals, "sum").tolist()
         out = {k: v / max(tot[-1], 1.0) for k, v in zip(keys, tot[:-1], strict=True)}
         out["policy/n_tokens"] = tot[-1]
@@ -514,7 +525,7 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
                     )
                 self.ref_model.load_state_dict(self.accelerator.unwrap_model(self.model).state_dict())
                 self.ctrl_state[half] = pipe.reference_was_reset(self.ctrl_state[half])
-        for half, st in self.ctrl_state.items():
+        for st in self.ctrl_state.values():
             for key, sub in st.items():
                 for k, v in sub.items():
                     if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):

@@ -144,10 +144,14 @@ def test_telemetry_and_controller_metrics_reach_trl_logs(tmp_path):
 def test_state_survives_checkpoint_and_resume(tmp_path):
     """adaptive_entropy's coefficient is saved with TRL's checkpoint and restored on resume: the resumed
     run ends where the uninterrupted one does."""
-    pipe = [C.get("grpo", eps=1e-4), C.get("ppo_clip"), C.get("adaptive_entropy", target=5.0, delta=0.01, c_max=0.1)]
+    pipe = [
+        C.get("grpo", eps=1e-4),
+        C.get("ppo_clip"),
+        C.get("adaptive_entropy", target=5.0, delta=0.01, c_max=0.1),
+    ]
     kw = dict(pipeline=pipe, rollout_func=H.fixed_rollout)
     full, p_full = H.train(Adapter, tmp_path / "full", max_steps=4, trainer_kwargs=kw)
-    part, _ = H.train(Adapter, tmp_path / "part", max_steps=2, save_strategy="steps", save_steps=2, trainer_kwargs=kw)
+    H.train(Adapter, tmp_path / "part", max_steps=2, save_strategy="steps", save_steps=2, trainer_kwargs=kw)
     saved = json.loads((tmp_path / "part" / "checkpoint-2" / trl_grpo.STATE_FILE).read_text())
     key = "1:adaptive_entropy"  # the loss stage: ppo_clip, adaptive_entropy
     assert saved["state"]["loss"][key]["coef"] == pytest.approx(0.02)
@@ -208,7 +212,9 @@ def test_the_accepted_set_is_what_trl_can_feed():
         assert (c.needs() & {"entropy_topp", "answer", "step_correct", "guide", "value", "ref_logp"}) or (
             c.whole_groups() and c.stage() == "loss"
         ), n
-    assert {"grpo", "clip_cov", "kl_cov", "top_entropy", "qae", "entropic", "nsr", "w_reinforce"}.isdisjoint(refused)
+    assert {"grpo", "clip_cov", "kl_cov", "top_entropy", "qae", "entropic", "nsr", "w_reinforce"}.isdisjoint(
+        refused
+    )
 
 
 # -- refusals ----------------------------------------------------------------------------------------------
@@ -216,7 +222,10 @@ def test_the_accepted_set_is_what_trl_can_feed():
 REFUSED = {
     "loss_type": (dict(loss_type="sapo"), "^GRPOConfig.loss_type: got 'sapo'; allowed: dapo, grpo, dr_grpo"),
     "bnpo": (dict(loss_type="bnpo"), "^GRPOConfig.loss_type: got 'bnpo'"),
-    "gspo": (dict(importance_sampling_level="sequence"), "^GRPOConfig.importance_sampling_level: got 'sequence'"),
+    "gspo": (
+        dict(importance_sampling_level="sequence"),
+        "^GRPOConfig.importance_sampling_level: got 'sequence'",
+    ),
     "normalize_then_sum": (
         dict(multi_objective_aggregation="normalize_then_sum"),
         "^GRPOConfig.multi_objective_aggregation",
@@ -243,19 +252,21 @@ def test_options_an_explicit_pipeline_would_override_are_refused(option, value, 
 
 
 def test_beta_without_a_kl_controller_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="^GRPOConfig.beta: got 0.1, but no controller"):
+    with pytest.raises(ValueError, match=r"^GRPOConfig.beta: got 0.1, but no controller"):
         H.train(Adapter, tmp_path, beta=0.1, trainer_kwargs=dict(pipeline=[C.get("grpo")]))
 
 
 def test_ref_kl_without_beta_says_how(tmp_path):
-    with pytest.raises(ValueError, match="needs ref_logp .*provides it with GRPOConfig\\(beta=...\\) non-zero"):
+    with pytest.raises(
+        ValueError, match=r"needs ref_logp .*provides it with GRPOConfig\(beta=...\) non-zero"
+    ):
         H.train(Adapter, tmp_path, trainer_kwargs=dict(pipeline=[C.get("grpo"), C.get("ref_kl")]))
 
 
 def test_bad_selection_and_misaligned_windows(tmp_path):
-    with pytest.raises(ValueError, match="^selection: got 'batch'; allowed: global, micro_batch"):
+    with pytest.raises(ValueError, match=r"^selection: got 'batch'; allowed: global, micro_batch"):
         H.train(Adapter, tmp_path, trainer_kwargs=dict(selection="batch"))
-    with pytest.raises(ValueError, match="^GRPOConfig.steps_per_generation: got 3"):
+    with pytest.raises(ValueError, match=r"^GRPOConfig.steps_per_generation: got 3"):
         H.train(Adapter, tmp_path, gradient_accumulation_steps=2, steps_per_generation=3)
     # per micro-batch, TRL's layout is accepted
     H.train(Adapter, tmp_path, gradient_accumulation_steps=2, steps_per_generation=3, max_steps=1,
@@ -267,12 +278,16 @@ def test_loss_stage_group_controllers_need_whole_groups_per_step(tmp_path):
     the whole generation batch, refused when it is a part of it."""
     pipe = [C.get("grpo", eps=1e-4), C.get("dynamic_sampling"), C.get("ppo_clip")]
     H.train(Adapter, tmp_path / "a", trainer_kwargs=dict(pipeline=pipe, rollout_func=H.fixed_rollout))
-    with pytest.raises(ValueError, match="'dynamic_sampling' compares the responses of one prompt inside the loss"):
+    with pytest.raises(
+        ValueError, match="'dynamic_sampling' compares the responses of one prompt inside the loss"
+    ):
         H.train(Adapter, tmp_path / "b", steps_per_generation=2, trainer_kwargs=dict(pipeline=pipe))
 
 
 def test_pipeline_from_grpo_config_is_trls_loss():
-    args = H.config("/tmp/unused", epsilon_high=0.28, beta=0.04, top_entropy_quantile=0.2, scale_rewards="batch")
+    args = H.config(
+        "/tmp/unused", epsilon_high=0.28, beta=0.04, top_entropy_quantile=0.2, scale_rewards="batch"
+    )
     pipe = pipeline_from_grpo_config(args)
     got = [(c.name, c.hyperparameters()) for c in pipe.controllers]
     assert got[0] == ("grpo", {"scale": "batch", "eps": 1e-4, "singleton": "zero"})
@@ -286,7 +301,9 @@ def test_unscorable_completions_are_refused(tmp_path):
     def none_reward(prompts, completions, **kw):
         return [None] * len(completions)
 
-    with pytest.raises(ValueError, match="^reward_funcs: every reward function returned None for 4 completion"):
+    with pytest.raises(
+        ValueError, match=r"^reward_funcs: every reward function returned None for 4 completion"
+    ):
         H.train(Adapter, tmp_path, reward_funcs=none_reward)
 
 

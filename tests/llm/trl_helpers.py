@@ -9,7 +9,16 @@ import warnings
 import numpy as np
 import torch
 
-PROMPTS = ["copy:abc=", "copy:xyz=", "copy:hello=", "copy:qrs=", "copy:mn=", "copy:tuv=", "copy:ij=", "copy:kl="]
+PROMPTS = [
+    "copy:abc=",
+    "copy:xyz=",
+    "copy:hello=",
+    "copy:qrs=",
+    "copy:mn=",
+    "copy:tuv=",
+    "copy:ij=",
+    "copy:kl=",
+]
 
 
 def model_and_tokenizer(seed: int = 0):
@@ -18,7 +27,9 @@ def model_and_tokenizer(seed: int = 0):
 
     tok = CharTokenizer()
     model = tiny_model(tok.vocab_size, hidden=32, layers=1, heads=2, seed=seed)
-    model.generation_config.suppress_tokens = [tok.eos_token_id]  # every completion max_completion_length long
+    model.generation_config.suppress_tokens = [
+        tok.eos_token_id
+    ]  # every completion max_completion_length long
     return model, tok.to_hf()
 
 
