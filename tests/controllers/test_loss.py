@@ -178,3 +178,40 @@ def test_state_round_trips_through_json():
     st = pipe.step(pipe.init(), {"entropy": 0.3})
     assert C.Pipeline.state_from_json(C.Pipeline.state_to_json(st)) == st
     assert json.loads(json.dumps(st)) == st
+
+
+@given(batches(off_policy=True), st.floats(0.0, 3.0))
+def test_is_weight_scales_the_pg_term_only(batch, c):
+    """The inference engine's correction multiplies c·w·s per token; penalties and extras are untouched,
+    and a weight of one is no weight."""
+    adv = torch.randn(batch.logp.shape, dtype=batch.logp.dtype, generator=torch.Generator().manual_seed(1))
+    b = batch.replace(adv=adv * batch.mask)
+    pipe = [C.get("ppo_clip"), C.get("kl_cov", frac=0.3), C.get("entropy_bonus", coef=0.1)]
+    plain, _ = C.policy_loss(b, pipe)
+    one, _ = C.policy_loss(b.replace(is_weight=torch.ones_like(b.logp)), pipe)
+    assert torch.allclose(one, plain, rtol=0, atol=1e-12)
+    w = torch.full_like(b.logp, c)
+    scaled, m = C.policy_loss(b.replace(is_weight=w), pipe)
+    _, m0 = C.policy_loss(b, pipe)
+    expect = c * m0["loss/pg"] + m0.get("loss/penalty", 0.0) + m0.get("loss/extra", 0.0)
+    assert float(scaled) == pytest.approx(expect, rel=1e-9, abs=1e-12)
+    assert m["loss/pg"] == pytest.approx(c * m0["loss/pg"], rel=1e-9, abs=1e-12)
+
+
+def test_is_weight_must_be_non_negative():
+    b = C.TokenBatch.from_sequences(torch.zeros(2, 3), torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"^is_weight: contains -1.0; allowed: values >= 0"):
+        b.replace(is_weight=-torch.ones(2, 3))
+
+
+def test_offpolicy_mask_reads_the_sampler_when_given():
+    """KL to the sampling policy: with sampler_logp far from logp and a negative advantage, the sequence
+    is dropped although old_logp equals logp."""
+    logp = torch.full((2, 3), -1.0)
+    b = C.TokenBatch(
+        logp=logp, old_logp=logp, adv=-torch.ones(2, 3), entropy=torch.ones(2, 3), mask=torch.ones(2, 3)
+    )
+    ctrl = C.get("offpolicy_mask", delta=0.5)
+    assert torch.equal(ctrl.terms(b, {}).weight, torch.ones(2, 3))
+    far = b.replace(sampler_logp=torch.tensor([[0.0, 0.0, 0.0], [-1.0, -1.0, -1.0]]))
+    assert torch.equal(ctrl.terms(far, {}).weight, torch.tensor([[0.0] * 3, [1.0] * 3]))

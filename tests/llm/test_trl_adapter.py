@@ -212,9 +212,9 @@ def test_the_accepted_set_is_what_trl_can_feed():
         assert (c.needs() & {"entropy_topp", "answer", "step_correct", "guide", "value", "ref_logp"}) or (
             c.whole_groups() and c.stage() == "loss"
         ), n
-    assert {"grpo", "clip_cov", "kl_cov", "top_entropy", "qae", "entropic", "nsr", "w_reinforce"}.isdisjoint(
-        refused
-    )
+    assert refused == {"ref_kl", "seed_grpo", "siren", "step_credit", "vapo"}  # as README says
+    with_beta = trl_host(H.config("/tmp/unused", beta=0.1))
+    assert {n for n in C.names() if C.contract.problem(C.get(n), with_beta)} == refused - {"ref_kl"}
 
 
 # -- refusals ----------------------------------------------------------------------------------------------
