@@ -332,6 +332,7 @@ class Unlikeliness(Controller):
     """
 
     name = "unlikeliness"
+    reads_at_sampling = frozenset({"old_logp"})
     kind = "advantage"
     needs_fields = frozenset({"reward"})
     groups = True
@@ -487,6 +488,9 @@ class PosAdvReweight(Controller):
 
     def terms(self, batch, state, generator=None):
         return Terms(metrics={"lam": state["lam"]})
+
+    def stateful(self) -> bool:
+        return self.schedule != "constant"
 
     def step(self, state, stats):
         if self.schedule == "constant":

@@ -27,6 +27,11 @@ and declares what it needs from the host that runs it (the contract, checked by
                                    and its extra term is the mean of the runs' (so one loss call can serve
                                    all runs)
     acts_on() -> frozenset[str]    which of "rewards", "advantages", "terms" it overrides
+    sampling_reads() -> frozenset[str]
+                                   for a sampling-stage controller, the per-token values among
+                                   ``logp``, ``old_logp``, ``entropy`` it reads (a host whose sampling
+                                   stage sees rewards only, as verl's advantage estimators, refuses it)
+    stateful() -> bool             its state changes between optimizer steps (it overrides ``step``)
 
 ``stats`` passed to ``step`` is the metrics dict of ``policy_loss`` for the optimizer batch (averaged
 over ranks by the trainer); stateful controllers read ``stats["policy/entropy"]`` (token-mean entropy,
@@ -76,8 +81,8 @@ KINDS = ("reward", "advantage", "weight", "surrogate", "penalty", "extra", "batc
 class Controller:
     """Base class: neutral behaviour. Subclasses are frozen dataclasses registered with ``@register``.
 
-    The class attributes ``needs_fields``, ``groups``, ``stage_name`` and ``separable_runs`` are the
-    declarations of the contract; the methods of the same purpose read them, and a controller whose needs
+    The class attributes ``needs_fields``, ``groups``, ``stage_name``, ``separable_runs`` and
+    ``reads_at_sampling`` are the declarations of the contract; the methods of the same purpose read them, and a controller whose needs
     depend on its hyperparameters (``scale="batch"``, a wrapped controller) overrides the method.
     """
 
@@ -87,6 +92,7 @@ class Controller:
     groups: ClassVar[bool] = False
     stage_name: ClassVar[str] = "loss"
     separable_runs: ClassVar[bool] = False
+    reads_at_sampling: ClassVar[frozenset[str]] = frozenset()
 
     # -- the contract ------------------------------------------------------------------------------
 
@@ -101,6 +107,12 @@ class Controller:
 
     def separable(self, equal_lengths: bool = True) -> bool:
         return bool(self.separable_runs)
+
+    def sampling_reads(self) -> frozenset[str]:
+        return frozenset(self.reads_at_sampling)
+
+    def stateful(self) -> bool:
+        return type(self).step is not Controller.step
 
     def acts_on(self) -> frozenset[str]:
         own = type(self)

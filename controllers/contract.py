@@ -50,6 +50,10 @@ class Host:
     loss_groups: None if every loss call sees whole groups; else why it does not (then a loss-stage
         controller that compares the responses of one prompt is refused: only the sampling stage sees
         whole groups on such a host).
+    sampling_lacks: per-token values (``logp``, ``old_logp``, ``entropy``) its sampling stage does not
+        see: field → why; a sampling-stage controller that reads one (``sampling_reads``) is refused.
+    stateless: None if the host steps controller state once per optimizer step (and keeps it across
+        checkpoints); else why it cannot, and a controller whose state changes (``stateful``) is refused.
     """
 
     name: str
@@ -59,6 +63,8 @@ class Host:
     group_size: int | None = None
     group_option: str = "group_size"
     loss_groups: str | None = None
+    sampling_lacks: Mapping[str, str] = field(default_factory=dict)
+    stateless: str | None = None
 
     def __post_init__(self):
         unknown = sorted((set(self.provides) | set(self.how) | set(self.cannot)) - set(FIELDS))
@@ -78,6 +84,18 @@ def problem(c: Controller, host: Host) -> str | None:
         return (
             f"controllers: {c.name!r} needs {f} ({what}), which {host.name} cannot provide ({why}); "
             f"allowed: controllers whose needs {host.name} meets"
+        )
+    if c.stage() == "sampling":
+        for f in sorted(c.sampling_reads() & set(host.sampling_lacks)):
+            return (
+                f"controllers: {c.name!r} reads {f} when it shapes rewards or advantages, which {host.name} "
+                f"does not give its sampling stage ({host.sampling_lacks[f]}); allowed: controllers whose "
+                f"needs {host.name} meets"
+            )
+    if c.stateful() and host.stateless is not None:
+        return (
+            f"controllers: {c.name!r} keeps state from step to step, which {host.name} cannot carry "
+            f"({host.stateless}); allowed: stateless controllers here"
         )
     if c.whole_groups() and c.stage() == "loss" and host.loss_groups is not None:
         return (

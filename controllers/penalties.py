@@ -35,6 +35,9 @@ class _InertWarning:
     def init(self):
         return {"inert_steps": 0}
 
+    def stateful(self) -> bool:
+        return False  # the count only decides a warning; the loss never reads it
+
     def step(self, state, stats):
         inert = float(stats.get(f"ctrl/{self.name}/inert", 0.0)) >= 1.0
         n = state.get("inert_steps", 0) + 1 if inert else 0
@@ -168,6 +171,9 @@ class RefKL(Controller):
         if self.reset_kl is not None and kl_key in stats and float(stats[kl_key]) > self.reset_kl:
             due = True
         return {"since_reset": since, "n_resets": state["n_resets"], "due": bool(due)}
+
+    def stateful(self) -> bool:
+        return self.reset_every is not None or self.reset_kl is not None  # else the state is only counters
 
     def reset_due(self, state) -> bool:
         return bool(state["due"])

@@ -104,6 +104,7 @@ class ForkBonus(Controller):
     """
 
     name = "fork_bonus"
+    reads_at_sampling = frozenset({"entropy"})
     kind = "reward"
     needs_fields = frozenset({"reward"})
     stage_name = "sampling"

@@ -171,3 +171,42 @@ def test_pipeline_needs_are_the_union_of_its_controllers(names):
     pipe = C.Pipeline([C.get(n) for n in names])
     assert pipe.needs() == frozenset().union(*(C.get(n).needs() for n in names))
     assert pipe.whole_groups() == any(C.get(n).whole_groups() for n in names)
+
+
+@pytest.mark.parametrize("name", [n for n in C.names() if C.get(n).stage() == "sampling"])
+@settings(max_examples=10)
+@given(batch=batches(max_b=8, max_t=5, off_policy=True, full=True))
+def test_sampling_stage_reads_only_the_token_values_it_declares(name, batch):
+    """A host whose sampling stage sees rewards only (verl's advantage estimators) relies on this: the
+    values of logp, old_logp and entropy that a sampling-stage controller does not declare in
+    sampling_reads() do not change its rewards or advantages."""
+    c = C.get(name)
+    b = _adv(batch)
+    pipe = C.Pipeline([c])
+    base = pipe.advantages(b)
+    g = torch.Generator().manual_seed(3)
+    for f in ("logp", "old_logp", "entropy"):
+        if f in c.sampling_reads():
+            continue
+        other = getattr(b, f).detach() - torch.rand(b.logp.shape, generator=g, dtype=b.logp.dtype)
+        if f == "entropy":
+            other = other.abs()
+        changed = pipe.advantages(b.replace(**{f: other}))
+        assert torch.equal(changed, base), f
+
+
+@pytest.mark.parametrize("name", C.names())
+def test_stateless_controllers_do_not_change_state(name):
+    """stateful() is False only when step() leaves every value the loss reads alone: over a few steps
+    with varying statistics, a stateless controller's terms on a fixed batch stay the same."""
+    c = C.get(name)
+    if c.stateful():
+        return
+    st = c.init()
+    for h in (0.05, 3.0, 0.5):
+        stats = {"policy/entropy": h, "train/progress_frac": h / 3}
+        stats.update({f"ctrl/{c.name}/{k}": h for k in ("h_masked", "kl", "inert")})
+        st = c.step(st, stats)
+    strip = {k: v for k, v in st.items() if k not in ("inert_steps", "since_reset", "n_resets", "due")}
+    init = {k: v for k, v in c.init().items() if k in strip}
+    assert strip == init, (st, c.init())
