@@ -11,8 +11,8 @@ environment variable ``ENTROLAB_PIPELINE`` (JSON: ``["grpo", ["clip_cov", {"frac
   the level of verl's ``ppo_loss`` (the ``loss_fn`` of its engine workers, which it wraps): the whole
   micro-batch with its entropies (``actor.calculate_entropy=True``), reference log-probs, rollout
   importance weights, verl's global batch sizes and its data-parallel group goes to
-  ``controllers.policy_loss``. verl's legacy workers call a policy loss directly; there the plugin stops
-  with a message.
+  ``controllers.policy_loss``. A caller that uses the policy loss directly (verl's distillation loss)
+  gets a message instead.
 
 What verl decides and the plugin cannot change (docs/engines.md, "verl"): verl calls the loss once per
 micro-batch and back-propagates each at once, so selections (Clip-Cov, KL-Cov, 80/20) are per
@@ -242,11 +242,13 @@ def entrolab_loss(config, model_output, data, dp_group=None):
 
 def entrolab_policy_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean",
                          config=None, rollout_is_weights=None):  # fmt: skip
-    """The registered policy loss ``entrolab``. Reached only from verl's legacy workers, which call a
-    policy loss without entropies: it stops there with a message naming the option that avoids it."""
+    """The registered policy loss ``entrolab``: the name verl's config selects. The loss itself runs at
+    the level of ``ppo_loss``; a caller that reaches a policy loss directly (verl's distillation loss
+    does) gives it no entropies, so it stops with a message."""
     raise ValueError(
-        "actor_rollout_ref.actor.policy_loss.loss_mode: 'entrolab' runs at verl's loss_fn level, which the "
-        "legacy workers bypass; allowed: trainer.use_legacy_worker_impl=disable (verl's engine workers)"
+        "actor_rollout_ref.actor.policy_loss.loss_mode: 'entrolab' runs at verl's loss_fn level (ppo_loss), "
+        "and this caller uses the policy loss directly, without entropies; allowed: loss_mode=entrolab "
+        "without distillation"
     )
 
 

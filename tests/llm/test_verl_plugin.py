@@ -209,6 +209,16 @@ def test_every_controller_is_accepted_or_refused_in_one_line(name):
         assert "\n" not in why and name in why
 
 
+def test_the_refused_set_is_what_readme_says():
+    refused = {n for n in C.names() if C.contract.problem(C.get(n), V.verl_host())}
+    assert refused == {
+        "acc_filter", "dynamic_sampling", "nft",  # groups inside the loss
+        "adaptive_entropy", "entropic", "pi_control",  # state
+        "fork_bonus", "unlikeliness",  # per-token values when shaping advantages
+        "diversity_reward", "seed_grpo", "siren", "step_credit", "vapo",  # fields verl does not give
+    }  # fmt: skip
+
+
 def test_refusals(monkeypatch):
     for spec, match in (
         ('["fork_bonus"]', "'fork_bonus' reads entropy when it shapes rewards"),
@@ -236,7 +246,7 @@ def test_options_the_loss_would_drop_are_refused(monkeypatch):
         losses.ppo_loss(actor_config("entrolab", use_kl_loss=True), out, data)
     with pytest.raises(ValueError, match=r"^actor.calculate_entropy: got False"):
         losses.ppo_loss(actor_config("entrolab"), {"log_probs": out["log_probs"]}, data)
-    with pytest.raises(ValueError, match=r"legacy workers bypass"):
+    with pytest.raises(ValueError, match=r"runs at verl's loss_fn level"):
         core_algos.get_policy_loss_fn("entrolab")(None, None, None, None)
     # another loss mode still reaches verl's own loss
     loss, _ = losses.ppo_loss(actor_config("vanilla"), out, data)
