@@ -125,6 +125,19 @@ def test_vanilla_with_dual_clip(agg, seed, monkeypatch):
     _grads_equal(gt, go)
 
 
+def test_vanilla_without_dual_clip(monkeypatch):
+    """verl always applies its dual clip; with clip_ratio_c far above any ratio it never binds, and the
+    equivalent pipeline is a plain ppo_clip (dual_clip=None)."""
+    pipe = C.Pipeline([C.get("ppo_clip")])
+    for agg in MODES:
+        t, o, gt, go, _ = _both("vanilla", agg, 6, pipeline=pipe, monkeypatch=monkeypatch, clip_ratio_c=1e9)
+        assert _close(t, o), agg
+        _grads_equal(gt, go)
+    # a dual clip that binds (c = 1.5 on these inputs) separates the two, so the test above can fail
+    t, o, _, _, _ = _both("vanilla", "token-mean", 6, pipeline=pipe, monkeypatch=monkeypatch, clip_ratio_c=1.5)
+    assert not _close(t, o)
+
+
 @pytest.mark.parametrize("agg", MODES)
 def test_global_batch_normalisation_and_rollout_weights(agg, monkeypatch):
     """A micro-batch of a larger mini-batch: verl divides by the mini-batch's token (or sequence) count,
