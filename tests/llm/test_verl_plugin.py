@@ -134,7 +134,9 @@ def test_vanilla_without_dual_clip(monkeypatch):
         assert _close(t, o), agg
         _grads_equal(gt, go)
     # a dual clip that binds (c = 1.5 on these inputs) separates the two, so the test above can fail
-    t, o, _, _, _ = _both("vanilla", "token-mean", 6, pipeline=pipe, monkeypatch=monkeypatch, clip_ratio_c=1.5)
+    t, o, _, _, _ = _both(
+        "vanilla", "token-mean", 6, pipeline=pipe, monkeypatch=monkeypatch, clip_ratio_c=1.5
+    )
     assert not _close(t, o)
 
 
