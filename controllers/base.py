@@ -378,6 +378,16 @@ class Pipeline:
         }
 
     @staticmethod
+    def state_metrics(state: dict) -> dict[str, float]:
+        """The numbers of a pipeline state as log metrics: ``state/<controller>/<key>``."""
+        out = {}
+        for key, sub in state.items():
+            for k, v in sub.items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    out[f"state/{key.split(':', 1)[1]}/{k}"] = float(v)
+        return out
+
+    @staticmethod
     def state_to_json(state: dict) -> str:
         return json.dumps(state, sort_keys=True)
 

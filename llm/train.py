@@ -81,15 +81,6 @@ def _nan0(x: float) -> float:
     return 0.0 if math.isnan(x) else x
 
 
-def _flat_state(state: dict) -> dict[str, float]:
-    out = {}
-    for key, sub in state.items():
-        for k, v in sub.items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                out[f"state/{key.split(':', 1)[1]}/{k}"] = float(v)
-    return out
-
-
 class Trainer:
     """Holds the model, optimizer, controllers and run files; ``run()`` trains to ``cfg.steps``."""
 
@@ -462,7 +453,7 @@ class Trainer:
         )  # fmt: skip
         if torch.cuda.is_available():
             out["perf/peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        out.update(_flat_state(self.ctrl_state))
+        out.update(C.Pipeline.state_metrics(self.ctrl_state))
         if "policy/entropy" in out:
             self.history.append((out["policy/entropy"], out["reward/mean"]))
             out.update(self._law())

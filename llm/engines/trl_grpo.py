@@ -38,7 +38,6 @@ differs from TRL (docs/engines.md, "TRL"):
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -526,10 +525,7 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
                 self.ref_model.load_state_dict(self.accelerator.unwrap_model(self.model).state_dict())
                 self.ctrl_state[half] = pipe.reference_was_reset(self.ctrl_state[half])
         for st in self.ctrl_state.values():
-            for key, sub in st.items():
-                for k, v in sub.items():
-                    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-                        self._metrics[mode][f"state/{key.split(':', 1)[1]}/{k}"].append(float(v))
+            self._log(C.Pipeline.state_metrics(st), mode)
 
     # -- checkpoints ----------------------------------------------------------------------------------------
 
