@@ -248,6 +248,10 @@ class Pipeline:
     def whole_groups(self) -> bool:
         return any(c.whole_groups() for c in self.controllers)
 
+    def sampling_reads(self) -> frozenset[str]:
+        """The per-token values its sampling-stage controllers read (``Controller.sampling_reads``)."""
+        return frozenset().union(*(c.sampling_reads() for c in self.controllers if c.stage() == "sampling"))
+
     def separable(self, equal_lengths: bool = True) -> bool:
         return all(c.separable(equal_lengths) for c in self.controllers)
 

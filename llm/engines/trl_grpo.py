@@ -17,9 +17,11 @@ differs from TRL (docs/engines.md, "TRL"):
   batch, the pipeline's sampling-stage controllers (advantage estimators, reward shaping) run once on the
   batch gathered over every process, so groups are whole even when they span ranks. Their (B, T)
   advantages replace TRL's. One no-grad forward of the local generation batch gives them log-probs and
-  entropies (``fork_bonus`` reads entropies, ``unlikeliness`` log-probs); in TRL's default layout
-  (``steps_per_generation`` = ``gradient_accumulation_steps``, one iteration) the loss stage reuses it, so
-  the adapter costs one no-grad forward per generation in all.
+  entropies (``fork_bonus`` reads entropies, ``unlikeliness`` log-probs). With global selection the first
+  loss window reuses that forward; in TRL's default layout (``steps_per_generation`` =
+  ``gradient_accumulation_steps``, one iteration) it is the only one, so the adapter costs one no-grad
+  forward per generation in all. With ``selection="micro_batch"`` the forward runs only when a
+  sampling-stage controller reads those values.
 - **Loss stage, on the whole optimizer batch** (``selection="global"``, the default). TRL calls the loss
   once per micro-batch. At the first micro-batch of an accumulation window the adapter computes
   ``controllers.policy_loss`` once over every micro-batch of the window, on log-probs and entropies from a
@@ -306,7 +308,12 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
             )
         reward = (rpf * self.reward_weights.to(rpf.device).unsqueeze(0)).nansum(dim=1).float()
         mask = self._loss_mask(out)
-        logp, ent = self._token_stats(out, grad=False)
+        # the forward serves the sampling stage if it reads per-token values, and the first loss window
+        reuse = self.selection == "global" and mode == "train"
+        if reuse or self.sampling_pipe.sampling_reads():
+            logp, ent = self._token_stats(out, grad=False)
+        else:  # read by no one: the contract guarantees the stage's advantages do not depend on them
+            logp = ent = torch.zeros_like(mask)
         n_loc, t_loc = mask.shape
         rank = self.accelerator.process_index
         g = self.num_generations if mode == "train" else self.num_generations_eval
@@ -317,9 +324,7 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
             "old_logp": out.get("old_per_token_logps", logp),
         }
         need = self.sampling_pipe.needs()
-        for key, name in (("ref_per_token_logps", "ref_logp"), *self._vllm_keys()):
-            if key in out and name in need:
-                fields[name] = self._sampler_field(out, name, logp)
+        fields.update(self._engine_fields(out, logp, keep=need))
         every = {k: self._gather_rows(v.float()) for k, v in fields.items()}
         n_all = every["logp"].shape[0]
         if reward.shape[0] != n_all:
@@ -340,8 +345,9 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
         out["advantages"] = adv[mine, :t_loc].contiguous()
         out["entrolab_reward"] = reward[mine].to(mask.device)
         out["entrolab_group"] = group[mine]
-        out["entrolab_logp"], out["entrolab_entropy"] = logp, ent
-        self._gen_step = self.state.global_step
+        if reuse:
+            out["entrolab_logp"], out["entrolab_entropy"] = logp, ent
+            self._gen_step = self.state.global_step
         # TRL's completion table shows advantages: show the pipeline's (per-sequence mean)
         seq_adv = (adv * every["mask"]).sum(-1) / every["mask"].sum(-1).clamp_min(1.0)
         if len(self._logs["advantages"]) >= n_all:
@@ -351,10 +357,6 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
         return out
 
     @staticmethod
-    def _vllm_keys():
-        return (("sampling_per_token_logps", "sampler_logp"), ("importance_sampling_ratio", "is_weight"))
-
-    @staticmethod
     def _loss_mask(d: dict) -> torch.Tensor:
         m = d["completion_mask"]
         if "tool_mask" in d:
@@ -362,29 +364,29 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
         return m.float()
 
     @staticmethod
-    def _sampler_field(d: dict, name: str, logp: torch.Tensor) -> torch.Tensor:
-        """TokenBatch field ``name`` from TRL's inputs: unscored vLLM tokens (NaN) count as matching the
-        trainer (TRL zeroes their log-ratio), sequence-level IS weights are broadcast over the tokens."""
-        if name == "ref_logp":
-            return d["ref_per_token_logps"].float()
-        if name == "sampler_logp":
+    def _engine_fields(d: dict, logp: torch.Tensor, keep=None) -> dict[str, torch.Tensor]:
+        """The optional TokenBatch fields TRL's inputs hold (those in ``keep``, if given): reference
+        log-probs; vLLM's log-probs, where unscored tokens (NaN) count as matching the trainer (TRL zeroes
+        their log-ratio); vLLM's IS weights, sequence-level ones broadcast over the tokens, masked."""
+        out = {}
+        if "ref_per_token_logps" in d:
+            out["ref_logp"] = d["ref_per_token_logps"].float()
+        if "sampling_per_token_logps" in d:
             s = d["sampling_per_token_logps"].float()
             old = d.get("old_per_token_logps", logp).float()
-            return torch.where(torch.isnan(s), old, s)
-        w = d["importance_sampling_ratio"].float()
-        return w.expand_as(logp).contiguous() if w.shape[-1] == 1 else w
+            out["sampler_logp"] = torch.where(torch.isnan(s), old, s)
+        if "importance_sampling_ratio" in d:
+            w = d["importance_sampling_ratio"].float()
+            w = w.expand_as(logp).contiguous() if w.shape[-1] == 1 else w
+            out["is_weight"] = w * EntropyControlledGRPOTrainer._loss_mask(d)
+        return out if keep is None else {k: v for k, v in out.items() if k in keep}
 
     # -- loss stage -----------------------------------------------------------------------------------------
 
     def _batch(self, d: dict, logp: torch.Tensor, ent: torch.Tensor) -> C.TokenBatch:
         mask = self._loss_mask(d)
         need = self.loss_pipe.needs()
-        opt = {}
-        for key, name in (("ref_per_token_logps", "ref_logp"), *self._vllm_keys()):
-            if key in d:
-                opt[name] = self._sampler_field(d, name, logp)
-        if "is_weight" in opt:
-            opt["is_weight"] = opt["is_weight"] * mask
+        opt = self._engine_fields(d, logp)
         if "embedding" in need:
             opt["embedding"] = C.ngram_embedding(d["completion_ids"] * mask.long(), mask)
         old = d.get("old_per_token_logps")
@@ -426,7 +428,8 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
                 f"the adapter expected TRL's micro-batch {self._step % spg}; it is tested with trl=={TESTED_TRL}"
             )
         w = _Window(slices)
-        fresh = self.state.global_step == self._gen_step  # no optimizer step since the generation pass
+        # no optimizer step since the generation pass: its log-probs and entropies are this step's
+        fresh = self.state.global_step == self._gen_step and "entrolab_logp" in first
         parts = [
             (s["entrolab_logp"], s["entrolab_entropy"]) if fresh else self._token_stats(s, grad=False)
             for s in slices
