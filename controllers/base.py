@@ -82,8 +82,9 @@ class Controller:
     """Base class: neutral behaviour. Subclasses are frozen dataclasses registered with ``@register``.
 
     The class attributes ``needs_fields``, ``groups``, ``stage_name``, ``separable_runs`` and
-    ``reads_at_sampling`` are the declarations of the contract; the methods of the same purpose read them, and a controller whose needs
-    depend on its hyperparameters (``scale="batch"``, a wrapped controller) overrides the method.
+    ``reads_at_sampling`` are the declarations of the contract; the methods of the same purpose read
+    them, and a controller whose needs depend on its hyperparameters (``scale="batch"``, a wrapped
+    controller) overrides the method.
     """
 
     name: ClassVar[str] = "controller"

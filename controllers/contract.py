@@ -85,13 +85,14 @@ def problem(c: Controller, host: Host) -> str | None:
             f"controllers: {c.name!r} needs {f} ({what}), which {host.name} cannot provide ({why}); "
             f"allowed: controllers whose needs {host.name} meets"
         )
-    if c.stage() == "sampling":
-        for f in sorted(c.sampling_reads() & set(host.sampling_lacks)):
-            return (
-                f"controllers: {c.name!r} reads {f} when it shapes rewards or advantages, which {host.name} "
-                f"does not give its sampling stage ({host.sampling_lacks[f]}); allowed: controllers whose "
-                f"needs {host.name} meets"
-            )
+    lacking = sorted(c.sampling_reads() & set(host.sampling_lacks)) if c.stage() == "sampling" else []
+    if lacking:
+        f = lacking[0]
+        return (
+            f"controllers: {c.name!r} reads {f} when it shapes rewards or advantages, which {host.name} "
+            f"does not give its sampling stage ({host.sampling_lacks[f]}); allowed: controllers whose "
+            f"needs {host.name} meets"
+        )
     if c.stateful() and host.stateless is not None:
         return (
             f"controllers: {c.name!r} keeps state from step to step, which {host.name} cannot carry "

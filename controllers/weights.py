@@ -209,7 +209,8 @@ class OffPolicyMask(Controller):
     """DeepSeek-V3.2 off-policy sequence mask: M_i = 0 if A_i < 0 and KL_i > δ, else 1.
 
     KL_i = (1/|o_i|) Σ_t (log π_old(o_t) − log π_θ(o_t)), π_old the sampling policy (``batch.sampler_logp``
-    when an inference engine sampled, else ``old_logp``, as TRL); A_i the sequence's mean advantage. Multiplies the per-token loss (normaliser unchanged, as TRL).
+    when an inference engine sampled, else ``old_logp``, as TRL); A_i the sequence's mean advantage.
+    Multiplies the per-token loss (normaliser unchanged, as TRL).
     δ = 0.5: TRL's documentation example (the paper's value was not found).
     Ref: DeepSeek-V3.2 (arXiv 2512.02556) Eq. 9; TRL ``get_off_policy_mask``, ``off_policy_mask_threshold``.
     """

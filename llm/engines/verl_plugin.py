@@ -38,7 +38,7 @@ TESTED_VERL = "0.9.1"
 ENV = "ENTROLAB_PIPELINE"
 NAME = "entrolab"
 
-_CACHE: dict[str, C.Pipeline] = {}
+_CACHE: dict[str, tuple[C.Pipeline, C.Pipeline, C.Pipeline]] = {}  # text → (whole, sampling, loss)
 
 
 def parse_pipeline(text: str) -> C.Pipeline:
@@ -69,6 +69,15 @@ def parse_pipeline(text: str) -> C.Pipeline:
 
 def pipeline() -> C.Pipeline:
     """The pipeline of ``ENTROLAB_PIPELINE``, checked against what verl can feed it."""
+    return _checked()[0]
+
+
+def _stages() -> tuple[C.Pipeline, C.Pipeline]:
+    """(sampling, loss) of ``pipeline()``, split once per pipeline text."""
+    return _checked()[1:]
+
+
+def _checked() -> tuple[C.Pipeline, C.Pipeline, C.Pipeline]:
     text = os.environ.get(ENV)
     if not text:
         raise ValueError(
@@ -77,13 +86,8 @@ def pipeline() -> C.Pipeline:
     if text not in _CACHE:
         pipe = parse_pipeline(text)
         C.contract.check(pipe, verl_host())
-        pipe.split()  # refuses an order that a split would change
-        _CACHE[text] = pipe
+        _CACHE[text] = (pipe, *pipe.split())  # split() refuses an order that splitting would change
     return _CACHE[text]
-
-
-def _stages() -> tuple[C.Pipeline, C.Pipeline]:
-    return pipeline().split()
 
 
 def verl_host() -> C.Host:
@@ -236,7 +240,7 @@ def entrolab_loss(config, model_output, data, dp_group=None):
         local, total = (mask.sum(-1) > 0).sum().to(mask.dtype), n_seqs
     if total is not None:
         loss = loss * local / max(float(total), 1.0) * dp_size
-    out = {f"{k}": Metric(value=v, aggregation=AggregationType.MEAN) for k, v in metrics.items()}
+    out = {k: Metric(value=v, aggregation=AggregationType.MEAN) for k, v in metrics.items()}
     return loss, out
 
 
