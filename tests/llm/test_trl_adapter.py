@@ -155,25 +155,14 @@ def test_state_survives_checkpoint_and_resume(tmp_path):
     saved = json.loads((tmp_path / "part" / "checkpoint-2" / trl_grpo.STATE_FILE).read_text())
     key = "1:adaptive_entropy"  # the loss stage: ppo_clip, adaptive_entropy
     assert saved["state"]["loss"][key]["coef"] == pytest.approx(0.02)
-    resumed = _resume(tmp_path / "part", kw)
+    part = tmp_path / "part"
+    resumed, params = H.train(
+        Adapter, part, max_steps=4, save_strategy="steps", save_steps=2, trainer_kwargs=kw,
+        resume=part / "checkpoint-2",
+    )  # fmt: skip
     assert resumed.ctrl_state["loss"][key]["coef"] == pytest.approx(full.ctrl_state["loss"][key]["coef"])
     assert resumed.ctrl_state["loss"][key]["coef"] == pytest.approx(0.04)
-    params = {k: v.detach() for k, v in resumed.model.named_parameters()}
     assert H.rel_diff(params, p_full, H.start_params()) < TOL
-
-
-def _resume(out_dir, kw):
-    import copy
-    import warnings
-
-    net, tok = H.model_and_tokenizer()
-    args = H.config(out_dir, max_steps=4, save_strategy="steps", save_steps=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tr = Adapter(model=copy.deepcopy(net), reward_funcs=H.reward, args=args, train_dataset=H.dataset(),
-                     processing_class=tok, **kw)  # fmt: skip
-        tr.train(resume_from_checkpoint=str(out_dir / "checkpoint-2"))
-    return tr
 
 
 # -- every controller the adapter accepts runs; every other one is refused before training --------------

@@ -71,8 +71,9 @@ def config(out_dir, **overrides):
     return GRPOConfig(**base)
 
 
-def train(cls, out_dir, model=None, reward_funcs=None, trainer_kwargs=None, **cfg):
-    """Train with ``cls`` (GRPOTrainer or the adapter); returns (trainer, {name: parameter})."""
+def train(cls, out_dir, model=None, reward_funcs=None, trainer_kwargs=None, resume=None, **cfg):
+    """Train with ``cls`` (GRPOTrainer or the adapter), from the checkpoint ``resume`` if given; returns
+    (trainer, {name: parameter})."""
     net, tok = model_and_tokenizer() if model is None else model
     args = config(out_dir, **cfg)
     with warnings.catch_warnings():
@@ -81,7 +82,7 @@ def train(cls, out_dir, model=None, reward_funcs=None, trainer_kwargs=None, **cf
             model=copy.deepcopy(net), reward_funcs=reward_funcs or reward, args=args, train_dataset=dataset(),
             processing_class=tok, **(trainer_kwargs or {}),
         )  # fmt: skip
-        trainer.train()
+        trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
     return trainer, {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
 
 
