@@ -321,8 +321,7 @@ def test_two_processes_equal_one_holding_every_row(tmp_path):
     state and the token count equal one process with all 8 rows, because KL-Cov's and the 80/20 mask's
     selections are gathered over the ranks; selecting per rank (the control) changes the parameters."""
     two = _two_processes(tmp_path)
-    pipe = [C.get("grpo", eps=1e-4), C.get("ppo_clip"), C.get("kl_cov", frac=0.1), C.get("top_entropy", rho=0.3),
-            C.get("adaptive_entropy", target=5.0, delta=0.01, c_max=0.1)]  # fmt: skip
+    pipe = H.across_ranks_pipeline()
     one, params = H.train(
         Adapter, tmp_path / "one", per_device_train_batch_size=8, num_iterations=2,
         trainer_kwargs=dict(pipeline=pipe, rollout_func=H.fixed_rollout),

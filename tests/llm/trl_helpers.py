@@ -51,6 +51,17 @@ def second_reward(prompts, completions, **kw):
     return [float(len(set(c))) / 10.0 for c in completions]
 
 
+def across_ranks_pipeline():
+    """The pipeline of the two-process test (trl_two_procs.py and the one-process run it is compared
+    with): deterministic selections gathered over ranks (KL-Cov, 80/20) and a stateful controller."""
+    import controllers as C
+
+    return [
+        C.get("grpo", eps=1e-4), C.get("ppo_clip"), C.get("kl_cov", frac=0.1), C.get("top_entropy", rho=0.3),
+        C.get("adaptive_entropy", target=5.0, delta=0.01, c_max=0.1),
+    ]  # fmt: skip
+
+
 def dataset(n: int = 64):
     from datasets import Dataset
 

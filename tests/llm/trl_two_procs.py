@@ -11,8 +11,7 @@ from llm.engines.trl_grpo import EntropyControlledGRPOTrainer
 from tests.llm import trl_helpers as H
 
 out = sys.argv[1]
-pipe = [C.get("grpo", eps=1e-4), C.get("ppo_clip"), C.get("kl_cov", frac=0.1), C.get("top_entropy", rho=0.3),
-        C.get("adaptive_entropy", target=5.0, delta=0.01, c_max=0.1)]  # fmt: skip
+pipe = H.across_ranks_pipeline()
 
 
 class LocalSelections(EntropyControlledGRPOTrainer):
