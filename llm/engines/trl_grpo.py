@@ -436,7 +436,7 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
         ]
         logp = torch.cat([p[0] for p in parts]).requires_grad_()
         ent = torch.cat([p[1] for p in parts]).requires_grad_()
-        whole = {k: _cat([s[k] for s in slices]) for k in slices[0] if _is_rows(slices[0][k])}
+        whole = {k: torch.cat([s[k] for s in slices]) for k in slices[0] if _is_rows(slices[0][k])}
         batch = self._batch(whole, logp, ent)
         with C.dist.using(self._gather):
             loss, metrics = C.policy_loss(
@@ -562,7 +562,3 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
 
 def _is_rows(v) -> bool:
     return isinstance(v, torch.Tensor) and v.ndim >= 1
-
-
-def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat(parts, dim=0)
