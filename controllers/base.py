@@ -115,6 +115,11 @@ class Controller:
     def stateful(self) -> bool:
         return type(self).step is not Controller.step
 
+    def resets_reference(self) -> bool:
+        """True if the controller may ask the host to copy the policy into the reference model
+        (``Pipeline.reference_reset_due``); such a controller also overrides ``reset_due``."""
+        return False
+
     def acts_on(self) -> frozenset[str]:
         own = type(self)
         return frozenset(

@@ -54,6 +54,8 @@ class Host:
         see: field → why; a sampling-stage controller that reads one (``sampling_reads``) is refused.
     stateless: None if the host steps controller state once per optimizer step (and keeps it across
         checkpoints); else why it cannot, and a controller whose state changes (``stateful``) is refused.
+    reference_reset: None if the host can copy the policy into its reference model when a controller
+        asks (``resets_reference``); else why it cannot, and such a controller is refused.
     """
 
     name: str
@@ -65,6 +67,7 @@ class Host:
     loss_groups: str | None = None
     sampling_lacks: Mapping[str, str] = field(default_factory=dict)
     stateless: str | None = None
+    reference_reset: str | None = None
 
     def __post_init__(self):
         unknown = sorted((set(self.provides) | set(self.how) | set(self.cannot)) - set(FIELDS))
@@ -97,6 +100,11 @@ def problem(c: Controller, host: Host) -> str | None:
         return (
             f"controllers: {c.name!r} keeps state from step to step, which {host.name} cannot carry "
             f"({host.stateless}); allowed: stateless controllers here"
+        )
+    if c.resets_reference() and host.reference_reset is not None:
+        return (
+            f"controllers: {c.name!r} asks for the reference model to be reset to the policy, which "
+            f"{host.name} cannot do ({host.reference_reset}); allowed: {c.name} without a reset rule here"
         )
     if c.whole_groups() and c.stage() == "loss" and host.loss_groups is not None:
         return (

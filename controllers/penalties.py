@@ -175,6 +175,9 @@ class RefKL(Controller):
     def stateful(self) -> bool:
         return self.reset_every is not None or self.reset_kl is not None  # else the state is only counters
 
+    def resets_reference(self) -> bool:
+        return self.stateful()
+
     def reset_due(self, state) -> bool:
         return bool(state["due"])
 

@@ -35,3 +35,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """accelerate keeps one process-wide state, and its first user fixes the mixed precision (TRL's
+    GRPOConfig picks bf16 where the CPU has it); each test starts without it, as a fresh process would."""
+    yield
+    try:
+        from accelerate.state import AcceleratorState
+    except ImportError:  # pragma: no cover - accelerate comes with the llm extra
+        return
+    AcceleratorState._reset_state(reset_partial_state=True)

@@ -2,6 +2,10 @@
 
 - ``llm.engines.trl_grpo``: ``EntropyControlledGRPOTrainer``, a subclass of TRL's ``GRPOTrainer`` whose
   advantages and loss are an entrolab pipeline (tested with ``trl==1.16.0``; extra ``trl``).
+- ``llm.engines.verl_plugin``: the advantage estimator and the loss ``entrolab`` inside verl (tested with
+  ``verl==0.9.1``), and the check of verl's config; ``llm.engines.verl_trainer``: the trainer mode
+  ``entrolab`` that keeps controller state; ``llm.engines.verl_entry``: verl's entry point, which
+  registers both.
 
 Each adapter is a host in the sense of ``controllers.contract``: it declares what it can feed a pipeline
 and refuses, before any work, a controller it cannot feed or an engine option it would silently override.

@@ -39,6 +39,7 @@ differs from TRL (docs/engines.md, "TRL"):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -263,6 +264,11 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
                 "model: a mixture-of-experts model whose router loss TRL adds; allowed: a model without "
                 "output_router_logits (the adapter's loss is the pipeline's alone)"
             )
+        if self.ref_model is None and any(c.resets_reference() for c in pipe.controllers):
+            C.contract.check(pipe, dataclasses.replace(
+                trl_host(cfg, selection, world),
+                reference_reset="TRL keeps no separate reference model with PEFT or beta = 0",
+            ))  # fmt: skip
         self._gather = (
             AccelerateGather(self.accelerator) if self.accelerator.num_processes > 1 else C.dist.Gather()
         )
@@ -519,12 +525,7 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
         }
         for half in ("sampling", "loss"):
             pipe = self.sampling_pipe if half == "sampling" else self.loss_pipe
-            if pipe.reference_reset_due(self.ctrl_state[half]):
-                if self.ref_model is None:
-                    raise ValueError(
-                        "controllers: a reference reset is due, but TRL keeps no separate reference model "
-                        "(PEFT or beta = 0); allowed: ref_kl without reset_every/reset_kl here"
-                    )
+            if pipe.reference_reset_due(self.ctrl_state[half]):  # a ref_model exists: checked in __init__
                 self.ref_model.load_state_dict(self.accelerator.unwrap_model(self.model).state_dict())
                 self.ctrl_state[half] = pipe.reference_was_reset(self.ctrl_state[half])
         for st in self.ctrl_state.values():

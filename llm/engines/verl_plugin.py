@@ -1,8 +1,8 @@
 """entrolab's controllers inside verl (tested with verl==0.9.1), as a plugin verl loads by itself.
 
-entrolab's ``pyproject.toml`` declares this module under verl's ``verl.plugins`` entry point, so every
-process that imports verl (the driver and every Ray worker) registers, with the pipeline named in the
-environment variable ``ENTROLAB_PIPELINE`` (JSON: ``["grpo", ["clip_cov", {"frac": 0.0002}]]``):
+entrolab's ``pyproject.toml`` declares ``llm.engines.verl_entry`` (this module, then the trainer mode)
+under verl's ``verl.plugins`` entry point, so every process that imports verl (the driver and every Ray
+worker) registers, with the pipeline named in the environment variable ``ENTROLAB_PIPELINE`` (JSON: ``["grpo", ["clip_cov", {"frac": 0.0002}]]``):
 
 - the advantage estimator ``entrolab`` (``algorithm.adv_estimator=entrolab``): the pipeline's sampling
   stage on the driver, over the whole batch, with verl's prompt ids (``uid``) as groups;
@@ -12,18 +12,26 @@ environment variable ``ENTROLAB_PIPELINE`` (JSON: ``["grpo", ["clip_cov", {"frac
   micro-batch with its entropies (``actor.calculate_entropy=True``), reference log-probs, rollout
   importance weights, verl's global batch sizes and its data-parallel group goes to
   ``controllers.policy_loss``. A caller that uses the policy loss directly (verl's distillation loss)
-  gets a message instead.
+  gets a message instead;
+- the trainer mode ``entrolab`` (``trainer.v1.trainer_mode=entrolab``, ``llm.engines.verl_trainer``):
+  verl's sync trainer that also keeps controller state. It steps the state on the driver once per actor
+  update with the update's token-weighted statistics, hands it to the workers with the batch, and saves
+  it in every ``global_step_N`` checkpoint. Stateful controllers need it.
+- a check of verl's whole config (``check_verl_config``), run by verl's own ``validate_config`` before
+  Ray starts: a setting the plugin would drop or cannot feed stops there, in one line.
 
 What verl decides and the plugin cannot change (docs/engines.md, "verl"): verl calls the loss once per
 micro-batch and back-propagates each at once, so selections (Clip-Cov, KL-Cov, 80/20) are per
 micro-batch, gathered over the data-parallel ranks; the normalisation is verl's, over the global
-mini-batch. Controllers that keep state between steps, read per-token values when shaping rewards, or
-compare a prompt's responses inside the loss are refused: no verl hook carries state, gives an
-advantage estimator log-probs, or gives the loss whole groups.
+mini-batch. Controllers that read per-token values when shaping rewards, compare a prompt's responses
+inside the loss or reset the reference model are refused: no verl hook gives an advantage estimator
+log-probs, gives the loss whole groups, or lets a plugin overwrite the reference worker's weights.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import sys
@@ -37,6 +45,12 @@ from llm.parallel import TorchGather
 TESTED_VERL = "0.9.1"
 ENV = "ENTROLAB_PIPELINE"
 NAME = "entrolab"
+STATE_KEY = "entrolab_state"  # the batch's non-tensor field that carries the loss stage's state
+WSUM = "entrolab_wsum/"  # metric prefix: token-weighted sums for the driver's reduction
+_SAMPLING_STATE: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "entrolab_sampling", default=None
+)
+_TRAINER_IMPORT_ERROR: list[str] = []  # why llm.engines.verl_entry could not register the trainer mode
 
 _CACHE: dict[str, tuple[C.Pipeline, C.Pipeline, C.Pipeline]] = {}  # text → (whole, sampling, loss)
 
@@ -90,8 +104,9 @@ def _checked() -> tuple[C.Pipeline, C.Pipeline, C.Pipeline]:
     return _CACHE[text]
 
 
-def verl_host() -> C.Host:
-    """What the plugin can feed a pipeline inside verl (``controllers.contract.Host``)."""
+def verl_host(trainer: bool = True) -> C.Host:
+    """What the plugin can feed a pipeline inside verl (``controllers.contract.Host``); ``trainer``:
+    verl runs the ``entrolab`` trainer mode, which keeps controller state."""
     no_tokens = "verl hands an advantage estimator the rewards, the response mask and the prompt ids only"
     return C.Host(
         name="verl (entrolab plugin)",
@@ -106,8 +121,11 @@ def verl_host() -> C.Host:
         },
         loss_groups="verl calls the loss on micro-batches of a shuffled mini-batch",
         sampling_lacks={"logp": no_tokens, "old_logp": no_tokens, "entropy": no_tokens},
-        stateless="no verl hook steps controller state per optimizer step or keeps it in checkpoints",
-    )
+        stateless=None if trainer else (
+            "only trainer.v1.trainer_mode=entrolab steps controller state and keeps it in checkpoints"
+        ),
+        reference_reset="the plugin cannot overwrite the weights of verl's reference worker",
+    )  # fmt: skip
 
 
 def pipeline_from_verl_config(config, loss_mode: str | None = None) -> C.Pipeline:
@@ -163,6 +181,70 @@ def check_actor_config(config, pipe: C.Pipeline) -> None:
         )
 
 
+def check_verl_config(config) -> None:
+    """verl's whole config against the plugin, before any work (verl's ``validate_config`` calls it):
+    the pipeline parses and every controller is fed, the two halves run where the pipeline needs them,
+    the actor options the loss would drop are neutral, and state has a trainer that keeps it."""
+    actor = config.actor_rollout_ref.actor
+    loss_mode = actor.policy_loss.get("loss_mode", "vanilla")
+    estimator = str(config.algorithm.adv_estimator)
+    if NAME not in (loss_mode, estimator):
+        return
+    v1 = config.trainer.get("use_v1", False)
+    mode = config.trainer.get("v1", {}).get("trainer_mode", "sync") if v1 else None
+    if mode == NAME and _TRAINER_IMPORT_ERROR:
+        raise ValueError(
+            f"trainer.v1.trainer_mode: got {NAME!r}, which could not be registered "
+            f"({_TRAINER_IMPORT_ERROR[0]}); allowed: a verl installation with its trainer runtime"
+        )
+    pipe = pipeline()
+    C.contract.check(pipe, verl_host(trainer=mode == NAME))
+    sampling, loss = _stages()
+    if sampling.controllers and estimator != NAME:
+        raise ValueError(
+            f"algorithm.adv_estimator: got {estimator!r}, but the pipeline shapes rewards or advantages "
+            f"({', '.join(c.name for c in sampling.controllers)}), which only the estimator does; "
+            f"allowed: {NAME}"
+        )
+    if loss.controllers and loss_mode != NAME:
+        raise ValueError(
+            f"actor_rollout_ref.actor.policy_loss.loss_mode: got {loss_mode!r}, but the pipeline has loss "
+            f"terms ({', '.join(c.name for c in loss.controllers)}), which only the entrolab loss runs; "
+            f"allowed: {NAME}"
+        )
+    if loss_mode == NAME:
+        check_actor_config(actor, pipe)
+        if not actor.get("calculate_entropy", False):
+            raise ValueError(
+                "actor_rollout_ref.actor.calculate_entropy: got False; allowed: True (loss_mode=entrolab "
+                "reads the entropies)"
+            )
+    if mode == NAME and config.trainer.v1.get("sync", {}).get("parameter_sync_step", 1) != 1:
+        raise ValueError(
+            f"trainer.v1.sync.parameter_sync_step: got {config.trainer.v1.sync.parameter_sync_step}; "
+            "allowed: 1 with trainer_mode=entrolab (the state is stepped once per actor update)"
+        )
+
+
+@contextlib.contextmanager
+def sampling_state(state: dict):
+    """Within this block the ``entrolab`` estimator shapes with ``state`` (the entrolab trainer sets it)."""
+    token = _SAMPLING_STATE.set(state)
+    try:
+        yield
+    finally:
+        _SAMPLING_STATE.reset(token)
+
+
+def _need_trainer(pipe: C.Pipeline, where: str) -> None:
+    stateful = [c.name for c in pipe.controllers if c.stateful()]
+    if stateful:
+        raise ValueError(
+            f"trainer.v1.trainer_mode: {where} has no controller state, but {', '.join(stateful)} keep state; "
+            f"allowed: {NAME} (the trainer mode that steps and saves it)"
+        )
+
+
 # -- the sampling stage: an advantage estimator on the driver -------------------------------------------
 
 
@@ -181,7 +263,11 @@ def entrolab_advantage(token_level_rewards, response_mask, index=None, config=No
         logp=zeros, old_logp=zeros, adv=zeros, entropy=zeros, mask=mask, group=group, reward=reward,
         length=mask.sum(-1),
     )  # fmt: skip
-    adv = sampling.advantages(batch, sampling.init())
+    state = _SAMPLING_STATE.get()
+    if state is None:
+        _need_trainer(sampling, "the advantage estimator")
+        state = sampling.init()
+    adv = sampling.advantages(batch, state)
     return adv, adv
 
 
@@ -229,10 +315,16 @@ def entrolab_loss(config, model_output, data, dp_group=None):
         entropy=entropy.to(log_prob.dtype), mask=mask, length=mask.sum(-1), **opt,
     )  # fmt: skip
     agg = config.loss_agg_mode
+    carried = _scalar(tu.get(data, STATE_KEY, None))
+    if carried is None:
+        _need_trainer(loss_pipe, "the loss")
+        state = loss_pipe.init()
+    else:
+        state = C.Pipeline.state_from_json(carried)
     hook = TorchGather(dp_group) if dp_size > 1 else C.dist.Gather()
     with C.dist.using(hook):
         loss, metrics = C.policy_loss(
-            batch, loss_pipe, loss_pipe.init(), agg=agg, norm_len=config.loss_scale_factor,
+            batch, loss_pipe, state, agg=agg, norm_len=config.loss_scale_factor,
         )  # fmt: skip
     if agg == "token-mean":
         local, total = mask.sum(), n_tokens
@@ -241,7 +333,37 @@ def entrolab_loss(config, model_output, data, dp_group=None):
     if total is not None:
         loss = loss * local / max(float(total), 1.0) * dp_size
     out = {k: Metric(value=v, aggregation=AggregationType.MEAN) for k, v in metrics.items()}
+    if carried is not None:  # the entrolab trainer reduces these to token-weighted means of the update
+        n = metrics["policy/n_tokens"]
+        out.update({_escape(WSUM + k): Metric(value=v * n, aggregation=AggregationType.SUM)
+                    for k, v in metrics.items() if k != "policy/n_tokens"})  # fmt: skip
+        out[WSUM + "n"] = Metric(value=n, aggregation=AggregationType.SUM)
     return loss, out
+
+
+def _escape(key: str) -> str:
+    """verl's driver reduces a metric whose name contains "max" (or "min") over mini-batches with a max
+    (min); a weighted sum must be averaged, so those letters are upper-cased (our names are lower case)."""
+    if "MAX" in key or "MIN" in key:
+        raise ValueError(f"metric {key!r}: upper-case MAX/MIN is reserved for the plugin's escaping")
+    return key.replace("max", "MAX").replace("min", "MIN")
+
+
+def token_weighted(metrics: dict) -> dict[str, float]:
+    """The loss metrics of one actor update as token-weighted means over every micro-batch, mini-batch
+    and rank, from the ``WSUM`` sums in verl's reduced actor metrics (keys with or without "actor/")."""
+    sums = {}
+    for key, v in metrics.items():
+        bare = key.removeprefix("actor/")
+        if bare.startswith(WSUM):
+            sums[bare[len(WSUM) :].replace("MAX", "max").replace("MIN", "min")] = float(v)
+    if "n" not in sums:
+        raise ValueError(
+            f"actor metrics: no {WSUM}n; allowed: the metrics of an update run with loss_mode={NAME} and the "
+            f"{NAME} trainer mode"
+        )
+    n = sums.pop("n")  # policy/n_tokens itself keeps verl's reduction (the mean over micro-batches)
+    return {k: v / max(n, 1e-12) for k, v in sums.items()}
 
 
 def entrolab_policy_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean",
@@ -284,6 +406,24 @@ def register() -> None:
     workers = sys.modules.get("verl.workers.engine_workers")  # imported before the plugin: rebind there too
     if workers is not None and getattr(workers, "ppo_loss", None) is losses.ppo_loss.__wrapped__:
         workers.ppo_loss = losses.ppo_loss
+    _wrap_validate_config()
+
+
+def _wrap_validate_config() -> None:
+    """verl's ``validate_config`` (main_ppo runs it before Ray starts) also runs ``check_verl_config``."""
+    from verl.utils import config as vconfig
+
+    original = vconfig.validate_config
+    if getattr(original, "_entrolab", False):
+        return
+
+    def validate_config(config, *args, **kwargs):
+        check_verl_config(config)
+        return original(config, *args, **kwargs)
+
+    validate_config._entrolab = True
+    validate_config.__wrapped__ = original
+    vconfig.validate_config = validate_config
 
 
 register()

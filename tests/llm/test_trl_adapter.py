@@ -252,6 +252,19 @@ def test_ref_kl_without_beta_says_how(tmp_path):
         H.train(Adapter, tmp_path, trainer_kwargs=dict(pipeline=[C.get("grpo"), C.get("ref_kl")]))
 
 
+def test_reference_resets_need_a_separate_reference_model(tmp_path):
+    """With PEFT, TRL's reference is the adapter-free model: ProRL's reset cannot copy the policy into it,
+    so ref_kl with a reset rule is refused before training."""
+    from peft import LoraConfig
+
+    pipe = [C.get("grpo"), C.get("ref_kl", beta=0.1, reset_every=2)]
+    lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    with pytest.raises(
+        ValueError, match=r"^controllers: 'ref_kl' asks for the reference model to be reset.*PEFT"
+    ):
+        H.train(Adapter, tmp_path, beta=0.1, trainer_kwargs=dict(pipeline=pipe, peft_config=lora))
+
+
 def test_bad_selection_and_misaligned_windows(tmp_path):
     with pytest.raises(ValueError, match=r"^selection: got 'batch'; allowed: global, micro_batch"):
         H.train(Adapter, tmp_path, trainer_kwargs=dict(selection="batch"))
