@@ -47,6 +47,30 @@ class Row:
         return (not self.must_hold) or self.verdict != FAILS
 
 
+# -- paired comparisons over seeds, shared by every table that compares arms run on the same seeds -------
+
+
+def se(x: np.ndarray) -> float:
+    """Standard error of the mean over the first axis (inf with fewer than two values)."""
+    return float(np.std(x, ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.inf
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error of the per-seed difference a − b (arms run on the same seeds)."""
+    d = np.asarray(a) - np.asarray(b)
+    return float(d.mean()), se(d)
+
+
+def monotone(ends: list[np.ndarray]) -> bool:
+    """Final values per seed of arms in sweep order (same seeds, so paired): non-decreasing within noise
+    (each step's mean paired difference ≥ −2 se) and the last above the first by > 3 se."""
+    import itertools
+
+    steps_ok = all(float((b - a).mean()) >= -2 * se(b - a) for a, b in itertools.pairwise(ends))
+    d = ends[-1] - ends[0]
+    return steps_ok and float(d.mean()) > 3 * se(d)
+
+
 @dataclass(frozen=True)
 class Check:
     """A registered check: ``fn(rng[, context]) -> Row | list[Row]``, its row id and its flags."""

@@ -1,14 +1,18 @@
-"""Evaluation on held-out prompts: greedy accuracy and the unbiased pass@k for k = 1..n.
+"""Evaluation on held-out prompts: greedy accuracy, the unbiased pass@k for k = 1..n, and the policy's
+token entropy on its own samples.
 
 pass@k = mean over prompts of 1 − C(n − c, k)/C(n, k) (Chen et al. 2021; ``theory.pass_at_k``), from
-n samples per prompt at the training temperature and top-p.
+n samples per prompt at the training temperature and top-p. ``eval/entropy`` is the token-mean entropy
+(nats per token at the sampling temperature, full softmax) at the positions of those samples: the same
+measure in every run, independent of the training batch.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from llm.rollout import sample
+from llm.rollout import sample, token_stats
 from llm.tasks import Example, Task
 from theory import pass_at_k
 
@@ -26,8 +30,8 @@ def evaluate(
     seed: int,
     batch_size: int = 256,
 ) -> dict[str, float]:
-    """``eval/greedy_acc``, and with n_samples ≥ 1 also ``eval/pass@k`` (k = 1..n_samples) and
-    ``eval/response_len`` of the samples.
+    """``eval/greedy_acc``, and with n_samples ≥ 1 also ``eval/pass@k`` (k = 1..n_samples),
+    ``eval/response_len`` and ``eval/entropy`` (token-mean, nats at ``temperature``) of the samples.
 
     Args:
         n_samples: samples per prompt; 0 measures greedy accuracy only (the warm start's check).
@@ -37,6 +41,7 @@ def evaluate(
         raise ValueError(f"n_samples: got {n_samples!r}; allowed: an integer >= 0")
     per = max(1, batch_size // max(n_samples, 1))
     greedy, correct, length = [], [], []
+    ent_sum, n_tok = 0.0, 0.0
     for i in range(0, len(examples), per):
         part = examples[i : i + per]
         g = sample(
@@ -52,9 +57,17 @@ def evaluate(
         )  # fmt: skip
         correct += s.reward.reshape(len(part), n_samples).sum(-1).round().long().tolist()
         length += s.completion_mask.sum(-1).tolist()
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            _, ent = token_stats(model, s, temperature=temperature, chunk_tokens=256)
+        model.train(was_training)
+        ent_sum += float((ent * s.completion_mask).sum())
+        n_tok += float(s.completion_mask.sum())
     out = {"eval/greedy_acc": float(np.mean(greedy))}
     if n_samples:
         out["eval/response_len"] = float(np.mean(length))
+        out["eval/entropy"] = ent_sum / max(n_tok, 1.0)
     for k in range(1, n_samples + 1):
         out[f"eval/pass@{k}"] = float(np.mean([pass_at_k(n_samples, c, k) for c in correct]))
     return out

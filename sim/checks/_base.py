@@ -4,7 +4,6 @@ that run the simulator in memory (``trajectory``), pair seeds and turn differenc
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -12,7 +11,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from common.verdict import FAILS, HOLDS, Registry, Row
+from common.verdict import (
+    FAILS,
+    HOLDS,
+    Registry,
+    Row,
+    monotone,  # noqa: F401  (re-exported: the checks and figure 10 use it)
+)
+from common.verdict import paired as _paired
+from common.verdict import se as _se  # noqa: F401  (re-exported)
 from sim.run import SimConfig, Simulator
 from sim.studies import CLIP_LR, TREE, tree_config
 
@@ -98,10 +105,6 @@ def warm_start(sim: Simulator, s, rounds: int = 2) -> None:
             s.z.add_(torch.nn.functional.one_hot(q.argmax(-1), q.shape[-1]).to(s.z.dtype))
 
 
-def _se(x: np.ndarray) -> float:
-    return float(np.std(x, ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.inf
-
-
 def _fmt(xs, f="{:.3f}") -> str:
     return ", ".join(f.format(x) for x in xs)
 
@@ -114,14 +117,6 @@ def _tree_cfg(seed_env: int, seed: int, **kw) -> SimConfig:
     return tree_config(
         seed_env, seed, **{"update": "ppo", "epochs": 4, "runs": 16, "steps": 60, "lr": 1.0, **kw}
     )
-
-
-def monotone(ends: list[np.ndarray]) -> bool:
-    """Final entropies per run (same seeds, so paired): non-decreasing within noise (each step's mean
-    paired difference ≥ −2 se) and the last above the first by > 3 se."""
-    steps_ok = all(float((b - a).mean()) >= -2 * _se(b - a) for a, b in itertools.pairwise(ends))
-    d = ends[-1] - ends[0]
-    return steps_ok and float(d.mean()) > 3 * _se(d)
 
 
 VS_BANDIT = {"n_prompts": 16, "n_arms": 32, "correct_frac": 0.2, "difficulty": "beta"}
@@ -142,11 +137,6 @@ def _versus(
             label: ctx.trajectory(SimConfig(**{**base, **v}), probes=probes) for label, v in variants.items()
         }
     return out
-
-
-def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    d = a - b
-    return float(d.mean()), _se(d)
 
 
 def _versus_row(

@@ -52,6 +52,17 @@ def test_pass_at_k_agrees_with_the_samples():
     c = s.reward.reshape(6, 4)
     assert res["eval/pass@1"] == pytest.approx(float(c.mean()))
     assert res["eval/pass@4"] == pytest.approx(float((c.sum(1) > 0).float().mean()))
+    # eval/entropy: the token-mean entropy at τ = 3 of the same samples, from the full softmax directly
+    import torch
+
+    ids = torch.cat([s.prompt_ids, s.completion_ids], 1)
+    attn = torch.cat([s.prompt_mask, torch.ones_like(s.completion_ids)], 1)
+    pos = (attn.cumsum(-1) - 1).clamp_min(0)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, -3:-1] / 3.0
+    h = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)
+    m = s.completion_mask
+    assert res["eval/entropy"] == pytest.approx(float((h * m).sum() / m.sum()), rel=1e-5)
     greedy_only = evaluate(
         model, tok, task, examples, n_samples=0, max_new_tokens=2, temperature=3.0, top_p=1.0, seed=1
     )
