@@ -21,7 +21,7 @@ TORCH_INDEX_FLAG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 .PHONY: test figures matrix llm-claims verify lint format clean help
 
 help:
-	@echo "make figures  - reproduce the 16 figures (figures/out, docs/figures) and print the verification tables"
+	@echo "make figures  - reproduce the 17 figures (figures/out, docs/figures) and print the verification tables"
 	@echo "make test     - lint + full test suite (CPU)"
 	@echo "make matrix   - figure 17, the claims matrix of every policy class at one step size and calibrated (slow: about 25 minutes on 2 CPUs)"
 	@echo "make llm-claims - the claims on language models (python -m llm.verify): tiny tier, then SmolLM2 (hours)"

@@ -26,10 +26,12 @@ def _caption(mod) -> str:
 
 
 def code_hash(mod) -> str:
-    """Fingerprint of the code a figure depends on: its script, figures/_common.py and the theory, sim
-    and controllers packages. A figure already in --out is reused only if this matches."""
+    """Fingerprint of the code a figure depends on: its script, figures/_common.py, the theory, sim
+    and controllers packages, and the committed data files it reads (``INPUTS``, where a module has
+    them). A figure already in --out is reused only if this matches."""
     root = Path(figures.__file__).parent.parent
-    return code_fingerprint(Path(mod.__file__), root / "figures" / "_common.py")
+    data = [Path(p) for p in getattr(mod, "INPUTS", ()) if Path(p).is_file()]
+    return code_fingerprint(Path(mod.__file__), root / "figures" / "_common.py", *data)
 
 
 def make_one(number: int, out: Path, quick: bool, seed: int, force: bool = False) -> dict:

@@ -107,7 +107,7 @@ TIERS: dict[str, Tier] = {
         seeds=2,
         note="SmolLM2-135M-Instruct, two-digit addition in its chat template (τ = 0.7; about 12% correct at "
         "the start), 30 rollouts of 4 prompts × 8, η=5e-6, full weights; held-out: 16 prompts × 16 samples",
-        claims=("M5", "M6b", "M6c", "M7", "L2"),
+        claims=("M5", "M6b", "M6c", "M7", "LM2"),
     ),
 }
 QUICK = Tier(
@@ -208,6 +208,7 @@ class Study:
         self.tier, self.root, self.progress = tier, Path(root) / tier.name, progress
         self.code = _trainer_code()
         self._h0: dict[int, float] = {}
+        self.seconds: dict[tuple[str, int], float] = {}  # training time of every cell used, cached or not
 
     def warm(self, seed: int) -> Path:
         """The warm start of ``seed`` (``llm.sft``), shared by every arm of that seed."""
@@ -229,7 +230,9 @@ class Study:
         run_root = self.root / "cells" / f"{arm}-seed{seed}-{key}"
         done = run_root / "cell.json"
         if done.is_file():
-            return json.loads(done.read_text())
+            out = json.loads(done.read_text())
+            self.seconds[arm, seed] = out["seconds"]
+            return out
         cfg = dataclasses.replace(cfg, out_dir=str(run_root))
         if cfg.sft_steps:
             sft = cfg.run_dir / "sft"
@@ -252,6 +255,7 @@ class Study:
             "evals": evals,
         }  # fmt: skip
         atomic_write_json(out, done)
+        self.seconds[arm, seed] = out["seconds"]
         for heavy in ("checkpoints", "model"):  # the cell keeps its metrics, not its weights
             shutil.rmtree(cfg.run_dir / heavy, ignore_errors=True)
         return out
@@ -476,7 +480,7 @@ def _share_by(x: np.ndarray, frac: float) -> float:
     return (at - x[0]) / (end - x[0]) if end != x[0] else math.nan
 
 
-@claim("L1")
+@claim("LM1")
 def early(st: Study, seeds) -> Row:
     """Most of the entropy drop and of the reward gain happen in the first twelfth of training."""
     dh, dr = [], []
@@ -487,7 +491,7 @@ def early(st: Study, seeds) -> Row:
     dh, dr = np.array(dh), np.array(dr)
     ok = np.nanmean(dh) > 0.5 and np.nanmean(dr) > 0.5
     return _row(
-        "L1", "Most of the entropy drop and of the reward gain happen in the first twelfth of training "
+        "LM1", "Most of the entropy drop and of the reward gain happen in the first twelfth of training "
         "(paper: 73% and 76%)", "Cui et al. 2025 §2.2 (arXiv 2505.22617)", st, seeds,
         f"share of the whole change made by the first twelfth (GRPO, training batch: the start against the "
         f"mean of the last twelfth): entropy drop {np.nanmean(dh):.2f} ± {se(dh):.2f}, reward gain "
@@ -496,7 +500,7 @@ def early(st: Study, seeds) -> Row:
     )  # fmt: skip
 
 
-@claim("L2")
+@claim("LM2")
 def covariance_tracks_dh(st: Study, seeds) -> Row:
     """The batch covariance predicts the sign and size of each step's realised entropy change."""
     out = {"pg": [], "npg": [], "sign_pg": []}
@@ -512,7 +516,7 @@ def covariance_tracks_dh(st: Study, seeds) -> Row:
     pg, npg, sign = (np.array(out[k]) for k in ("pg", "npg", "sign_pg"))
     ok = pg.mean() > 3 * se(pg) and pg.mean() > 0
     return _row(
-        "L2", "The batch covariance predicts each step's realised entropy change: corr over steps of "
+        "LM2", "The batch covariance predicts each step's realised entropy change: corr over steps of "
         "−Cov(log π, π·A) (and −Cov(log π, A)) with the realised ΔH is positive",
         "Cui et al. 2025 §3 (arXiv 2505.22617); docs/theory.md §1.2", st, seeds,
         f"GRPO, on-policy, realised ΔH of the batch after its update: corr(pred PG, realised) {pg.mean():+.3f} ± "
@@ -521,7 +525,7 @@ def covariance_tracks_dh(st: Study, seeds) -> Row:
     )  # fmt: skip
 
 
-@claim("L3")
+@claim("LM3")
 def eighty_twenty(st: Study, seeds) -> Row:
     """Training on the top 20% highest-entropy tokens matches training on all tokens."""
     n = st.tier.base.eval_samples
@@ -533,7 +537,7 @@ def eighty_twenty(st: Study, seeds) -> Row:
     dn, dn_se = paired(topn, fulln)
     ok = d > -max(3 * d_se, 0.02)
     return _row(
-        "L3", "Training on the top 20% highest-entropy tokens matches training on all tokens (80/20)",
+        "LM3", "Training on the top 20% highest-entropy tokens matches training on all tokens (80/20)",
         "Wang et al. 2025 (arXiv 2506.01939)", st, seeds,
         f"held-out pass@1 top-20% {top.mean():.3f} vs all tokens {full.mean():.3f}: {d:+.4f} ± {d_se:.4f} (paired); "
         f"pass@{n} {dn:+.4f} ± {dn_se:.4f}",
@@ -544,12 +548,14 @@ def eighty_twenty(st: Study, seeds) -> Row:
 # -- running ---------------------------------------------------------------------------------------------
 
 
-def run_all(tier: Tier, root: Path, seed: int = 0, only=None, progress=None) -> list[Row]:
+def run_all(
+    tier: Tier, root: Path, seed: int = 0, only=None, progress=None, study: Study | None = None
+) -> list[Row]:
     """Every claim (or those in ``only``) on ``tier``, with seeds ``seed`` … ``seed + tier.seeds − 1``."""
     unknown = sorted(set(only or []) - set(CLAIMS))
     if unknown:
         raise ValueError(f"only: unknown claim ids {unknown}; allowed: {' '.join(CLAIMS)}")
-    st = Study(tier, root, progress=progress)
+    st = study or Study(tier, root, progress=progress)
     seeds = list(range(seed, seed + tier.seeds))
     chosen = only or tier.claims or tuple(CLAIMS)
     rows = []
@@ -614,12 +620,17 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(f"  training {what} ({time.perf_counter() - t0:.0f} s) ...", file=sys.stderr, flush=True)
 
-    rows = run_all(tier, root, seed=args.seed, only=args.only, progress=progress)
+    study = Study(tier, root, progress=progress)
+    rows = run_all(tier, root, seed=args.seed, only=args.only, study=study)
     print(format_table(rows))
     print(f"tier {tier.name}{' (quick)' if args.quick else ''}: {time.perf_counter() - t0:.0f} s")
     if out is not None:
         payload = json.loads(to_json(rows, args.seed))
-        payload.update(tier=tier.name, quick=args.quick, setting=tier.note, cache=str(root))
+        payload.update(
+            tier=tier.name, quick=args.quick, setting=tier.note, cache=str(root),
+            command="python -m llm.verify " + " ".join(argv if argv is not None else sys.argv[1:]),
+            cells=len(study.seconds), train_seconds=round(sum(study.seconds.values()), 1),
+        )  # fmt: skip
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
         os.replace(tmp, out)

@@ -49,7 +49,7 @@ def _parse(v: str):
 
 def test_every_figure_has_a_test():
     names = {f"test_fig{n:02d}" for n in figures.modules()}
-    assert len(names) == 17
+    assert len(names) == 18
     missing = names - set(globals())
     assert not missing
 
@@ -261,6 +261,32 @@ def test_fig16(tmp_path):
 
 
 # -- the command ----------------------------------------------------------------------------------------
+
+
+def test_fig18(tmp_path):
+    """Every cell is the committed data's: the tabular verdict is figure 17's calibrated tabular row, the
+    shared-parameter count is its other classes', and each language-model cell is its tier's JSON row."""
+    mod = figures.load(18)
+    res, meta = made(18, tmp_path)
+    assert set(res.values("regime")) == set(mod.REGIMES) and res.values("claim_id") == list(mod.CLAIMS)
+    with mod.MATRIX.open() as fh:
+        matrix = [r for r in csv.DictReader(fh) if r["eta"] == "calibrated" and r["verdict"] != "n/a"]
+    for r in res.select(regime="tabular"):
+        want = [m["verdict"] for m in matrix if m["claim_id"] == r["claim_id"] and m["policy"] == "tabular"]
+        assert [r["verdict"]] == want or (not want and r["verdict"] == "n/a"), r["claim_id"]
+    for r in res.select(regime="shared parameters"):
+        shared = [m for m in matrix if m["claim_id"] == r["claim_id"] and m["policy"] != "tabular"]
+        if shared:
+            assert r["worst"] == sum(m["verdict"] in (fc.HOLDS, fc.APPROX) for m in shared)
+    for regime, path in mod.LLM.items():
+        cells = res.select(regime=regime)
+        if not path.is_file():
+            assert all(c["verdict"] == "n/a" for c in cells)
+            continue
+        rows = {x["id"]: x for x in json.loads(path.read_text())["rows"]}
+        for c in cells:
+            assert c["verdict"] == rows[c["claim_id"]]["verdict"] if c["claim_id"] in rows else "n/a"
+    assert meta["inputs"]
 
 
 def test_cli_subset_index_and_resume(tmp_path, capsys):

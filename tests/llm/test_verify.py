@@ -28,7 +28,7 @@ def test_quick_runs_every_claim_and_writes_the_table(quick):
     _, table = quick
     ids = {r["id"] for r in table["rows"]}
     assert ids == {"M5a", "M5b", "M6a", "M6b", "M6c", "M7", "M8a", "M10", "M11a", "M11b", "M11c", "M22",
-                   "L1", "L2", "L3"}  # fmt: skip
+                   "LM1", "LM2", "LM3"}  # fmt: skip
     assert all(r["n"] == 2 and r["verdict"] in ("holds", "fails", "approximate") for r in table["rows"])
     assert table["quick"] is True and table["tier"] == "tiny"
 
