@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 import theory
-from common.runio import atomic_write_json, code_fingerprint
+from common.runio import atomic_write_json, code_fingerprint, git_sha
 from common.verdict import APPROX, FAILS, HOLDS, Row, format_table, monotone, paired, se, to_json
 from llm.config import TrainConfig
 
@@ -629,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
         payload.update(
             tier=tier.name, quick=args.quick, setting=tier.note, cache=str(root),
             command="python -m llm.verify " + " ".join(argv if argv is not None else sys.argv[1:]),
-            cells=len(study.seconds), train_seconds=round(sum(study.seconds.values()), 1),
+            cells=len(study.seconds), train_seconds=round(sum(study.seconds.values()), 1), code=study.code,
+            git_sha=git_sha(),
         )  # fmt: skip
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
