@@ -85,11 +85,28 @@ class Trainer:
     """Holds the model, optimizer, controllers and run files; ``run()`` trains to ``cfg.steps``."""
 
     def __init__(self, cfg: TrainConfig, progress: bool = True):
-        from accelerate import Accelerator
-
         self.cfg, self.progress = cfg, progress
         self.run_dir = cfg.run_dir
         self.task = get_task_for(cfg)  # bad data fails here, before anything is written
+        self._lock = _lock_run_dir(self.run_dir) if _is_main_rank() else None
+        try:
+            self.skipped: list[str] = []  # checkpoints passed over when resuming, with why
+            self.resume_from = self._choose_checkpoint() if cfg.resume == "auto" else None
+            self._setup(cfg)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Give up the run directory's lock (``run`` does at its end)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _setup(self, cfg: TrainConfig) -> None:
+        from accelerate import Accelerator
+
+        progress = self.progress
         self.split = Split(self.task, cfg.eval_prompts, cfg.seed)
         tracker = cfg.tracker
         if tracker == "auto":
@@ -159,10 +176,37 @@ class Trainer:
         return self.run_dir / "checkpoints"
 
     def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint (``checkpoint_problem`` finds nothing wrong with it), or None."""
         if not self.ckpt_root.is_dir():
             return None
-        done = sorted(p for p in self.ckpt_root.glob("step_*") if (p / "trainer.json").is_file())
-        return done[-1] if done else None
+        for p in sorted(self.ckpt_root.glob("step_*"), reverse=True):
+            if checkpoint_problem(p) is None:
+                return p
+        return None
+
+    def _choose_checkpoint(self) -> Path | None:
+        """Before any work: the checkpoint to resume from, the broken ones skipped (and said so), and a
+        refusal if the run directory holds metrics that no checkpoint can continue."""
+        found = sorted(self.ckpt_root.glob("step_*"), reverse=True) if self.ckpt_root.is_dir() else []
+        chosen = None
+        for p in found:
+            why = checkpoint_problem(p)
+            if why is None:
+                chosen = p
+                break
+            self.skipped.append(f"{p.name}: {why}")
+        if self.skipped and _is_main_rank():
+            for line in self.skipped:
+                print(f"resume: skipped checkpoint {line}", file=sys.stderr)
+        metrics = self.run_dir / "metrics.jsonl"
+        if chosen is None and metrics.is_file() and metrics.stat().st_size > 0:
+            rows = sum(1 for ln in metrics.read_text(errors="replace").splitlines() if ln.strip())
+            why = f"; skipped {'; '.join(self.skipped)}" if self.skipped else ""
+            raise ValueError(
+                f"resume: {metrics} holds {rows} metric rows but no usable checkpoint{why}; allowed: "
+                "--resume never (start over, discarding them), or a new --name"
+            )
+        return chosen
 
     def save_checkpoint(self) -> Path:
         """model, optimizer, scheduler, RNGs (accelerate) + trainer.json, in a temp dir renamed at once."""
@@ -175,9 +219,11 @@ class Trainer:
         self.acc.save_state(str(tmp), safe_serialization=False)
         self.acc.wait_for_everyone()  # every rank's RNG file is in tmp before the rename
         if self.acc.is_main_process:
+            files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
             info = {
                 "step": self.step, "controller_state": self.ctrl_state, "bad_in_row": self.bad_in_row,
                 "bad_total": self.bad_total, "history": self.history, "config": self.cfg.to_json(),
+                "files": files,
             }  # fmt: skip
             (tmp / "trainer.json").write_text(json.dumps(info))
             shutil.rmtree(final, ignore_errors=True)
@@ -553,11 +599,18 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------------------
 
     def run(self, stop_after: int | None = None) -> Path:
-        """Train to ``cfg.steps`` rollouts (or ``stop_after`` more, for tests), resuming if asked."""
+        """Train to ``cfg.steps`` rollouts (or ``stop_after`` more, for tests), resuming if asked; the run
+        directory's lock is released at the end, however the run ends."""
+        try:
+            return self._run(stop_after)
+        finally:
+            self.release()
+
+    def _run(self, stop_after: int | None) -> Path:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         metrics_path = self.run_dir / "metrics.jsonl"
-        latest = self.latest_checkpoint() if cfg.resume == "auto" else None
+        latest = self.resume_from
         if latest is not None:
             self.load_checkpoint(latest)
         elif self.acc.is_main_process:
@@ -663,6 +716,59 @@ def _versions() -> dict[str, str]:
         except ImportError:
             pass
     return out
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """What makes a checkpoint directory unusable, in words, or None: ``trainer.json`` missing or not
+    JSON, or a file it lists (the model, optimizer, scheduler and RNG files, with their sizes at save
+    time) missing or of another size, as a truncated write leaves it."""
+    info_path = path / "trainer.json"
+    if not info_path.is_file():
+        return "no trainer.json (an interrupted save)"
+    try:
+        info = json.loads(info_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return f"trainer.json is not JSON ({e})"
+    if not isinstance(info, dict) or "step" not in info:
+        return "trainer.json holds no step"
+    files = info.get("files")
+    if files is None:  # written before the manifest existed: the files accelerate always writes
+        files = {n: None for n in ("pytorch_model.bin", "optimizer.bin", "scheduler.bin")}
+    for name, size in files.items():
+        f = path / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if size is not None and f.stat().st_size != size:
+            return f"{name} has {f.stat().st_size} bytes, {size} when saved"
+    return None
+
+
+def _is_main_rank() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _lock_run_dir(run_dir: Path):
+    """Hold ``RUN/.lock`` (an exclusive flock, released when the process ends) so that a second trainer
+    on the same run directory is refused, naming the holder's pid."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = (run_dir / ".lock").open("a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise ValueError(
+            f"name: run directory {run_dir} is in use by process {holder}; allowed: wait for it to finish, "
+            "or a new --name"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, stop_after: int | None = None) -> Path:

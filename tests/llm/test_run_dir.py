@@ -1,0 +1,105 @@
+"""Fault injection on a trainer's run directory: nothing already written is lost, a broken checkpoint is
+skipped for the newest complete one (and the run resumes to the uninterrupted result), and a second
+trainer on the same directory is refused with the holder's pid."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+
+import pytest
+
+from llm.config import PRESETS
+from llm.train import Trainer, checkpoint_problem, read_metrics, train
+
+
+def cfg(tmp_path, **kw):
+    base = dict(out_dir=str(tmp_path), name="r", sft_steps=0, steps=6, checkpoint_every=2, keep_checkpoints=3,
+                eval_every=0, tracker="none", prompts_per_step=4, group_size=4)  # fmt: skip
+    return dataclasses.replace(PRESETS["tiny-copy"], **{**base, **kw})
+
+
+def _rows(c):
+    return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in read_metrics(c.run_dir)]
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    c = cfg(tmp_path_factory.mktemp("whole"))
+    train(c, progress=False)
+    return _rows(c)
+
+
+def test_metrics_without_a_checkpoint_are_not_overwritten(tmp_path):
+    c = cfg(tmp_path)
+    train(c, progress=False, stop_after=3)
+    before = (c.run_dir / "metrics.jsonl").read_text()
+    for p in (c.run_dir / "checkpoints").iterdir():
+        for f in p.iterdir():
+            f.unlink()
+        p.rmdir()
+    with pytest.raises(ValueError, match=r"^resume: .*metrics.jsonl holds 3 metric rows but no usable checkpoint; "
+                       r"allowed: --resume never \(start over, discarding them\), or a new --name$"):  # fmt: skip
+        Trainer(c, progress=False)
+    assert (c.run_dir / "metrics.jsonl").read_text() == before
+    train(dataclasses.replace(c, resume="never"), progress=False)  # the explicit choice starts over
+    assert len(read_metrics(c.run_dir)) == 6
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        ("truncate pytorch_model.bin", r"pytorch_model.bin has \d+ bytes, \d+ when saved"),
+        ("delete optimizer.bin", "optimizer.bin is missing"),
+        ("garble trainer.json", "trainer.json is not JSON"),
+        ("delete trainer.json", "no trainer.json"),
+    ],
+)
+def test_a_broken_latest_checkpoint_falls_back_to_the_previous(damage, reason, tmp_path, whole, capsys):
+    c = cfg(tmp_path)
+    train(c, progress=False, stop_after=4)
+    newest = c.run_dir / "checkpoints" / "step_000004"
+    verb, name = damage.split(" ", 1)
+    f = newest / name
+    if verb == "truncate":
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    elif verb == "garble":
+        f.write_text('{"step": 4, "contr\x01')
+    else:
+        f.unlink()
+    assert checkpoint_problem(newest) is not None
+    trainer = Trainer(c, progress=False)
+    assert trainer.resume_from.name == "step_000002"
+    err = capsys.readouterr().err
+    assert "resume: skipped checkpoint step_000004: " in err and re.search(reason, err)
+    trainer.run()
+    assert _rows(c) == whole  # resumed from step 2 to the uninterrupted run's metrics
+
+
+def test_a_second_trainer_on_the_same_run_is_refused(tmp_path):
+    c = cfg(tmp_path)
+    first = Trainer(c, progress=False)
+    with pytest.raises(
+        ValueError, match=rf"^name: run directory .*/r is in use by process {os.getpid()}; allowed"
+    ):
+        Trainer(c, progress=False)
+    first.run(stop_after=1)  # finishing releases the lock
+    second = Trainer(c, progress=False)
+    second.release()
+
+
+def test_checkpoints_record_their_files():
+    """Each checkpoint's trainer.json lists its files and their sizes (what checkpoint_problem checks)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        c = cfg(Path(d), steps=2)
+        train(c, progress=False)
+        (ck,) = sorted((c.run_dir / "checkpoints").glob("step_*"))[-1:]
+        files = json.loads((ck / "trainer.json").read_text())["files"]
+        assert {"pytorch_model.bin", "optimizer.bin", "scheduler.bin"} <= set(files)
+        assert all((ck / n).stat().st_size == size for n, size in files.items())
+        assert checkpoint_problem(ck) is None
