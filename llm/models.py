@@ -14,6 +14,10 @@ import torch
 ARCHS = ("llama", "qwen2")
 
 
+TINY_CONTEXT = 256
+"""positions of the built-in tiny models (prompt + completion tokens)"""
+
+
 def quiet() -> None:
     """No per-shard progress bars from transformers (the trainer draws its own)."""
     from transformers.utils import logging
@@ -51,7 +55,7 @@ def tiny_model(
     cls = LlamaConfig if arch == "llama" else Qwen2Config
     cfg = cls(
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=256,
+        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=TINY_CONTEXT,
         pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True,
     )  # fmt: skip
     torch.manual_seed(seed)

@@ -142,18 +142,27 @@ class Jsonl(Task):
         self.path = Path(path)
         if not self.path.is_file():
             raise ValueError(f"path: got {str(path)!r}; allowed: an existing JSONL file")
-        self.examples = load_jsonl(self.path)
+        self.examples, self.lines = load_jsonl(self.path, with_lines=True)
 
     def sample(self, rng, n):
         idx = rng.integers(0, len(self.examples), n)
         return [self.examples[i] for i in idx.tolist()]
 
 
-def load_jsonl(path: str | Path) -> list[Example]:
-    """``{"prompt": str, "answer": str}`` per line (blank lines skipped); errors name file and line."""
+def load_jsonl(path: str | Path, with_lines: bool = False):
+    """``{"prompt": str, "answer": str}`` per line (blank lines skipped); errors name file and line.
+    With ``with_lines``: (examples, their line numbers)."""
     path = Path(path)
-    out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    out, lines = [], []
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}:{line}: byte {raw[e.start]:#04x} is not UTF-8; allowed: a UTF-8 text file"
+        ) from None
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -165,9 +174,33 @@ def load_jsonl(path: str | Path) -> list[Example]:
                 f"{path}:{i}: got {line[:80]!r}; allowed: an object with a string 'prompt' and an 'answer'"
             )
         out.append(Example(obj["prompt"], str(obj["answer"])))
+        lines.append(i)
     if not out:
         raise ValueError(f"{path}: no examples; allowed: at least one line")
-    return out
+    return (out, lines) if with_lines else out
+
+
+def check_prompts(task: Task, examples: list[Example], tok, context: int | None, max_new_tokens: int) -> None:
+    """Before any work: every prompt is spelled by the tokenizer and fits the model's context with
+    ``max_new_tokens`` after it. A data file's prompts are all checked and named ``FILE:LINE``; for other
+    tasks, ``examples`` (the held-out split and a draw of training prompts) are."""
+    inner = getattr(task, "inner", task)  # a rescoring wrapper keeps its task
+    if isinstance(inner, Jsonl):
+        items = [(f"{inner.path}:{n}", e) for n, e in zip(inner.lines, inner.examples, strict=True)]
+    else:
+        items = [(f"task {task.name}", e) for e in examples]
+    for where, e in items:
+        try:
+            _, attn = tok.batch([e.prompt])  # exactly as the rollout encodes it (chat template included)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        n = int(attn.sum())
+        if context is not None and n + max_new_tokens > context:
+            raise ValueError(
+                f"{where}: a prompt of {n} tokens + max_new_tokens {max_new_tokens} exceeds the model's context "
+                f"of {context} tokens; allowed: prompts of at most {context - max_new_tokens} tokens, or a smaller "
+                "max_new_tokens"
+            )
 
 
 TASKS = {"copy": Copy, "addition": Addition, "countdown": Countdown, "jsonl": Jsonl}

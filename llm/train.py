@@ -88,6 +88,7 @@ class Trainer:
         self.cfg, self.progress = cfg, progress
         self.run_dir = cfg.run_dir
         self.task = get_task_for(cfg)  # bad data fails here, before anything is written
+        created = not self.run_dir.exists()
         self._lock = _lock_run_dir(self.run_dir) if _is_main_rank() else None
         try:
             self.skipped: list[str] = []  # checkpoints passed over when resuming, with why
@@ -95,7 +96,15 @@ class Trainer:
             self._setup(cfg)
         except BaseException:
             self.release()
+            if created and _is_main_rank() and {p.name for p in self.run_dir.iterdir()} <= {".lock"}:
+                shutil.rmtree(self.run_dir, ignore_errors=True)  # a refused run leaves nothing behind
             raise
+
+    def _check_prompts(self, tok, context: int | None) -> None:
+        from llm.tasks import check_prompts
+
+        draw = self.split.train(0, 0, 64, stream=0)  # its own stream: no other draw changes
+        check_prompts(self.task, self.split.eval + draw, tok, context, self.cfg.max_new_tokens)
 
     def release(self) -> None:
         """Give up the run directory's lock (``run`` does at its end)."""
@@ -133,6 +142,11 @@ class Trainer:
         self.step_judge = cfg.step_judge()
         self.ctrl_state = self.pipe.init()
 
+        if cfg.model in ("tiny", "tiny-qwen2"):  # before the warm start: the character tokenizer and context
+            from llm.models import TINY_CONTEXT
+            from llm.tokenizer import CharTokenizer
+
+            self._check_prompts(CharTokenizer(), TINY_CONTEXT)
         torch.manual_seed(cfg.seed)
         if cfg.sft_steps:
             from llm.models import load_model
@@ -148,6 +162,8 @@ class Trainer:
 
             model, self.tok = build(cfg)
             self.warm_start = None
+        if cfg.model not in ("tiny", "tiny-qwen2"):
+            self._check_prompts(self.tok, getattr(model.config, "max_position_embeddings", None))
         ref = copy.deepcopy(model).eval().requires_grad_(False) if "ref_logp" in self.needs else None
         if cfg.lora_rank:
             from peft import LoraConfig, get_peft_model
