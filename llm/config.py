@@ -62,7 +62,7 @@ class TrainConfig:
     sft_steps: int = 0
     """warm start: supervised steps on the task before RL (tiny models; cached in NAME/sft); 0 = none"""
     sft_lr: float = 3e-3
-    """warm start: AdamW learning rate, > 0"""
+    """warm start: AdamW learning rate, in (0, 1]"""
     sft_target_acc_frac: float = 0.5
     """warm start stops once greedy accuracy on held-out prompts reaches this, in [0, 1]"""
     task: str = "copy"
@@ -123,7 +123,7 @@ class TrainConfig:
     minibatches: int = 1
     """optimizer steps per pass; splits the rollout by prompt, groups stay whole; divides prompts_per_step"""
     lr: float = 1e-3
-    """AdamW learning rate, > 0 (tiny models 1e-3; 135M models ~1e-6)"""
+    """AdamW learning rate, in (0, 1] (tiny models 1e-3; 135M models ~1e-6)"""
     weight_decay: float = 0.0
     """AdamW weight decay, >= 0"""
     warmup_steps: int = 0
@@ -188,14 +188,16 @@ class TrainConfig:
         if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 1:
             bad("group_size", self.group_size, "an integer >= 1")
         reals = {
-            "lr": (0.0, math.inf, True), "weight_decay": (0.0, math.inf, False),
+            "lr": (0.0, 1.0, True), "weight_decay": (0.0, math.inf, False),
             "max_grad_norm": (0.0, math.inf, False), "temperature": (0.0, math.inf, True),
-            "top_p": (0.0, 1.0, True), "sft_lr": (0.0, math.inf, True), "lora_alpha": (0.0, math.inf, True), "sft_target_acc_frac": (0.0, 1.0, False),
+            "top_p": (0.0, 1.0, True), "sft_lr": (0.0, 1.0, True), "lora_alpha": (0.0, math.inf, True), "sft_target_acc_frac": (0.0, 1.0, False),
         }  # fmt: skip
         for f, (lo, hi, lo_open) in reals.items():
             v = getattr(self, f)
             ok = not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
             if not ok or v < lo or (lo_open and v == lo) or v > hi:
+                if math.isinf(hi):  # "(0.0, inf]" would allow the inf it refuses
+                    bad(f, v, f"a finite number {'>' if lo_open else '>='} {lo}")
                 bad(f, v, f"a number in {'(' if lo_open else '['}{lo}, {hi}]")
         if self.model in TINY_MODELS and self.tiny_hidden % self.tiny_heads:
             bad("tiny_hidden", self.tiny_hidden, f"a multiple of tiny_heads = {self.tiny_heads}")

@@ -768,8 +768,13 @@ def _lock_run_dir(run_dir: Path):
     on the same run directory is refused, naming the holder's pid."""
     import fcntl
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fh = (run_dir / ".lock").open("a+")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fh = (run_dir / ".lock").open("a+")
+    except OSError as e:
+        raise ValueError(
+            f"out_dir: cannot write the run directory {run_dir} ({e.strerror}); allowed: a writable directory"
+        ) from None
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -821,6 +826,10 @@ def main(argv: list[str] | None = None) -> int:
     except Diverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:  # a second Ctrl-C while the first was finishing its rollout
+        print("interrupted twice: stopped without saving; the last checkpoint is intact, rerun to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
     finally:
         _shutdown()
     if not trainer.acc.is_main_process:

@@ -27,6 +27,13 @@ CASES = {
         (OK + "\n").encode() + b'{"prompt": "\xff=", "answer": "a"}\n', [],
         "error: {data}:2: byte 0xff is not UTF-8; allowed: a UTF-8 text file",
     ),
+    "unwritable output directory": (
+        None, ["--out-dir", "/proc/entrolab"],
+        "error: out_dir: cannot write the run directory /proc/entrolab/x (",
+    ),
+    "infinite learning rate": (None, ["--lr", "inf"], "error: lr: got inf; allowed: a number in (0.0, 1.0]"),
+    "learning rate that overflows Adam": (None, ["--lr", "1e38"], "error: lr: got 1e+38; allowed: a number in (0.0, 1.0]"),
+    "infinite weight decay": (None, ["--weight-decay", "inf"], "error: weight_decay: got inf; allowed: a finite number >= 0.0"),
 }  # fmt: skip
 
 
@@ -35,6 +42,7 @@ def test_bad_input_is_one_line_before_work(case, tmp_path, capsys):
     content, extra, message = CASES[case]
     argv = ["--preset", "tiny-copy", "--steps", "2", "--eval-prompts", "1", "--sft-steps", "0", "--tracker",
             "none", "--out-dir", str(tmp_path / "out"), "--name", "x"]  # fmt: skip
+    # the last --out-dir given wins (tyro), so a case may override it
     data = tmp_path / "data.jsonl"
     if content is not None:
         data.write_bytes(content)
@@ -44,3 +52,24 @@ def test_bad_input_is_one_line_before_work(case, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith(message.format(data=data)), err
     out = tmp_path / "out"
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_double_ctrl_c_stops_without_a_traceback(tmp_path):
+    """The first SIGINT finishes the rollout and saves; a second one stops at once, in one line, exit 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "llm.train", "--preset", "tiny-copy", "--sft-steps", "0", "--steps", "100000",
+            "--eval-every", "0", "--tracker", "none", "--out-dir", str(tmp_path), "--name", "x"]  # fmt: skip
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "x" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.is_file() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
