@@ -620,6 +620,8 @@ class Trainer:
         try:
             return self._run(stop_after)
         finally:
+            if self.tracker != "none":  # last: accelerate's end_training destroys the process group
+                self.acc.end_training()
             self.release()
 
     def _run(self, stop_after: int | None) -> Path:
@@ -677,8 +679,6 @@ class Trainer:
                 signal.signal(s, h)
             if bar is not None:
                 bar.close()
-            if self.tracker != "none":
-                self.acc.end_training()
         if self.step == cfg.steps and self.acc.is_main_process:
             from llm.models import quiet
 
