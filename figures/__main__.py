@@ -103,6 +103,18 @@ def write_index(out: Path, metas: dict[int, dict]) -> Path:
     return path
 
 
+def _unwritable(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written, in words, or None (it is created if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write_probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     available = figures.modules()
     ap = argparse.ArgumentParser(
@@ -123,6 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     bad = [n for n in args.numbers if n not in available]
     if bad:
         ap.error(f"numbers: got {bad}; allowed: {', '.join(map(str, available))}")
+    if args.seed < 0:
+        print(f"error: --seed: got {args.seed}; allowed: an integer >= 0", file=sys.stderr)
+        return 2
+    for flag, folder in (("--out", args.out), ("--docs", args.docs)):
+        why = None if folder is None else _unwritable(Path(folder))
+        if why:  # before any figure is computed
+            print(f"error: {flag}: got {folder!r}, which cannot be written ({why}); allowed: a writable folder",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     numbers = args.numbers or [
         n for n in available if args.slow or not getattr(figures.load(n), "SLOW", False)
     ]

@@ -302,6 +302,23 @@ def test_cli_subset_index_and_resume(tmp_path, capsys):
     assert "## Figure 6" in (out / "index.md").read_text()  # the gallery keeps what is in --out
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["1", "--seed", "-1"], "error: --seed: got -1; allowed: an integer >= 0"),
+        (["1", "--out", "/proc/entrolab"], "error: --out: got '/proc/entrolab', which cannot be written ("),
+        (["1", "--docs", "/proc/entrolab"], "error: --docs: got '/proc/entrolab', which cannot be written ("),
+    ],
+)
+def test_cli_bad_flags_are_one_line_before_work(argv, message, capsys, monkeypatch, tmp_path):
+    made_any = []
+    monkeypatch.setattr(sys.modules["figures.__main__"], "make_one", lambda *a, **k: made_any.append(a))
+    assert main([*argv, *([] if "--out" in argv else ["--out", str(tmp_path)])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message)
+    assert made_any == []
+
+
 def test_cli_rejects_unknown_figure(capsys):
     with pytest.raises(SystemExit):
         main(["99", "--out", "/nonexistent"])
