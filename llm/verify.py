@@ -41,37 +41,38 @@ import numpy as np
 import theory
 from common.runio import atomic_write_json, code_fingerprint, git_sha
 from common.verdict import APPROX, FAILS, HOLDS, Row, format_table, monotone, paired, se, to_json
-from llm.config import TrainConfig
+from llm.config import PRESETS, TrainConfig
 
 # -- tiers ------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Tier:
-    """A model tier: the base config every arm starts from, and the paired seeds."""
+    """A model tier: the base config every arm starts from, and the paired seeds. ``model`` says what the
+    config cannot (the model and task in words); ``setting`` adds the numbers, read from ``base``."""
 
     name: str
     base: TrainConfig
     seeds: int
-    note: str
+    model: str
     claims: tuple[str, ...] = ()
     """the claims run by default (all when empty); ``--only`` overrides"""
+
+    @property
+    def setting(self) -> str:
+        b = self.base
+        return (
+            f"{self.model}, {b.steps} rollouts of {b.prompts_per_step} prompts × {b.group_size}, η={b.lr:g}; "
+            f"held-out: {b.eval_prompts} prompts × {b.eval_samples} samples"
+        )
 
 
 TIERS: dict[str, Tier] = {
     "tiny": Tier(
         "tiny",
-        TrainConfig(
-            model="tiny",
-            task="copy",
-            task_n=3,
-            sft_steps=300,
-            sft_target_acc_frac=0.4,
+        dataclasses.replace(
+            PRESETS["tiny-copy"],
             steps=60,
-            prompts_per_step=8,
-            group_size=8,
-            max_new_tokens=5,
-            lr=1e-3,
             eval_every=30,
             eval_prompts=64,
             eval_samples=16,
@@ -79,23 +80,13 @@ TIERS: dict[str, Tier] = {
             tracker="none",
         ),
         seeds=8,
-        note="tiny Llama (2 layers, 64 wide), copy 3 letters, warm start to 40% greedy accuracy, 100 rollouts "
-        "of 8 prompts × 8, η=1e-3; held-out: 64 prompts × 16 samples",
+        model="tiny Llama (2 layers, 64 wide), copy 3 letters, warm start to 40% greedy accuracy",
     ),
     "smollm2": Tier(
         "smollm2",
-        TrainConfig(
-            model="smollm2",
-            task="addition",
-            task_n=2,
-            scoring="last_number",
-            chat="What is {prompt}? Reply with the number only.",
-            temperature=0.7,
+        dataclasses.replace(
+            PRESETS["smollm2-arith"],
             steps=30,
-            prompts_per_step=4,
-            group_size=8,
-            micro_batch_size=8,
-            max_new_tokens=16,
             lr=5e-6,
             eval_every=15,
             eval_prompts=16,
@@ -105,8 +96,8 @@ TIERS: dict[str, Tier] = {
             tracker="none",
         ),
         seeds=2,
-        note="SmolLM2-135M-Instruct, two-digit addition in its chat template (τ = 0.7; about 12% correct at "
-        "the start), 30 rollouts of 4 prompts × 8, η=5e-6, full weights; held-out: 16 prompts × 16 samples",
+        model="SmolLM2-135M-Instruct, two-digit addition in its chat template (τ = 0.7; about 12% correct at "
+        "the start), full weights",
         claims=("M5", "M6b", "M6c", "M7", "LM2"),
     ),
 }
@@ -125,7 +116,7 @@ QUICK = Tier(
         checkpoint_every=2,
     ),
     seeds=2,
-    note="quick: the tiny tier shrunk to 4 rollouts of 4 prompts × 4 (plumbing, not evidence)",
+    model="quick, plumbing not evidence: the tiny tier's model untrained (20 supervised steps)",
 )
 
 # -- arms: the settings the claims compare -------------------------------------------------------------------
@@ -285,7 +276,7 @@ def claim(rid: str):
 
 def _row(rid, text, source, st: Study, seeds, measured, worst, tol, verdict, spread, details) -> Row:
     return Row(
-        id=rid, claim=text, source=source, setting=f"{st.tier.note}; {len(seeds)} paired seeds", n=len(seeds),
+        id=rid, claim=text, source=source, setting=f"{st.tier.setting}; {len(seeds)} paired seeds", n=len(seeds),
         measured=measured, worst=worst, tolerance=tol, verdict=verdict, must_hold=False, details=details,
         spread=spread,
     )  # fmt: skip
@@ -627,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     if out is not None:
         payload = json.loads(to_json(rows, args.seed))
         payload.update(
-            tier=tier.name, quick=args.quick, setting=tier.note, cache=str(root),
+            tier=tier.name, quick=args.quick, setting=tier.setting, cache=str(root),
             command="python -m llm.verify " + " ".join(argv if argv is not None else sys.argv[1:]),
             cells=len(study.seconds), train_seconds=round(sum(study.seconds.values()), 1), code=study.code,
             git_sha=git_sha(),
