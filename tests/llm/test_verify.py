@@ -106,7 +106,7 @@ class FakeStudy:
 
     def __init__(self, values, series=None):
         self.values, self.series = values, series or {}
-        self.tier = SimpleNamespace(note="made up", base=SimpleNamespace(eval_samples=4))
+        self.tier = SimpleNamespace(setting="made up", base=SimpleNamespace(eval_samples=4))
 
     def cell(self, arm, seed):
         v = float(self.values.get(arm, [0.5] * 8)[seed])
