@@ -6,6 +6,7 @@
   ``verl==0.9.1``), and the check of verl's config; ``llm.engines.verl_trainer``: the trainer mode
   ``entrolab`` that keeps controller state; ``llm.engines.verl_entry``: verl's entry point, which
   registers both.
+- ``llm.engines.state``: the controller-state file both engines keep in their checkpoints.
 
 Each adapter is a host in the sense of ``controllers.contract``: it declares what it can feed a pipeline
 and refuses, before any work, a controller it cannot feed or an engine option it would silently override.

@@ -40,7 +40,6 @@ differs from TRL (docs/engines.md, "TRL"):
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -49,12 +48,12 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 import controllers as C
-from common.runio import atomic_write_json
+from llm.engines import state as engine_state
 from llm.parallel import AccelerateGather, rank_scale
 
 TESTED_TRL = "1.16.0"
 SCOPES = ("global", "micro_batch")
-STATE_FILE = "entrolab_state.json"
+STATE_FILE = engine_state.STATE_FILE
 # TRL loss_type → the aggregation of entrolab's agg_loss that equals it
 LOSS_TYPES = {"dapo": "token-mean", "grpo": "seq-mean-token-mean", "dr_grpo": "seq-mean-token-sum-norm"}
 # GRPOConfig options that shape TRL's loss, with their neutral values: with an explicit pipeline the
@@ -537,28 +536,17 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            atomic_write_json({"trl": TESTED_TRL, "state": self.ctrl_state}, folder / STATE_FILE)
+            engine_state.save(folder, "trl", TESTED_TRL, self.ctrl_state)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
             return
-        path = Path(checkpoint) / STATE_FILE
-        if not path.is_file():
-            if any(self.ctrl_state[h] and any(self.ctrl_state[h].values()) for h in self.ctrl_state):
-                raise ValueError(
-                    f"resume_from_checkpoint: {checkpoint} has no {STATE_FILE}, and the pipeline's controllers "
-                    "keep state; allowed: a checkpoint written by EntropyControlledGRPOTrainer"
-                )
-            return
-        saved = json.loads(path.read_text())["state"]
-        for half in ("sampling", "loss"):
-            if set(saved.get(half, {})) != set(self.ctrl_state[half]):
-                raise ValueError(
-                    f"resume_from_checkpoint: {path} holds state for {sorted(saved.get(half, {}))}; allowed: "
-                    f"the same pipeline ({sorted(self.ctrl_state[half])})"
-                )
-        self.ctrl_state = saved
+        self.ctrl_state = engine_state.load(
+            Path(checkpoint), self.ctrl_state, option="resume_from_checkpoint",
+            keeps_state=any(self.ctrl_state[h] and any(self.ctrl_state[h].values()) for h in self.ctrl_state),
+            written_by="a checkpoint written by EntropyControlledGRPOTrainer",
+        )  # fmt: skip
 
 
 def _is_rows(v) -> bool:

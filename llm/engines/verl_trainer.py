@@ -23,7 +23,6 @@ With one mini-batch and one epoch the two agree. Only ``parameter_sync_step`` = 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -31,10 +30,10 @@ from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 import controllers as C
-from common.runio import atomic_write_json
+from llm.engines import state as engine_state
 from llm.engines import verl_plugin as P
 
-STATE_FILE = "entrolab_state.json"
+STATE_FILE = engine_state.STATE_FILE
 
 
 @register_trainer(P.NAME)
@@ -78,30 +77,18 @@ class EntrolabPPOTrainer(PPOTrainerSync):
     def _save_checkpoint(self):
         folder = Path(self.config.trainer.default_local_dir) / f"global_step_{self.global_steps}"
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json({"verl": P.TESTED_VERL, "state": self.ctrl_state}, folder / STATE_FILE)
+        engine_state.save(folder, "verl", P.TESTED_VERL, self.ctrl_state)
         super()._save_checkpoint()
 
     def _load_checkpoint(self):
         super()._load_checkpoint()
         if self.global_steps == 0:
             return
-        folder = self._resumed_folder()
-        path = folder / STATE_FILE
-        if not path.is_file():
-            if any(c.stateful() for pipe in self.entrolab_pipes.values() for c in pipe.controllers):
-                raise ValueError(
-                    f"trainer.resume_mode: {folder} has no {STATE_FILE}, and the pipeline's controllers keep "
-                    "state; allowed: a checkpoint written by trainer_mode=entrolab, or resume_mode=disable"
-                )
-            return
-        saved = json.loads(path.read_text())["state"]
-        for half in ("sampling", "loss"):
-            if set(saved.get(half, {})) != set(self.ctrl_state[half]):
-                raise ValueError(
-                    f"trainer.resume_mode: {path} holds state for {sorted(saved.get(half, {}))}; allowed: the "
-                    f"same pipeline ({sorted(self.ctrl_state[half])})"
-                )
-        self.ctrl_state = saved
+        self.ctrl_state = engine_state.load(
+            self._resumed_folder(), self.ctrl_state, option="trainer.resume_mode",
+            keeps_state=any(c.stateful() for pipe in self.entrolab_pipes.values() for c in pipe.controllers),
+            written_by="a checkpoint written by trainer_mode=entrolab, or resume_mode=disable",
+        )  # fmt: skip
 
     def _resumed_folder(self) -> Path:
         """The ``global_step_N`` folder verl's ``_load_checkpoint`` resumed from (its own rule)."""
