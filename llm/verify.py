@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import theory
 from common.runio import atomic_write_json, code_fingerprint, git_sha
@@ -57,6 +58,14 @@ class Tier:
     model: str
     claims: tuple[str, ...] = ()
     """the claims run by default (all when empty); ``--only`` overrides"""
+    off: tuple[tuple[str, int], ...] = (("epochs", 2), ("minibatches", 2))
+    """the off-policy base of the clip family, KL-Cov and PI control (default: 2 epochs × 2 minibatches)"""
+    bonus_coefs: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    """the entropy-bonus coefficients of M7, ascending; the first two are the "small" ones"""
+    dh_arms: tuple[str, ...] | None = None
+    """the arms that measure the realised ΔH (an extra no-grad pass per rollout); None: every arm"""
+    probe_rollouts: int = 20
+    """LM4: rollouts sampled at the start weights to pool the token covariances of"""
 
     @property
     def setting(self) -> str:
@@ -86,19 +95,24 @@ TIERS: dict[str, Tier] = {
         "smollm2",
         dataclasses.replace(
             PRESETS["smollm2-arith"],
-            steps=30,
-            lr=5e-6,
-            eval_every=15,
+            steps=20,
+            lr=1e-5,
+            micro_batch_size=0,
+            eval_every=20,
             eval_prompts=16,
             eval_samples=16,
-            checkpoint_every=5,
+            checkpoint_every=4,
             keep_checkpoints=1,
             tracker="none",
         ),
         seeds=2,
         model="SmolLM2-135M-Instruct, two-digit addition in its chat template (τ = 0.7; about 12% correct at "
         "the start), full weights",
-        claims=("M5", "M6b", "M6c", "M7", "LM2"),
+        claims=("M5", "M6b", "M6c", "M7", "LM2", "LM4"),
+        off=(("minibatches", 2),),
+        bonus_coefs=(1e-4, 1e-3, 1e-1),
+        dh_arms=("grpo",),
+        probe_rollouts=8,
     ),
 }
 QUICK = Tier(
@@ -121,47 +135,57 @@ QUICK = Tier(
 
 # -- arms: the settings the claims compare -------------------------------------------------------------------
 
-OFF = {"epochs": 2, "minibatches": 2}  # the off-policy base of the clip family and PI control (4 updates)
-ARMS: dict[str, dict] = {
-    "grpo": {},
-    "rloo": {"controllers": ("rloo", "ppo_clip")},
-    "dr_grpo": {"controllers": ("dr_grpo", "ppo_clip")},
-    "psr": {"controllers": ("psr",)},
-    "nsr": {"controllers": ("nsr",)},
-    "w_reinforce": {"controllers": ("w_reinforce",), "hp": ("w_reinforce.lam=0.1",)},
-    "off": OFF,
-    "clip_hi_0.28": {**OFF, "hp": ("ppo_clip.eps_hi=0.28",)},
-    "clip_hi_0.4": {**OFF, "hp": ("ppo_clip.eps_hi=0.4",)},
-    "clip_cov_0.03": {**OFF, "controllers": ("grpo", "ppo_clip", "clip_cov"), "hp": ("clip_cov.frac=0.03",)},
-    "clip_cov_0.1": {**OFF, "controllers": ("grpo", "ppo_clip", "clip_cov"), "hp": ("clip_cov.frac=0.1",)},
-    "kl_cov_0": {**OFF, "controllers": ("grpo", "kl_cov"), "hp": ("kl_cov.frac=0.02", "kl_cov.beta=0.0")},
-    "kl_cov_1": {**OFF, "controllers": ("grpo", "kl_cov"), "hp": ("kl_cov.frac=0.02", "kl_cov.beta=1.0")},
-    "kl_cov_4": {**OFF, "controllers": ("grpo", "kl_cov"), "hp": ("kl_cov.frac=0.02", "kl_cov.beta=4.0")},
-    **{
-        f"bonus_{c:g}": {
-            "controllers": ("grpo", "ppo_clip", "entropy_bonus"),
-            "hp": (f"entropy_bonus.coef={c:g}",),
-        }
-        for c in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-    },
-    "epochs_2": {"epochs": 2},
-    "epochs_4": {"epochs": 4},
-    **{
-        f"qae_{k:g}": {"controllers": ("qae", "ppo_clip"), "hp": (f"qae.k={k:g}",)}
-        for k in (0.2, 0.4, 0.6, 0.8)
-    },
-    "top20": {"controllers": ("grpo", "ppo_clip", "top_entropy"), "hp": ("top_entropy.rho=0.2",)},
-}
+OFF = {"epochs": 2, "minibatches": 2}  # the tiny tier's off-policy base (Tier.off): 4 updates per rollout
+BONUS_COEFS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def make_arms(off: dict, bonus_coefs=BONUS_COEFS) -> dict[str, dict]:
+    """The arms (TrainConfig overrides by name), with ``off`` as the off-policy base."""
+    return {
+        "grpo": {},
+        "rloo": {"controllers": ("rloo", "ppo_clip")},
+        "dr_grpo": {"controllers": ("dr_grpo", "ppo_clip")},
+        "psr": {"controllers": ("psr",)},
+        "nsr": {"controllers": ("nsr",)},
+        "w_reinforce": {"controllers": ("w_reinforce",), "hp": ("w_reinforce.lam=0.1",)},
+        "off": off,
+        "clip_hi_0.28": {**off, "hp": ("ppo_clip.eps_hi=0.28",)},
+        "clip_hi_0.4": {**off, "hp": ("ppo_clip.eps_hi=0.4",)},
+        "clip_cov_0.03": {**off, "controllers": ("grpo", "ppo_clip", "clip_cov"), "hp": ("clip_cov.frac=0.03",)},
+        "clip_cov_0.1": {**off, "controllers": ("grpo", "ppo_clip", "clip_cov"), "hp": ("clip_cov.frac=0.1",)},
+        "kl_cov_0": {**off, "controllers": ("grpo", "kl_cov"), "hp": ("kl_cov.frac=0.02", "kl_cov.beta=0.0")},
+        "kl_cov_1": {**off, "controllers": ("grpo", "kl_cov"), "hp": ("kl_cov.frac=0.02", "kl_cov.beta=1.0")},
+        "kl_cov_4": {**off, "controllers": ("grpo", "kl_cov"), "hp": ("kl_cov.frac=0.02", "kl_cov.beta=4.0")},
+        **{
+            f"bonus_{c:g}": {
+                "controllers": ("grpo", "ppo_clip", "entropy_bonus"),
+                "hp": (f"entropy_bonus.coef={c:g}",),
+            }
+            for c in bonus_coefs
+        },
+        "epochs_2": {"epochs": 2},
+        "epochs_4": {"epochs": 4},
+        **{
+            f"qae_{k:g}": {"controllers": ("qae", "ppo_clip"), "hp": (f"qae.k={k:g}",)}
+            for k in (0.2, 0.4, 0.6, 0.8)
+        },
+        "top20": {"controllers": ("grpo", "ppo_clip", "top_entropy"), "hp": ("top_entropy.rho=0.2",)},
+        # seed 000's experiment: a correct answer with a high-entropy token earns more (fork_bonus, 0.5)
+        "fork_bonus": {"controllers": ("fork_bonus", "grpo", "ppo_clip")},
+    }  # fmt: skip
+
+
+ARMS = make_arms(OFF)
 PI_TARGET_FRAC = 0.8  # PI/P target: this share of the warm start's training entropy (below it: GRPO falls)
 
 
-def _pi_arms(h0: float) -> dict[str, dict]:
+def _pi_arms(h0: float, off: dict = OFF) -> dict[str, dict]:
     """PI and P-only control of the entropy-bonus coefficient (in [0, 1]) with sim verify's gains."""
     hp = (f"pi_control.target={h0 * PI_TARGET_FRAC:.4f}", "pi_control.kp=10.0", "pi_control.knob_max=1.0")
     ctrls = ("grpo", "ppo_clip", "pi_control")
     return {
-        "pi": {**OFF, "controllers": ctrls, "hp": (*hp, "pi_control.ki=1.0")},
-        "p_only": {**OFF, "controllers": ctrls, "hp": (*hp, "pi_control.ki=0.0")},
+        "pi": {**off, "controllers": ctrls, "hp": (*hp, "pi_control.ki=1.0")},
+        "p_only": {**off, "controllers": ctrls, "hp": (*hp, "pi_control.ki=0.0")},
     }
 
 
@@ -198,6 +222,10 @@ class Study:
     def __init__(self, tier: Tier, root: Path, progress=None):
         self.tier, self.root, self.progress = tier, Path(root) / tier.name, progress
         self.code = _trainer_code()
+        self.off = dict(tier.off)
+        self.arms = make_arms(self.off, tier.bonus_coefs)
+        if tier.dh_arms is not None:  # the realised ΔH only where a claim reads it (a no-grad pass saved)
+            self.arms = {a: v if a in tier.dh_arms else {**v, "measure_dH": False} for a, v in self.arms.items()}
         self._h0: dict[int, float] = {}
         self.seconds: dict[tuple[str, int], float] = {}  # training time of every cell used, cached or not
 
@@ -215,7 +243,7 @@ class Study:
         return run_sft(cfg, progress=False)
 
     def cell(self, arm: str, seed: int) -> dict:
-        overrides = (ARMS | (self._pi(seed) if arm in ("pi", "p_only") else {}))[arm]
+        overrides = (self.arms | (self._pi(seed) if arm in ("pi", "p_only") else {}))[arm]
         cfg = arm_config(self.tier, arm, seed, overrides)
         key = cell_key(cfg, self.code)
         run_root = self.root / "cells" / f"{arm}-seed{seed}-{key}"
@@ -251,10 +279,61 @@ class Study:
             shutil.rmtree(cfg.run_dir / heavy, ignore_errors=True)
         return out
 
+    def probe(self, seed: int) -> dict:
+        """LM4's data: the token covariances Cov(y_t) (``controllers.token_cov``, GRPO's advantages, the
+        means over each batch's valid tokens) of the first ``tier.probe_rollouts`` training batches of the
+        GRPO arm, each sampled at the start weights; the first is exactly the GRPO cell's first batch.
+        Cached like a cell. Returns {"cov": every valid token's value, "batches": count}."""
+        import controllers as C
+        from controllers.select import token_cov
+        from llm.rollout import sample
+        from llm.train import Trainer, _seed
+
+        cfg = arm_config(self.tier, "grpo", seed, self.arms["grpo"])
+        key = cell_key(cfg, self.code)
+        run_root = self.root / "probes" / f"seed{seed}-{key}"
+        done = run_root / "probe.json"
+        if done.is_file():
+            return json.loads(done.read_text())
+        cfg = dataclasses.replace(cfg, name="probe", out_dir=str(run_root))
+        if cfg.sft_steps:
+            sft = cfg.run_dir / "sft"
+            if not sft.exists():
+                sft.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(self.warm(seed).resolve(), sft)
+        if self.progress:
+            self.progress(f"the covariance probe, seed {seed}")
+        tr = Trainer(cfg, progress=False)
+        covs = []
+        try:
+            model = tr.acc.unwrap_model(tr.model)
+            for k in range(self.tier.probe_rollouts):
+                examples, _ = tr._examples(k)
+                roll = sample(
+                    model, tr.tok, tr.task, examples, cfg.group_size, max_new_tokens=cfg.max_new_tokens,
+                    temperature=cfg.temperature, top_p=cfg.top_p, seed=_seed(cfg, k, tr.rank, 0),
+                )  # fmt: skip
+                logp, ent = tr._stats(roll)[:2]
+                mask = roll.completion_mask
+                batch = C.TokenBatch(
+                    logp=logp, old_logp=logp, adv=torch.zeros_like(mask), entropy=ent, mask=mask,
+                    group=roll.group, reward=roll.reward, length=mask.sum(-1),
+                )  # fmt: skip
+                adv = tr.pipe.advantages(batch, tr.ctrl_state)
+                covs += token_cov(batch.replace(adv=adv))[mask.bool()].tolist()
+        finally:
+            tr.release()
+        out = {"seed": seed, "key": key, "batches": self.tier.probe_rollouts, "cov": covs}
+        atomic_write_json(out, done)
+        for p in run_root.iterdir():  # keep the numbers, not the run's files
+            if p != done:
+                (p.unlink if p.is_symlink() or p.is_file() else lambda p=p: shutil.rmtree(p))()
+        return out
+
     def _pi(self, seed: int) -> dict[str, dict]:
         if seed not in self._h0:
             self._h0[seed] = self.cell("grpo", seed)["series"]["policy/entropy"][0]
-        return _pi_arms(self._h0[seed])
+        return _pi_arms(self._h0[seed], self.off)
 
     def ends(self, arm: str, key: str, seeds) -> np.ndarray:
         """The last held-out value of ``key`` (an ``eval/`` metric) per seed."""
@@ -314,13 +393,19 @@ def psr_nsr(st: Study, seeds) -> list[Row]:
     ]  # fmt: skip
 
 
+def _off_text(tier: Tier) -> str:
+    off = dict(tier.off)
+    e, m = off.get("epochs", 1), off.get("minibatches", 1)
+    return f"off-policy: {e} epoch{'s' * (e > 1)} × {m} minibatch{'es' * (m > 1)} per rollout"
+
+
 def _sweep(st: Study, seeds, arms, rid, text, src, label, values) -> Row:
     ends = [st.ends(a, "eval/entropy", seeds) for a in arms]
     d, d_se = paired(ends[-1], ends[0])
     return _row(
         rid, text, src, st, seeds,
         f"{label} {_fmt(values, '{:g}')}: held-out H {_fmt([e.mean() for e in ends])}; last − first {d:+.4f} "
-        f"± {d_se:.4f} (paired); off-policy: 2 epochs × 2 minibatches per rollout",
+        f"± {d_se:.4f} (paired); {_off_text(st.tier)}",
         d, 3 * d_se, HOLDS if monotone(ends) else FAILS, d_se,
         {"values": list(values), "H_end": [e.tolist() for e in ends]},
     )  # fmt: skip
@@ -350,7 +435,7 @@ def kl_cov(st: Study, seeds) -> Row:
 
 @claim("M7")
 def entropy_bonus(st: Study, seeds) -> Row:
-    coefs = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    coefs = (0.0, *st.tier.bonus_coefs)
     arms = ["grpo"] + [f"bonus_{c:g}" for c in coefs[1:]]
     ends = [st.ends(a, "eval/entropy", seeds) for a in arms]
     hs = [float(e.mean()) for e in ends]
@@ -533,6 +618,82 @@ def eighty_twenty(st: Study, seeds) -> Row:
         f"held-out pass@1 top-20% {top.mean():.3f} vs all tokens {full.mean():.3f}: {d:+.4f} ± {d_se:.4f} (paired); "
         f"pass@{n} {dn:+.4f} ± {dn_se:.4f}",
         d, -max(3 * d_se, 0.02), HOLDS if ok else FAILS, d_se, {"top20": top.tolist(), "all": full.tolist()},
+    )  # fmt: skip
+
+
+TAIL_FRACS = (0.0002, 0.002, 0.02, 0.2, 0.5, 1.0)  # the paper's Table 1 groups (top share of tokens)
+PAPER_TABLE1 = (5.654, 3.112, 1.385, 0.351, 0.152, 0.003)  # Qwen2.5-7B, step 1
+TAIL_RATIO_MIN = 5.0
+"""LM4's bar for "heavy-tailed": mean Cov of the top 2% ≥ 5 × that of the top 50% (the paper's Table 1: 9.1;
+a normal distribution: 3.0; a Laplace: 4.2)"""
+
+
+def tail_means(cov, fracs=TAIL_FRACS) -> list[float]:
+    """Mean of the top ⌈frac·N⌉ values of ``cov`` (at least one) for each share in ``fracs``."""
+    x = np.sort(np.asarray(cov, dtype=float))[::-1]
+    return [float(x[: max(1, math.ceil(f * len(x)))].mean()) for f in fracs]
+
+
+@claim("LM4")
+def heavy_tail(st: Study, seeds) -> Row:
+    """The token covariance is heavy-tailed: a small top share of tokens sits far above the rest."""
+    groups, ratios, n_tok = [], [], []
+    for s in seeds:
+        cov = st.probe(s)["cov"]
+        g = tail_means(cov)
+        groups.append(g)
+        ratios.append(g[2] / g[4] if g[4] > 0 else math.nan)
+        n_tok.append(len(cov))
+    g, r = np.mean(groups, axis=0), np.array(ratios)
+    ok = bool(np.all(np.isfinite(r))) and r.mean() - TAIL_RATIO_MIN > 3 * se(r)
+    labels = ("0.02%", "0.2%", "2%", "20%", "50%", "all")
+    return _row(
+        "LM4", "The token covariance is heavy-tailed: the top 2% of tokens' mean Cov(y_t) is far above the top "
+        f"50%'s (here: ≥ {TAIL_RATIO_MIN:g}×; paper's Table 1: 9.1×, a normal distribution 3.0×)",
+        "Cui et al. 2025 Table 1 (arXiv 2505.22617); docs/theory.md §1.5", st, seeds,
+        "mean Cov(y_t) of the top share at the start weights, GRPO advantages (paper's Table 1 in brackets): "
+        + "; ".join(f"{lab} {v:.4f} [{p:g}]" for lab, v, p in zip(labels, g, PAPER_TABLE1, strict=True))
+        + f"; top 2% / top 50% {np.nanmean(r):.2f} ± {se(r):.2f}; {int(np.mean(n_tok))} tokens per seed from "
+        f"{st.tier.probe_rollouts} batches",
+        float(np.nanmean(r)), TAIL_RATIO_MIN, HOLDS if ok else FAILS, se(r),
+        {"fracs": list(TAIL_FRACS), "group_means": [list(x) for x in groups], "ratio": r.tolist(), "tokens": n_tok},
+    )  # fmt: skip
+
+
+def v_shape(h: np.ndarray) -> tuple[float, float, float]:
+    """(start, bottom, end) of an entropy curve: its first value, the lowest mean of a window of a twelfth
+    of the run, and the mean of the last twelfth."""
+    w = max(1, len(h) // 12)
+    smooth = np.convolve(h, np.ones(w) / w, mode="valid")
+    return float(h[0]), float(smooth.min()), float(h[-w:].mean())
+
+
+@claim("LM5")
+def fork_v(st: Study, seeds) -> Row:
+    """Seed 000: rewarding correct answers that contain a high-entropy token gives a V-shaped entropy curve
+    that ends above its start; the correctness-only baseline's V does not come back up to its start."""
+    res = {}
+    for arm in ("grpo", "fork_bonus"):
+        sbe = np.array([v_shape(np.array(st.cell(arm, s)["series"]["policy/entropy"], float)) for s in seeds])
+        res[arm] = {"start": sbe[:, 0], "bottom": sbe[:, 1], "end": sbe[:, 2]}
+    f, b = res["fork_bonus"], res["grpo"]
+    dip, dip_se = paired(f["start"], f["bottom"])
+    rise, rise_se = paired(f["end"], f["start"])
+    base, base_se = paired(b["end"], b["start"])
+    vs, vs_se = paired(f["end"], b["end"])
+    ok = dip > 3 * dip_se and rise > 3 * rise_se
+    return _row(
+        "LM5", "Seed 000: a reward for correct answers with a high-entropy token gives a V-shaped entropy curve "
+        "that ends above its start (the correctness-only baseline's does not)",
+        "seed 000's own experiment (the fork_bonus controller: +0.5 for a correct answer with a top-20%-entropy "
+        "token)", st, seeds,
+        f"training-batch entropy, start → bottom (a twelfth's window) → end (last twelfth): fork_bonus "
+        f"{f['start'].mean():.3f} → {f['bottom'].mean():.3f} → {f['end'].mean():.3f} (dip {dip:+.4f} ± {dip_se:.4f}, "
+        f"end − start {rise:+.4f} ± {rise_se:.4f}); GRPO {b['start'].mean():.3f} → {b['bottom'].mean():.3f} → "
+        f"{b['end'].mean():.3f} (end − start {base:+.4f} ± {base_se:.4f}); fork_bonus − GRPO at the end "
+        f"{vs:+.4f} ± {vs_se:.4f} (paired)",
+        rise, 3 * rise_se, HOLDS if ok else FAILS, rise_se,
+        {a: {k: v.tolist() for k, v in d.items()} for a, d in res.items()},
     )  # fmt: skip
 
 

@@ -28,7 +28,7 @@ def test_quick_runs_every_claim_and_writes_the_table(quick):
     _, table = quick
     ids = {r["id"] for r in table["rows"]}
     assert ids == {"M5a", "M5b", "M6a", "M6b", "M6c", "M7", "M8a", "M10", "M11a", "M11b", "M11c", "M22",
-                   "LM1", "LM2", "LM3"}  # fmt: skip
+                   "LM1", "LM2", "LM3", "LM4", "LM5"}  # fmt: skip
     assert all(r["n"] == 2 and r["verdict"] in ("holds", "fails", "approximate") for r in table["rows"])
     assert table["quick"] is True and table["tier"] == "tiny"
 
@@ -104,9 +104,15 @@ class FakeStudy:
     """A Study whose cells are made up: ``values[arm]`` is the per-seed final held-out entropy (and
     pass@k = that number for every k)."""
 
-    def __init__(self, values, series=None):
-        self.values, self.series = values, series or {}
-        self.tier = SimpleNamespace(setting="made up", base=SimpleNamespace(eval_samples=4))
+    def __init__(self, values, series=None, covs=None):
+        self.values, self.series, self.covs = values, series or {}, covs or {}
+        self.tier = SimpleNamespace(
+            setting="made up", base=SimpleNamespace(eval_samples=4), off=V.TIERS["tiny"].off,
+            bonus_coefs=V.BONUS_COEFS, probe_rollouts=3,
+        )  # fmt: skip
+
+    def probe(self, seed):
+        return {"cov": self.covs[seed]}
 
     def cell(self, arm, seed):
         v = float(self.values.get(arm, [0.5] * 8)[seed])
@@ -138,3 +144,36 @@ def test_l2_holds_when_the_prediction_tracks_the_realised_change():
     assert V.covariance_tracks_dh(tracks, seeds).verdict == HOLDS
     noise = FakeStudy({}, {("grpo", s): series(10.0) for s in seeds})
     assert V.covariance_tracks_dh(noise, seeds).verdict == FAILS
+
+
+def test_tail_means_take_the_top_share_and_at_least_one_value():
+    x = np.arange(1000.0)
+    means = V.tail_means(x, (0.0002, 0.01, 0.5, 1.0))
+    assert means == [999.0, float(np.mean(x[-10:])), float(np.mean(x[500:])), float(np.mean(x))]
+
+
+def test_lm4_holds_for_a_heavy_tail_and_fails_for_a_normal_one():
+    rng = np.random.default_rng(1)
+    seeds = list(range(4))
+    normal = FakeStudy({}, covs={s: rng.normal(size=5000).tolist() for s in seeds})
+    row = V.heavy_tail(normal, seeds)
+    assert row.verdict == FAILS and 2.7 < row.worst < 3.3  # a normal's top 2% / top 50% is 3.0
+    heavy = FakeStudy({}, covs={s: (rng.standard_t(1.5, size=5000)).tolist() for s in seeds})
+    assert V.heavy_tail(heavy, seeds).verdict == HOLDS
+
+
+def test_lm5_holds_for_a_v_that_ends_above_its_start_and_fails_without_the_rise():
+    seeds = list(range(4))
+    t = np.linspace(0, 1, 60)
+
+    def series(curve):
+        return {("fork_bonus", s): {"policy/entropy": (curve + 0.01 * s * np.sin(7 * t)).tolist()} for s in seeds} | {
+            ("grpo", s): {"policy/entropy": (1 - 0.5 * t).tolist()} for s in seeds
+        }
+
+    v_up = FakeStudy({}, series(1 - 1.6 * t + 1.8 * t**2))  # dips to about 0.64, ends at 1.2
+    assert V.fork_v(v_up, seeds).verdict == HOLDS
+    v_flat = FakeStudy({}, series(1 - 1.6 * t + 1.2 * t**2))  # dips, ends at 0.6: below its start
+    assert V.fork_v(v_flat, seeds).verdict == FAILS
+    rising = FakeStudy({}, series(1 + 0.5 * t))  # ends above its start without a dip
+    assert V.fork_v(rising, seeds).verdict == FAILS
