@@ -225,7 +225,9 @@ class Study:
         self.off = dict(tier.off)
         self.arms = make_arms(self.off, tier.bonus_coefs)
         if tier.dh_arms is not None:  # the realised ΔH only where a claim reads it (a no-grad pass saved)
-            self.arms = {a: v if a in tier.dh_arms else {**v, "measure_dH": False} for a, v in self.arms.items()}
+            self.arms = {
+                a: v if a in tier.dh_arms else {**v, "measure_dH": False} for a, v in self.arms.items()
+            }
         self._h0: dict[int, float] = {}
         self.seconds: dict[tuple[str, int], float] = {}  # training time of every cell used, cached or not
 
