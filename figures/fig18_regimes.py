@@ -4,7 +4,9 @@ Rows: the claims of ``python -m sim verify`` that concern training dynamics (M5a
 pass@k, M6a-c clip-higher, Clip-Cov and KL-Cov, M7 the entropy bonus, M8a PI control, M10 off-policy epochs,
 M11a-c the entropy–performance law, M22 QAE's K) and the language-model claims LM1 (most of the entropy drop
 and reward gain in the first twelfth of training), LM2 (the batch covariance predicts each step's realised
-entropy change) and LM3 (training on the top 20% highest-entropy tokens matches training on all tokens).
+entropy change), LM3 (training on the top 20% highest-entropy tokens matches training on all tokens), LM4
+(the token covariance is heavy-tailed) and LM5 (seed 000: a reward for correct answers with a high-entropy
+token gives a V-shaped entropy curve that ends above its start).
 Columns, each from committed data: the tabular softmax and the five classes with shared parameters of the
 claims matrix (figure 17's CSV, calibrated step size: the cell gives how many of the classes that fit the
 check's environment hold, and holds only if more than half of them do), then the language models of ``python -m llm.verify``: the tiny character Llama
@@ -52,12 +54,16 @@ CLAIMS = (
     "LM1",
     "LM2",
     "LM3",
+    "LM4",
+    "LM5",
 )
 SIM_ONLY_ELSEWHERE = {
     "M8a": "not in the claims matrix (sim verify runs it on the token tree; figure 12)",
     "LM1": "a language-model claim (figure 5 times the collapse on the simulator)",
     "LM2": "a language-model claim (figures 1-3 check the covariance identity exactly)",
     "LM3": "a language-model claim (figure 13 checks the 80/20 mask on the simulator)",
+    "LM4": "a language-model claim (figure 9 measures the token covariance's tail on the token tree)",
+    "LM5": "a language-model claim (seed 000's experiment; not run on the simulator)",
 }
 COLOURS = {
     fc.HOLDS: "#4caf50",

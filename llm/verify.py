@@ -172,6 +172,8 @@ def make_arms(off: dict, bonus_coefs=BONUS_COEFS) -> dict[str, dict]:
         "top20": {"controllers": ("grpo", "ppo_clip", "top_entropy"), "hp": ("top_entropy.rho=0.2",)},
         # seed 000's experiment: a correct answer with a high-entropy token earns more (fork_bonus, 0.5)
         "fork_bonus": {"controllers": ("fork_bonus", "grpo", "ppo_clip")},
+        # the same with the bonus graded by the response's share of fork tokens (varies within a group)
+        "fork_bonus_share": {"controllers": ("fork_bonus", "grpo", "ppo_clip"), "hp": ("fork_bonus.mode=share",)},
     }  # fmt: skip
 
 
@@ -192,6 +194,7 @@ def _pi_arms(h0: float, off: dict = OFF) -> dict[str, dict]:
 KEEP = (
     "policy/entropy", "reward/mean", "policy/dH_pred_pg_per_lr", "policy/dH_pred_npg_per_lr",
     "policy/dH_realized", "ctrl/ppo_clip/frac_clipped", "policy/approx_kl_k1",
+    "ctrl/fork_bonus/frac_correct_with_fork",
 )  # fmt: skip
 """the per-rollout series a cell keeps (with every ``eval/pass@k``)"""
 
@@ -655,7 +658,9 @@ def heavy_tail(st: Study, seeds) -> Row:
         "Cui et al. 2025 Table 1 (arXiv 2505.22617); docs/theory.md §1.5", st, seeds,
         "mean Cov(y_t) of the top share at the start weights, GRPO advantages (paper's Table 1 in brackets): "
         + "; ".join(f"{lab} {v:.4f} [{p:g}]" for lab, v, p in zip(labels, g, PAPER_TABLE1, strict=True))
-        + f"; top 2% / top 50% {np.nanmean(r):.2f} ± {se(r):.2f}; {int(np.mean(n_tok))} tokens per seed from "
+        + f"; top 2% / top 50% {np.nanmean(r):.2f} ± {se(r):.2f} (top 0.02% / |all| {g[0] / abs(g[-1]):.0f}×, "
+        "figure 9's bar: 100×)"
+        + f"; {int(np.mean(n_tok))} tokens per seed from "
         f"{st.tier.probe_rollouts} batches",
         float(np.nanmean(r)), TAIL_RATIO_MIN, HOLDS if ok else FAILS, se(r),
         {"fracs": list(TAIL_FRACS), "group_means": [list(x) for x in groups], "ratio": r.tolist(), "tokens": n_tok},
@@ -673,27 +678,33 @@ def v_shape(h: np.ndarray) -> tuple[float, float, float]:
 @claim("LM5")
 def fork_v(st: Study, seeds) -> Row:
     """Seed 000: rewarding correct answers that contain a high-entropy token gives a V-shaped entropy curve
-    that ends above its start; the correctness-only baseline's V does not come back up to its start."""
+    that ends above its start; the correctness-only baseline's V does not come back up to its start.
+    The verdict is on the seed's version (mode "any"); the graded variant (mode "share") is reported."""
     res = {}
-    for arm in ("grpo", "fork_bonus"):
+    for arm in ("grpo", "fork_bonus", "fork_bonus_share"):
         sbe = np.array([v_shape(np.array(st.cell(arm, s)["series"]["policy/entropy"], float)) for s in seeds])
         res[arm] = {"start": sbe[:, 0], "bottom": sbe[:, 1], "end": sbe[:, 2]}
-    f, b = res["fork_bonus"], res["grpo"]
+    f, b, sh = res["fork_bonus"], res["grpo"], res["fork_bonus_share"]
     dip, dip_se = paired(f["start"], f["bottom"])
     rise, rise_se = paired(f["end"], f["start"])
     base, base_se = paired(b["end"], b["start"])
     vs, vs_se = paired(f["end"], b["end"])
+    sh_rise, sh_se = paired(sh["end"], sh["start"])
+    sh_vs, sh_vs_se = paired(sh["end"], b["end"])
     ok = dip > 3 * dip_se and rise > 3 * rise_se
+
+    def curve(d):
+        return f"{d['start'].mean():.3f} → {d['bottom'].mean():.3f} → {d['end'].mean():.3f}"
+
     return _row(
         "LM5", "Seed 000: a reward for correct answers with a high-entropy token gives a V-shaped entropy curve "
         "that ends above its start (the correctness-only baseline's does not)",
         "seed 000's own experiment (the fork_bonus controller: +0.5 for a correct answer with a top-20%-entropy "
         "token)", st, seeds,
-        f"training-batch entropy, start → bottom (a twelfth's window) → end (last twelfth): fork_bonus "
-        f"{f['start'].mean():.3f} → {f['bottom'].mean():.3f} → {f['end'].mean():.3f} (dip {dip:+.4f} ± {dip_se:.4f}, "
-        f"end − start {rise:+.4f} ± {rise_se:.4f}); GRPO {b['start'].mean():.3f} → {b['bottom'].mean():.3f} → "
-        f"{b['end'].mean():.3f} (end − start {base:+.4f} ± {base_se:.4f}); fork_bonus − GRPO at the end "
-        f"{vs:+.4f} ± {vs_se:.4f} (paired)",
+        f"training-batch entropy, start → bottom (a twelfth's window) → end (last twelfth): fork_bonus {curve(f)} "
+        f"(dip {dip:+.4f} ± {dip_se:.4f}, end − start {rise:+.4f} ± {rise_se:.4f}); GRPO {curve(b)} (end − start "
+        f"{base:+.4f} ± {base_se:.4f}); fork_bonus − GRPO at the end {vs:+.4f} ± {vs_se:.4f} (paired). Graded bonus "
+        f"(mode share): {curve(sh)}, end − start {sh_rise:+.4f} ± {sh_se:.4f}, − GRPO {sh_vs:+.4f} ± {sh_vs_se:.4f}",
         rise, 3 * rise_se, HOLDS if ok else FAILS, rise_se,
         {a: {k: v.tolist() for k, v in d.items()} for a, d in res.items()},
     )  # fmt: skip

@@ -167,9 +167,10 @@ def test_lm5_holds_for_a_v_that_ends_above_its_start_and_fails_without_the_rise(
     t = np.linspace(0, 1, 60)
 
     def series(curve):
-        return {
-            ("fork_bonus", s): {"policy/entropy": (curve + 0.01 * s * np.sin(7 * t)).tolist()} for s in seeds
-        } | {("grpo", s): {"policy/entropy": (1 - 0.5 * t).tolist()} for s in seeds}
+        out = {("grpo", s): {"policy/entropy": (1 - 0.5 * t).tolist()} for s in seeds}
+        for arm in ("fork_bonus", "fork_bonus_share"):
+            out |= {(arm, s): {"policy/entropy": (curve + 0.01 * s * np.sin(7 * t)).tolist()} for s in seeds}
+        return out
 
     v_up = FakeStudy({}, series(1 - 1.6 * t + 1.8 * t**2))  # dips to about 0.64, ends at 1.2
     assert V.fork_v(v_up, seeds).verdict == HOLDS
