@@ -92,9 +92,25 @@ def main(argv: list[str] | None = None) -> int:
     if a.device not in ("cpu", "cuda"):
         print(f"error: --device: got {a.device!r}; allowed: cpu, cuda", file=sys.stderr)
         return 2
+    if a.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("error: --device: got 'cuda' but torch sees no CUDA device; allowed: cpu", file=sys.stderr)
+            return 2
+    names = list(BENCHES if a.name == "all" else (a.name,))
+    for name in list(names):
+        why = getattr(_module(name), "unavailable", lambda: None)()
+        if why is None:
+            continue
+        if a.name != "all":
+            print(f"error: name: bench {name} cannot run here: {why}", file=sys.stderr)
+            return 2
+        print(f"bench {name}: skipped, {why}", file=sys.stderr)
+        names.remove(name)
     from bench import harness
 
-    for name in BENCHES if a.name == "all" else (a.name,):
+    for name in names:
         watch = harness.LoadWatch()
         if watch.noisy:
             print(

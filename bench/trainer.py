@@ -144,11 +144,19 @@ def _child(framework: str, T: int, steps: int, warmup: int, model: str = "tiny")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def unavailable() -> str | None:
+    """Why this benchmark cannot run here (None when it can): it compares with TRL's GRPOTrainer."""
+    import importlib.util
+
+    if importlib.util.find_spec("trl") is None:
+        return "it compares with TRL, which is not installed; enable it with pip install -e '.[bench]' (TRL 1.16.0)"
+    return None
+
+
 def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | None = None) -> dict:
-    try:
-        import trl
-    except ImportError:
-        raise RuntimeError("bench trainer needs TRL: pip install -e '.[bench]'") from None
+    why = unavailable()
+    if why is not None:
+        raise RuntimeError(f"bench trainer: {why}")
     from llm.models import smollm2_dir
 
     steps, warmup = (5, 2) if quick else (15, 3)

@@ -58,3 +58,42 @@ def test_trl_gets_the_same_character_ids():
         assert hf.decode(tok.encode(text), skip_special_tokens=True) == text
     batch = hf(["ab", "abcd"], padding=True)["input_ids"]
     assert batch[0][:2] == [tok.pad_token_id] * 2  # left padding, as generation needs
+
+
+def test_all_skips_the_trl_comparison_with_a_line_when_trl_is_missing(monkeypatch, tmp_path, capsys):
+    """`python -m bench all` runs every benchmark it can; the TRL comparison is skipped, saying how to
+    enable it (the others are stubbed here: only the dispatch is under test)."""
+    import importlib.util
+
+    import bench.__main__ as M
+    from bench import harness
+    from bench import trainer as bench_trainer
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real(name, *a)
+    )
+    why = bench_trainer.unavailable()
+    assert why is not None and "pip install -e '.[bench]'" in why
+    ran = []
+    for name in ("sim", "entropy", "controllers"):
+        mod = M._module(name)
+        monkeypatch.setattr(mod, "run", lambda name=name, **kw: ran.append(name) or {})
+        monkeypatch.setattr(mod, "summary", lambda res: ["stub"])
+    monkeypatch.setattr(harness, "RESULTS", tmp_path)
+    monkeypatch.setattr(M, "write_results_md", lambda latest: tmp_path / "RESULTS.md")
+    assert main(["all", "--quick"]) == 0
+    assert ran == ["sim", "entropy", "controllers"]
+    assert f"bench trainer: skipped, {why}" in capsys.readouterr().err
+    assert main(["trainer"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: name: bench trainer cannot run here: it compares with TRL")
+        and err.count("\n") == 1
+    )
+
+
+def test_trl_is_found_when_installed():
+    from bench import trainer as bench_trainer
+
+    assert bench_trainer.unavailable() is None
