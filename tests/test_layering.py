@@ -8,6 +8,7 @@ to one table of allowed edges between the project's packages, and no package imp
     llm          the trainer: may import common, theory, controllers — never sim
     figures      reads what sim runs: may import common, theory, controllers, sim
     bench        measures everything: may import every package
+    entrolab     the console script: dispatches to every package's command
 
 Third-party limits: theory never imports torch; controllers never imports accelerate or transformers;
 common imports neither torch nor scipy at module level.
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("common", "theory", "controllers", "sim", "llm", "figures", "bench")
+PACKAGES = ("common", "theory", "controllers", "sim", "llm", "figures", "bench", "entrolab")
 ALLOWED: dict[str, set[str]] = {
     "common": set(),
     "theory": {"common"},
@@ -32,6 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "llm": {"common", "theory", "controllers"},
     "figures": {"common", "theory", "controllers", "sim"},
     "bench": {"common", "theory", "controllers", "sim", "llm"},
+    "entrolab": {"common", "theory", "controllers", "sim", "llm", "figures", "bench"},
 }
 THIRD_PARTY_FORBIDDEN = {
     "common": {"torch", "scipy", "accelerate", "transformers"},
