@@ -53,3 +53,16 @@ def reward_groups(draw, min_g: int = 1, max_g: int = 32, binary: bool = True, ma
 
 quantile_k = st.floats(0.01, 0.99, allow_nan=False)
 step_sizes = st.floats(1e-4, 1.0, allow_nan=False)
+
+
+FMAX = float(np.finfo(np.float64).max)
+EXTREMES = [-FMAX, -1e308, -1e200, -1e4, -1.0, 0.0, 1e-300, 1.0, 1e4, 1e200, 1e308, FMAX]
+
+
+@st.composite
+def float_extreme_logits(draw, min_n: int = 2, max_n: int = 6, batch: tuple[int, ...] = ()):
+    """Logits anywhere in the finite float range: the extremes (±max float, ±1e308, ...) mixed with any
+    finite float, so differences of entries overflow."""
+    n = draw(st.integers(min_n, max_n))
+    elements = st.one_of(st.sampled_from(EXTREMES), st.floats(allow_nan=False, allow_infinity=False))
+    return draw(hnp.arrays(np.float64, (*batch, n), elements=elements))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory import _validate as v
-from theory.policy import _c_and_parts, _cov, _entropy_from_logp, _log_softmax
+from theory.policy import FMAX, _c_and_parts, _cov, _entropy_from_logp, _log_softmax
 
 
 def entropy_grad(logits) -> np.ndarray:
@@ -43,7 +43,12 @@ def entropy_hessian(logits) -> np.ndarray:
         (..., n, n) symmetric Hessian.
     """
     _, p, _, u, _ = _c_and_parts(v.array(logits, "logits"))
-    outer = p[..., :, None] * p[..., None, :] * (u[..., :, None] + u[..., None, :] + 1.0)
+    pu = p * u  # 0 where π underflows (u is then about −1.8e308): no 0·inf below
+    outer = (
+        pu[..., :, None] * p[..., None, :]
+        + p[..., :, None] * pu[..., None, :]
+        + p[..., :, None] * p[..., None, :]
+    )
     n = p.shape[-1]
     diag = np.einsum("...i,ij->...ij", p * (u + 1.0), np.eye(n))
     return outer - diag
@@ -99,7 +104,12 @@ def exact_dH(logits, dz) -> np.ndarray:
     """
     z = v.array(logits, "logits")
     d = v.like(dz, "dz", z)
-    return _entropy_from_logp(_log_softmax(z + d)) - _entropy_from_logp(_log_softmax(z))
+    with np.errstate(over="ignore"):
+        z = np.maximum(
+            z - z.max(axis=-1, keepdims=True), -FMAX
+        )  # softmax ignores the shift; z + Δz stays finite
+        moved = z + d
+    return _entropy_from_logp(_log_softmax(moved)) - _entropy_from_logp(_log_softmax(z))
 
 
 def _lr(lr) -> float:

@@ -1,8 +1,9 @@
 """Softmax policies: log-probabilities, entropy and covariances under π.
 
 All functions take logits with the actions on the last axis; leading axes are batch axes. Results are
-float64 and stay finite for logits up to ±1e4 (the maximum is subtracted before exponentiating, and
-π·log π is evaluated as π·(z − logsumexp z), which is exactly 0 where π underflows).
+float64 and finite for every finite input, up to the float extremes (the maximum is subtracted before
+exponentiating; log π saturates at the most negative float instead of −inf, and every product that
+carries log π multiplies by π first, so it is exactly 0 where π underflows).
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ import numpy as np
 
 from theory import _validate as v
 
+FMAX = float(np.finfo(np.float64).max)
+
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
+    """log π, saturated at −FMAX: where z_a − max z overflows (logits ±1e308), log π_a is the most negative
+    float rather than −inf, so that π·log π, π·(log π − E log π) and the like are exactly 0 there."""
     m = z.max(axis=-1, keepdims=True)
-    s = z - m
-    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    with np.errstate(over="ignore"):
+        s = np.maximum(z - m, -FMAX)
+    return np.maximum(s - np.log(np.exp(s).sum(axis=-1, keepdims=True)), -FMAX)
 
 
 def _entropy_from_logp(logp: np.ndarray) -> np.ndarray:
