@@ -55,14 +55,48 @@ def atomic_write_json(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def truncate_metrics(path: Path, next_step: int) -> None:
-    """Drop metric rows at or after ``next_step`` (written after the last checkpoint)."""
+def read_metrics_file(path: str | Path) -> tuple[list[dict], str]:
+    """The rows of a ``metrics.jsonl`` and a note (empty when none). A torn last line (a write cut off by a
+    crash: no newline at its end and not valid JSON) is left out and the note says so; any other line that
+    is not a JSON object with a "step" is an error naming the file and line."""
+    pairs, note = _metric_lines(path)
+    return [r for _, r in pairs], note
+
+
+def _metric_lines(path: str | Path) -> tuple[list[tuple[str, dict]], str]:
+    path = Path(path)
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    rows, note = [], ""
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:  # the last line, without its newline: cut off mid-write
+                note = f"{path}:{i + 1}: a torn last line (a write cut off mid-line) was left out"
+                break
+            raise ValueError(
+                f"{path}:{i + 1}: not a JSON line ({e.msg}); allowed: one JSON object per line"
+            ) from None
+        if not isinstance(row, dict) or "step" not in row:
+            raise ValueError(f"{path}:{i + 1}: a row without 'step'; allowed: metrics rows of entrolab runs")
+        rows.append((line, row))
+    return rows, note
+
+
+def truncate_metrics(path: Path, next_step: int) -> str:
+    """Drop metric rows at or after ``next_step`` (written after the last checkpoint) and a torn last line;
+    returns the note of ``read_metrics_file`` (empty when nothing was torn)."""
     if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < next_step]
+        return ""
+    pairs, note = _metric_lines(path)
+    keep = [line for line, r in pairs if r["step"] < next_step]  # the lines as written, byte for byte
     tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(ln + "\n" for ln in keep))
+    tmp.write_text("".join(line + "\n" for line in keep))
     os.replace(tmp, path)
+    return note
 
 
 def peak_rss_mb() -> float:

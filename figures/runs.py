@@ -43,6 +43,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import theory
+from common.runio import read_metrics_file
 
 PANELS = ("entropy", "reward", "pass_at_k", "dH_scatter", "dH_time", "quadrants", "law", "state")
 QUADRANTS = ("hip_posadv", "hip_negadv", "lop_posadv", "lop_negadv")
@@ -78,39 +79,13 @@ class Series:
     extra: dict = field(default_factory=dict)
 
 
-def read_metrics(path: Path) -> tuple[list[dict], str]:
-    """The rows of a ``metrics.jsonl``; a torn last line (no newline at its end and not valid JSON) is left
-    out with a note. Any other bad line is an error naming the file and line."""
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    rows, note = [], ""
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            if i == len(lines) - 1:  # the last line has no newline: a write cut off, the run goes on
-                note = f"{path}:{i + 1}: a torn last line left out (a run still writing, or cut off)"
-                break
-            raise ValueError(
-                f"{path}:{i + 1}: not a JSON line ({e.msg}); allowed: one JSON object per line"
-            ) from e
-        if not isinstance(row, dict) or "step" not in row:
-            raise ValueError(
-                f"{path}:{i + 1}: a row without 'step'; allowed: metrics.jsonl rows of entrolab runs"
-            )
-        rows.append(row)
-    return rows, note
-
-
 def load_run(path: str | Path, label: str | None = None) -> Run:
     p = Path(path)
     metrics = p / "metrics.jsonl"
     if not metrics.is_file():
         raise ValueError(f"RUN: got {str(path)!r}, which has no metrics.jsonl; allowed: a directory written by "
                          "python -m llm.train or python -m sim run")  # fmt: skip
-    rows, note = read_metrics(metrics)
+    rows, note = read_metrics_file(metrics)
     kind = "sim" if any("run" in r and "success" in r for r in rows[:50]) else "trainer"
     return Run(p, label or p.name, kind, rows, note)
 

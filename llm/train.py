@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 import controllers as C
-from common.runio import atomic_write_json, git_sha, peak_rss_mb, truncate_metrics
+from common.runio import atomic_write_json, git_sha, peak_rss_mb, read_metrics_file, truncate_metrics
 from controllers.agg import masked_mean
 from llm.config import TrainConfig, parse_cli
 from llm.embed import MiniLM
@@ -93,6 +93,10 @@ class Trainer:
         try:
             self.skipped: list[str] = []  # checkpoints passed over when resuming, with why
             self.resume_from = self._choose_checkpoint() if cfg.resume == "auto" else None
+            if self.resume_from is not None and (self.run_dir / "metrics.jsonl").exists():
+                read_metrics_file(
+                    self.run_dir / "metrics.jsonl"
+                )  # a corrupt line stops here, before any work
             self._setup(cfg)
         except BaseException:
             self.release()
@@ -636,7 +640,9 @@ class Trainer:
             metrics_path.unlink(missing_ok=True)
         self.pool = self.prepass(fresh=latest is None)
         if self.acc.is_main_process:
-            truncate_metrics(metrics_path, self.step)
+            torn = truncate_metrics(metrics_path, self.step)
+            if torn:
+                print(f"note: {torn}", file=sys.stderr)
         self.write_meta(resumed_from=None if latest is None else latest.name)
         if self.tracker != "none":
             self.acc.init_trackers(cfg.name, config={k: str(v) for k, v in cfg.to_json().items()})
@@ -804,7 +810,8 @@ def _shutdown() -> None:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    return [json.loads(ln) for ln in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if ln]
+    """The rows of a run's ``metrics.jsonl`` (a torn last line left out: ``common.runio.read_metrics_file``)."""
+    return read_metrics_file(Path(run_dir) / "metrics.jsonl")[0]
 
 
 # -- command line -----------------------------------------------------------------------------------------

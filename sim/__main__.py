@@ -16,7 +16,7 @@ import sys
 from controllers.data import CURRICULA
 from sim.policies import POLICIES
 from sim.presets import PRESETS
-from sim.run import UPDATES, SimConfig, read_metrics, run
+from sim.run import UPDATES, Interrupted, SimConfig, read_metrics, run
 
 
 def _value(text: str):
@@ -281,7 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = run(cfg, args.out, resume=not args.no_resume, progress=not args.quiet)
+    try:
+        out = run(cfg, args.out, resume=not args.no_resume, progress=not args.quiet)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return 128 + e.signum
     rows = read_metrics(out)
     last = [r for r in rows if r["step"] == max(x["step"] for x in rows)]
     first = [r for r in rows if r["step"] == 0]

@@ -27,13 +27,13 @@ import numpy as np
 import torch
 
 import controllers as C
-from common.runio import atomic_save, atomic_write_json, git_sha, truncate_metrics
+from common.runio import atomic_save, atomic_write_json, git_sha, read_metrics_file, truncate_metrics
 from sim import models, policies
 from sim import tree as tr
 from sim.config import DEFAULT_PASS_K, OPTIMIZERS, UPDATES, SimConfig, prompt_stages
 
-__all__ = ["DEFAULT_PASS_K", "OPTIMIZERS", "UPDATES", "SimConfig", "SimState", "Simulator", "prompt_stages",
-           "read_metrics", "run"]  # fmt: skip
+__all__ = ["DEFAULT_PASS_K", "OPTIMIZERS", "UPDATES", "Interrupted", "SimConfig", "SimState", "Simulator",
+           "memory_estimate_mb", "prompt_stages", "read_metrics", "run"]  # fmt: skip
 
 
 # -- the lean exact bandit step ------------------------------------------------------------------------
@@ -521,12 +521,81 @@ class Simulator:
         return meas
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped a run after a step; its checkpoint is saved and a rerun resumes."""
+
+    def __init__(self, signum: int, step: int, out: Path):
+        super().__init__(
+            f"signal {signum} at step {step}: checkpoint saved in {out}; rerun the same command to resume"
+        )
+        self.signum, self.step, self.out = signum, step, out
+
+
+MEMORY_FACTOR_EXACT = 20
+"""float64 arrays of S × V per run that a step holds at its peak (measured 13-22 on the presets)"""
+MEMORY_FACTOR_SAMPLED = 10
+"""the same for each sampled token's V logits (P prompts × G samples × T tokens per run)"""
+
+
+def memory_estimate_mb(sim: Simulator) -> float:
+    """About the memory a run of ``sim.cfg`` needs beyond the interpreter, in MB: every run holds its
+    S × V logits and a step's exact quantities, a sampled batch of P × G × T tokens over V actions, and a
+    policy class's parameters with their gradients and optimizer state. An estimate (within about 2× on
+    the presets), used to refuse configurations that cannot fit before any work."""
+    m, cfg = sim.model, sim.cfg
+    per_run = m.n_states * m.n_actions * 8 * MEMORY_FACTOR_EXACT
+    if cfg.update in ("grpo", "ppo"):
+        per_run += m.n_prompts * cfg.group_size * m.horizon * m.n_actions * 8 * MEMORY_FACTOR_SAMPLED
+    if sim.policy is not None:
+        per_run += sum(v.numel() for v in sim.policy.params(1).values()) * 8 * 4
+    return cfg.runs * per_run / 2**20
+
+
+def available_mb(device: torch.device) -> float | None:
+    """Memory free for a new allocation on ``device`` in MB (MemAvailable on CPU), or None if unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] / 2**20
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _config_diff(saved: dict, new: dict) -> str:
+    keys = sorted(set(saved) | set(new))
+    return ", ".join(f"{k} {saved.get(k)!r} → {new.get(k)!r}" for k in keys if saved.get(k) != new.get(k))
+
+
 def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool = True) -> Path:
     """Run to ``out/metrics.jsonl`` + ``config.json`` (+ ``checkpoint.pt``); resumes a finished or
-    interrupted run with the same config. Returns the output directory."""
+    interrupted run with the same config. Returns the output directory.
+
+    Before any work it refuses, with a one-line ValueError: an ``out`` that cannot be written, a run there
+    with another config (naming the fields that differ), an unreadable checkpoint, and a configuration
+    whose memory estimate (``memory_estimate_mb``) exceeds what the device has free. SIGINT and SIGTERM
+    finish the current step, save a checkpoint and raise ``Interrupted``; a second signal stops at once."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(
+            f"out: cannot write to {str(out)!r} ({e.strerror}); allowed: a writable directory"
+        ) from None
     sim = Simulator(cfg)
+    need, free = memory_estimate_mb(sim), available_mb(sim.device)
+    if free is not None and need > 0.9 * free:
+        per = need / cfg.runs
+        raise ValueError(
+            f"runs: got {cfg.runs}; allowed: at most about {max(0, int(0.9 * free / per))} here (about {need:,.0f} MB "
+            f"needed, {free:,.0f} MB free on {sim.device.type}; fewer runs, or a smaller env)"
+        )
     cfg_path, metrics_path, ckpt_path = out / "config.json", out / "metrics.jsonl", out / "checkpoint.pt"
     meta = {
         "config": cfg.to_json(),
@@ -539,16 +608,25 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
     }
     state = sim.init_state()
     if resume and ckpt_path.exists():
-        saved = torch.load(ckpt_path, weights_only=False)
+        try:
+            saved = torch.load(ckpt_path, weights_only=False)
+        except Exception as e:  # truncated or garbled: torch raises several kinds
+            raise ValueError(
+                f"out: {ckpt_path} is unreadable ({type(e).__name__}: {str(e)[:80]}); allowed: --no-resume to "
+                "start over, or a new --out"
+            ) from None
         if saved["config"] != cfg.to_json():
             raise ValueError(
-                f"out: {str(out)!r} holds a run with another config; allowed: the same config, or a new --out"
+                f"out: {str(out)!r} holds a run with another config ({_config_diff(saved['config'], cfg.to_json())}); "
+                "allowed: the same config, --no-resume to start over, or a new --out"
             )
         state = sim.load_state(saved)
     elif metrics_path.exists():
         metrics_path.unlink()
     atomic_write_json(meta, cfg_path)
-    truncate_metrics(metrics_path, state.step)
+    torn = truncate_metrics(metrics_path, state.step)
+    if torn:
+        print(f"note: {torn}", file=sys.stderr)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -556,25 +634,46 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
         bar = tqdm(
             total=cfg.steps, initial=state.step, desc=f"sim {cfg.update}", unit="step", file=sys.stderr
         )
+    stop: list[int] = []
+
+    def on_signal(signum, frame):
+        if stop:  # a second signal: stop now (the last checkpoint is intact)
+            raise KeyboardInterrupt
+        stop.append(signum)
+        print(f"\nsignal {signum}: finishing this step, then saving a checkpoint", file=sys.stderr)
+
+    import signal
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.time()
-    with metrics_path.open("a") as fh:
-        while state.step < cfg.steps:
-            k = state.step
-            logged = k % cfg.log_every == 0 or k == cfg.steps - 1
-            meas = sim.step(state, measure=logged)
-            if logged:
-                _write_rows(fh, k, meas, state, cfg)
-            if cfg.checkpoint_every and (state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps):
-                fh.flush()
-                atomic_save(sim.state_dict(state), ckpt_path)
-            if bar is not None:
-                bar.update(1)
-                if "entropy" in meas:
-                    bar.set_postfix(
-                        H=f"{float(meas['entropy'].mean()):.3f}", succ=f"{float(meas['success'].mean()):.3f}"
-                    )
-    if bar is not None:
-        bar.close()
+    try:
+        with metrics_path.open("a") as fh:
+            while state.step < cfg.steps and not stop:
+                k = state.step
+                logged = k % cfg.log_every == 0 or k == cfg.steps - 1
+                meas = sim.step(state, measure=logged)
+                if logged:
+                    _write_rows(fh, k, meas, state, cfg)
+                due = cfg.checkpoint_every and (
+                    state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps
+                )
+                if due or stop:
+                    fh.flush()
+                    atomic_save(sim.state_dict(state), ckpt_path)
+                if bar is not None:
+                    bar.update(1)
+                    if "entropy" in meas:
+                        bar.set_postfix(
+                            H=f"{float(meas['entropy'].mean()):.3f}",
+                            succ=f"{float(meas['success'].mean()):.3f}",
+                        )
+    finally:
+        for s_, h in old.items():
+            signal.signal(s_, h)
+        if bar is not None:
+            bar.close()
+    if stop:
+        raise Interrupted(stop[0], state.step, out)
     dead = [(i, d) for i, d in enumerate(state.dead) if d]
     for i, d in dead:
         print(f"run {i} stopped at {d}", file=sys.stderr)
@@ -596,4 +695,5 @@ def _write_rows(fh, step: int, meas: dict, state: SimState, cfg: SimConfig) -> N
 
 
 def read_metrics(out: str | Path) -> list[dict]:
-    return [json.loads(ln) for ln in (Path(out) / "metrics.jsonl").read_text().splitlines() if ln]
+    """The rows of a run's ``metrics.jsonl`` (a torn last line left out: ``common.runio.read_metrics_file``)."""
+    return read_metrics_file(Path(out) / "metrics.jsonl")[0]

@@ -103,3 +103,32 @@ def test_checkpoints_record_their_files():
         assert {"pytorch_model.bin", "optimizer.bin", "scheduler.bin"} <= set(files)
         assert all((ck / n).stat().st_size == size for n, size in files.items())
         assert checkpoint_problem(ck) is None
+
+
+def test_a_torn_last_metrics_line_is_dropped_and_the_run_resumes(tmp_path, whole, capsys):
+    """A crash mid-write leaves half a JSON line: the rerun drops it (and says so), keeps every complete row
+    and resumes to the uninterrupted result."""
+    c = cfg(tmp_path)
+    train(c, progress=False, stop_after=4)
+    with (c.run_dir / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 4, "policy/entropy": 0.5, "reward/me')
+    train(c, progress=False)
+    assert (
+        "metrics.jsonl:5: a torn last line (a write cut off mid-line) was left out" in capsys.readouterr().err
+    )
+    assert _rows(c) == whole
+
+
+def test_a_corrupt_metrics_line_is_named_before_any_work(tmp_path):
+    c = cfg(tmp_path)
+    train(c, progress=False, stop_after=4)
+    path = c.run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1][:20] + "#" + lines[1][21:]
+    path.write_text("\n".join(lines) + "\n")
+    before = path.read_text()
+    with pytest.raises(
+        ValueError, match=r"metrics.jsonl:2: not a JSON line \(.*\); allowed: one JSON object per line$"
+    ):
+        Trainer(c, progress=False)
+    assert path.read_text() == before

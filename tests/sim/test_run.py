@@ -12,6 +12,7 @@ import controllers as C
 import theory
 from sim import tree as tr
 from sim.__main__ import main
+from sim.presets import PRESETS as PRESETS_SIM
 from sim.run import SimConfig, Simulator, read_metrics, run
 from tests.sim.helpers import fast_vs_slow, run_interrupted
 
@@ -277,3 +278,101 @@ def test_lean_path_stops_a_run_whose_logits_go_non_finite(monkeypatch):
     assert s.dead == [None, "step 0: non-finite logits after the update", None]
     assert torch.equal(s.z[1], z0[1]) and not torch.equal(s.z[0], z0[0])
     assert bool(torch.isfinite(s.z).all())
+
+
+def _quick(tmp_path, name="q", *extra):
+    return ["run", "--preset", "quick", "--steps", "4", "--checkpoint-every", "2", "--out", str(tmp_path / name),
+            "--quiet", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--out", "/proc/x"], "error: out: cannot write to '/proc/x'"),
+        (["--runs", "10000000"], "error: runs: got 10000000; allowed: at most about"),
+        (["--device", "cuda"], "error: device: got 'cuda'; allowed: cpu (no CUDA device is available)"),
+    ],
+)
+def test_cli_refuses_before_work(argv, needle, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    base = ["run", "--preset", "quick", "--steps", "2", "--quiet", "--out", str(tmp_path / "x")]
+    assert main(base + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(needle) and "\n" not in err, err
+
+
+def test_a_changed_config_is_named_field_by_field(tmp_path, capsys):
+    assert main(_quick(tmp_path)) == 0
+    capsys.readouterr()
+    assert main(_quick(tmp_path, "q", "--lr", "0.25", "--seed", "3")) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("error: out: ")
+        and "another config (lr 0.5 → 0.25, seed 0 → 3)" in err
+        and "\n" not in err
+    )
+
+
+def test_an_unreadable_checkpoint_is_refused_and_kept(tmp_path, capsys):
+    assert main(_quick(tmp_path)) == 0
+    ckpt = tmp_path / "q" / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    before = (tmp_path / "q" / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert main(_quick(tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith(f"error: out: {ckpt} is unreadable (") and "allowed: --no-resume to start over" in err
+    )
+    assert (tmp_path / "q" / "metrics.jsonl").read_text() == before and ckpt.read_bytes() == data[
+        : len(data) // 2
+    ]
+
+
+def test_a_torn_metrics_line_is_dropped_and_the_run_resumes(tmp_path, capsys):
+    assert main(_quick(tmp_path, "whole")) == 0
+    whole = read_metrics(tmp_path / "whole")
+    cfg = dataclasses.replace(PRESETS_SIM["quick"], steps=4, checkpoint_every=2)
+    run(dataclasses.replace(cfg, steps=2), tmp_path / "cut", progress=False)  # checkpoint at 2
+    # the same config as the whole run, cut after step 2: rewrite the saved config's length
+    saved = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    saved["config"] = cfg.to_json()
+    torch.save(saved, tmp_path / "cut" / "checkpoint.pt")
+    with (tmp_path / "cut" / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 2, "run": 0, "entro')
+    capsys.readouterr()
+    run(cfg, tmp_path / "cut", progress=False)
+    assert (
+        "metrics.jsonl:17: a torn last line (a write cut off mid-line) was left out"
+        in capsys.readouterr().err
+    )
+    assert read_metrics(tmp_path / "cut") == whole
+
+
+def test_sigterm_saves_and_the_rerun_resumes(tmp_path):
+    """SIGTERM mid-run: one line, exit 128 + 15, a checkpoint at the step reached; the rerun ends with the
+    same metrics as an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = ["run", "--preset", "quick", "--steps", "400", "--checkpoint-every", "0", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    cmd = [sys.executable, "-m", "sim", *argv, "--out", str(tmp_path / "cut")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "cut" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.stat().st_size > 0):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert lines[-1].startswith("stopped: signal 15 at step ") and "Traceback" not in err
+    assert (tmp_path / "cut" / "checkpoint.pt").exists()
+    assert subprocess.run(cmd, capture_output=True, text=True, timeout=300).returncode == 0
+    assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "whole")
