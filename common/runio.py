@@ -99,6 +99,23 @@ def truncate_metrics(path: Path, next_step: int) -> str:
     return note
 
 
+def cannot_write(folder: str | Path, create: bool = True) -> str | None:
+    """Why a file cannot be written in ``folder``, in the system's words, or None when it can. With
+    ``create`` the folder (and its parents) is made if missing; without, a missing folder is a reason."""
+    folder = Path(folder)
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif not folder.is_dir():
+            return "no such directory"
+        probe = folder / f".write_probe.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    return None
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MB: VmHWM from /proc (Linux), which starts afresh at exec.
     (``ru_maxrss`` does not: a child started from a big process inherits that process's peak.) Falls

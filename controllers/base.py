@@ -27,6 +27,7 @@ and declares what it needs from the host that runs it (the contract, checked by
                                    and its extra term is the mean of the runs' (so one loss call can serve
                                    all runs)
     acts_on() -> frozenset[str]    which of "rewards", "advantages", "terms" it overrides
+    supplies_surrogate() -> bool   its terms return the PG surrogate (at most one per pipeline)
     sampling_reads() -> frozenset[str]
                                    for a sampling-stage controller, the per-token values among
                                    ``logp``, ``old_logp``, ``entropy`` it reads (a host whose sampling
@@ -94,6 +95,7 @@ class Controller:
     stage_name: ClassVar[str] = "loss"
     separable_runs: ClassVar[bool] = False
     reads_at_sampling: ClassVar[frozenset[str]] = frozenset()
+    surrogate_supplier: ClassVar[bool] = False
 
     # -- the contract ------------------------------------------------------------------------------
 
@@ -114,6 +116,11 @@ class Controller:
 
     def stateful(self) -> bool:
         return type(self).step is not Controller.step
+
+    def supplies_surrogate(self) -> bool:
+        """True if its ``terms`` return the per-token PG surrogate (``Terms.surrogate``, replacing −A·ratio);
+        a pipeline holds at most one such controller, checked when it is built."""
+        return bool(self.surrogate_supplier)
 
     def resets_reference(self) -> bool:
         """True if the controller may ask the host to copy the policy into the reference model
@@ -239,6 +246,12 @@ class Pipeline:
                 raise ValueError(
                     f"controllers[{i}]: got {type(c).__name__}; allowed: controllers from controllers.get(name, ...)"
                 )
+        owners = [c.name for c in items if c.supplies_surrogate()]
+        if len(owners) > 1:
+            raise ValueError(
+                f"controllers: {' and '.join(repr(n) for n in owners)} each define the PG surrogate; allowed: at "
+                "most one of them in a pipeline"
+            )
         self.controllers = [c.bind(items) for c in items]
         self.keys = [f"{i}:{c.name}" for i, c in enumerate(items)]
 

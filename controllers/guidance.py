@@ -78,6 +78,7 @@ class Luffy(Controller):
     """
 
     name = "luffy"
+    surrogate_supplier = True
     kind = "surrogate"
     separable_runs = True
     gamma: float = 0.1

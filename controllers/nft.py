@@ -44,6 +44,7 @@ def maxv(x: Tensor, floor: float) -> Tensor:
 @dataclass(frozen=True)
 class NFT(Controller):
     name = "nft"
+    surrogate_supplier = True
     kind = "weight"  # supplies the PG surrogate, like ppo_clip
     needs_fields = frozenset({"reward"})
     groups = True

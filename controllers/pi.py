@@ -110,6 +110,9 @@ class PIControl(Controller):
     def acts_on(self):
         return get(self.inner, **self.inner_hp).acts_on()
 
+    def supplies_surrogate(self):
+        return get(self.inner, **self.inner_hp).supplies_surrogate()
+
     def _bound_inner(self, state) -> Controller:
         return self.inner_at(state["value"])
 

@@ -39,6 +39,7 @@ class PPOClip(Controller):
     """
 
     name = "ppo_clip"
+    surrogate_supplier = True
     kind = "weight"
     separable_runs = True
     eps_lo: float = 0.2

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import figures
-from common.runio import code_fingerprint
+from common.runio import cannot_write, code_fingerprint
 from figures import _common
 
 
@@ -103,18 +103,6 @@ def write_index(out: Path, metas: dict[int, dict]) -> Path:
     return path
 
 
-def _unwritable(folder: Path) -> str | None:
-    """Why ``folder`` cannot be created or written, in words, or None (it is created if missing)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write_probe"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        return e.strerror or type(e).__name__
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     available = figures.modules()
     ap = argparse.ArgumentParser(
@@ -139,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --seed: got {args.seed}; allowed: an integer >= 0", file=sys.stderr)
         return 2
     for flag, folder in (("--out", args.out), ("--docs", args.docs)):
-        why = None if folder is None else _unwritable(Path(folder))
+        why = None if folder is None else cannot_write(folder)
         if why:  # before any figure is computed
             print(f"error: {flag}: got {folder!r}, which cannot be written ({why}); allowed: a writable folder",
                   file=sys.stderr)  # fmt: skip

@@ -43,7 +43,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import theory
-from common.runio import read_metrics_file
+from common.runio import cannot_write, read_metrics_file
 
 PANELS = ("entropy", "reward", "pass_at_k", "dH_scatter", "dH_time", "quadrants", "law", "state")
 QUADRANTS = ("hip_posadv", "hip_negadv", "lop_posadv", "lop_negadv")
@@ -349,14 +349,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        print(f"error: --out: cannot write to {str(out)!r} ({e.strerror}); allowed: a writable directory",
-              file=sys.stderr)  # fmt: skip
+    why = cannot_write(out)
+    if why is not None:
+        print(
+            f"error: --out: cannot write to {str(out)!r} ({why}); allowed: a writable directory",
+            file=sys.stderr,
+        )
         return 2
     for r in runs:
         if r.note:

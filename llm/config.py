@@ -268,8 +268,9 @@ class TrainConfig:
         self.hyperparameters()  # malformed --hp entries fail here
         try:
             self.pipeline()
-        except ValueError as e:
-            raise ValueError(f"hp: {e}") from None
+        except ValueError as e:  # a hyperparameter's value, or a pipeline the controllers refuse
+            text = str(e)
+            raise ValueError(text if text.startswith("controllers: ") else f"hp: {text}") from None
         from common.runio import is_band
         from llm.embed import EMBEDDERS, minilm_dir
 

@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import sys
 
+from common.runio import cannot_write
 from controllers.data import CURRICULA
 from sim.policies import POLICIES
 from sim.presets import PRESETS
@@ -181,6 +182,14 @@ def verify_main(args: argparse.Namespace) -> int:
             f"error: --json: directory {out.parent} does not exist; allowed: a path in an existing directory",
             file=sys.stderr,
         )
+        return 2
+    why = None if out is None else cannot_write(out.parent, create=False)
+    if why is not None:
+        print(f"error: --json: cannot write in {out.parent} ({why}); allowed: a path in a writable directory",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.seed is not None and args.seed < 0:
+        print(f"error: --seed: got {args.seed}; allowed: an integer >= 0", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
 

@@ -27,7 +27,14 @@ import numpy as np
 import torch
 
 import controllers as C
-from common.runio import atomic_save, atomic_write_json, git_sha, read_metrics_file, truncate_metrics
+from common.runio import (
+    atomic_save,
+    atomic_write_json,
+    cannot_write,
+    git_sha,
+    read_metrics_file,
+    truncate_metrics,
+)
 from sim import models, policies
 from sim import tree as tr
 from sim.config import DEFAULT_PASS_K, OPTIMIZERS, UPDATES, SimConfig, prompt_stages
@@ -579,15 +586,9 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
     whose memory estimate (``memory_estimate_mb``) exceeds what the device has free. SIGINT and SIGTERM
     finish the current step, save a checkpoint and raise ``Interrupted``; a second signal stops at once."""
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(
-            f"out: cannot write to {str(out)!r} ({e.strerror}); allowed: a writable directory"
-        ) from None
+    why = cannot_write(out)
+    if why is not None:
+        raise ValueError(f"out: cannot write to {str(out)!r} ({why}); allowed: a writable directory")
     sim = Simulator(cfg)
     need, free = memory_estimate_mb(sim), available_mb(sim.device)
     if free is not None and need > 0.9 * free:

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from common.runio import cannot_write
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -33,6 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"--json: directory {args.json.parent} does not exist; allowed: a path in an existing directory"
         )
+    if args.seed < 0:
+        print(f"error: --seed: got {args.seed}; allowed: an integer >= 0", file=sys.stderr)
+        return 2
+    why = None if args.json is None else cannot_write(args.json.parent, create=False)
+    if why is not None:
+        print(f"error: --json: cannot write in {args.json.parent} ({why}); allowed: a path in a writable directory",
+              file=sys.stderr)  # fmt: skip
+        return 2
 
     t0 = time.perf_counter()
 

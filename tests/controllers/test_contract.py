@@ -74,7 +74,7 @@ def _ordered_pipeline(name):
     items = [C.get(name)]
     if name != "grpo":
         items.append(C.get("grpo"))
-    if name not in ("ppo_clip", "nft", "luffy"):
+    if not C.get(name).supplies_surrogate():
         items.append(C.get("ppo_clip", eps_hi=0.28))
     items.sort(key=lambda c: c.stage() == "loss")  # stable: the order within a stage is kept
     return C.Pipeline(items)
@@ -210,3 +210,25 @@ def test_stateless_controllers_do_not_change_state(name):
     strip = {k: v for k, v in st.items() if k not in ("inert_steps", "since_reset", "n_resets", "due")}
     init = {k: v for k, v in c.init().items() if k in strip}
     assert strip == init, (st, c.init())
+
+
+@pytest.mark.parametrize("name", C.names())
+@settings(max_examples=10)
+@given(batch=batches(max_b=8, max_t=5, off_policy=True, full=True))
+def test_supplies_surrogate_is_honest(name, batch):
+    """A controller returns a PG surrogate from ``terms`` exactly when it declares it does."""
+    c = C.get(name)
+    t = c.terms(_adv(batch), c.init(), torch.Generator().manual_seed(0))
+    assert (t.surrogate is not None) == c.supplies_surrogate(), (name, c.supplies_surrogate())
+
+
+def test_two_surrogates_are_refused_when_the_pipeline_is_built():
+    owners = [n for n in C.names() if C.get(n).supplies_surrogate()]
+    assert {"ppo_clip", "nft", "luffy"} <= set(owners)
+    with pytest.raises(
+        ValueError,
+        match=r"^controllers: 'ppo_clip' and 'nft' each define the PG surrogate; allowed: at most one",
+    ):
+        C.Pipeline([C.get("grpo"), C.get("ppo_clip"), C.get("nft")])
+    with pytest.raises(ValueError, match="each define the PG surrogate"):
+        C.Pipeline([C.get("pi_control", inner="ppo_clip", knob="eps_hi"), C.get("nft")])

@@ -34,6 +34,10 @@ CASES = {
     "infinite learning rate": (None, ["--lr", "inf"], "error: lr: got inf; allowed: a number in (0.0, 1.0]"),
     "learning rate that overflows Adam": (None, ["--lr", "1e38"], "error: lr: got 1e+38; allowed: a number in (0.0, 1.0]"),
     "infinite weight decay": (None, ["--weight-decay", "inf"], "error: weight_decay: got inf; allowed: a finite number >= 0.0"),
+    "two surrogate losses": (
+        None, ["--controllers", "grpo", "ppo_clip", "nft"],
+        "error: controllers: 'ppo_clip' and 'nft' each define the PG surrogate; allowed: at most one",
+    ),
 }  # fmt: skip
 
 

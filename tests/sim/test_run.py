@@ -219,6 +219,10 @@ def test_a_run_that_goes_non_finite_stops_alone(tmp_path, monkeypatch):
             "error: controllers: got 'grpo'; allowed: none with an exact update",
         ),
         (["--hp", "clip_cov.frac=0.1"], "error: hyperparameters: got ['clip_cov']"),
+        (
+            ["--controllers", "grpo,ppo_clip,nft"],
+            "error: controllers: 'ppo_clip' and 'nft' each define the PG surrogate",
+        ),
     ],
 )
 def test_cli_bad_input_is_one_line(argv, needle, tmp_path, capsys):

@@ -239,3 +239,18 @@ def test_shared_checks_reach_the_simulator_only_through_their_context():
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id not in ("trajectory", "Simulator"), f"{rid} calls {node.func.id} directly"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["verify", "--seed", "-1"], "error: --seed: got -1; allowed: an integer >= 0"),
+        (["verify", "--json", "/proc/x.json"], "error: --json: cannot write in /proc ("),
+    ],
+)  # fmt: skip
+def test_cli_bad_input_is_one_line_before_work(argv, message, capsys):
+    from sim.__main__ import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "checking" not in err

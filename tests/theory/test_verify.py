@@ -93,3 +93,18 @@ def test_cli_bad_only():
     )
     assert proc.returncode == 2
     assert "--only: unknown row ids ['NOPE']" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["verify", "--seed", "-1"], "error: --seed: got -1; allowed: an integer >= 0"),
+        (["verify", "--json", "/proc/x.json"], "error: --json: cannot write in /proc ("),
+    ],
+)  # fmt: skip
+def test_cli_bad_input_is_one_line_before_work(argv, message, capsys):
+    from theory.__main__ import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "checking" not in err
