@@ -449,7 +449,7 @@ class SeedGRPO(Controller):
         if batch.answer is None:
             return Terms()
         se, _ = self.semantic_entropy(batch)
-        return Terms(metrics={"semantic_entropy": float(se.mean())})
+        return Terms(metrics={"semantic_entropy": float(se.mean()) if se.numel() else 0.0})
 
 
 @register

@@ -94,6 +94,17 @@ class TokenBatch:
         bad_mask = (self.mask != 0) & (self.mask != 1)
         if bool(bad_mask.any()):
             raise ValueError(f"mask: contains {self.mask[bad_mask][0].item()}; allowed: values in {{0, 1}}")
+        for name in ("logp",):  # the policy's log-probabilities: at most 0 on the valid tokens
+            t = getattr(self, name)
+            if t is None:
+                continue
+            above = (t.detach() > LOGP_TOLERANCE) & (self.mask != 0)
+            if bool(above.any()):
+                idx = tuple(int(i) for i in above.nonzero()[0])
+                raise ValueError(
+                    f"{name}: contains {t.detach()[idx].item():.6g} at index {idx}; allowed: log-probabilities "
+                    f"<= 0 on the valid tokens (up to {LOGP_TOLERANCE:g} of rounding)"
+                )
         for name in _SEQ_FIELDS:
             t = getattr(self, name)
             if t is None:
@@ -163,6 +174,10 @@ class TokenBatch:
             reward=reward,
             length=length,
         )
+
+
+LOGP_TOLERANCE = 0.01
+"""how far above 0 a log-probability may round (low-precision log-softmax) before it is refused"""
 
 
 def _check_finite(name: str, t: Tensor) -> None:

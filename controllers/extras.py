@@ -87,6 +87,8 @@ def _row_quantile(x: Tensor, mask: Tensor, q: float) -> Tensor:
     filled = torch.where(mask.bool(), x, torch.full_like(x, torch.inf))
     s = torch.sort(filled, dim=-1).values
     n = mask.sum(-1).to(torch.long)
+    if x.shape[-1] == 0:  # no positions at all (T = 0): every row is empty
+        return torch.full(x.shape[:-1], torch.inf, dtype=x.dtype, device=x.device)
     j = order_indices(q, n.clamp_min(1))
     out = s.gather(-1, j[:, None])[:, 0]
     return torch.where(n > 0, out, torch.full_like(out, torch.inf))

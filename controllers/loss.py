@@ -13,6 +13,7 @@ penalties. loss = agg_loss(ℓ, mask, agg) + Σ extras.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
@@ -109,6 +110,12 @@ def policy_loss(
     if not isinstance(batch, TokenBatch):
         raise ValueError(f"batch: got {type(batch).__name__}; allowed: a controllers.TokenBatch")
     st = pipe.init() if state is None else state
+    if torch.is_grad_enabled() and not batch.logp.requires_grad:
+        warnings.warn(
+            "policy_loss: logp carries no gradient, so the loss has none and no update can follow from it "
+            "(pass log-probs computed with gradients; under torch.no_grad() this call only reports metrics)",
+            stacklevel=2,
+        )
 
     adv = pipe.advantages(batch, st)  # (B, T)
     b2 = batch.replace(adv=adv)

@@ -93,7 +93,7 @@ class NFT(Controller):
             metrics={
                 "frac_neg_floored": float(floored.sum()) / nvalid,
                 "omega_mean": float(omega.squeeze(1)[informative].mean()) if bool(informative.any()) else 0.0,
-                "frac_informative_groups": float(informative.float().mean()),
+                "frac_informative_groups": float(informative.float().mean()) if informative.numel() else 0.0,
             },
         )
 

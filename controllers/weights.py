@@ -167,15 +167,13 @@ class Steer(Controller):
         check_real(self.name, "w_max", self.w_max, lo=self.w_min, hi=1.0)
 
     def omega(self, batch) -> Tensor:
-        logp = batch.logp.detach()
+        logp, old = batch.logp.detach(), batch.old_logp.detach()
         p = logp.exp()
-        return (
-            batch.adv.detach()
-            / batch.old_logp.detach().exp()
-            * p
-            * (1.0 - p)
-            * (logp + batch.entropy.detach())
-        )
+        rest = (1.0 - p) * (logp + batch.entropy.detach())
+        direct = batch.adv.detach() / old.exp() * p * rest
+        # where π_old underflows (log π_old ≈ −1e9), A/π_old·π is inf·0: take π/π_old = exp(log π − log π_old)
+        stable = batch.adv.detach() * torch.exp(logp - old) * rest
+        return torch.where(torch.isfinite(direct), direct, stable)
 
     def weights(self, batch) -> Tensor:
         a = self.omega(batch).abs()

@@ -116,7 +116,7 @@ def test_entropy_bonus_gradient_flows(batch, coef):
 
 def test_two_surrogates_rejected():
     b = C.TokenBatch.from_sequences(torch.zeros(2, 2), torch.ones(2, 2))
-    with pytest.raises(ValueError, match="both 'ppo_clip' and 'ppo_clip' define the PG surrogate"):
+    with pytest.raises(ValueError, match="'ppo_clip' and 'ppo_clip' each define the PG surrogate"):
         C.policy_loss(b, [C.get("ppo_clip"), C.get("ppo_clip")])
 
 

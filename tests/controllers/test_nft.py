@@ -117,5 +117,5 @@ def test_bad_input():
     ):
         with pytest.raises(ValueError, match=msg):
             C.get("nft", **kw)
-    with pytest.raises(ValueError, match="both 'nft' and 'ppo_clip' define the PG surrogate"):
+    with pytest.raises(ValueError, match="'nft' and 'ppo_clip' each define the PG surrogate"):
         C.policy_loss(batch.replace(reward=torch.tensor([0.0, 1.0])), [C.get("nft"), C.get("ppo_clip")])
