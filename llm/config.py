@@ -20,7 +20,6 @@ import controllers as C
 TINY_MODELS = ("tiny", "tiny-qwen2")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 RESUME = ("auto", "never")
-TRACKERS = ("auto", "none", "tensorboard")
 SCORING = ("exact", "last_number", "math_verify")
 _VALIDATE = contextvars.ContextVar("entrolab_validate_config", default=True)
 
@@ -163,7 +162,9 @@ class TrainConfig:
     cpu: bool = False
     """force CPU even when a GPU is present"""
     tracker: str = "auto"
-    """auto (TensorBoard when installed) | none | tensorboard; metrics.jsonl is always written"""
+    """auto (TensorBoard when installed) | none | any tracker accelerate supports whose package is installed:
+    tensorboard, wandb, mlflow, trackio, comet (comet_ml), aim, clearml, dvclive, swanlab; metrics.jsonl is
+    always written"""
     seed: int = 0
     """root seed: data, sampling and Clip-Cov subsets derive from (seed, step, rank)"""
 
@@ -213,11 +214,15 @@ class TrainConfig:
         for f, allowed in (
             ("mixed_precision", MIXED_PRECISION),
             ("resume", RESUME),
-            ("tracker", TRACKERS),
             ("agg", C.AGG_MODES),
         ):
             if getattr(self, f) not in allowed:
                 bad(f, getattr(self, f), ", ".join(allowed))
+        from common import trackers
+
+        why = trackers.problem(self.tracker)
+        if why is not None:
+            raise ValueError(f"tracker: {why}")
         from llm.tasks import TASKS
 
         if self.task not in TASKS and not self.task.startswith("rg:"):

@@ -121,14 +121,9 @@ class Trainer:
 
         progress = self.progress
         self.split = Split(self.task, cfg.eval_prompts, cfg.seed)
-        tracker = cfg.tracker
-        if tracker == "auto":
-            try:
-                import tensorboard  # noqa: F401
+        from common import trackers
 
-                tracker = "tensorboard"
-            except ImportError:
-                tracker = "none"
+        tracker = trackers.resolve(cfg.tracker)
         self.acc = Accelerator(
             cpu=cfg.cpu or not torch.cuda.is_available(),  # cpu=True is what makes torchrun ranks join on CPU
             mixed_precision=cfg.mixed_precision,

@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output directory, e.g. runs/NAME")
     r.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a checkpoint")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument(
+        "--tracker", default="none", metavar="NAME",
+        help="also log each step's mean over runs to an accelerate tracker: tensorboard, wandb, mlflow, trackio, "
+        "comet, aim, clearml, dvclive, swanlab, or auto (tensorboard when installed); default none. "
+        "metrics.jsonl is always written",
+    )  # fmt: skip
     v = sub.add_parser("verify", help="run the simulator-side theory checks and print a verdict table")
     v.add_argument("--json", help="also write the table as JSON to this path")
     v.add_argument("--seed", type=int, default=0, help="root seed of the checks (default 0)")
@@ -291,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        out = run(cfg, args.out, resume=not args.no_resume, progress=not args.quiet)
+        out = run(cfg, args.out, resume=not args.no_resume, progress=not args.quiet, tracker=args.tracker)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -577,14 +577,24 @@ def _config_diff(saved: dict, new: dict) -> str:
     return ", ".join(f"{k} {saved.get(k)!r} → {new.get(k)!r}" for k in keys if saved.get(k) != new.get(k))
 
 
-def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool = True) -> Path:
+def run(
+    cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool = True, tracker: str = "none"
+) -> Path:
     """Run to ``out/metrics.jsonl`` + ``config.json`` (+ ``checkpoint.pt``); resumes a finished or
     interrupted run with the same config. Returns the output directory.
 
     Before any work it refuses, with a one-line ValueError: an ``out`` that cannot be written, a run there
     with another config (naming the fields that differ), an unreadable checkpoint, and a configuration
-    whose memory estimate (``memory_estimate_mb``) exceeds what the device has free. SIGINT and SIGTERM
-    finish the current step, save a checkpoint and raise ``Interrupted``; a second signal stops at once."""
+    whose memory estimate (``memory_estimate_mb``) exceeds what the device has free, and a ``tracker``
+    (``common.trackers``) that is not installed. SIGINT and SIGTERM finish the current step, save a
+    checkpoint and raise ``Interrupted``; a second signal stops at once. A tracker gets, at every logged
+    step, the mean over the live runs of every number in that step's rows (metrics.jsonl keeps each run)."""
+    from common import trackers
+
+    why = trackers.problem(tracker)
+    if why is not None:
+        raise ValueError(f"tracker: {why}")
+    tracker = trackers.resolve(tracker)
     out = Path(out)
     why = cannot_write(out)
     if why is not None:
@@ -647,6 +657,7 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.time()
+    logger = None if tracker == "none" else _open_tracker(tracker, out.name, out, cfg.to_json())
     try:
         with metrics_path.open("a") as fh:
             while state.step < cfg.steps and not stop:
@@ -654,7 +665,9 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
                 logged = k % cfg.log_every == 0 or k == cfg.steps - 1
                 meas = sim.step(state, measure=logged)
                 if logged:
-                    _write_rows(fh, k, meas, state, cfg)
+                    rows = _write_rows(fh, k, meas, state, cfg)
+                    if logger is not None and rows:
+                        logger.log(_mean_row(rows), step=k)
                 due = cfg.checkpoint_every and (
                     state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps
                 )
@@ -671,6 +684,8 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
     finally:
         for s_, h in old.items():
             signal.signal(s_, h)
+        if logger is not None:
+            logger.finish()
         if bar is not None:
             bar.close()
     if stop:
@@ -684,15 +699,42 @@ def run(cfg: SimConfig, out: str | Path, *, resume: bool = True, progress: bool 
     return out
 
 
-def _write_rows(fh, step: int, meas: dict, state: SimState, cfg: SimConfig) -> None:
+def _write_rows(fh, step: int, meas: dict, state: SimState, cfg: SimConfig) -> list[dict]:
     keys = [k for k in meas if k != "batch"]
     cols = {k: meas[k].detach().cpu().tolist() for k in keys}
+    rows = []
     for i in range(cfg.runs):
         if state.dead[i] is not None and not state.dead[i].startswith(f"step {step}:"):
             continue
         row = {"step": step, "run": i, **{k: cols[k][i] for k in keys}}
         row.update(meas["batch"][i])
         fh.write(json.dumps(row) + "\n")
+        rows.append(row)
+    return rows
+
+
+def _open_tracker(name: str, run_name: str, logging_dir: Path, config: dict):
+    """A started accelerate tracker (``name`` checked by ``common.trackers.problem``) with ``config`` stored
+    as strings, which every tracker accepts."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+    cls = LOGGER_TYPE_TO_CLASS[name]
+    tracker = cls(run_name, str(logging_dir)) if cls.requires_logging_directory else cls(run_name)
+    tracker.start()
+    tracker.store_init_configuration({k: str(v) for k, v in config.items()})
+    return tracker
+
+
+def _mean_row(rows: list[dict]) -> dict[str, float]:
+    """The mean over runs of every finite number in one step's rows (what a tracker is sent)."""
+    out = {}
+    for k in rows[0]:
+        if k in ("step", "run"):
+            continue
+        vals = [r[k] for r in rows if isinstance(r.get(k), int | float) and math.isfinite(r[k])]
+        if vals:
+            out[k] = float(sum(vals) / len(vals))
+    return out
 
 
 def read_metrics(out: str | Path) -> list[dict]:
