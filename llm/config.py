@@ -69,6 +69,9 @@ class TrainConfig:
     rg:basic_arithmetic; optional package reasoning-gym; not with the tiny models' character tokenizer)"""
     task_n: int = 3
     """task size: letters to copy, digits per operand, numbers in countdown"""
+    task_kw: tuple[str, ...] = ()
+    """rg: tasks: the dataset's own config fields as KEY=VALUE, e.g. --task-kw min_terms=2 max_terms=2
+    max_digits=1 for rg:chain_sum (checked against the dataset's config before any work)"""
     data: str = ""
     """task=jsonl: path of a {"prompt", "answer"} JSONL file (exact-match reward)"""
     scoring: str = "exact"
@@ -227,6 +230,8 @@ class TrainConfig:
 
         if self.task not in TASKS and not self.task.startswith("rg:"):
             bad("task", self.task, f"{', '.join(TASKS)} or rg:NAME (reasoning-gym)")
+        if self.task_kw and not self.task.startswith("rg:"):
+            bad("task_kw", " ".join(self.task_kw), "settings only with an rg:NAME task (reasoning-gym)")
         if self.task.startswith("rg:") and self.model in TINY_MODELS:
             bad(
                 "task",

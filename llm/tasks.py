@@ -271,7 +271,7 @@ class ReasoningGym(Task):
 
     SIZE = 100_000
 
-    def __init__(self, dataset: str, seed: int = 0):
+    def __init__(self, dataset: str, seed: int = 0, settings: tuple[str, ...] = ()):
         try:
             import reasoning_gym
             from reasoning_gym.factory import DATASETS
@@ -284,7 +284,8 @@ class ReasoningGym(Task):
                 f"task: got 'rg:{dataset}'; allowed: rg:<name> with name in {', '.join(sorted(DATASETS))}"
             )
         self.name = f"rg:{dataset}"
-        self.ds = reasoning_gym.create_dataset(dataset, size=self.SIZE, seed=seed)
+        self.settings = rg_settings(dataset, settings)
+        self.ds = reasoning_gym.create_dataset(dataset, size=self.SIZE, seed=seed, **self.settings)
         self._entry: dict[str, dict] = {}
 
     def sample(self, rng, n):
@@ -300,6 +301,68 @@ class ReasoningGym(Task):
         if entry is None:  # pragma: no cover - every scored example was sampled here
             return super().score(completion, example)
         return float(self.ds.score_answer(answer=completion.strip(), entry=entry) or 0.0)
+
+
+def _parse_setting(text: str, kind):
+    """``text`` as a value of the dataclass field type ``kind`` (int, float, bool, str, their Optional)."""
+    import typing
+
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if args:  # Optional[X] (or a union): the first type that parses
+        if text.lower() == "none":
+            return None
+        for a in args:
+            try:
+                return _parse_setting(text, a)
+            except ValueError:
+                continue
+        raise ValueError(f"not a {kind}")
+    if kind is bool or kind == "bool":
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError("not true or false")
+    if kind in (int, "int"):
+        return int(text)
+    if kind in (float, "float"):
+        return float(text)
+    return text
+
+
+def rg_settings(dataset: str, items: tuple[str, ...]) -> dict:
+    """``KEY=VALUE`` settings of a reasoning-gym dataset's config (e.g. chain_sum ``max_terms=2``), typed by
+    the config's fields and checked by the config's own ``validate()``; one-line errors name the item."""
+    if not items:
+        return {}
+    import dataclasses
+
+    from reasoning_gym.factory import DATASETS
+
+    cfg_cls = DATASETS[dataset][1]
+    fields = {f.name: f for f in dataclasses.fields(cfg_cls) if f.name not in ("seed", "size")}
+    allowed = ", ".join(f"{n}={f.default!r}" for n, f in fields.items())
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in fields:
+            raise ValueError(
+                f"task_kw: got {item!r}; allowed: KEY=VALUE with KEY a field of rg:{dataset} ({allowed})"
+            )
+        try:
+            out[key] = _parse_setting(text.strip(), fields[key].type)
+        except ValueError as e:
+            raise ValueError(
+                f"task_kw: got {item!r} ({e}); allowed: {key}={fields[key].default!r}-like values"
+            ) from None
+    try:
+        cfg_cls(**out).validate()
+    except (AssertionError, ValueError, TypeError) as e:
+        raise ValueError(
+            f"task_kw: got {' '.join(items)} (rg:{dataset} says: {e}); allowed: settings its config accepts"
+        ) from None
+    return out
 
 
 _INT = re.compile(r"-?\d+")
@@ -349,7 +412,7 @@ SCORERS = {"exact": None, "last_number": LastNumber, "math_verify": MathVerify}
 def get_task_for(cfg) -> Task:
     """The task a TrainConfig names (``task``, ``task_n``, ``data``, ``scoring``)."""
     if cfg.task.startswith("rg:"):
-        task = ReasoningGym(cfg.task[3:], seed=cfg.seed)
+        task = ReasoningGym(cfg.task[3:], seed=cfg.seed, settings=tuple(cfg.task_kw))
     elif cfg.task == "jsonl":
         task = Jsonl(cfg.data)
     else:

@@ -140,3 +140,50 @@ def test_math_verify_scoring_compares_values():
     assert task.score("The answer is $\\frac{1}{2}$", Example("q", "0.5")) == 1.0
     assert task.score("17+38 = 55", Example("17+38=", "55")) == 1.0
     assert task.score("56", Example("17+38=", "55")) == 0.0
+
+
+def test_reasoning_gym_settings_reach_the_dataset():
+    """chain_sum with 2 one-digit terms: every prompt has two single digits."""
+    import re
+
+    from llm.tasks import ReasoningGym
+
+    task = ReasoningGym(
+        "chain_sum", seed=0, settings=("min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1")
+    )
+    assert task.settings == {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}
+    for ex in task.sample(np.random.default_rng(0), 20):
+        numbers = re.findall(r"\d+", ex.prompt.split("=")[0])
+        assert len(numbers) == 2 and all(len(n) == 1 for n in numbers), ex.prompt
+        assert task.score(ex.answer, ex) == 1.0
+    default = ReasoningGym("chain_sum", seed=0)
+    assert max(len(re.findall(r"\d+", e.prompt)) for e in default.sample(np.random.default_rng(0), 50)) > 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (("max_terms",), r"^task_kw: got 'max_terms'; allowed: KEY=VALUE with KEY a field of rg:chain_sum \(min_terms=2"),
+        (("colour=red",), r"^task_kw: got 'colour=red'; allowed: KEY=VALUE with KEY a field of rg:chain_sum"),
+        (("min_terms=two",), r"^task_kw: got 'min_terms=two' \(.*\); allowed: min_terms=2-like values$"),
+        (("min_terms=0",), r"^task_kw: got min_terms=0 \(rg:chain_sum says: min_terms must be positive\); allowed:"),
+        (("seed=3",), r"^task_kw: got 'seed=3'; allowed: KEY=VALUE"),
+        (("allow_negation=maybe",), r"^task_kw: got 'allow_negation=maybe' \(not true or false\)"),
+    ],
+)  # fmt: skip
+def test_reasoning_gym_settings_are_checked_in_one_line(settings, message):
+    from llm.tasks import ReasoningGym
+
+    with pytest.raises(ValueError, match=message):
+        ReasoningGym("chain_sum", seed=0, settings=settings)
+
+
+def test_task_kw_needs_a_reasoning_gym_task(tmp_path, capsys):
+    from llm.train import main
+
+    assert main(["--task-kw", "max_terms=2", "--out-dir", str(tmp_path / "o"), "--sft-steps", "0"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: task_kw: got 'max_terms=2'; allowed: settings only with an rg:NAME task")
+        and err.count("\n") == 1
+    )
