@@ -388,17 +388,14 @@ class TrainConfig:
         return self.prompts_per_step * self.group_size // self.minibatches
 
     def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["controllers"], d["hp"] = list(self.controllers), list(self.hp)
-        d["offline_band"] = list(self.offline_band)
-        return d
+        """The fields as JSON values (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @staticmethod
     def from_json(d: dict) -> TrainConfig:
-        d = dict(d)
-        d["controllers"], d["hp"] = tuple(d["controllers"]), tuple(d["hp"])
-        d["offline_band"] = tuple(d.get("offline_band", ()))
-        return TrainConfig(**d)
+        """The inverse of ``to_json``; fields missing from an older file take their defaults."""
+        tuples = {f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, tuple)}
+        return TrainConfig(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
 
 
 # -- presets: typed objects, not YAML copies -------------------------------------------------------------

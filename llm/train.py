@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -87,9 +89,15 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = True):
         self.cfg, self.progress = cfg, progress
         self.run_dir = cfg.run_dir
+        # SIGINT/SIGTERM from here on are recorded, not fatal: a signal during set-up (the warm start, the
+        # process group, loading) stops the run at the first rollout boundary, on every rank together
+        self.stop_signal: int | None = None
+        self._handlers = {}
         self.task = get_task_for(cfg)  # bad data fails here, before anything is written
         created = not self.run_dir.exists()
         self._lock = _lock_run_dir(self.run_dir) if _is_main_rank() else None
+        if threading.current_thread() is threading.main_thread():
+            self._handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.skipped: list[str] = []  # checkpoints passed over when resuming, with why
             self.resume_from = self._choose_checkpoint() if cfg.resume == "auto" else None
@@ -111,7 +119,10 @@ class Trainer:
         check_prompts(self.task, self.split.eval + draw, tok, context, self.cfg.max_new_tokens)
 
     def release(self) -> None:
-        """Give up the run directory's lock (``run`` does at its end)."""
+        """Give up the run directory's lock and the signal handlers (``run`` does at its end)."""
+        for sig, handler in self._handlers.items():
+            signal.signal(sig, handler)
+        self._handlers = {}
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -181,7 +192,6 @@ class Trainer:
         self.bad_in_row = 0
         self.bad_total = 0
         self.history: list[tuple[float, float]] = []  # (entropy, reward) per rollout, for the law fit
-        self.stop_signal: int | None = None
         self.pool: list[dict] | None = None  # the pre-pass's ordered training prompts, if any
 
     # -- files ------------------------------------------------------------------------------------------
@@ -252,7 +262,11 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         info = json.loads((path / "trainer.json").read_text())
         saved, now = info["config"], self.cfg.to_json()
-        differ = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+        fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        # a field a checkpoint predates counts as its default (a run saved before the field existed resumes)
+        differ = sorted(
+            k for k in now if k not in RESUMABLE_CHANGES and saved.get(k, _json_default(fields[k])) != now[k]
+        )
         if differ:
             raise ValueError(
                 f"resume: {self.run_dir} holds a run whose config differs in {differ}; allowed: the same "
@@ -641,7 +655,6 @@ class Trainer:
         self.write_meta(resumed_from=None if latest is None else latest.name)
         if self.tracker != "none":
             self.acc.init_trackers(cfg.name, config={k: str(v) for k, v in cfg.to_json().items()})
-        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = None
         if self.progress and self.acc.is_main_process:
             from tqdm import tqdm
@@ -650,9 +663,10 @@ class Trainer:
                 total=cfg.steps, initial=self.step, desc=f"train {cfg.name}", unit="rollout", file=sys.stderr
             )
         end = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
+        stopped = self._stop_agreed()  # a signal during set-up: no rollout at all
         try:
             with metrics_path.open("a") as fh:
-                while self.step < end:
+                while self.step < end and not stopped:
                     row: dict = {"step": self.step}
                     if cfg.eval_every and self.step % cfg.eval_every == 0:
                         row.update(self.evaluate())
@@ -676,8 +690,6 @@ class Trainer:
                     self._log(fh, {"step": self.step, "final": True, **self.evaluate()})
             self.save_checkpoint()
         finally:
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
             if bar is not None:
                 bar.close()
         if self.step == cfg.steps and self.acc.is_main_process:
@@ -721,8 +733,17 @@ class Trainer:
         if self.stop_signal is not None:  # a second signal: stop now
             raise KeyboardInterrupt
         self.stop_signal = signum
-        if self.acc.is_main_process:
-            print(f"\nsignal {signum}: finishing this rollout, then saving a checkpoint", file=sys.stderr)
+        acc = getattr(self, "acc", None)
+        if acc is None or acc.is_main_process:
+            print(
+                f"\nsignal {signum}: stopping after this rollout (or set-up), then saving a checkpoint",
+                file=sys.stderr,
+            )
+
+
+def _json_default(value):
+    """A field's default as ``TrainConfig.to_json`` writes it (tuples as lists)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _versions() -> dict[str, str]:
