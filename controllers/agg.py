@@ -89,9 +89,15 @@ def order_indices(k: float, n: Tensor) -> Tensor:
 
 def masked_quantiles(x: Tensor, mask: Tensor, qs: tuple[float, ...]) -> list[float]:
     """Right-continuous (inverted-CDF) quantiles of the valid entries, by sort (``torch.quantile`` fails
-    above 2^24 elements)."""
-    vals = x.detach()[mask.bool()].flatten()
-    if vals.numel() == 0:
-        return [0.0 for _ in qs]
-    s, _ = torch.sort(vals)
-    return [float(s[order_index(q, s.numel())]) for q in qs]
+    above 2^24 elements); 0.0 each when nothing is valid."""
+    return masked_quantile_tensor(x, mask, qs).tolist()
+
+
+def masked_quantile_tensor(x: Tensor, mask: Tensor, qs: tuple[float, ...]) -> Tensor:
+    """``masked_quantiles`` as a (len(qs),) tensor, without a host synchronisation: the invalid entries
+    sort last as +inf, and the order statistics are indexed by the valid count on the device."""
+    flat = torch.where(mask.bool(), x.detach(), torch.full_like(x, torch.inf, dtype=x.dtype)).flatten()
+    s, _ = torch.sort(flat)
+    n = mask.bool().sum().reshape(1)
+    j = torch.cat([order_indices(q, n.clamp_min(1)) for q in qs])
+    return torch.where(n > 0, s[j], torch.zeros_like(s[j]))

@@ -72,7 +72,8 @@ class Terms:
     penalty: Tensor | None = None
     extra: Tensor | None = None
     mask: Tensor | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | Tensor] = field(default_factory=dict)
+    """numbers to log: floats, or 0-dim tensors that ``policy_loss`` reads back in one synchronisation"""
 
 
 STAGES = ("sampling", "loss")
@@ -330,7 +331,7 @@ class Pipeline:
         st = self._state(state)
         reward = batch.reward
         for k, c in zip(self.keys, self.controllers, strict=True):
-            new = c.rewards(batch.replace(reward=reward), st[k])
+            new = c.rewards(batch.derived(reward=reward), st[k])
             if new is not None:
                 if new.shape != (batch.logp.shape[0],):
                     raise RuntimeError(f"{c.name}.rewards returned shape {tuple(new.shape)}")
@@ -340,10 +341,10 @@ class Pipeline:
     def advantages(self, batch: TokenBatch, state: dict | None = None) -> Tensor:
         """Reward transforms, then advantage transforms in order; returns (B, T) advantages (masked)."""
         st = self._state(state)
-        batch = batch.replace(reward=self.rewards(batch, st))
+        batch = batch.derived(reward=self.rewards(batch, st))
         adv = batch.adv
         for k, c in zip(self.keys, self.controllers, strict=True):
-            new = c.advantages(batch.replace(adv=adv), st[k])
+            new = c.advantages(batch.derived(adv=adv), st[k])
             if new is not None:
                 if new.shape != adv.shape:
                     raise RuntimeError(
@@ -362,7 +363,7 @@ class Pipeline:
             t = c.terms(batch, st[k], generator)
             if t.mask is not None:
                 keep = t.mask.detach().to(batch.mask.dtype) * batch.mask
-                batch = batch.replace(mask=keep)
+                batch = batch.derived(mask=keep)
                 out.mask = keep
             if t.surrogate is not None:
                 if owner is not None:
@@ -377,7 +378,7 @@ class Pipeline:
                 out.penalty = t.penalty if out.penalty is None else out.penalty + t.penalty
             if t.extra is not None:
                 out.extra = t.extra if out.extra is None else out.extra + t.extra
-            out.metrics.update({f"ctrl/{c.name}/{mk}": float(mv) for mk, mv in t.metrics.items()})
+            out.metrics.update({f"ctrl/{c.name}/{mk}": mv for mk, mv in t.metrics.items()})  # floats or 0-dim tensors
         return out
 
     def step(self, state: dict | None, stats: dict) -> dict:

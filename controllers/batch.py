@@ -7,6 +7,7 @@ optimizer batch (gathered across ranks), never a micro-batch.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from dataclasses import dataclass
 
@@ -17,6 +18,9 @@ _TOKEN_FIELDS = ("logp", "old_logp", "adv", "entropy", "mask")
 _OPTIONAL_TOKEN_FIELDS = ("ref_logp", "entropy_topp", "step_correct", "value", "sampler_logp", "is_weight")
 _SEQ_FIELDS = ("group", "reward", "length", "answer", "guide")
 _INT_SEQ_FIELDS = ("group", "answer", "guide")
+_VALIDATE_ONLY: contextvars.ContextVar[frozenset | None] = contextvars.ContextVar(
+    "tokenbatch_validate_only", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -72,13 +76,19 @@ class TokenBatch:
     is_weight: Tensor | None = None
 
     def __post_init__(self) -> None:
+        only = _VALIDATE_ONLY.get()
         ref = self.logp
         if not isinstance(ref, Tensor) or ref.ndim != 2:
             shape = tuple(ref.shape) if isinstance(ref, Tensor) else type(ref).__name__
             raise ValueError(f"logp: got {shape}; allowed: a 2-D float tensor (B, T)")
+        checks: list[tuple[Tensor, object]] = []  # (0-dim bool "something is wrong", the precise check)
+
+        def wanted(name: str) -> bool:
+            return only is None or name in only
+
         for name in _TOKEN_FIELDS + _OPTIONAL_TOKEN_FIELDS:
             t = getattr(self, name)
-            if t is None and name in _OPTIONAL_TOKEN_FIELDS:
+            if not wanted(name) or (t is None and name in _OPTIONAL_TOKEN_FIELDS):
                 continue
             if not isinstance(t, Tensor):
                 raise ValueError(
@@ -90,24 +100,16 @@ class TokenBatch:
                 )
             if not t.is_floating_point():
                 raise ValueError(f"{name}: dtype {t.dtype}; allowed: a floating dtype")
-            _check_finite(name, t)
-        bad_mask = (self.mask != 0) & (self.mask != 1)
-        if bool(bad_mask.any()):
-            raise ValueError(f"mask: contains {self.mask[bad_mask][0].item()}; allowed: values in {{0, 1}}")
-        for name in ("logp",):  # the policy's log-probabilities: at most 0 on the valid tokens
-            t = getattr(self, name)
-            if t is None:
-                continue
-            above = (t.detach() > LOGP_TOLERANCE) & (self.mask != 0)
-            if bool(above.any()):
-                idx = tuple(int(i) for i in above.nonzero()[0])
-                raise ValueError(
-                    f"{name}: contains {t.detach()[idx].item():.6g} at index {idx}; allowed: log-probabilities "
-                    f"<= 0 on the valid tokens (up to {LOGP_TOLERANCE:g} of rounding)"
-                )
+            checks.append(
+                ((~torch.isfinite(t.detach())).any(), lambda name=name, t=t: _check_finite(name, t))
+            )
+        if wanted("mask"):
+            checks.append((((self.mask != 0) & (self.mask != 1)).any(), self._check_mask))
+        if wanted("logp") or wanted("mask"):
+            checks.append((((ref.detach() > LOGP_TOLERANCE) & (self.mask != 0)).any(), self._check_logp))
         for name in _SEQ_FIELDS:
             t = getattr(self, name)
-            if t is None:
+            if t is None or not wanted(name):
                 continue
             if not isinstance(t, Tensor) or t.shape != (ref.shape[0],):
                 shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
@@ -115,18 +117,16 @@ class TokenBatch:
             if name in _INT_SEQ_FIELDS and (t.is_floating_point() or t.is_complex()):
                 raise ValueError(f"{name}: dtype {t.dtype}; allowed: an integer dtype (ids)")
             if t.is_floating_point():
-                _check_finite(name, t)
-        if self.step_correct is not None:
-            bad = (self.step_correct != 0) & (self.step_correct != 1)
-            if bool(bad.any()):
-                raise ValueError(
-                    f"step_correct: contains {self.step_correct[bad][0].item()}; allowed: values in {{0, 1}}"
+                checks.append(
+                    ((~torch.isfinite(t.detach())).any(), lambda name=name, t=t: _check_finite(name, t))
                 )
-        if self.is_weight is not None and bool((self.is_weight < 0).any()):
-            raise ValueError(
-                f"is_weight: contains {self.is_weight[self.is_weight < 0][0].item()}; allowed: values >= 0"
+        if self.step_correct is not None and wanted("step_correct"):
+            checks.append(
+                (((self.step_correct != 0) & (self.step_correct != 1)).any(), self._check_step_correct)
             )
-        if self.embedding is not None:
+        if self.is_weight is not None and wanted("is_weight"):
+            checks.append(((self.is_weight < 0).any(), self._check_is_weight))
+        if self.embedding is not None and wanted("embedding"):
             e = self.embedding
             if (
                 not isinstance(e, Tensor)
@@ -138,7 +138,39 @@ class TokenBatch:
                 raise ValueError(
                     f"embedding: got {shape}; allowed: a float tensor of shape ({ref.shape[0]}, D) or None"
                 )
-            _check_finite("embedding", e)
+            checks.append(((~torch.isfinite(e.detach())).any(), lambda e=e: _check_finite("embedding", e)))
+        # one host synchronisation for every value check; the precise message only when one fails
+        if checks and bool(torch.stack([flag.to(ref.device) for flag, _ in checks]).any()):
+            for flag, precise in checks:
+                if bool(flag):
+                    precise()
+
+    def _check_mask(self) -> None:
+        bad_mask = (self.mask != 0) & (self.mask != 1)
+        if bool(bad_mask.any()):
+            raise ValueError(f"mask: contains {self.mask[bad_mask][0].item()}; allowed: values in {{0, 1}}")
+
+    def _check_logp(self) -> None:  # the policy's log-probabilities: at most 0 on the valid tokens
+        above = (self.logp.detach() > LOGP_TOLERANCE) & (self.mask != 0)
+        if bool(above.any()):
+            idx = tuple(int(i) for i in above.nonzero()[0])
+            raise ValueError(
+                f"logp: contains {self.logp.detach()[idx].item():.6g} at index {idx}; allowed: log-probabilities "
+                f"<= 0 on the valid tokens (up to {LOGP_TOLERANCE:g} of rounding)"
+            )
+
+    def _check_step_correct(self) -> None:
+        bad = (self.step_correct != 0) & (self.step_correct != 1)
+        if bool(bad.any()):
+            raise ValueError(
+                f"step_correct: contains {self.step_correct[bad][0].item()}; allowed: values in {{0, 1}}"
+            )
+
+    def _check_is_weight(self) -> None:
+        if bool((self.is_weight < 0).any()):
+            raise ValueError(
+                f"is_weight: contains {self.is_weight[self.is_weight < 0][0].item()}; allowed: values >= 0"
+            )
 
     @property
     def n_valid(self) -> Tensor:
@@ -150,7 +182,23 @@ class TokenBatch:
         return self.length.to(self.mask.dtype) if self.length is not None else self.mask.sum(-1)
 
     def replace(self, **changes) -> TokenBatch:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``; only the changed fields are validated again (all of them when logp or mask
+        changes, since every field is checked against those)."""
+        token = _VALIDATE_ONLY.set(None if {"logp", "mask"} & changes.keys() else frozenset(changes))
+        try:
+            return dataclasses.replace(self, **changes)
+        finally:
+            _VALIDATE_ONLY.reset(token)
+
+    def derived(self, **changes) -> TokenBatch:
+        """A copy with ``changes`` that is not validated again: for values a pipeline computes from this
+        batch (rewards, advantages, a narrower mask), whose shapes it checks itself and whose values reach
+        the finite-metrics check of ``policy_loss``. Saves a host synchronisation per copy."""
+        token = _VALIDATE_ONLY.set(frozenset())
+        try:
+            return dataclasses.replace(self, **changes)
+        finally:
+            _VALIDATE_ONLY.reset(token)
 
     @staticmethod
     def from_sequences(

@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from controllers.agg import agg_loss, check_mode, masked_mean, masked_quantiles
+from controllers.agg import agg_loss, check_mode, masked_mean, masked_quantile_tensor
 from controllers.base import Pipeline
 from controllers.batch import TokenBatch
 
@@ -33,10 +33,15 @@ def _as_pipeline(pipeline) -> Pipeline:
     )
 
 
-def _masked_cov(x: Tensor, y: Tensor, mask: Tensor) -> float:
-    """Batch covariance over valid tokens, biased (1/N): the Clip-Cov/KL-Cov statistic."""
+def _masked_cov(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+    """Batch covariance over valid tokens, biased (1/N): the Clip-Cov/KL-Cov statistic (a 0-dim tensor)."""
     mx, my = masked_mean(x, mask), masked_mean(y, mask)
-    return float(masked_mean((x - mx) * (y - my), mask))
+    return masked_mean((x - mx) * (y - my), mask)
+
+
+def _share(count: Tensor, n: Tensor) -> Tensor:
+    """count / max(n, 1) in float64, the value float(count) / max(float(n), 1.0) gives on the host."""
+    return count.to(torch.float64) / n.to(torch.float64).clamp_min(1.0)
 
 
 def telemetry(batch: TokenBatch, adv: Tensor) -> dict[str, float]:
@@ -51,18 +56,23 @@ def telemetry(batch: TokenBatch, adv: Tensor) -> dict[str, float]:
     policy/frac_{hi,lo}p_{pos,neg}adv: token shares by probability (π(y_t) > e^{−H_t}: "high", the
       threshold where the first-order sign of ΔH flips, docs/theory.md §1.3) × advantage sign.
     """
+    return to_floats(telemetry_tensors(batch, adv))
+
+
+def telemetry_tensors(batch: TokenBatch, adv: Tensor) -> dict[str, Tensor]:
+    """``telemetry`` as 0-dim tensors on the batch's device: no host synchronisation."""
     m = batch.mask
     logp = batch.logp.detach()
     ent = batch.entropy.detach()
     a = adv.detach()
-    n = float(m.sum())
-    q10, q50, q90 = masked_quantiles(ent, m, (0.1, 0.5, 0.9))
+    n = m.sum()
+    q10, q50, q90 = masked_quantile_tensor(ent, m, (0.1, 0.5, 0.9)).unbind()
     high = logp > -ent
     valid = m.bool()
     cov_adv = _masked_cov(logp, a, m)
     cov_padv = _masked_cov(logp, logp.exp() * a, m)
     out = {
-        "policy/entropy": float(masked_mean(ent, m)),
+        "policy/entropy": masked_mean(ent, m),
         "policy/entropy_q10": q10,
         "policy/entropy_q50": q50,
         "policy/entropy_q90": q90,
@@ -70,18 +80,30 @@ def telemetry(batch: TokenBatch, adv: Tensor) -> dict[str, float]:
         "policy/cov_logp_padv": cov_padv,
         "policy/dH_pred_pg_per_lr": -cov_padv,
         "policy/dH_pred_npg_per_lr": -cov_adv,
-        "policy/ratio_mean": float(masked_mean(torch.exp(logp - batch.old_logp.detach()), m)),
-        "policy/approx_kl_k1": float(masked_mean(batch.old_logp.detach() - logp, m)),
+        "policy/ratio_mean": masked_mean(torch.exp(logp - batch.old_logp.detach()), m),
+        "policy/approx_kl_k1": masked_mean(batch.old_logp.detach() - logp, m),
         "policy/n_tokens": n,
-        "adv/mean": float(masked_mean(a, m)),
-        "adv/frac_zero": float(((a == 0) & valid).sum()) / max(n, 1.0),
+        "adv/mean": masked_mean(a, m),
+        "adv/frac_zero": _share(((a == 0) & valid).sum(), n),
     }
     for hi_name, hi_mask in (("hip", high), ("lop", ~high)):
         for sign_name, sign_mask in (("pos", a > 0), ("neg", a < 0)):
-            out[f"policy/frac_{hi_name}_{sign_name}adv"] = float((hi_mask & sign_mask & valid).sum()) / max(
-                n, 1.0
-            )
+            out[f"policy/frac_{hi_name}_{sign_name}adv"] = _share((hi_mask & sign_mask & valid).sum(), n)
     return out
+
+
+def to_floats(metrics: dict) -> dict[str, float]:
+    """Metric values (floats, or 0-dim tensors anywhere) as floats, reading every tensor back in one host
+    synchronisation: ``policy_loss`` returns floats, and a GPU step waits for the device once."""
+    keys = [k for k, v in metrics.items() if isinstance(v, Tensor)]
+    out = {k: v for k, v in metrics.items() if not isinstance(v, Tensor)}
+    if keys:
+        device = metrics[keys[0]].device
+        vals = torch.stack(
+            [metrics[k].detach().reshape(()).to(device=device, dtype=torch.float64) for k in keys]
+        )
+        out.update(zip(keys, vals.tolist(), strict=True))
+    return {k: float(out[k]) for k in metrics}
 
 
 def policy_loss(
@@ -118,7 +140,7 @@ def policy_loss(
         )
 
     adv = pipe.advantages(batch, st)  # (B, T)
-    b2 = batch.replace(adv=adv)
+    b2 = batch.derived(adv=adv)
     terms = pipe.terms(b2, st, generator)
 
     ratio = torch.exp(b2.logp - b2.old_logp.detach())  # (B, T)
@@ -129,18 +151,19 @@ def policy_loss(
     mask = batch.mask if terms.mask is None else terms.mask  # dynamic sampling drops tokens here
     pg = agg_loss(per_token, mask, agg, norm_len)
     loss = pg
-    metrics = {"loss/pg": float(pg.detach())}
+    metrics: dict = {"loss/pg": pg.detach()}
     if terms.penalty is not None:
         pen = agg_loss(terms.penalty, mask, agg, norm_len)
         loss = loss + pen
-        metrics["loss/penalty"] = float(pen.detach())
+        metrics["loss/penalty"] = pen.detach()
     if terms.extra is not None:
         loss = loss + terms.extra
-        metrics["loss/extra"] = float(terms.extra.detach())
-    metrics["loss/total"] = float(loss.detach())
-    metrics["loss/frac_tokens_kept"] = float(mask.sum()) / max(float(batch.mask.sum()), 1.0)
-    metrics.update(telemetry(b2, adv))
+        metrics["loss/extra"] = terms.extra.detach()
+    metrics["loss/total"] = loss.detach()
+    metrics["loss/frac_tokens_kept"] = _share(mask.sum(), batch.mask.sum())
+    metrics.update(telemetry_tensors(b2, adv))
     metrics.update(terms.metrics)
+    metrics = to_floats(metrics)  # the one read-back of the call's metrics
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise RuntimeError(f"policy_loss produced non-finite metrics {bad}")

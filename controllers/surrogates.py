@@ -56,18 +56,18 @@ class PPOClip(Controller):
         adv = batch.adv
         loss = clipped_loss(batch, self.eps_lo, self.eps_hi)
         m = batch.mask.bool()
-        n = max(int(m.sum()), 1)
+        n = m.sum().clamp_min(1).to(torch.float64)  # shares as 0-dim tensors: read back once by policy_loss
         clipped = ppo_clipped(batch, self.eps_lo, self.eps_hi)
         metrics = {
-            "frac_clipped": float(clipped.sum()) / n,
-            "frac_clipped_hi": float((clipped & (adv > 0)).sum()) / n,
-            "frac_clipped_lo": float((clipped & (adv < 0)).sum()) / n,
+            "frac_clipped": clipped.sum().to(torch.float64) / n,
+            "frac_clipped_hi": (clipped & (adv > 0)).sum().to(torch.float64) / n,
+            "frac_clipped_lo": (clipped & (adv < 0)).sum().to(torch.float64) / n,
         }
         if self.dual_clip is not None:
             cap = -adv * self.dual_clip
             dual = (adv < 0) & (loss > cap)
             loss = torch.where(dual, cap, loss)
-            metrics["frac_dual_clipped"] = float((dual & m).sum()) / n
+            metrics["frac_dual_clipped"] = (dual & m).sum().to(torch.float64) / n
         return Terms(surrogate=loss, metrics=metrics)
 
 
