@@ -378,7 +378,9 @@ class Pipeline:
                 out.penalty = t.penalty if out.penalty is None else out.penalty + t.penalty
             if t.extra is not None:
                 out.extra = t.extra if out.extra is None else out.extra + t.extra
-            out.metrics.update({f"ctrl/{c.name}/{mk}": mv for mk, mv in t.metrics.items()})  # floats or 0-dim tensors
+            out.metrics.update(
+                {f"ctrl/{c.name}/{mk}": mv for mk, mv in t.metrics.items()}
+            )  # floats or 0-dim tensors
         return out
 
     def step(self, state: dict | None, stats: dict) -> dict:
