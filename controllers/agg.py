@@ -97,6 +97,8 @@ def masked_quantile_tensor(x: Tensor, mask: Tensor, qs: tuple[float, ...]) -> Te
     """``masked_quantiles`` as a (len(qs),) tensor, without a host synchronisation: the invalid entries
     sort last as +inf, and the order statistics are indexed by the valid count on the device."""
     flat = torch.where(mask.bool(), x.detach(), torch.full_like(x, torch.inf, dtype=x.dtype)).flatten()
+    if flat.numel() == 0:  # no positions at all (a shape, known without a read)
+        return torch.zeros(len(qs), dtype=x.dtype, device=x.device)
     s, _ = torch.sort(flat)
     n = mask.bool().sum().reshape(1)
     j = torch.cat([order_indices(q, n.clamp_min(1)) for q in qs])
