@@ -22,7 +22,23 @@ Deviations and choices, stated first:
   uninterrupted run's metrics exactly.
 
 Per rollout: sample → reward → [old-logp pass] → optimizer step(s) through ``controllers.policy_loss``
-→ controller ``step`` → realised ΔH → metrics.jsonl (+ TensorBoard) → checkpoint.
+→ controller ``step`` → realised ΔH → metrics.jsonl (+ a tracker) → checkpoint.
+
+Passes over the rollout's B sequences per rollout, besides generation (one prefill, then one forward of
+one token per new position), with E epochs × M minibatches and k micro-batch pieces per optimizer batch:
+
+    mode                          no-grad passes                          forward + backward
+    on-policy, k = 1              1 (realised ΔH)                         1
+    on-policy, k > 1              2 (the leaves' pre-pass, realised ΔH)   1
+    off-policy                    1 (old log-probs) + E·[k > 1] + 1 (ΔH)  E (M minibatches each)
+    top_p < 1                     + 1 on-policy (the nucleus log-mass; off-policy it rides on the old-log-prob pass)
+    reference model (ref_kl)      + 1 of the reference model
+    measure_dH = False            − 1 (no realised ΔH)
+
+With k > 1 the pieces build the entropy's graph only when the loss reads the entropy; with k = 1 it is
+always built (backward only walks it when the loss reads it; it costs memory). Every ``eval_every``
+rollouts the held-out evaluation generates eval_prompts × eval_samples completions and makes one more
+no-grad pass for their entropies.
 """
 
 from __future__ import annotations
