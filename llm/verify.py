@@ -247,6 +247,14 @@ class Study:
         cfg = dataclasses.replace(cfg, out_dir=str(self.root / "warm" / key))
         return run_sft(cfg, progress=False)
 
+    def _link_warm(self, cfg: TrainConfig, seed: int) -> None:
+        """Point ``cfg``'s run at the shared warm start of ``seed`` (its ``sft`` directory), if it has one."""
+        if cfg.sft_steps:
+            sft = cfg.run_dir / "sft"
+            if not sft.exists():
+                sft.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(self.warm(seed).resolve(), sft)
+
     def cell(self, arm: str, seed: int) -> dict:
         overrides = (self.arms | (self._pi(seed) if arm in ("pi", "p_only") else {}))[arm]
         cfg = arm_config(self.tier, arm, seed, overrides)
@@ -258,11 +266,7 @@ class Study:
             self.seconds[arm, seed] = out["seconds"]
             return out
         cfg = dataclasses.replace(cfg, out_dir=str(run_root))
-        if cfg.sft_steps:
-            sft = cfg.run_dir / "sft"
-            if not sft.exists():
-                sft.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(self.warm(seed).resolve(), sft)
+        self._link_warm(cfg, seed)
         if self.progress:
             self.progress(f"{arm} seed {seed}")
         from llm.train import read_metrics, train
@@ -301,11 +305,7 @@ class Study:
         if done.is_file():
             return json.loads(done.read_text())
         cfg = dataclasses.replace(cfg, name="probe", out_dir=str(run_root))
-        if cfg.sft_steps:
-            sft = cfg.run_dir / "sft"
-            if not sft.exists():
-                sft.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(self.warm(seed).resolve(), sft)
+        self._link_warm(cfg, seed)
         if self.progress:
             self.progress(f"the covariance probe, seed {seed}")
         tr = Trainer(cfg, progress=False)
