@@ -59,7 +59,7 @@ def _bandit_step(
 
 
 _COMPILED: dict = {}
-LEAN_CHUNK_BYTES = 512 * 1024  # per chunk of runs in the CPU lean kernel: about one L2 cache
+LEAN_CHUNK_BYTES = tr.CHUNK_BYTES  # per chunk of runs in the CPU lean kernel: about one L2 cache
 
 
 def _bandit_kernel(compiled: bool):
@@ -236,9 +236,12 @@ class Simulator:
             reward = (u < p_correct).to(self.dtype)
         else:
             reward = p_correct
-        old = torch.log_softmax(z.detach(), -1)
         R = z.shape[0]
-        old_logp = old[torch.arange(R, device=self.device)[:, None, None, None], states, tokens]
+        old_logp = torch.empty(states.shape, dtype=z.dtype, device=self.device)
+        for i, j in self._chunks(z):  # row-wise: the same values as one whole-table log-softmax
+            old = torch.log_softmax(z[i:j].detach(), -1)
+            run = torch.arange(j - i, device=self.device)[:, None, None, None]
+            old_logp[i:j] = old[run, states[i:j], tokens[i:j]]
         guide = torch.zeros(p_correct.shape, dtype=torch.bool, device=self.device)
         if n_guide:  # behaviour policy of the guide rows: the guide
             guide[..., -n_guide:] = True
@@ -249,20 +252,41 @@ class Simulator:
             extra["step_correct"] = self.model.step_correct(states, tokens)
         return {**roll, "reward": reward, "old_logp": old_logp, **extra}
 
+    def _chunks(self, z: torch.Tensor) -> list[tuple[int, int]]:
+        """Chunks of runs for row-wise passes over the logits table (CPU: cache-sized; else one)."""
+        return tr.run_chunks(z.shape[0], z[0].numel() * z.element_size(), self.device)
+
+    def _table_fields(
+        self, zr: torch.Tensor, st: torch.Tensor, tok: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(logp, entropy, entropy_topp or None) of the sampled tokens (r, p, G, T), from the log-softmax of
+        the runs' whole table ``zr`` (r, S, V): one row-wise pass when states are fewer than tokens."""
+        run_idx = torch.arange(zr.shape[0], device=self.device)[:, None, None, None]
+        table = torch.log_softmax(zr, -1)
+        logp = table[run_idx, st, tok]
+        ent = (-(table.exp() * table).sum(-1))[run_idx, st]
+        topp = C.nucleus_entropy(zr)[run_idx, st] if "entropy_topp" in self.needs else None
+        return logp, ent, topp
+
     def token_batch(
-        self, z: torch.Tensor, roll: dict, runs: slice | torch.Tensor, prompts: torch.Tensor
+        self,
+        z: torch.Tensor,
+        roll: dict,
+        runs: slice | torch.Tensor,
+        prompts: torch.Tensor,
+        fields: tuple | None = None,
     ) -> C.TokenBatch:
-        """TokenBatch of the given runs × prompts × G responses (B = runs·prompts·G, T = horizon)."""
+        """TokenBatch of the given runs × prompts × G responses (B = runs·prompts·G, T = horizon).
+        ``fields``: (logp, entropy, entropy_topp) already computed (``_table_fields``'s shapes)."""
         st = roll["states"][runs][:, prompts]  # (r, p, G, T)
         tok = roll["tokens"][runs][:, prompts]
         r, p, G, T = st.shape
         zr = z[runs]  # (r, S, V)
         run_idx = torch.arange(r, device=self.device)[:, None, None, None]
-        if zr.shape[1] <= p * G * T:  # fewer states than sampled tokens: log-softmax the table once
-            table = torch.log_softmax(zr, -1)
-            logp = table[run_idx, st, tok]
-            ent = (-(table.exp() * table).sum(-1))[run_idx, st]
-            topp = C.nucleus_entropy(zr)[run_idx, st] if "entropy_topp" in self.needs else None
+        if fields is not None:
+            logp, ent, topp = fields
+        elif zr.shape[1] <= p * G * T:  # fewer states than sampled tokens: log-softmax the table once
+            logp, ent, topp = self._table_fields(zr, st, tok)
         else:  # a large tree: only the visited rows
             logits = zr[run_idx, st]  # (r, p, G, T, V)
             rows = torch.log_softmax(logits, -1)
@@ -463,12 +487,75 @@ class Simulator:
         s.step += 1
         return {"batch": [{} for _ in range(self.cfg.runs)]}
 
+    def _lean_sampled(self, s: SimState) -> bool:
+        """A sampled step that can run in cache-sized chunks of runs: one loss call for all runs (the fast
+        path), one update per rollout on plain logits (no optimizer, parametric policy, critic or guide),
+        fixed-length trees whose table is smaller than the batch of sampled tokens."""
+        cfg = self.cfg
+        epochs, mbs = (1, 1) if cfg.update == "grpo" else (cfg.epochs, cfg.minibatches)
+        if not (self.fast and epochs == 1 and mbs == 1 and cfg.update in ("grpo", "ppo")):
+            return False
+        if s.opt is not None or s.params is not None or s.value is not None or cfg.guide:
+            return False
+        if not isinstance(self.model, models.TreeModel):
+            return False
+        p = self.active_prompts(s.step).numel()
+        return s.z.shape[1] <= p * cfg.group_size * self.model.horizon
+
+    def _lean_sampled_step(self, s: SimState) -> dict:
+        """The sampled step of ``step(measure=False)`` with every pass over the logits table done in
+        cache-sized chunks of runs: the table's log-probs and entropies without a graph, one loss call on
+        all runs with those as leaves, then per chunk the table's graph rebuilt and its gradient, update and
+        finiteness check applied. The same operations on the same rows in the same order as ``step``: the
+        same logits to the bit (tested)."""
+        cfg, R = self.cfg, self.cfg.runs
+        progress = s.step / max(cfg.steps - 1, 1)
+        roll = self.rollout(s.z.detach(), s.gen)
+        active = self.active_prompts(s.step)
+        st, tok = roll["states"][:, active], roll["tokens"][:, active]
+        chunks = self._chunks(s.z)
+        with torch.no_grad():
+            parts = [self._table_fields(s.z[i:j], st[i:j], tok[i:j]) for i, j in chunks]
+        leaves = [
+            None if parts[0][k] is None else torch.cat([q[k] for q in parts]).requires_grad_(True)
+            for k in range(3)
+        ]
+        b = self.token_batch(s.z, roll, slice(None), active, fields=tuple(leaves))
+        loss, m = C.policy_loss(b, self.pipe, s.ctrl[0], agg=cfg.agg, generator=s.gen)
+        used = [k for k in range(3) if leaves[k] is not None]
+        grads = dict(zip(used, torch.autograd.grad(loss * R, [leaves[k] for k in used], allow_unused=True)))
+        batch_metrics = [m] * R
+        for i in range(R):
+            if s.dead[i] is None and batch_metrics[i]:
+                s.ctrl[i] = self.pipe.step(s.ctrl[i], {**m, "train/progress_frac": progress})
+        stopped = [d is not None for d in s.dead]
+        for i, j in chunks:
+            zc = s.z[i:j]
+            zv = zc.detach().requires_grad_(True)
+            outs = self._table_fields(zv, st[i:j], tok[i:j])
+            pairs = [(outs[k], grads[k][i:j]) for k in used if grads[k] is not None]
+            if pairs:
+                (g,) = torch.autograd.grad([o for o, _ in pairs], zv, [gk for _, gk in pairs])
+            else:
+                g = torch.zeros_like(zc)
+            new = zc - self.lr * g
+            bad = ~torch.isfinite(new).all(-1).all(-1)
+            for k in torch.nonzero(bad).flatten().tolist():
+                if s.dead[i + k] is None:
+                    s.dead[i + k] = f"step {s.step}: non-finite logits after the update"
+            keep = bad | torch.tensor(stopped[i:j], device=self.device)
+            zc.copy_(torch.where(keep[:, None, None], zc, new))
+        s.step += 1
+        return {"batch": batch_metrics}
+
     def step(self, s: SimState, measure: bool = True) -> dict[str, torch.Tensor | list]:
         """One rollout/update. ``measure=False`` skips the exact measurements (entropy, success, pass@k,
         covariances, ΔH): the returned dict then holds only ``batch``; exact bandit updates then take one
-        fused kernel."""
+        fused kernel, and sampled updates of the fast path run in cache-sized chunks of runs."""
         if not measure and self._lean(s):
             return self._lean_step(s)
+        if not measure and self._lean_sampled(s):
+            return self._lean_sampled_step(s)
         cfg = self.cfg
         z_old = s.z.detach().clone()
         params_old = None if s.params is None else {k: v.detach().clone() for k, v in s.params.items()}

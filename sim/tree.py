@@ -137,6 +137,20 @@ def pass_at_k(success: Tensor, ks: list[int]) -> dict[int, Tensor]:
     return {k: (1.0 - fail**k).mean(-1) for k in ks}
 
 
+CHUNK_BYTES = 512 * 1024
+"""per chunk of runs in row-wise passes on a CPU: about one L2 cache (6× faster than whole-tensor passes on a
+2-core CPU when the tensors are far larger than the cache)"""
+
+
+def run_chunks(n_runs: int, bytes_per_run: int, device: torch.device | str) -> list[tuple[int, int]]:
+    """[(start, stop)] chunks of runs of about ``CHUNK_BYTES`` each on a CPU; one chunk elsewhere (a GPU
+    gains nothing from it)."""
+    if torch.device(device).type != "cpu":
+        return [(0, n_runs)]
+    c = max(1, CHUNK_BYTES // max(bytes_per_run, 1))
+    return [(i, min(i + c, n_runs)) for i in range(0, n_runs, c)]
+
+
 def sample(
     shape: TreeShape, z: Tensor, n: int, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -155,12 +169,16 @@ def sample(
             u = torch.rand((R, P, n), generator=generator, dtype=z.dtype, device=z.device)
         start = shape.level_slice(t).start
         s = start + prompt * V**t + prefix  # (R, P, n)
-        if t == 0:  # every sample of a prompt starts at its root: one CDF row per prompt
-            cdf = torch.cumsum(torch.softmax(zd[:, start : start + P], -1), -1)  # (R, P, V)
-            a = torch.searchsorted(cdf, u)
-        else:
-            cdf = torch.cumsum(torch.softmax(zd[run, s], -1), -1)  # (R, P, n, V)
-            a = torch.searchsorted(cdf, u[..., None]).squeeze(-1)
+        a = torch.empty((R, P, n), dtype=torch.long, device=z.device)
+        # runs in chunks whose CDF rows stay in cache (row-wise ops: the same draws as one whole pass)
+        rows = P if t == 0 else P * n
+        for i, j in run_chunks(R, rows * V * zd.element_size(), z.device):
+            if t == 0:  # every sample of a prompt starts at its root: one CDF row per prompt
+                cdf = torch.cumsum(torch.softmax(zd[i:j, start : start + P], -1), -1)  # (r, P, V)
+                a[i:j] = torch.searchsorted(cdf, u[i:j])
+            else:
+                cdf = torch.cumsum(torch.softmax(zd[run[i:j], s[i:j]], -1), -1)  # (r, P, n, V)
+                a[i:j] = torch.searchsorted(cdf, u[i:j, ..., None]).squeeze(-1)
         a = a.clamp_max(V - 1)
         states.append(s)
         tokens.append(a)
