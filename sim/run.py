@@ -236,7 +236,6 @@ class Simulator:
             reward = (u < p_correct).to(self.dtype)
         else:
             reward = p_correct
-        R = z.shape[0]
         old_logp = torch.empty(states.shape, dtype=z.dtype, device=self.device)
         for i, j in self._chunks(z):  # row-wise: the same values as one whole-table log-softmax
             old = torch.log_softmax(z[i:j].detach(), -1)
@@ -523,7 +522,11 @@ class Simulator:
         b = self.token_batch(s.z, roll, slice(None), active, fields=tuple(leaves))
         loss, m = C.policy_loss(b, self.pipe, s.ctrl[0], agg=cfg.agg, generator=s.gen)
         used = [k for k in range(3) if leaves[k] is not None]
-        grads = dict(zip(used, torch.autograd.grad(loss * R, [leaves[k] for k in used], allow_unused=True)))
+        grads = dict(
+            zip(
+                used, torch.autograd.grad(loss * R, [leaves[k] for k in used], allow_unused=True), strict=True
+            )
+        )
         batch_metrics = [m] * R
         for i in range(R):
             if s.dead[i] is None and batch_metrics[i]:

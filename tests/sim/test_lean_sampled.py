@@ -62,7 +62,11 @@ def test_trees_and_unfit_configurations():
                      update="grpo", controllers=("grpo",), runs=2, group_size=8)  # fmt: skip
     sim = Simulator(tree)
     assert sim._lean_sampled(sim.init_state())  # 8 states ≤ 2 prompts × 8 × 2 tokens
-    for kw in ({"update": "ppo", "epochs": 2}, {"optimizer": "adam"}, {"update": "exact_pg", "controllers": ()}):
+    for kw in (
+        {"update": "ppo", "epochs": 2},
+        {"optimizer": "adam"},
+        {"update": "exact_pg", "controllers": ()},
+    ):
         cfg = SimConfig(**{**tree.__dict__, **kw})
         sim = Simulator(cfg)
         assert not sim._lean_sampled(sim.init_state()), kw
