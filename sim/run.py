@@ -450,6 +450,25 @@ class Simulator:
             return self.policy.logits(s.params)
         return s.z if s.opt is not None else s.z.detach().requires_grad_(True)
 
+    def _updates_per_rollout(self) -> tuple[int, int]:
+        """(epochs, minibatches) of one rollout: GRPO takes one on-policy step."""
+        cfg = self.cfg
+        return (1, 1) if cfg.update == "grpo" else (cfg.epochs, cfg.minibatches)
+
+    @staticmethod
+    def _stop_non_finite(s: SimState, bad: torch.Tensor, offset: int = 0) -> None:
+        """Record the runs flagged in ``bad`` (indices from ``offset``) as stopped at this step, once."""
+        for i in torch.nonzero(bad).flatten().tolist():
+            if s.dead[offset + i] is None:
+                s.dead[offset + i] = f"step {s.step}: non-finite logits after the update"
+
+    def _step_controllers(self, s: SimState, batch_metrics: list[dict]) -> None:
+        """Each live run's pipeline state takes its step from this rollout's telemetry."""
+        progress = s.step / max(self.cfg.steps - 1, 1)
+        for i in range(self.cfg.runs):
+            if s.dead[i] is None and batch_metrics[i]:
+                s.ctrl[i] = self.pipe.step(s.ctrl[i], {**batch_metrics[i], "train/progress_frac": progress})
+
     def _lean(self, s: SimState) -> bool:
         return (
             self.cfg.update in ("exact_pg", "exact_npg")
@@ -480,9 +499,7 @@ class Simulator:
             bad_all.append(bad)
             keep = bad | stopped[i : i + chunk]
             zc.copy_(torch.where(keep[:, None, None], zc, new) if bool(keep.any()) else new)
-        for i in torch.nonzero(torch.cat(bad_all)).flatten().tolist():
-            if s.dead[i] is None:
-                s.dead[i] = f"step {s.step}: non-finite logits after the update"
+        self._stop_non_finite(s, torch.cat(bad_all))
         s.step += 1
         return {"batch": [{} for _ in range(self.cfg.runs)]}
 
@@ -491,7 +508,7 @@ class Simulator:
         path), one update per rollout on plain logits (no optimizer, parametric policy, critic or guide),
         fixed-length trees whose table is smaller than the batch of sampled tokens."""
         cfg = self.cfg
-        epochs, mbs = (1, 1) if cfg.update == "grpo" else (cfg.epochs, cfg.minibatches)
+        epochs, mbs = self._updates_per_rollout()
         if not (self.fast and epochs == 1 and mbs == 1 and cfg.update in ("grpo", "ppo")):
             return False
         if s.opt is not None or s.params is not None or s.value is not None or cfg.guide:
@@ -508,7 +525,6 @@ class Simulator:
         finiteness check applied. The same operations on the same rows in the same order as ``step``: the
         same logits to the bit (tested)."""
         cfg, R = self.cfg, self.cfg.runs
-        progress = s.step / max(cfg.steps - 1, 1)
         roll = self.rollout(s.z.detach(), s.gen)
         active = self.active_prompts(s.step)
         st, tok = roll["states"][:, active], roll["tokens"][:, active]
@@ -528,9 +544,7 @@ class Simulator:
             )
         )
         batch_metrics = [m] * R
-        for i in range(R):
-            if s.dead[i] is None and batch_metrics[i]:
-                s.ctrl[i] = self.pipe.step(s.ctrl[i], {**m, "train/progress_frac": progress})
+        self._step_controllers(s, batch_metrics)
         stopped = [d is not None for d in s.dead]
         for i, j in chunks:
             zc = s.z[i:j]
@@ -543,9 +557,7 @@ class Simulator:
                 g = torch.zeros_like(zc)
             new = zc - self.lr * g
             bad = ~torch.isfinite(new).all(-1).all(-1)
-            for k in torch.nonzero(bad).flatten().tolist():
-                if s.dead[i + k] is None:
-                    s.dead[i + k] = f"step {s.step}: non-finite logits after the update"
+            self._stop_non_finite(s, bad, offset=i)
             keep = bad | torch.tensor(stopped[i:j], device=self.device)
             zc.copy_(torch.where(keep[:, None, None], zc, new))
         s.step += 1
@@ -563,7 +575,6 @@ class Simulator:
         z_old = s.z.detach().clone()
         params_old = None if s.params is None else {k: v.detach().clone() for k, v in s.params.items()}
         ex, meas = self.measure(z_old) if measure else (None, {})
-        progress = s.step / max(cfg.steps - 1, 1)
         batch_metrics: list[dict] = [{} for _ in range(cfg.runs)]
         if cfg.update in ("exact_pg", "exact_npg"):
             ex_now = ex if ex is not None else self.model.exact(z_old)
@@ -579,7 +590,7 @@ class Simulator:
                     torch.arange(cfg.runs, device=self.device)[:, None, None, None], roll["states"]
                 ]
             active = self.active_prompts(s.step)
-            epochs, mbs = (1, 1) if cfg.update == "grpo" else (cfg.epochs, cfg.minibatches)
+            epochs, mbs = self._updates_per_rollout()
             for _ in range(epochs):
                 perm = (
                     active[torch.randperm(active.numel(), generator=s.gen).to(self.device)]
@@ -593,14 +604,9 @@ class Simulator:
                     batch_metrics = m
             if s.value is not None:
                 self._fit_critic(s, roll, active)
-            for i in range(cfg.runs):
-                if s.dead[i] is None and batch_metrics[i]:
-                    stats = {**batch_metrics[i], "train/progress_frac": progress}
-                    s.ctrl[i] = self.pipe.step(s.ctrl[i], stats)
+            self._step_controllers(s, batch_metrics)
         bad = ~torch.isfinite(s.z.detach()).all(-1).all(-1)
-        for i in torch.nonzero(bad).flatten().tolist():
-            if s.dead[i] is None:
-                s.dead[i] = f"step {s.step}: non-finite logits after the update"
+        self._stop_non_finite(s, bad)
         bad = bad | torch.tensor([d is not None for d in s.dead], device=self.device)
         if bool(bad.any()):
             with torch.no_grad():
