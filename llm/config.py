@@ -20,6 +20,7 @@ import controllers as C
 TINY_MODELS = ("tiny", "tiny-qwen2")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 RESUME = ("auto", "never")
+SAMPLERS = ("own", "generate")
 SCORING = ("exact", "last_number", "math_verify")
 _VALIDATE = contextvars.ContextVar("entrolab_validate_config", default=True)
 
@@ -158,6 +159,12 @@ class TrainConfig:
     """stop after this many non-finite losses or gradients in a row (each is skipped), >= 1"""
     measure_dH: bool = True
     """after each update, recompute the batch's entropy (one no-grad forward) and log the realised ΔH"""
+    dH_every: int = 1
+    """with measure_dH: measure the realised ΔH on rollouts 0, N, 2N, ... only (the others skip its no-grad
+    pass and log no policy/dH_realized), >= 1"""
+    sampler: str = "own"
+    """own (the trainer's decoding loop: the same tokens as generate, less per-token overhead; generate is
+    used anyway for a model whose generation config asks for more than temperature and top-p) | generate"""
     chunk_tokens: int = 256
     """token rows per chunk in the log-prob/entropy computation (memory ~ 3·chunk_tokens·V floats)"""
     mixed_precision: str = "no"
@@ -183,7 +190,7 @@ class TrainConfig:
             "prompts_per_step": 1, "micro_batch_size": 0, "epochs": 1, "minibatches": 1, "warmup_steps": 0,
             "max_new_tokens": 1, "eval_every": 0, "eval_prompts": 1, "eval_samples": 1,
             "checkpoint_every": 0, "keep_checkpoints": 1, "max_bad_steps": 1, "chunk_tokens": 1, "seed": 0,
-            "lora_rank": 0, "prepass_samples": 0,
+            "lora_rank": 0, "prepass_samples": 0, "dH_every": 1,
         }  # fmt: skip
         for f, lo in ints.items():
             v = getattr(self, f)
@@ -217,6 +224,7 @@ class TrainConfig:
         for f, allowed in (
             ("mixed_precision", MIXED_PRECISION),
             ("resume", RESUME),
+            ("sampler", SAMPLERS),
             ("agg", C.AGG_MODES),
         ):
             if getattr(self, f) not in allowed:

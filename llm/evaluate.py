@@ -29,13 +29,15 @@ def evaluate(
     top_p: float,
     seed: int,
     batch_size: int = 256,
+    sampler: str = "own",
 ) -> dict[str, float]:
     """``eval/greedy_acc``, and with n_samples ≥ 1 also ``eval/pass@k`` (k = 1..n_samples),
     ``eval/response_len`` and ``eval/entropy`` (token-mean, nats at ``temperature``) of the samples.
 
     Args:
         n_samples: samples per prompt; 0 measures greedy accuracy only (the warm start's check).
-        batch_size: sequences per ``generate`` call (prompts are split into pieces of this many).
+        batch_size: sequences per sampler call (prompts are split into pieces of this many).
+        sampler: ``llm.rollout.sample``'s (the same tokens either way).
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0:
         raise ValueError(f"n_samples: got {n_samples!r}; allowed: an integer >= 0")
@@ -46,14 +48,14 @@ def evaluate(
         part = examples[i : i + per]
         g = sample(
             model, tok, task, part, 1, max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0,
-            seed=seed, greedy=True,
+            seed=seed, greedy=True, sampler=sampler,
         )  # fmt: skip
         greedy += g.reward.tolist()
         if n_samples == 0:
             continue
         s = sample(
             model, tok, task, part, n_samples, max_new_tokens=max_new_tokens, temperature=temperature,
-            top_p=top_p, seed=seed + i,
+            top_p=top_p, seed=seed + i, sampler=sampler,
         )  # fmt: skip
         correct += s.reward.reshape(len(part), n_samples).sum(-1).round().long().tolist()
         length += s.completion_mask.sum(-1).tolist()

@@ -87,11 +87,15 @@ def sample(
     top_p: float,
     seed: int,
     greedy: bool = False,
+    sampler: str = "own",
 ) -> Rollout:
     """Generate ``group_size`` completions for each example and score them with the task's verifier.
 
     The sampling stream is ``torch.manual_seed(seed)`` (global RNG, as ``generate`` uses it), so a
     rollout is a function of (weights, examples, seed): the trainer derives seed from (root, step, rank).
+    ``sampler``: ``"own"`` (``decode``: the same samples as ``generate``, with less per-token overhead;
+    ``generate`` is used anyway where ``own_sampler_ok`` says the model's generation config asks for
+    more) or ``"generate"``.
     """
     prompts = [e.prompt for e in examples for _ in range(group_size)]
     ids, attn = tok.batch(prompts)
@@ -105,12 +109,18 @@ def sample(
         if greedy
         else {"do_sample": True, "temperature": float(temperature), "top_p": float(top_p), "top_k": 0}
     )
-    out = model.generate(
-        input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id, **kw,
-    )  # fmt: skip
+    if sampler == "own" and own_sampler_ok(model):
+        comp = decode(
+            model, ids, attn, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+            greedy=greedy, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        )  # fmt: skip
+    else:
+        out = model.generate(
+            input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id, **kw,
+        )  # fmt: skip
+        comp = out[:, ids.shape[1] :]
     model.train(was_training)
-    comp = out[:, ids.shape[1] :]
     if comp.shape[1] < max_new_tokens:  # every row stopped early: pad to the fixed width
         pad = comp.new_full((comp.shape[0], max_new_tokens - comp.shape[1]), tok.pad_token_id)
         comp = torch.cat([comp, pad], 1)
@@ -122,6 +132,101 @@ def sample(
     )
     group = torch.arange(len(examples)).repeat_interleave(group_size)
     return Rollout(ids, attn, comp, mask.to(device), reward.to(device), group.to(device), truncated, texts)
+
+
+_OWN_SAMPLER_FIELDS = frozenset(
+    {"use_cache", "output_attentions", "output_hidden_states", "pad_token_id", "bos_token_id", "eos_token_id",
+     "suppress_tokens", "_from_model_config", "transformers_version", "max_length"}
+)  # fmt: skip
+"""generation-config fields that may differ from transformers' defaults for ``decode`` to reproduce
+``generate``: token ids (the caller passes <eos> and <pad>), bookkeeping, and ``suppress_tokens`` (applied
+the way ``generate`` applies it); ``use_cache`` must stay on and the ``output_*`` flags off"""
+
+
+def own_sampler_ok(model) -> bool:
+    """Whether ``decode`` reproduces ``model.generate`` for this model: a decoder-only transformers model
+    whose forward takes ``logits_to_keep``, with no logits processor in its generation config beyond the
+    ones ``decode`` applies (temperature, top-p, suppressed tokens). Anything else goes to ``generate``."""
+    import inspect
+
+    gc, config = getattr(model, "generation_config", None), getattr(model, "config", None)
+    if gc is None or config is None or getattr(config, "is_encoder_decoder", False):
+        return False
+    if "logits_to_keep" not in inspect.signature(model.forward).parameters:
+        return False
+    diff = gc.to_diff_dict()
+    if not set(diff) <= _OWN_SAMPLER_FIELDS:
+        return False
+    return gc.use_cache and not gc.output_attentions and not gc.output_hidden_states
+
+
+@torch.no_grad()
+def decode(
+    model,
+    ids: Tensor,
+    attn: Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    greedy: bool,
+    eos_token_id: int,
+    pad_token_id: int,
+) -> Tensor:
+    """(B, ≤ max_new_tokens) completion ids, the same tokens ``model.generate`` samples from the global RNG
+    for these left-padded prompts: one prefill of the prompts (position ids from the mask, logits of the
+    last position only), then one forward of one token per new position against a ``DynamicCache``, with
+    ``generate``'s own operations in its own order — float32 logits, suppressed tokens to −inf,
+    ÷ temperature (when ≠ 1), top-p (when < 1), softmax, one ``torch.multinomial`` over every row per
+    position (rows that have stopped included, as ``generate`` draws them), <pad> after <eos>, stop when
+    every row has stopped. What it leaves out is ``generate``'s generality (processors, stopping criteria,
+    input preparation per step), which is most of its per-token cost on a small model.
+    ``tests/llm/test_train.py`` pins the tokens to ``generate``'s, to the bit, across these options."""
+    from transformers import DynamicCache
+
+    B, device = ids.shape[0], ids.device
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    pos = attn.long().cumsum(-1) - 1
+    pos = pos.masked_fill(attn == 0, 0)
+    suppress = model.generation_config.suppress_tokens
+    unfinished = torch.ones(B, dtype=torch.long, device=device)
+    pad = torch.tensor(pad_token_id, device=device)
+    logits = model(
+        input_ids=ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1,
+        return_dict=True,
+    ).logits  # fmt: skip
+    tokens: list[Tensor] = []
+    drop = None
+    for t in range(max_new_tokens):
+        scores = logits[:, -1].to(copy=True, dtype=torch.float32, device=device)
+        if suppress is not None:
+            if drop is None:
+                vocab = torch.arange(scores.shape[-1], device=device)
+                drop = torch.isin(vocab, torch.as_tensor(suppress, device=device))
+            scores = torch.where(drop, -float("inf"), scores)
+        if greedy:
+            nxt = torch.argmax(scores, dim=-1)
+        else:
+            if temperature != 1.0:
+                scores = scores / temperature
+            if top_p < 1.0:
+                sorted_logits, sorted_idx = torch.sort(scores, descending=False)
+                remove = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
+                remove[..., -1:] = 0
+                scores = scores.masked_fill(remove.scatter(1, sorted_idx, remove), -float("inf"))
+            nxt = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        nxt = nxt * unfinished + pad * (1 - unfinished)
+        tokens.append(nxt)
+        unfinished = unfinished & ~(nxt == eos_token_id)
+        if t == max_new_tokens - 1 or bool(unfinished.max() == 0):
+            break
+        attn = torch.cat([attn, attn.new_ones((B, 1))], dim=-1)
+        pos = pos[:, -1:] + 1
+        logits = model(
+            input_ids=nxt[:, None].clone(memory_format=torch.contiguous_format), attention_mask=attn,
+            position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1, return_dict=True,
+        ).logits  # fmt: skip
+    return torch.stack(tokens, 1)
 
 
 def token_stats(

@@ -33,7 +33,7 @@ one token per new position), with E epochs × M minibatches and k micro-batch pi
     off-policy                    1 (old log-probs) + E·[k > 1] + 1 (ΔH)  E (M minibatches each)
     top_p < 1                     + 1 on-policy (the nucleus log-mass; off-policy it rides on the old-log-prob pass)
     reference model (ref_kl)      + 1 of the reference model
-    measure_dH = False            − 1 (no realised ΔH)
+    measure_dH = False            − 1 (no realised ΔH; with dH_every = N, − 1 on N − 1 rollouts of every N)
 
 With k > 1 the pieces build the entropy's graph only when the loss reads the entropy; with k = 1 it is
 always built (backward only walks it when the loss reads it; it costs memory). Every ``eval_every``
@@ -441,7 +441,7 @@ class Trainer:
         roll = sample(
             self.acc.unwrap_model(self.model), self.tok, self.task, examples, cfg.group_size,
             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-            seed=_seed(cfg, k, self.rank, 0),
+            seed=_seed(cfg, k, self.rank, 0), sampler=cfg.sampler,
         )  # fmt: skip
         if cfg.guide_per_group:
             roll = add_guides(roll, self.tok, self.task, examples, cfg.group_size, cfg.guide_per_group)
@@ -527,7 +527,7 @@ class Trainer:
                 }
             )
         )
-        if cfg.measure_dH and step_metrics:
+        if cfg.measure_dH and step_metrics and k % cfg.dH_every == 0:
             with torch.no_grad():
                 _, ent1 = self._stats(roll)
             h_after = self._reduce({"h": float(masked_mean(ent1, mask))})["h"]
@@ -574,7 +574,7 @@ class Trainer:
             roll = sample(
                 self.acc.unwrap_model(self.model), self.tok, self.task, examples, G,
                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                seed=_seed(cfg, k, self.rank, 4),
+                seed=_seed(cfg, k, self.rank, 4), sampler=cfg.sampler,
             )  # fmt: skip
             answer = answer_ids(self.task, roll.texts, examples, G)
             for i, e in enumerate(examples):
@@ -637,7 +637,7 @@ class Trainer:
         res = evaluate(
             self.acc.unwrap_model(self.model), self.tok, self.task, self.split.eval, n_samples=cfg.eval_samples,
             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-            seed=_seed(cfg, self.step, 0, 2), batch_size=max(cfg.micro_batch_size, 256),
+            seed=_seed(cfg, self.step, 0, 2), batch_size=max(cfg.micro_batch_size, 256), sampler=cfg.sampler,
         )  # fmt: skip
         return res
 

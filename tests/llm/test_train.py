@@ -310,6 +310,42 @@ def test_micro_batches_change_nothing(names, tmp_path, monkeypatch, cfg):
     assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7), (grads[0] - grads[1]).abs().max()
 
 
+def test_either_sampler_trains_the_same_run(tmp_path, cfg):
+    """The trainer's own decoding loop and ``generate`` give the same run, metric for metric, to the bit
+    (top-p and τ ≠ 1 included, with held-out evaluation)."""
+    runs = []
+    for s in ("own", "generate"):
+        c = cfg(name=s, sampler=s, steps=3, eval_every=2, eval_prompts=4, eval_samples=2, temperature=0.9,
+                top_p=0.95)  # fmt: skip
+        T.train(c, progress=False)
+        runs.append(strip_perf(rows(c.run_dir)))
+    assert runs[0] == runs[1]
+    assert any("eval/pass@1" in r for r in runs[0])
+
+
+def test_dH_every_skips_the_realised_dH_pass_and_changes_nothing_else(tmp_path, cfg, monkeypatch):
+    calls = []
+    real = T.token_stats
+
+    def counted(*a, **k):
+        calls.append(torch.is_grad_enabled())
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "token_stats", counted)
+    out = {}
+    for n in (1, 2):
+        calls.clear()
+        c = cfg(name=f"dh{n}", steps=5, dH_every=n)
+        T.train(c, progress=False)
+        out[n] = (rows(c.run_dir), calls.count(False))
+    (every, nograd1), (half, nograd2) = out[1], out[2]
+    assert nograd1 == 5 and nograd2 == 3  # rollouts 0, 2, 4
+    assert [("policy/dH_realized" in r) for r in half] == [True, False, True, False, True]
+    drop = ("policy/dH_realized", "policy/entropy_after")
+    for a, b in zip(strip_perf(every), strip_perf(half), strict=True):
+        assert {k: v for k, v in a.items() if k not in drop or "policy/dH_realized" in b} == b
+
+
 # -- resume ---------------------------------------------------------------------------------------------------
 
 
@@ -429,6 +465,8 @@ def test_sigterm_saves_and_exits(tmp_path):
     ("args", "message"),
     [
         (["--group-size", "1"], "group_size: got 1; allowed: an integer >= 2 ('grpo' compares the responses"),
+        (["--sampler", "vllm"], "sampler: got 'vllm'; allowed: own, generate"),
+        (["--dH-every", "0"], "dH_every: got 0; allowed: an integer >= 1"),
         (["--preset", "huge"], "preset: got 'huge'; allowed: tiny-copy"),
         (["--hp", "ppo_clip.eps_hi"], "hp: got 'ppo_clip.eps_hi'; allowed: NAME.KEY=VALUE"),
         (["--controllers", "grpo", "nope"], "controllers[1]: got 'nope'; allowed:"),
