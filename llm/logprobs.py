@@ -68,7 +68,9 @@ def selective_log_softmax(
     (flat, dtype), flat_ids = _rows(logits), ids.reshape(-1)
     out = []
     for i in range(0, flat.shape[0], chunk_tokens):
-        z = flat[i : i + chunk_tokens].to(dtype) / temperature
+        z = flat[i : i + chunk_tokens].to(dtype)
+        if temperature != 1.0:  # z / 1.0 is z, bit for bit: no copy for logsumexp's backward to hold
+            z = z / temperature
         picked = z.gather(-1, flat_ids[i : i + chunk_tokens, None]).squeeze(-1)
         out.append(picked - torch.logsumexp(z, -1))
     if not out:
@@ -77,7 +79,8 @@ def selective_log_softmax(
 
 
 def _chunk_entropy(z: Tensor, temperature: float) -> Tensor:
-    z = z / temperature
+    if temperature != 1.0:
+        z = z / temperature
     lse = torch.logsumexp(z, -1)
     return lse - (torch.softmax(z, -1) * z).sum(-1)
 
@@ -234,9 +237,19 @@ def logprob_entropy(
         lp, h = logprob_entropy(logits, ids, temperature, chunk_tokens, entropy_grad)
         return lp, h, torch.zeros_like(h)
     if entropy_grad:
+        # one (B·T, V) copy of the sliced logits, shared: reshaping a sliced (B, T, V) view copies, and each
+        # function doing its own kept two copies alive until backward. At τ = 1 the log-probs' logsumexp and
+        # the entropy's checkpoints then hold views of that one copy; at τ ≠ 1 the log-probs also hold their
+        # z/τ chunks (dividing once for both would round the summed gradient differently). Bit-identical.
+        _check(logits, temperature, chunk_tokens)
+        if ids.shape != logits.shape[:-1]:
+            raise ValueError(
+                f"ids: shape {tuple(ids.shape)}; allowed: the logits' leading shape {tuple(logits.shape[:-1])}"
+            )
+        flat = _rows(logits)[0]
         return (
-            selective_log_softmax(logits, ids, temperature, chunk_tokens),
-            token_entropy(logits, temperature, chunk_tokens, grad=True),
+            selective_log_softmax(flat, ids.reshape(-1), temperature, chunk_tokens).reshape(ids.shape),
+            token_entropy(flat, temperature, chunk_tokens, grad=True).reshape(ids.shape),
         )
     _check(logits, temperature, chunk_tokens)
     if ids.shape != logits.shape[:-1]:

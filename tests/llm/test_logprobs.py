@@ -185,3 +185,53 @@ def test_unmasked_top_p_pass_is_the_full_softmax_plus_the_nucleus_log_mass(batch
     torch.testing.assert_close(h, want_h, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(lm, want_lm, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(x.grad, y.grad, rtol=1e-9, atol=1e-12)
+
+
+def _old_logprob_entropy_grad(logits, ids, temperature, chunk_tokens):
+    """The entropy-gradient path as it was (each function reshaping and scaling its own chunks)."""
+    flat, flat_ids = logits.reshape(-1, logits.shape[-1]), ids.reshape(-1)
+    lps, hs = [], []
+    for i in range(0, flat.shape[0], chunk_tokens):
+        z = flat[i : i + chunk_tokens] / temperature
+        lps.append(z.gather(-1, flat_ids[i : i + chunk_tokens, None]).squeeze(-1) - torch.logsumexp(z, -1))
+    flat2 = logits.reshape(-1, logits.shape[-1])
+    for i in range(0, flat2.shape[0], chunk_tokens):
+        z = flat2[i : i + chunk_tokens] / temperature
+        hs.append(torch.logsumexp(z, -1) - (torch.softmax(z, -1) * z).sum(-1))
+    return torch.cat(lps).reshape(ids.shape), torch.cat(hs).reshape(ids.shape)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_entropy_grad_path_is_the_same_arithmetic_and_holds_one_copy(temperature):
+    """The entropy-gradient path (the trainer's one-piece update) gives the old path's values and
+    gradients to the bit, and what autograd keeps for backward at τ = 1 is one (B·T, V) float32 copy of the
+    logits, not two (the sliced logits' reshape used to be done, and held, by each of the two functions)."""
+    from llm.logprobs import logprob_entropy
+
+    g = torch.Generator().manual_seed(0)
+    B, T, V = 3, 5, 50
+    base = torch.randn(B, T + 1, V, generator=g) * 3
+    ids = torch.randint(0, V, (B, T), generator=g)
+    a, b = torch.randn(B, T, generator=g), torch.randn(B, T, generator=g)
+    got, want = [], []
+    for fn, out in ((lambda x: logprob_entropy(x, ids, temperature, 4, entropy_grad=True), got),
+                    (lambda x: _old_logprob_entropy_grad(x, ids, temperature, 4), want)):  # fmt: skip
+        leaf = base.clone().requires_grad_()
+        lp, h = fn(leaf[:, :-1])  # the trainer's slice: position t predicts token t
+        ((lp * a).sum() + (h * b).sum()).backward()
+        out += [lp.detach(), h.detach(), leaf.grad]
+    for x, y in zip(got, want, strict=True):
+        assert torch.equal(x, y)
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        if t.dim() and t.shape[-1] == V:
+            s = t.untyped_storage()
+            saved[s.data_ptr()] = s.nbytes()
+        return t
+
+    leaf = base.clone().requires_grad_()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        lp, h = logprob_entropy(leaf[:, :-1], ids, temperature, 4, entropy_grad=True)
+    copies = sum(saved.values()) / (B * T * V * 4)  # what backward holds, in (B·T, V) float32 copies
+    assert copies == (1 if temperature == 1.0 else 2), saved  # it was 2 at τ = 1
