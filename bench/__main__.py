@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-BENCHES = ("sim", "entropy", "controllers", "trainer")
+BENCHES = ("sim", "entropy", "controllers", "trainer", "precision")
 
 
 def _module(name: str):

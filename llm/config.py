@@ -168,7 +168,9 @@ class TrainConfig:
     chunk_tokens: int = 256
     """token rows per chunk in the log-prob/entropy computation (memory ~ 3·chunk_tokens·V floats)"""
     mixed_precision: str = "no"
-    """no | bf16 | fp16 (accelerate; bf16 on GPUs); log-probs and entropies are always float32"""
+    """no | bf16 | fp16 (accelerate's autocast; bf16 also on CPUs, fastest with avx512_bf16/AMX: see
+    ``python -m bench precision`` for its speed and its effect on the log-probs); log-probs and entropies
+    are always computed in float32 from the logits"""
     cpu: bool = False
     """force CPU even when a GPU is present"""
     tracker: str = "auto"

@@ -11,7 +11,7 @@ def test_numpy_reference_agrees_with_the_simulator():
 def test_bench_bad_input_is_one_line(capsys):
     assert main(["nosuch"]) == 2
     err = capsys.readouterr().err
-    assert "name: got 'nosuch'; allowed: sim, entropy, controllers, trainer, all" in err
+    assert "name: got 'nosuch'; allowed: sim, entropy, controllers, trainer, precision, all" in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -97,3 +97,18 @@ def test_trl_is_found_when_installed():
     from bench import trainer as bench_trainer
 
     assert bench_trainer.unavailable() is None
+
+
+def test_precision_bench_measures_what_bf16_changes():
+    """The bf16 case scores the same tokens in both precisions: the log-prob gap is measured (non-zero:
+    autocast really ran in bf16), finite and within bf16's resolution of the logits; the summary says it."""
+    import math
+
+    from bench import precision
+
+    r = precision.case("tiny", repeat=1)
+    assert 0 < r["logp_absdiff_mean"] <= r["logp_absdiff_max"] < 1.0
+    assert 0 <= r["entropy_absdiff_max"] < 1.0 and 0 <= r["sampled_tokens_changed_frac"] <= 1
+    assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("fp32_train_s", "bf16_train_s", "fp32_sample_s"))
+    text = " ".join(precision.summary({"cpu_bf16_flags": [], "rows": [r]}))
+    assert "log-probs differ by up to" in text and len(precision.table({"rows": [r]})) == 3
