@@ -8,6 +8,9 @@ AdamW, the realised-ΔH pass. The costs: on a TokenBatch of that step's shape (6
 pipeline minus the same with GRPO alone. The tiny model makes the step as cheap as it gets, so the
 shares here are upper bounds; with a 135M model the step is ~500× longer and the controllers cost the
 same. Target (issue 7): under 5% of a step.
+
+Host reads per ``policy_loss`` call (each a device synchronisation on a GPU; counted with
+``harness.count_host_reads`` on CPU, the stand-in the tests use) for GRPO + PPO clip and each family.
 """
 
 from __future__ import annotations
@@ -58,6 +61,14 @@ def _loss_time(names: list[str], batch, logp, ent, repeat: int) -> float:
     return harness.median(harness.timed(once, repeat))
 
 
+def _host_reads(names: list[str], batch) -> int:
+    pipe = C.Pipeline([C.get(n) for n in names])
+    state = pipe.init()
+    with harness.count_host_reads() as counts:
+        C.policy_loss(batch, pipe, state, generator=torch.Generator().manual_seed(0))
+    return sum(counts.values())
+
+
 def _step_time(repeat: int) -> float:
     from llm.config import PRESETS
     from llm.train import Trainer
@@ -80,12 +91,14 @@ def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | Non
     tele_s = harness.median(harness.timed(lambda: C.telemetry(batch, adv), repeat))
     base_s = _loss_time(["grpo"], batch, logp, ent, repeat)
     rows = [{"family": "telemetry (in every policy_loss)", "seconds": tele_s, "share": tele_s / step_s}]
+    reads = {"grpo + ppo_clip": _host_reads(["grpo", "ppo_clip"], batch)}
     for fam, names in FAMILIES.items():
         t = _loss_time(names, batch, logp, ent, repeat)
         rows.append({"family": fam, "seconds": t - base_s, "share": (t - base_s) / step_s})
+        reads[fam] = _host_reads(names, batch)
         if watch is not None:
             watch.sample()
-    return {"B": B, "T": T, "step_s": step_s, "grpo_loss_s": base_s, "rows": rows}
+    return {"B": B, "T": T, "step_s": step_s, "grpo_loss_s": base_s, "rows": rows, "host_reads": reads}
 
 
 def summary(res: dict) -> list[str]:
@@ -97,6 +110,14 @@ def summary(res: dict) -> list[str]:
         f"telemetry: {tele['seconds'] * 1e3:.2f} ms = {100 * tele['share']:.1f}% of the step",
         f"costliest family: {worst['family']}, {worst['seconds'] * 1e3:.2f} ms = {100 * worst['share']:.1f}% "
         f"(target < 5%: {'met' if worst['share'] < 0.05 else 'NOT met'})",
+        *(
+            [
+                "host reads per policy_loss call: "
+                + "; ".join(f"{k} {v}" for k, v in res["host_reads"].items())
+            ]
+            if "host_reads" in res
+            else []
+        ),
     ]
 
 

@@ -9,6 +9,8 @@ import platform
 import statistics
 import subprocess
 import time
+import collections
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,3 +94,34 @@ def append(name: str, record: dict) -> Path:
     with path.open("a") as fh:
         fh.write(json.dumps(record) + "\n")
     return path
+
+
+HOST_READS = ("__float__", "__bool__", "__int__", "__index__", "item", "tolist", "numpy")
+"""the tensor methods through which the host reads a device value (each one a synchronisation on a GPU)"""
+
+
+@contextlib.contextmanager
+def count_host_reads():
+    """Counts host reads of tensor values inside the block (a CUDA-free stand-in for counting device
+    synchronisations: it patches ``torch.Tensor``'s reading methods and restores them after)."""
+    import torch
+
+    counts: collections.Counter = collections.Counter()
+    orig = {n: getattr(torch.Tensor, n) for n in HOST_READS}
+
+    def wrap(name):
+        f = orig[name]
+
+        def counted(self, *a, **k):
+            counts[name] += 1
+            return f(self, *a, **k)
+
+        return counted
+
+    for n in HOST_READS:
+        setattr(torch.Tensor, n, wrap(n))
+    try:
+        yield counts
+    finally:
+        for n, f in orig.items():
+            setattr(torch.Tensor, n, f)

@@ -145,6 +145,75 @@ VARIANTS = {"ours": ("ours", ""), "ours_generate": ("ours", ", sampler='generate
 share of the difference), TRL"""
 
 
+MODES = (
+    ("on-policy, k = 1", {}),
+    ("on-policy, k = 2 micro-batch pieces", {"micro_batch_size": 8}),
+    ("off-policy, 2 epochs × 2 minibatches", {"epochs": 2, "minibatches": 2}),
+    ("off-policy, 2 epochs × 2 minibatches, k = 2", {"epochs": 2, "minibatches": 2, "micro_batch_size": 4}),
+    ("top_p = 0.9, on-policy", {"top_p": 0.9}),
+    ("reference model (ref_kl)", {"controllers": ("grpo", "ppo_clip", "ref_kl")}),
+    ("measure_dH off", {"measure_dH": False}),
+    ("dH_every = 2", {"dH_every": 2}),
+)
+"""trainer settings whose passes over a rollout ``passes_per_mode`` counts"""
+
+
+def passes_per_mode(steps: int = 2) -> list[dict]:
+    """Per rollout, counted on the tiny model (4 prompts × 4 completions): the sampler's forward calls
+    (one prefill, then one per new position) and the passes over the rollout's sequences — no-grad passes
+    of the policy, passes with gradient (forward + backward), and passes of the reference model — each as
+    sequences processed / rollout size, so k micro-batch pieces make one pass."""
+    import collections
+    import dataclasses
+    import tempfile
+
+    import torch
+
+    from llm import train as Tm
+    from llm.config import PRESETS
+
+    rows = []
+    for label, kw in MODES:
+        with tempfile.TemporaryDirectory() as d:
+            cfg = dataclasses.replace(
+                PRESETS["tiny-copy"], out_dir=d, sft_steps=0, steps=steps, prompts_per_step=4, group_size=4,
+                max_new_tokens=6, eval_every=0, checkpoint_every=0, tracker="none", **kw,
+            )  # fmt: skip
+            tr = Tm.Trainer(cfg, progress=False)
+            net = tr.acc.unwrap_model(tr.model)
+            counts: collections.Counter = collections.Counter()
+            sampling = [False]
+            hook = net.register_forward_pre_hook(
+                lambda *_: counts.update(["sampler_forwards"]) if sampling[0] else None
+            )
+            real_sample, real_stats = Tm.sample, Tm.token_stats
+
+            def sample(*a, **k):
+                sampling[0] = True
+                try:
+                    return real_sample(*a, **k)
+                finally:
+                    sampling[0] = False
+
+            def token_stats(model, roll, *a, **k):
+                key = "ref_passes" if model is tr.ref else ("grad_passes" if torch.is_grad_enabled() else
+                                                             "no_grad_passes")  # fmt: skip
+                counts[key] += roll.size / (cfg.prompts_per_step * cfg.group_size)
+                return real_stats(model, roll, *a, **k)
+
+            Tm.sample, Tm.token_stats = sample, token_stats
+            try:
+                for _ in range(steps):
+                    tr.rollout_step()
+                    tr.step += 1
+            finally:
+                Tm.sample, Tm.token_stats = real_sample, real_stats
+                hook.remove()
+        rows.append({"mode": label, **{k: counts[k] / steps for k in (
+            "sampler_forwards", "no_grad_passes", "grad_passes", "ref_passes")}})  # fmt: skip
+    return rows
+
+
 def _child(framework: str, T: int, steps: int, warmup: int, model: str = "tiny") -> dict:
     fn, extra = VARIANTS[framework]
     code = (
@@ -211,7 +280,10 @@ def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | Non
         )  # fmt: skip
     import trl
 
-    return {"device": device, "steps": steps, "warmup": warmup, "trl": trl.__version__, "rows": rows}
+    return {
+        "device": device, "steps": steps, "warmup": warmup, "trl": trl.__version__, "rows": rows,
+        "passes": passes_per_mode(),
+    }  # fmt: skip
 
 
 def summary(res: dict) -> list[str]:
@@ -235,7 +307,22 @@ def summary(res: dict) -> list[str]:
 
 
 def table(res: dict) -> list[str]:
-    lines = [
+    lines = []
+    if "passes" in res:
+        lines += [
+            "Passes per rollout by mode (counted on the tiny model, `passes_per_mode`; a pass is one sweep over",
+            "the rollout's sequences, however many micro-batch pieces it takes):",
+            "",
+            "| mode | sampler forwards (prefill + one per new position) | no-grad passes | forward + backward passes | reference-model passes |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {r['mode']} | {r['sampler_forwards']:g} | {r['no_grad_passes']:g} | {r['grad_passes']:g} | "
+            f"{r['ref_passes']:g} |"
+            for r in res["passes"]
+        ]
+        lines.append("")
+    lines += [
         "| model | T | entrolab ms/step | TRL ms/step | entrolab tokens/s | TRL tokens/s | speedup | peak RSS entrolab / TRL (MB) | sampling ms: own / generate |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]

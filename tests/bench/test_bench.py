@@ -112,3 +112,27 @@ def test_precision_bench_measures_what_bf16_changes():
     assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("fp32_train_s", "bf16_train_s", "fp32_sample_s"))
     text = " ".join(precision.summary({"cpu_bf16_flags": [], "rows": [r]}))
     assert "log-probs differ by up to" in text and len(precision.table({"rows": [r]})) == 3
+
+
+def test_passes_per_rollout_are_the_trainers_documented_counts():
+    """The counts bench/RESULTS.md reports, against the table in ``llm.train``'s docstring: no-grad passes
+    1 (ΔH), + 1 for k > 1 leaves, off-policy 1 (old log-probs) + E·[k > 1] + 1, + 1 for top-p on-policy;
+    the reference model once; the sampler one forward per new position (the first from the prefill)."""
+    from bench import trainer as bt
+
+    want = {
+        "on-policy, k = 1": (1, 1, 0),
+        "on-policy, k = 2 micro-batch pieces": (2, 1, 0),
+        "off-policy, 2 epochs × 2 minibatches": (2, 2, 0),
+        "off-policy, 2 epochs × 2 minibatches, k = 2": (4, 2, 0),
+        "top_p = 0.9, on-policy": (2, 1, 0),
+        "reference model (ref_kl)": (1, 1, 1),
+        "measure_dH off": (0, 1, 0),
+        "dH_every = 2": (0.5, 1, 0),
+    }
+    rows = bt.passes_per_mode(steps=2)
+    assert [r["mode"] for r in rows] == list(want)
+    for r in rows:
+        assert (r["no_grad_passes"], r["grad_passes"], r["ref_passes"]) == want[r["mode"]], r
+        assert 1 <= r["sampler_forwards"] <= 6  # max_new_tokens = 6; fewer when every row stopped early
+    assert "| on-policy, k = 1 |" in "\n".join(bt.table({"rows": [], "passes": rows}))

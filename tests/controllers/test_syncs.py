@@ -4,39 +4,14 @@ CUDA-free stand-in counts those calls on CPU tensors, so the budget below cannot
 
 from __future__ import annotations
 
-import collections
-import contextlib
-
 import pytest
 import torch
 
 import controllers as C
+from bench.harness import count_host_reads
 from tests.controllers.test_edge_batches import full_batch, pipeline
 
-READS = ("__float__", "__bool__", "__int__", "__index__", "item", "tolist", "numpy")
-
-
-@contextlib.contextmanager
-def count_reads():
-    counts: collections.Counter = collections.Counter()
-    orig = {n: getattr(torch.Tensor, n) for n in READS}
-
-    def wrap(name):
-        f = orig[name]
-
-        def counted(self, *a, **k):
-            counts[name] += 1
-            return f(self, *a, **k)
-
-        return counted
-
-    for n in READS:
-        setattr(torch.Tensor, n, wrap(n))
-    try:
-        yield counts
-    finally:
-        for n, f in orig.items():
-            setattr(torch.Tensor, n, f)
+count_reads = count_host_reads  # the bench's counter: bench/RESULTS.md reports the same numbers
 
 
 def test_the_counter_counts():
