@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime as dt
 import json
 import os
@@ -9,8 +11,6 @@ import platform
 import statistics
 import subprocess
 import time
-import collections
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 

@@ -163,6 +163,10 @@ def passes_per_mode(steps: int = 2) -> list[dict]:
     (one prefill, then one per new position) and the passes over the rollout's sequences — no-grad passes
     of the policy, passes with gradient (forward + backward), and passes of the reference model — each as
     sequences processed / rollout size, so k micro-batch pieces make one pass."""
+    return [{"mode": label, **_count_passes(kw, steps)} for label, kw in MODES]
+
+
+def _count_passes(kw: dict, steps: int) -> dict[str, float]:
     import collections
     import dataclasses
     import tempfile
@@ -172,46 +176,43 @@ def passes_per_mode(steps: int = 2) -> list[dict]:
     from llm import train as Tm
     from llm.config import PRESETS
 
-    rows = []
-    for label, kw in MODES:
-        with tempfile.TemporaryDirectory() as d:
-            cfg = dataclasses.replace(
-                PRESETS["tiny-copy"], out_dir=d, sft_steps=0, steps=steps, prompts_per_step=4, group_size=4,
-                max_new_tokens=6, eval_every=0, checkpoint_every=0, tracker="none", **kw,
-            )  # fmt: skip
-            tr = Tm.Trainer(cfg, progress=False)
-            net = tr.acc.unwrap_model(tr.model)
-            counts: collections.Counter = collections.Counter()
-            sampling = [False]
-            hook = net.register_forward_pre_hook(
-                lambda *_: counts.update(["sampler_forwards"]) if sampling[0] else None
-            )
-            real_sample, real_stats = Tm.sample, Tm.token_stats
+    counts: collections.Counter = collections.Counter()
+    sampling = [False]
+    real_sample, real_stats = Tm.sample, Tm.token_stats
+    with tempfile.TemporaryDirectory() as d:
+        cfg = dataclasses.replace(
+            PRESETS["tiny-copy"], out_dir=d, sft_steps=0, steps=steps, prompts_per_step=4, group_size=4,
+            max_new_tokens=6, eval_every=0, checkpoint_every=0, tracker="none", **kw,
+        )  # fmt: skip
+        tr = Tm.Trainer(cfg, progress=False)
+        size = cfg.prompts_per_step * cfg.group_size
 
-            def sample(*a, **k):
-                sampling[0] = True
-                try:
-                    return real_sample(*a, **k)
-                finally:
-                    sampling[0] = False
-
-            def token_stats(model, roll, *a, **k):
-                key = "ref_passes" if model is tr.ref else ("grad_passes" if torch.is_grad_enabled() else
-                                                             "no_grad_passes")  # fmt: skip
-                counts[key] += roll.size / (cfg.prompts_per_step * cfg.group_size)
-                return real_stats(model, roll, *a, **k)
-
-            Tm.sample, Tm.token_stats = sample, token_stats
+        def sample(*a, **k):
+            sampling[0] = True
             try:
-                for _ in range(steps):
-                    tr.rollout_step()
-                    tr.step += 1
+                return real_sample(*a, **k)
             finally:
-                Tm.sample, Tm.token_stats = real_sample, real_stats
-                hook.remove()
-        rows.append({"mode": label, **{k: counts[k] / steps for k in (
-            "sampler_forwards", "no_grad_passes", "grad_passes", "ref_passes")}})  # fmt: skip
-    return rows
+                sampling[0] = False
+
+        def token_stats(model, roll, *a, **k):
+            grad = "grad_passes" if torch.is_grad_enabled() else "no_grad_passes"
+            counts["ref_passes" if model is tr.ref else grad] += roll.size / size
+            return real_stats(model, roll, *a, **k)
+
+        def forward(*_):
+            if sampling[0]:
+                counts["sampler_forwards"] += 1
+
+        hook = tr.acc.unwrap_model(tr.model).register_forward_pre_hook(forward)
+        Tm.sample, Tm.token_stats = sample, token_stats
+        try:
+            for _ in range(steps):
+                tr.rollout_step()
+                tr.step += 1
+        finally:
+            Tm.sample, Tm.token_stats = real_sample, real_stats
+            hook.remove()
+    return {k: counts[k] / steps for k in ("sampler_forwards", "no_grad_passes", "grad_passes", "ref_passes")}
 
 
 def _child(framework: str, T: int, steps: int, warmup: int, model: str = "tiny") -> dict:
