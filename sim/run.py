@@ -256,15 +256,19 @@ class Simulator:
         return tr.run_chunks(z.shape[0], z[0].numel() * z.element_size(), self.device)
 
     def _table_fields(
-        self, zr: torch.Tensor, st: torch.Tensor, tok: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        self, zr: torch.Tensor, st: torch.Tensor, tok: torch.Tensor, want: tuple[bool, ...] = (True, True, True)
+    ) -> tuple[torch.Tensor | None, ...]:
         """(logp, entropy, entropy_topp or None) of the sampled tokens (r, p, G, T), from the log-softmax of
-        the runs' whole table ``zr`` (r, S, V): one row-wise pass when states are fewer than tokens."""
+        the runs' whole table ``zr`` (r, S, V): one row-wise pass when states are fewer than tokens.
+        ``want``: which of the three to compute (None for the others; topp only when a controller needs it)."""
         run_idx = torch.arange(zr.shape[0], device=self.device)[:, None, None, None]
-        table = torch.log_softmax(zr, -1)
-        logp = table[run_idx, st, tok]
-        ent = (-(table.exp() * table).sum(-1))[run_idx, st]
-        topp = C.nucleus_entropy(zr)[run_idx, st] if "entropy_topp" in self.needs else None
+        logp = ent = topp = None
+        if want[0] or want[1]:
+            table = torch.log_softmax(zr, -1)
+            logp = table[run_idx, st, tok] if want[0] else None
+            ent = (-(table.exp() * table).sum(-1))[run_idx, st] if want[1] else None
+        if want[2] and "entropy_topp" in self.needs:
+            topp = C.nucleus_entropy(zr)[run_idx, st]
         return logp, ent, topp
 
     def token_batch(
@@ -543,13 +547,14 @@ class Simulator:
                 used, torch.autograd.grad(loss * R, [leaves[k] for k in used], allow_unused=True), strict=True
             )
         )
+        want = tuple(grads.get(k) is not None for k in range(3))  # the table's graph: only what the loss read
         batch_metrics = [m] * R
         self._step_controllers(s, batch_metrics)
         stopped = [d is not None for d in s.dead]
         for i, j in chunks:
             zc = s.z[i:j]
             zv = zc.detach().requires_grad_(True)
-            outs = self._table_fields(zv, st[i:j], tok[i:j])
+            outs = self._table_fields(zv, st[i:j], tok[i:j], want)
             pairs = [(outs[k], grads[k][i:j]) for k in used if grads[k] is not None]
             if pairs:
                 (g,) = torch.autograd.grad([o for o, _ in pairs], zv, [gk for _, gk in pairs])
@@ -559,7 +564,7 @@ class Simulator:
             bad = ~torch.isfinite(new).all(-1).all(-1)
             self._stop_non_finite(s, bad, offset=i)
             keep = bad | torch.tensor(stopped[i:j], device=self.device)
-            zc.copy_(torch.where(keep[:, None, None], zc, new))
+            zc.copy_(torch.where(keep[:, None, None], zc, new) if bool(keep.any()) else new)
         s.step += 1
         return {"batch": batch_metrics}
 
