@@ -165,6 +165,9 @@ class TrainConfig:
     sampler: str = "own"
     """own (the trainer's decoding loop: the same tokens as generate, less per-token overhead; generate is
     used anyway for a model whose generation config asks for more than temperature and top-p) | generate"""
+    gradient_checkpointing: bool = False
+    """recompute each decoder layer's activations in backward (transformers' activation checkpointing):
+    much less memory for one more forward of the layers per update; the same numbers (TRL's default)"""
     chunk_tokens: int = 256
     """token rows per chunk in the log-prob/entropy computation (memory ~ 3·chunk_tokens·V floats)"""
     mixed_precision: str = "no"

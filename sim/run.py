@@ -256,7 +256,11 @@ class Simulator:
         return tr.run_chunks(z.shape[0], z[0].numel() * z.element_size(), self.device)
 
     def _table_fields(
-        self, zr: torch.Tensor, st: torch.Tensor, tok: torch.Tensor, want: tuple[bool, ...] = (True, True, True)
+        self,
+        zr: torch.Tensor,
+        st: torch.Tensor,
+        tok: torch.Tensor,
+        want: tuple[bool, ...] = (True, True, True),
     ) -> tuple[torch.Tensor | None, ...]:
         """(logp, entropy, entropy_topp or None) of the sampled tokens (r, p, G, T), from the log-softmax of
         the runs' whole table ``zr`` (r, S, V): one row-wise pass when states are fewer than tokens.

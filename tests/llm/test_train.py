@@ -323,6 +323,19 @@ def test_either_sampler_trains_the_same_run(tmp_path, cfg):
     assert any("eval/pass@1" in r for r in runs[0])
 
 
+def test_gradient_checkpointing_changes_no_number(tmp_path, cfg):
+    """Recomputing the layers in backward gives the same run, metric for metric, to the bit (CPU)."""
+    runs = []
+    for gc in (False, True):
+        for mb in (0, 8):
+            c = cfg(name=f"gc{int(gc)}-{mb}", gradient_checkpointing=gc, steps=2, micro_batch_size=mb)
+            tr = T.Trainer(c, progress=False)
+            assert tr.acc.unwrap_model(tr.model).is_activation_checkpointing == gc
+            tr.run()
+            runs.append(strip_perf(rows(c.run_dir)))
+    assert runs[0] == runs[2] and runs[1] == runs[3]
+
+
 def test_dH_every_skips_the_realised_dH_pass_and_changes_nothing_else(tmp_path, cfg, monkeypatch):
     calls = []
     real = T.token_stats
