@@ -81,6 +81,8 @@ class TokenBatch:
         if not isinstance(ref, Tensor) or ref.ndim != 2:
             shape = tuple(ref.shape) if isinstance(ref, Tensor) else type(ref).__name__
             raise ValueError(f"logp: got {shape}; allowed: a 2-D float tensor (B, T)")
+        if only is not None and not only:  # derived(): nothing to validate again
+            return
         checks: list[tuple[Tensor, object]] = []  # (0-dim bool "something is wrong", the precise check)
 
         def wanted(name: str) -> bool:
@@ -199,6 +201,18 @@ class TokenBatch:
             return dataclasses.replace(self, **changes)
         finally:
             _VALIDATE_ONLY.reset(token)
+
+    def rows(self, index: slice) -> TokenBatch:
+        """The sequences ``index`` (a slice of rows) of this batch, not validated again: every field is a
+        view of this batch's, whose values were checked when it was made."""
+        if not isinstance(index, slice):
+            raise ValueError(f"index: got {type(index).__name__}; allowed: a slice of rows")
+        changes = {}
+        for f in dataclasses.fields(self):
+            t = getattr(self, f.name)
+            if t is not None:
+                changes[f.name] = t[index]
+        return self.derived(**changes)
 
     @staticmethod
     def from_sequences(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from controllers.advantages import _group_index, _rewards
+from controllers.advantages import _rewards
 from controllers.base import Controller, Terms, check_choice, check_int, check_real, register
 from controllers.weights import TopEntropy
 
@@ -57,15 +57,33 @@ def group_similarity(embedding: Tensor, group: Tensor | None, scope: str = "grou
     return sim
 
 
+def similarity_sums(embedding: Tensor, group: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(B,) Σ_{j ≠ i, same group} cos(e_i, e_j) and the number of such ordered pairs (a 0-dim tensor),
+    in O(B·D): u_i · Σ_{j in i's group} u_j − u_i · u_i with u the unit vectors, instead of the (B, B)
+    matrix of ``group_similarity`` (the same sums up to float64 rounding, tested). ``group`` None: one
+    group."""
+    e = embedding.to(torch.float64)
+    unit = e / e.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    if group is None:
+        idx = torch.zeros(e.shape[0], dtype=torch.long, device=e.device)
+    else:
+        _, idx = torch.unique(group, return_inverse=True)
+    n_groups = e.shape[0]  # an upper bound: no host read for the count
+    sums = torch.zeros(n_groups, e.shape[1], dtype=e.dtype, device=e.device).index_add_(0, idx, unit)
+    sizes = torch.zeros(n_groups, dtype=e.dtype, device=e.device).index_add_(0, idx, torch.ones_like(e[:, 0]))
+    smi = (unit * sums[idx]).sum(-1) - (unit * unit).sum(-1)
+    return smi, (sizes * (sizes - 1.0)).sum()
+
+
 def group_diversity(embedding: Tensor, group: Tensor | None) -> float:
     """1 − mean pairwise cosine similarity between responses of the same group (pairs i ≠ j), in [0, 2]
     (0: every group's responses identical). NaN when no group has two responses."""
-    sim = group_similarity(embedding, group, "group")
-    same = torch.ones_like(sim, dtype=torch.bool) if group is None else group[:, None] == group[None, :]
-    off = same & ~torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device)
-    if not bool(off.any()):
-        return float("nan")
-    return float(1.0 - sim[off].mean())
+    return float(diversity_tensor(*similarity_sums(embedding, group)))
+
+
+def diversity_tensor(smi: Tensor, pairs: Tensor) -> Tensor:
+    """``group_diversity`` from ``similarity_sums``, as a 0-dim tensor (NaN when there are no pairs)."""
+    return torch.where(pairs > 0, 1.0 - smi.sum() / pairs.clamp_min(1.0), torch.full_like(pairs, torch.nan))
 
 
 def distinct_n(tokens: Tensor, mask: Tensor, group: Tensor | None, n: int = 2) -> float:
@@ -196,9 +214,8 @@ class DiversityReward(Controller):
             raise ValueError(
                 f"embedding: None; allowed: a (B, D) float tensor of response embeddings ({self.name!r} needs it)"
             )
-        idx, _ = _group_index(batch)
-        sim = group_similarity(batch.embedding, idx, self.scope)
-        return (sim.sum(-1) - sim.diagonal()).to(batch.logp.dtype)
+        smi, _ = similarity_sums(batch.embedding, batch.group if self.scope == "group" else None)
+        return smi.to(batch.logp.dtype)
 
     def rewards(self, batch, state):
         r = _rewards(batch, self.name)
@@ -207,12 +224,12 @@ class DiversityReward(Controller):
     def terms(self, batch, state, generator=None):
         if batch.embedding is None:
             return Terms()
-        idx, _ = _group_index(batch)
-        smi = self.smi(batch)
-        div = group_diversity(batch.embedding, idx)
+        within, pairs = similarity_sums(batch.embedding, batch.group)
+        smi = within if self.scope == "group" else similarity_sums(batch.embedding, None)[0]
+        smi = smi.to(batch.logp.dtype)
         return Terms(
             metrics={
-                "smi_mean": float(smi.mean()) if smi.numel() else 0.0,
-                "diversity": 0.0 if div != div else div,
+                "smi_mean": smi.mean() if smi.numel() else 0.0,
+                "diversity": torch.nan_to_num(diversity_tensor(within, pairs), nan=0.0),
             }
         )

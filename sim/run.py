@@ -334,21 +334,43 @@ class Simulator:
             b = self.token_batch(z, roll, slice(None), prompts)
             loss, m = C.policy_loss(b, self.pipe, s.ctrl[0], agg=self.cfg.agg, generator=s.gen)
             return loss * R, [m] * R  # every aggregation mode is a mean over r equal-sized runs
-        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        # selections and controller states are per run (one run = one training job): one loss call per run.
+        # The batch of every run is made (and validated) once; each run's call reads its rows, with its
+        # log-prob and entropy fields as leaves whose gradients then take one backward pass through the
+        # whole table. The same values and gradients as one batch and one graph per run (row-wise ops).
+        full = self.token_batch(z, roll, slice(None), prompts)
+        keys = [k for k in ("logp", "entropy", "entropy_topp") if getattr(full, k) is not None]
+        detached = {k: getattr(full, k).detach() for k in keys}
+        grads = {k: torch.zeros_like(v) for k, v in detached.items()}
+        used: set[str] = set()
+        n = full.logp.shape[0] // R
         metrics = []
-        for i in range(R):  # selections and controller states are per run (one run = one training job)
+        for i in range(R):
             if not bool(alive[i]):
                 metrics.append({})
                 continue
-            b = self.token_batch(z, roll, slice(i, i + 1), prompts)
+            rows = slice(i * n, (i + 1) * n)
+            leaves = {k: v[rows].detach().requires_grad_(True) for k, v in detached.items()}
+            group = None if full.group is None else full.group[rows] - i * self.model.n_prompts
+            b = full.rows(rows).derived(group=group, **leaves)
             try:
                 loss, m = C.policy_loss(b, self.pipe, s.ctrl[i], agg=self.cfg.agg, generator=s.gen)
             except RuntimeError as e:
                 s.dead[i] = f"step {s.step}: {e}"
                 metrics.append({})
                 continue
-            total = total + loss
             metrics.append(m)
+            if not loss.requires_grad:
+                continue
+            got = torch.autograd.grad(loss, [leaves[k] for k in keys], allow_unused=True)
+            for k, g in zip(keys, got, strict=True):
+                if g is not None:
+                    grads[k][rows] = g
+                    used.add(k)
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        for k in keys:  # its gradient in each field is exactly grads[k] (d/dx Σ x·g = g)
+            if k in used:
+                total = total + (getattr(full, k) * grads[k]).sum()
         return total, metrics
 
     # -- one rollout -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import controllers as C
-from controllers.shaping import group_similarity
+from controllers.shaping import group_similarity, similarity_sums
 from tests.controllers.helpers import batches, run_ranks
 
 
@@ -91,6 +91,34 @@ def test_distinct_n_and_group_diversity_bounds():
     e = C.ngram_embedding(tok, mask)
     # group 0 identical (cos 1), group 1 disjoint (cos 0): diversity 1 − (1 + 0)/2
     assert C.group_diversity(e, group) == pytest.approx(0.5)
+
+
+@given(
+    b=st.integers(1, 12),
+    d=st.integers(1, 6),
+    n_groups=st.integers(1, 4),
+    zero_rows=st.integers(0, 2),
+    seed=st.integers(0, 10_000),
+)
+def test_similarity_sums_match_the_dense_matrix(b, d, n_groups, zero_rows, seed):
+    """The O(B·D) within-group sums equal the (B, B) cosine matrix's off-diagonal row sums, and the diversity
+    its mean over same-group pairs (zero vectors included: similarity 0)."""
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(b, d, generator=g, dtype=torch.float64)
+    emb[: min(zero_rows, b)] = 0.0
+    group = torch.randint(0, n_groups, (b,), generator=g) * 7  # sparse ids
+    for grp in (group, None):
+        dense = group_similarity(emb, grp, "group")
+        smi, pairs = similarity_sums(emb, grp)
+        torch.testing.assert_close(smi, dense.sum(-1) - dense.diagonal(), rtol=1e-12, atol=1e-12)
+        same = torch.ones(b, b, dtype=torch.bool) if grp is None else grp[:, None] == grp[None, :]
+        off = same & ~torch.eye(b, dtype=torch.bool)
+        assert float(pairs) == int(off.sum())
+        div = C.group_diversity(emb, grp)
+        if off.any():
+            assert div == pytest.approx(float(1.0 - dense[off].mean()), rel=1e-12, abs=1e-12)
+        else:
+            assert math.isnan(div)
 
 
 @given(batch=batches(min_b=2, max_b=8, max_t=3, binary=False), scope=st.sampled_from(["group", "batch"]))
