@@ -223,7 +223,12 @@ class Simulator:
 
     # -- sampled batches -------------------------------------------------------------------------------
 
-    def rollout(self, z: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def rollout(
+        self, z: torch.Tensor, gen: torch.Generator, entropy: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Sample the groups of every run and prompt: states, tokens, mask, reward, the behaviour log-probs
+        ``old_logp``, and with ``entropy`` the entropy of each token's state under ``z`` (``entropy``, from
+        the same row-wise log-softmax pass)."""
         n_guide = self.cfg.guide
         roll = self.model.sample(z, self.cfg.group_size - n_guide, gen)  # (R, P, G, T) and (R, P, G)
         if n_guide:  # the last n_guide responses of each group come from the guide policy
@@ -237,10 +242,13 @@ class Simulator:
         else:
             reward = p_correct
         old_logp = torch.empty(states.shape, dtype=z.dtype, device=self.device)
+        ent = torch.empty(states.shape, dtype=z.dtype, device=self.device) if entropy else None
         for i, j in self._chunks(z):  # row-wise: the same values as one whole-table log-softmax
             old = torch.log_softmax(z[i:j].detach(), -1)
             run = torch.arange(j - i, device=self.device)[:, None, None, None]
             old_logp[i:j] = old[run, states[i:j], tokens[i:j]]
+            if ent is not None:  # the arithmetic of _table_fields
+                ent[i:j] = (-(old.exp() * old).sum(-1))[run, states[i:j]]
         guide = torch.zeros(p_correct.shape, dtype=torch.bool, device=self.device)
         if n_guide:  # behaviour policy of the guide rows: the guide
             guide[..., -n_guide:] = True
@@ -249,6 +257,8 @@ class Simulator:
         extra = {"guide": guide}
         if isinstance(self.model, models.TreeModel):
             extra["step_correct"] = self.model.step_correct(states, tokens)
+        if ent is not None:
+            extra["entropy"] = ent
         return {**roll, "reward": reward, "old_logp": old_logp, **extra}
 
     def _chunks(self, z: torch.Tensor) -> list[tuple[int, int]]:
@@ -555,16 +565,17 @@ class Simulator:
         finiteness check applied. The same operations on the same rows in the same order as ``step``: the
         same logits to the bit (tested)."""
         cfg, R = self.cfg, self.cfg.runs
-        roll = self.rollout(s.z.detach(), s.gen)
+        roll = self.rollout(s.z.detach(), s.gen, entropy=True)
         active = self.active_prompts(s.step)
         st, tok = roll["states"][:, active], roll["tokens"][:, active]
         chunks = self._chunks(s.z)
-        with torch.no_grad():
-            parts = [self._table_fields(s.z[i:j], st[i:j], tok[i:j]) for i, j in chunks]
-        leaves = [
-            None if parts[0][k] is None else torch.cat([q[k] for q in parts]).requires_grad_(True)
-            for k in range(3)
-        ]
+        # on-policy, the rollout's log-softmax pass is the table's: its log-probs and entropies are the leaves
+        leaves = [roll["old_logp"][:, active].clone(), roll["entropy"][:, active], None]
+        if "entropy_topp" in self.needs:
+            with torch.no_grad():
+                leaves[2] = torch.cat([self._table_fields(s.z[i:j], st[i:j], tok[i:j], (False, False, True))[2]
+                                       for i, j in chunks])  # fmt: skip
+        leaves = [None if x is None else x.requires_grad_(True) for x in leaves]
         b = self.token_batch(s.z, roll, slice(None), active, fields=tuple(leaves))
         loss, m = C.policy_loss(b, self.pipe, s.ctrl[0], agg=cfg.agg, generator=s.gen)
         used = [k for k in range(3) if leaves[k] is not None]
@@ -579,15 +590,23 @@ class Simulator:
         stopped = [d is not None for d in s.dead]
         for i, j in chunks:
             zc = s.z[i:j]
-            zv = zc.detach().requires_grad_(True)
-            outs = self._table_fields(zv, st[i:j], tok[i:j], want)
-            pairs = [(outs[k], grads[k][i:j]) for k in used if grads[k] is not None]
-            if pairs:
-                (g,) = torch.autograd.grad([o for o, _ in pairs], zv, [gk for _, gk in pairs])
+            if want == (True, False, False):  # the log-probs' backward by hand: autograd's own two kernels
+                table = torch.log_softmax(zc, -1)
+                run = torch.arange(j - i, device=self.device)[:, None, None, None]
+                dtable = torch.zeros_like(table).index_put_(
+                    (run, st[i:j], tok[i:j]), grads[0][i:j], accumulate=True
+                )
+                g = torch.ops.aten._log_softmax_backward_data(dtable, table, -1, zc.dtype)
             else:
-                g = torch.zeros_like(zc)
+                zv = zc.detach().requires_grad_(True)
+                outs = self._table_fields(zv, st[i:j], tok[i:j], want)
+                pairs = [(outs[k], grads[k][i:j]) for k in used if grads[k] is not None]
+                if pairs:
+                    (g,) = torch.autograd.grad([o for o, _ in pairs], zv, [gk for _, gk in pairs])
+                else:
+                    g = torch.zeros_like(zc)
             new = zc - self.lr * g
-            bad = ~torch.isfinite(new).all(-1).all(-1)
+            bad = torch.isnan((new * 0).sum((-1, -2)))  # any inf or nan: finite · 0 = 0, inf · 0 = nan
             self._stop_non_finite(s, bad, offset=i)
             keep = bad | torch.tensor(stopped[i:j], device=self.device)
             zc.copy_(torch.where(keep[:, None, None], zc, new) if bool(keep.any()) else new)
