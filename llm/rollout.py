@@ -88,6 +88,7 @@ def sample(
     seed: int,
     greedy: bool = False,
     sampler: str = "own",
+    share_prompts: bool = False,
 ) -> Rollout:
     """Generate ``group_size`` completions for each example and score them with the task's verifier.
 
@@ -95,7 +96,7 @@ def sample(
     rollout is a function of (weights, examples, seed): the trainer derives seed from (root, step, rank).
     ``sampler``: ``"own"`` (``decode``: the same samples as ``generate``, with less per-token overhead;
     ``generate`` is used anyway where ``own_sampler_ok`` says the model's generation config asks for
-    more) or ``"generate"``.
+    more) or ``"generate"``. ``share_prompts``: the own sampler prefills each group's prompt once.
     """
     prompts = [e.prompt for e in examples for _ in range(group_size)]
     ids, attn = tok.batch(prompts)
@@ -113,6 +114,7 @@ def sample(
         comp = decode(
             model, ids, attn, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
             greedy=greedy, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+            share_prompts=share_prompts,
         )  # fmt: skip
     else:
         out = model.generate(
@@ -160,6 +162,40 @@ def own_sampler_ok(model) -> bool:
     return gc.use_cache and not gc.output_attentions and not gc.output_hidden_states
 
 
+def prompt_runs(ids: Tensor, attn: Tensor) -> Tensor:
+    """(B,) index of each row's first row among the runs of adjacent rows with the same prompt (ids and
+    mask): the rows whose prompt a shared prefill computes, once per run (a group's G completions)."""
+    same = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    same[1:] = (ids[1:] == ids[:-1]).all(-1) & (attn[1:] == attn[:-1]).all(-1)
+    start = torch.arange(ids.shape[0], device=ids.device)
+    return torch.cummax(torch.where(same, torch.zeros_like(start), start), 0).values
+
+
+def prefill(model, ids: Tensor, attn: Tensor, share: bool, logits_to_keep: int = 1):
+    """(logits of the last ``logits_to_keep`` prompt positions (B, k, V), the ``DynamicCache`` of the
+    prompts) for left-padded prompts, position ids from the mask. ``share``: each run of adjacent rows with
+    the same prompt is computed once and its keys, values and logits repeated to the run's rows (in the
+    caller's grad mode: the repeated rows' gradients sum into the one computation) — a GRPO group's G
+    rows share their prompt, so the prompt costs 1/G; the numbers agree with the unshared pass up to the
+    rounding of the smaller matrix products, not to the bit."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    pos = (attn.long().cumsum(-1) - 1).masked_fill(attn == 0, 0)
+    first = prompt_runs(ids, attn) if share else None
+    if first is not None:
+        rows, back = torch.unique_consecutive(first, return_inverse=True)
+        ids, attn, pos = ids[rows], attn[rows], pos[rows]
+    logits = model(
+        input_ids=ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True,
+        logits_to_keep=logits_to_keep, return_dict=True,
+    ).logits  # fmt: skip
+    if first is not None:
+        cache.batch_select_indices(back)
+        logits = logits[back]
+    return logits, cache
+
+
 @torch.no_grad()
 def decode(
     model,
@@ -172,6 +208,7 @@ def decode(
     greedy: bool,
     eos_token_id: int,
     pad_token_id: int,
+    share_prompts: bool = False,
 ) -> Tensor:
     """(B, ≤ max_new_tokens) completion ids, the same tokens ``model.generate`` samples from the global RNG
     for these left-padded prompts: one prefill of the prompts (position ids from the mask, logits of the
@@ -181,20 +218,16 @@ def decode(
     position (rows that have stopped included, as ``generate`` draws them), <pad> after <eos>, stop when
     every row has stopped. What it leaves out is ``generate``'s generality (processors, stopping criteria,
     input preparation per step), which is most of its per-token cost on a small model.
-    ``tests/llm/test_train.py`` pins the tokens to ``generate``'s, to the bit, across these options."""
-    from transformers import DynamicCache
-
+    ``tests/llm/test_train.py`` pins the tokens to ``generate``'s, to the bit, across these options.
+    ``share_prompts``: the prefill computes each group's prompt once (``prefill``); then the samples are
+    ``generate``'s only up to that rounding."""
     B, device = ids.shape[0], ids.device
-    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
     pos = attn.long().cumsum(-1) - 1
     pos = pos.masked_fill(attn == 0, 0)
     suppress = model.generation_config.suppress_tokens
     unfinished = torch.ones(B, dtype=torch.long, device=device)
     pad = torch.tensor(pad_token_id, device=device)
-    logits = model(
-        input_ids=ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1,
-        return_dict=True,
-    ).logits  # fmt: skip
+    logits, cache = prefill(model, ids, attn, share_prompts)
     tokens: list[Tensor] = []
     drop = None
     for t in range(max_new_tokens):
@@ -240,6 +273,7 @@ def token_stats(
     with_log_mass: bool = False,
     mask: bool = True,
     with_topp: bool = False,
+    share_prompts: bool = False,
 ) -> tuple[Tensor, ...]:
     """Log-prob of each sampled token and the entropy at its position, at temperature τ. (B, T) each.
 
@@ -250,13 +284,25 @@ def token_stats(
     ``mask`` False on the full softmax, with the support's log-mass measured in the same pass.
     ``with_topp``: also the nucleus entropy (``controllers.nucleus_entropy``, SIREN) of every position, from
     the same logits, last in the tuple (with gradient when ``entropy_grad``).
+    ``share_prompts``: each group's prompt is computed once (``prefill``), its keys and values repeated to
+    the group's rows, then the completions run against them (the same numbers up to float rounding).
     """
     T = roll.completion_ids.shape[1]
     ids = torch.cat([roll.prompt_ids, roll.completion_ids], 1)
     attn = torch.cat([roll.prompt_mask, torch.ones_like(roll.completion_ids)], 1)
     pos = (attn.cumsum(-1) - 1).clamp_min(0)
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=T + 1).logits
-    logits = logits[:, :-1]  # (B, T, V): position t predicts completion token t
+    if share_prompts:
+        Lp = roll.prompt_ids.shape[1]
+        logits, cache = prefill(model, roll.prompt_ids, roll.prompt_mask, True)  # predicts token 0
+        if T > 1:  # the completions against the prompts' cache; the last token predicts nothing needed
+            rest = model(
+                input_ids=roll.completion_ids[:, :-1], attention_mask=attn[:, :-1],
+                position_ids=pos[:, Lp : Lp + T - 1], cache=cache, use_cache=True, return_dict=True,
+            ).logits  # fmt: skip
+            logits = torch.cat([logits, rest], 1)
+    else:
+        logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=T + 1).logits
+        logits = logits[:, :-1]  # (B, T, V): position t predicts completion token t
     out = logprob_entropy(
         logits, roll.completion_ids, temperature, chunk_tokens, entropy_grad, top_p, with_log_mass, mask
     )

@@ -329,6 +329,7 @@ class Trainer:
             self.model if policy else model, roll, temperature=self.cfg.temperature,
             chunk_tokens=self.cfg.chunk_tokens, entropy_grad=entropy_grad, top_p=top_p,
             with_log_mass=with_log_mass, mask=self.cfg.keep_sampling_mask, with_topp=with_topp,
+            share_prompts=self.cfg.share_prompts,
         )  # fmt: skip
 
     def _stats(self, roll: Rollout, model=None, with_log_mass: bool = False, with_topp: bool = False):
@@ -447,7 +448,7 @@ class Trainer:
         roll = sample(
             self.acc.unwrap_model(self.model), self.tok, self.task, examples, cfg.group_size,
             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-            seed=_seed(cfg, k, self.rank, 0), sampler=cfg.sampler,
+            seed=_seed(cfg, k, self.rank, 0), sampler=cfg.sampler, share_prompts=cfg.share_prompts,
         )  # fmt: skip
         if cfg.guide_per_group:
             roll = add_guides(roll, self.tok, self.task, examples, cfg.group_size, cfg.guide_per_group)
@@ -580,7 +581,7 @@ class Trainer:
             roll = sample(
                 self.acc.unwrap_model(self.model), self.tok, self.task, examples, G,
                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                seed=_seed(cfg, k, self.rank, 4), sampler=cfg.sampler,
+                seed=_seed(cfg, k, self.rank, 4), sampler=cfg.sampler, share_prompts=cfg.share_prompts,
             )  # fmt: skip
             answer = answer_ids(self.task, roll.texts, examples, G)
             for i, e in enumerate(examples):

@@ -336,6 +336,21 @@ def test_gradient_checkpointing_changes_no_number(tmp_path, cfg):
     assert runs[0] == runs[2] and runs[1] == runs[3]
 
 
+def test_shared_prompts_train_the_same_run_up_to_rounding(tmp_path, cfg):
+    """``share_prompts`` computes each group's prompt once in every pass: the run's metrics agree with the
+    default's to float32 rounding (the first rollout's tokens are the same here; later ones follow the
+    weights, which differ by rounding)."""
+    out = {}
+    for share in (False, True):
+        c = cfg(name=f"share{int(share)}", steps=2, share_prompts=share, micro_batch_size=8)
+        T.train(c, progress=False)
+        out[share] = strip_perf(rows(c.run_dir))
+    first = out[False][0]
+    for key in ("policy/entropy", "loss/pg", "policy/dH_realized", "rollout/response_len"):
+        assert key in first, key
+        assert out[True][0][key] == pytest.approx(first[key], rel=1e-3, abs=1e-5), key
+
+
 def test_dH_every_skips_the_realised_dH_pass_and_changes_nothing_else(tmp_path, cfg, monkeypatch):
     calls = []
     real = T.token_stats
@@ -480,6 +495,10 @@ def test_sigterm_saves_and_exits(tmp_path):
         (["--group-size", "1"], "group_size: got 1; allowed: an integer >= 2 ('grpo' compares the responses"),
         (["--sampler", "vllm"], "sampler: got 'vllm'; allowed: own, generate"),
         (["--dH-every", "0"], "dH_every: got 0; allowed: an integer >= 1"),
+        (
+            ["--share-prompts", "--gradient-checkpointing"],
+            "share_prompts: got True; allowed: False with gradient_checkpointing",
+        ),
         (["--preset", "huge"], "preset: got 'huge'; allowed: tiny-copy"),
         (["--hp", "ppo_clip.eps_hi"], "hp: got 'ppo_clip.eps_hi'; allowed: NAME.KEY=VALUE"),
         (["--controllers", "grpo", "nope"], "controllers[1]: got 'nope'; allowed:"),
