@@ -171,6 +171,12 @@ def prompt_runs(ids: Tensor, attn: Tensor) -> Tensor:
     return torch.cummax(torch.where(same, torch.zeros_like(start), start), 0).values
 
 
+def prompt_positions(attn: Tensor) -> Tensor:
+    """Position ids of left-padded prompts, the way ``generate`` numbers them: 0 at each row's first token
+    (and on its padding)."""
+    return (attn.long().cumsum(-1) - 1).masked_fill(attn == 0, 0)
+
+
 def prefill(model, ids: Tensor, attn: Tensor, share: bool, logits_to_keep: int = 1):
     """(logits of the last ``logits_to_keep`` prompt positions (B, k, V), the ``DynamicCache`` of the
     prompts) for left-padded prompts, position ids from the mask. ``share``: each run of adjacent rows with
@@ -181,7 +187,7 @@ def prefill(model, ids: Tensor, attn: Tensor, share: bool, logits_to_keep: int =
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config.get_text_config(decoder=True))
-    pos = (attn.long().cumsum(-1) - 1).masked_fill(attn == 0, 0)
+    pos = prompt_positions(attn)
     first = prompt_runs(ids, attn) if share else None
     if first is not None:
         rows, back = torch.unique_consecutive(first, return_inverse=True)
@@ -222,8 +228,7 @@ def decode(
     ``share_prompts``: the prefill computes each group's prompt once (``prefill``); then the samples are
     ``generate``'s only up to that rounding."""
     B, device = ids.shape[0], ids.device
-    pos = attn.long().cumsum(-1) - 1
-    pos = pos.masked_fill(attn == 0, 0)
+    pos = prompt_positions(attn)
     suppress = model.generation_config.suppress_tokens
     unfinished = torch.ones(B, dtype=torch.long, device=device)
     pad = torch.tensor(pad_token_id, device=device)
