@@ -224,11 +224,14 @@ class Simulator:
     # -- sampled batches -------------------------------------------------------------------------------
 
     def rollout(
-        self, z: torch.Tensor, gen: torch.Generator, entropy: bool = False
+        self, z: torch.Tensor, gen: torch.Generator, entropy: bool = False, table: bool = False
     ) -> dict[str, torch.Tensor]:
         """Sample the groups of every run and prompt: states, tokens, mask, reward, the behaviour log-probs
-        ``old_logp``, and with ``entropy`` the entropy of each token's state under ``z`` (``entropy``, from
-        the same row-wise log-softmax pass)."""
+        ``old_logp``, with ``entropy`` the entropy of each token's state under ``z`` (``entropy``, from
+        the same row-wise log-softmax pass), and with ``table`` that pass's log-softmax of the whole table
+        (``table``, (R, S, V): a buffer the simulator keeps, overwritten by the next such call: a fresh
+        one would cost its page faults every step) and each token's flat index into one run's table
+        (``flat_index``, (R, P·G·T))."""
         n_guide = self.cfg.guide
         roll = self.model.sample(z, self.cfg.group_size - n_guide, gen)  # (R, P, G, T) and (R, P, G)
         if n_guide:  # the last n_guide responses of each group come from the guide policy
@@ -241,14 +244,19 @@ class Simulator:
             reward = (u < p_correct).to(self.dtype)
         else:
             reward = p_correct
+        R, V = z.shape[0], z.shape[-1]
         old_logp = torch.empty(states.shape, dtype=z.dtype, device=self.device)
         ent = torch.empty(states.shape, dtype=z.dtype, device=self.device) if entropy else None
+        flat_logp, flat_ent = old_logp.view(R, -1), None if ent is None else ent.view(R, -1)
+        flat_state = states.reshape(R, -1)
+        flat_index = flat_state * V + tokens.reshape(R, -1)  # (R, P·G·T) into each run's S·V table
+        whole = self._table_buffer(z) if table else None
+        zd = z.detach()
         for i, j in self._chunks(z):  # row-wise: the same values as one whole-table log-softmax
-            old = torch.log_softmax(z[i:j].detach(), -1)
-            run = torch.arange(j - i, device=self.device)[:, None, None, None]
-            old_logp[i:j] = old[run, states[i:j], tokens[i:j]]
-            if ent is not None:  # the arithmetic of _table_fields
-                ent[i:j] = (-(old.exp() * old).sum(-1))[run, states[i:j]]
+            old = torch.log_softmax(zd[i:j], -1, out=None if whole is None else whole[i:j])
+            torch.gather(old.view(j - i, -1), 1, flat_index[i:j], out=flat_logp[i:j])
+            if ent is not None:  # the arithmetic of _table_fields: −Σ exp(ℓ)·ℓ
+                torch.gather(old.exp().mul_(old).sum(-1).neg_(), 1, flat_state[i:j], out=flat_ent[i:j])
         guide = torch.zeros(p_correct.shape, dtype=torch.bool, device=self.device)
         if n_guide:  # behaviour policy of the guide rows: the guide
             guide[..., -n_guide:] = True
@@ -259,7 +267,15 @@ class Simulator:
             extra["step_correct"] = self.model.step_correct(states, tokens)
         if ent is not None:
             extra["entropy"] = ent
+        if whole is not None:
+            extra["table"], extra["flat_index"] = whole, flat_index
         return {**roll, "reward": reward, "old_logp": old_logp, **extra}
+
+    def _table_buffer(self, z: torch.Tensor) -> torch.Tensor:
+        buf = getattr(self, "_table_buf", None)
+        if buf is None or buf.shape != z.shape or buf.dtype != z.dtype or buf.device != z.device:
+            buf = self._table_buf = torch.empty(z.shape, dtype=z.dtype, device=z.device)
+        return buf
 
     def _chunks(self, z: torch.Tensor) -> list[tuple[int, int]]:
         """Chunks of runs for row-wise passes over the logits table (CPU: cache-sized; else one)."""
@@ -565,7 +581,7 @@ class Simulator:
         finiteness check applied. The same operations on the same rows in the same order as ``step``: the
         same logits to the bit (tested)."""
         cfg, R = self.cfg, self.cfg.runs
-        roll = self.rollout(s.z.detach(), s.gen, entropy=True)
+        roll = self.rollout(s.z.detach(), s.gen, entropy=True, table=True)
         active = self.active_prompts(s.step)
         st, tok = roll["states"][:, active], roll["tokens"][:, active]
         chunks = self._chunks(s.z)
@@ -588,14 +604,18 @@ class Simulator:
         batch_metrics = [m] * R
         self._step_controllers(s, batch_metrics)
         stopped = [d is not None for d in s.dead]
+        all_prompts = active.numel() == roll["states"].shape[1]
         for i, j in chunks:
             zc = s.z[i:j]
             if want == (True, False, False):  # the log-probs' backward by hand: autograd's own two kernels
-                table = torch.log_softmax(zc, -1)
-                run = torch.arange(j - i, device=self.device)[:, None, None, None]
-                dtable = torch.zeros_like(table).index_put_(
-                    (run, st[i:j], tok[i:j]), grads[0][i:j], accumulate=True
-                )
+                table = roll["table"][i:j]  # on-policy: the rollout's log-softmax is this table's, to the bit
+                if all_prompts:
+                    index = roll["flat_index"][i:j]
+                else:
+                    index = (st[i:j] * zc.shape[-1] + tok[i:j]).reshape(j - i, -1)
+                dtable = torch.zeros_like(table)
+                # index order = index_put_'s order, so tokens that share an entry add up in the same order
+                dtable.view(j - i, -1).scatter_add_(1, index, grads[0][i:j].reshape(j - i, -1))
                 g = torch.ops.aten._log_softmax_backward_data(dtable, table, -1, zc.dtype)
             else:
                 zv = zc.detach().requires_grad_(True)
@@ -605,11 +625,16 @@ class Simulator:
                     (g,) = torch.autograd.grad([o for o, _ in pairs], zv, [gk for _, gk in pairs])
                 else:
                     g = torch.zeros_like(zc)
-            new = zc - self.lr * g
+            new = torch.sub(zc, g.mul_(self.lr), out=g)  # zc − lr·g
+            # a finite sum has only finite terms (an inf or nan term makes it inf or nan): one read per chunk.
+            # Otherwise (or an overflow of finite terms) each run is checked term by term.
+            if not any(stopped[i:j]) and math.isfinite(new.sum().item()):
+                zc.copy_(new)
+                continue
             bad = torch.isnan((new * 0).sum((-1, -2)))  # any inf or nan: finite · 0 = 0, inf · 0 = nan
             self._stop_non_finite(s, bad, offset=i)
             keep = bad | torch.tensor(stopped[i:j], device=self.device)
-            zc.copy_(torch.where(keep[:, None, None], zc, new) if bool(keep.any()) else new)
+            zc.copy_(torch.where(keep[:, None, None], zc, new))
         s.step += 1
         return {"batch": batch_metrics}
 

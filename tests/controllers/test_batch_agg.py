@@ -92,6 +92,36 @@ def test_agg_all_masked_and_bad_mode():
         C.agg_loss(torch.ones(2, 3), torch.ones(2, 3), "mean")
 
 
+_SPECIAL = [0.0, -0.0, float("inf"), float("-inf"), float("nan"), 5e-324, -5e-324, 1e308, -1e308, 1.0, -1.0]
+
+
+@given(
+    st.lists(
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(_SPECIAL)), max_size=300
+    ),
+    st.sampled_from([torch.float64, torch.float32]),
+)
+def test_sort_values_is_torch_sort(values, dtype):
+    """The integer-key sort returns torch.sort's values, NaN last, ±0 and infinities in place."""
+    from controllers.agg import sort_values
+
+    x = torch.tensor(values * (4096 // max(len(values), 1) + 1), dtype=dtype)  # ≥ 4096: the integer keys
+    got, want = sort_values(x), torch.sort(x).values
+    assert got.dtype == x.dtype and got.shape == x.shape
+    assert torch.equal(torch.isnan(got), torch.isnan(want))
+    ok = ~torch.isnan(want)
+    assert torch.equal(got[ok], want[ok])  # −0.0 == 0.0
+
+
+def test_sort_values_keeps_other_dtypes_and_large_inputs():
+    from controllers.agg import sort_values
+
+    x = torch.randn(300_000, dtype=torch.float64)
+    assert torch.equal(sort_values(x), torch.sort(x).values)
+    h = torch.randn(50).to(torch.bfloat16)
+    assert torch.equal(sort_values(h), torch.sort(h).values)
+
+
 def test_telemetry_quantiles_follow_the_right_continuous_definition():
     # 0.1·30 = 3.0000000000000004 in floating point; inf{x : F(x) ≥ 0.1} over 0..29 is the 3rd value, 2.0.
     from controllers.agg import masked_quantiles
