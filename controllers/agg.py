@@ -78,8 +78,9 @@ def order_index(k: float, n: int) -> int:
     return int(order_indices(k, torch.tensor([n]))[0])
 
 
-def order_indices(k: float, n: Tensor) -> Tensor:
-    """``order_index`` for a tensor of sizes n (≥ 1), elementwise."""
+def order_indices(k: float | Tensor, n: Tensor) -> Tensor:
+    """``order_index`` for a tensor of sizes n (≥ 1), elementwise (and for a float64 tensor of levels k,
+    broadcast against n: the same arithmetic for each)."""
     kn = k * n.to(torch.float64)
     nearest = torch.round(kn)
     near = (kn - nearest).abs() <= 1e-9 * kn.clamp_min(1.0)
@@ -121,5 +122,6 @@ def masked_quantile_tensor(x: Tensor, mask: Tensor, qs: tuple[float, ...]) -> Te
         return torch.zeros(len(qs), dtype=x.dtype, device=x.device)
     s = sort_values(flat)
     n = mask.bool().sum().reshape(1)
-    j = torch.cat([order_indices(q, n.clamp_min(1)) for q in qs])
-    return torch.where(n > 0, s[j], torch.zeros_like(s[j]))
+    j = order_indices(torch.tensor(qs, dtype=torch.float64, device=x.device), n.clamp_min(1))  # each q's rule
+    sj = s[j]
+    return torch.where(n > 0, sj, torch.zeros_like(sj))

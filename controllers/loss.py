@@ -33,10 +33,20 @@ def _as_pipeline(pipeline) -> Pipeline:
     )
 
 
-def _masked_cov(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
-    """Batch covariance over valid tokens, biased (1/N): the Clip-Cov/KL-Cov statistic (a 0-dim tensor)."""
-    mx, my = masked_mean(x, mask), masked_mean(y, mask)
-    return masked_mean((x - mx) * (y - my), mask)
+def _masked_cov(x: Tensor, y: Tensor, mask: Tensor, mean=None) -> Tensor:
+    """Batch covariance over valid tokens, biased (1/N): the Clip-Cov/KL-Cov statistic (a 0-dim tensor).
+    ``mean``: ``masked_mean(·, mask)`` as a one-argument function (``_masked_means``), or None."""
+    mean = (lambda v: masked_mean(v, mask)) if mean is None else mean
+    mx, my = mean(x), mean(y)
+    return mean((x - mx) * (y - my))
+
+
+def _masked_means(mask: Tensor, dtype: torch.dtype):
+    """``masked_mean(·, mask)`` with the mask's cast to ``dtype`` and its count made once: the same
+    arithmetic, so the same values; other dtypes go through ``masked_mean``."""
+    m = mask.to(dtype)
+    count = m.sum().clamp_min(1.0)
+    return lambda x: (x * m).sum() / count if x.dtype == dtype else masked_mean(x, mask)
 
 
 def _share(count: Tensor, n: Tensor) -> Tensor:
@@ -66,13 +76,14 @@ def telemetry_tensors(batch: TokenBatch, adv: Tensor) -> dict[str, Tensor]:
     ent = batch.entropy.detach()
     a = adv.detach()
     n = m.sum()
+    mean = _masked_means(m, logp.dtype)
     q10, q50, q90 = masked_quantile_tensor(ent, m, (0.1, 0.5, 0.9)).unbind()
     high = logp > -ent
     valid = m.bool()
-    cov_adv = _masked_cov(logp, a, m)
-    cov_padv = _masked_cov(logp, logp.exp() * a, m)
+    cov_adv = _masked_cov(logp, a, m, mean)
+    cov_padv = _masked_cov(logp, logp.exp() * a, m, mean)
     out = {
-        "policy/entropy": masked_mean(ent, m),
+        "policy/entropy": mean(ent),
         "policy/entropy_q10": q10,
         "policy/entropy_q50": q50,
         "policy/entropy_q90": q90,
@@ -80,10 +91,10 @@ def telemetry_tensors(batch: TokenBatch, adv: Tensor) -> dict[str, Tensor]:
         "policy/cov_logp_padv": cov_padv,
         "policy/dH_pred_pg_per_lr": -cov_padv,
         "policy/dH_pred_npg_per_lr": -cov_adv,
-        "policy/ratio_mean": masked_mean(torch.exp(logp - batch.old_logp.detach()), m),
-        "policy/approx_kl_k1": masked_mean(batch.old_logp.detach() - logp, m),
+        "policy/ratio_mean": mean(torch.exp(logp - batch.old_logp.detach())),
+        "policy/approx_kl_k1": mean(batch.old_logp.detach() - logp),
         "policy/n_tokens": n,
-        "adv/mean": masked_mean(a, m),
+        "adv/mean": mean(a),
         "adv/frac_zero": _share(((a == 0) & valid).sum(), n),
     }
     for hi_name, hi_mask in (("hip", high), ("lop", ~high)):
@@ -99,9 +110,14 @@ def to_floats(metrics: dict) -> dict[str, float]:
     out = {k: v for k, v in metrics.items() if not isinstance(v, Tensor)}
     if keys:
         device = metrics[keys[0]].device
-        vals = torch.stack(
-            [metrics[k].detach().reshape(()).to(device=device, dtype=torch.float64) for k in keys]
-        )
+        f64 = torch.float64
+
+        def scalar(v: Tensor) -> Tensor:  # 0-dim float64 on ``device``; no op where it already is one
+            v = v if v.dim() == 0 else v.reshape(())
+            return v if v.dtype == f64 and v.device == device else v.to(device=device, dtype=f64)
+
+        with torch.no_grad():
+            vals = torch.stack([scalar(metrics[k]) for k in keys])
         out.update(zip(keys, vals.tolist(), strict=True))
     return {k: float(out[k]) for k in metrics}
 

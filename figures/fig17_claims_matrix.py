@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
+from common import parallel
 from figures import _common as fc
 from sim import matrix
 
@@ -79,7 +80,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     for eta in ETAS:
         cells = matrix.run_matrix(
             seed=seed, claims=claims, policy_labels=labels, calibrate_lr=eta == "calibrated",
-            cache_dir=None if quick else CACHE,
+            cache_dir=None if quick else CACHE, workers=1 if quick else parallel.default_workers(),
         )  # fmt: skip
         for c in cells:
             rows.append(

@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--matrix",
         action="store_true",
         help="the claims matrix: the training-dynamics claims (M5 M6 M7 M10 M11 M22, or --only) on every policy class "
-        "(slow: about 11 minutes on a 2-core CPU)",
+        "(slow: about 5 minutes on a 2-core CPU with 2 workers)",
     )
     v.add_argument("--policies", nargs="+", metavar="LABEL", help="matrix: only these policy classes")
     v.add_argument(
@@ -164,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
         "step-size rule and code, so an interrupted matrix resumes (default runs/matrix)",
     )
     v.add_argument("--no-cache", action="store_true", help="matrix: recompute every cell, save nothing")
+    v.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="run N checks (matrix: N cells) at once, each in its own process with one thread; the same rows "
+        "whatever N (default: the CPU cores this process may use)",
+    )  # fmt: skip
     return p
 
 
@@ -171,6 +176,7 @@ def verify_main(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from common import parallel
     from common.verdict import format_table, to_json
     from sim import matrix, verify
 
@@ -197,11 +203,17 @@ def verify_main(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seed < 0:
         print(f"error: --seed: got {args.seed}; allowed: an integer >= 0", file=sys.stderr)
         return 2
+    workers = parallel.default_workers() if args.workers is None else args.workers
+    if workers < 1:
+        print(f"error: --workers: got {workers}; allowed: an integer >= 1", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
 
-    def progress(rid: str) -> None:
-        if not args.quiet:
-            print(f"  checking {rid} ({time.perf_counter() - t0:.0f} s) ...", file=sys.stderr, flush=True)
+    def progress(rid: str) -> None:  # before a check in one process; "<id> done" after it with workers
+        if args.quiet:
+            return
+        what = rid if rid.endswith(("done", "(saved)")) else f"checking {rid}"
+        print(f"  {what} ({time.perf_counter() - t0:.0f} s) ...", file=sys.stderr, flush=True)
 
     if args.calibrate_lr and not args.matrix:
         print("error: --calibrate-lr: allowed only with --matrix", file=sys.stderr)
@@ -211,7 +223,7 @@ def verify_main(args: argparse.Namespace) -> int:
             cells = matrix.run_matrix(
                 seed=args.seed, claims=args.only or None, policy_labels=args.policies,
                 progress=progress, calibrate_lr=args.calibrate_lr,
-                cache_dir=None if args.no_cache else Path(args.cache),
+                cache_dir=None if args.no_cache else Path(args.cache), workers=workers,
             )  # fmt: skip
         except ValueError as e:
             print(f"error: --policies: {e}", file=sys.stderr)
@@ -224,7 +236,7 @@ def verify_main(args: argparse.Namespace) -> int:
             tmp.replace(out)
             print(f"wrote {out}")
         return 0 if all(c.row is None or c.row.ok for c in cells) else 1
-    rows = verify.run_all(seed=args.seed, only=args.only, progress=progress)
+    rows = verify.run_all(seed=args.seed, only=args.only, progress=progress, workers=workers)
     print(format_table(rows))
     print(f"({time.perf_counter() - t0:.1f} s, seed {args.seed})")
     if out is not None:

@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+from common import parallel
 from common.runio import atomic_write_json, code_fingerprint
 from common.verdict import Row, jsonable, row_from_json
 from sim.checks import REGISTRY, Context
@@ -73,6 +74,21 @@ def _save_cells(path: Path, code: str, cells: list[MatrixCell]) -> None:
     atomic_write_json(jsonable(payload), path)
 
 
+def _run_cell(rid: str, label: str, seed: int, calibrate_lr: bool, registry=None) -> list[MatrixCell]:
+    """The cells of one (check, policy class): one per row the check gives, or one with ``row`` None where the
+    class does not fit the check's environment. Module-level: a worker process runs it (``workers``)."""
+    policy, kwargs = MATRIX_POLICIES[label]
+    ctx = Context(policy=policy, policy_kwargs=dict(kwargs), calibrate_lr=bool(calibrate_lr))
+    try:
+        rows = run_all(seed=seed, only=[rid], ctx=ctx, registry=registry)
+    except ValueError as e:  # the class does not fit the check's environment
+        return [MatrixCell(rid, label, None, str(e))]
+    if ctx.simulators == 0:
+        raise RuntimeError(f"check {rid} is registered shared=True but ran no simulator through its context")
+    span = (min(ctx.gains), max(ctx.gains)) if calibrate_lr and ctx.gains else ()
+    return [MatrixCell(r.id, label, r, lr_gain=span) for r in rows]
+
+
 def run_matrix(
     seed: int = 0,
     claims=None,
@@ -81,6 +97,7 @@ def run_matrix(
     calibrate_lr: bool = False,
     cache_dir: str | Path | None = None,
     registry=None,
+    workers: int = 1,
 ) -> list[MatrixCell]:
     """Re-run the claims in ``claims`` with every policy class (each check's own seeds, so the cells of one
     claim are paired across classes). A check whose environment the class does not fit gives cells with
@@ -90,7 +107,10 @@ def run_matrix(
     the same seed, step-size rule and code (``code_fingerprint``), so an interrupted matrix resumes.
     Each check gets an explicit ``Context`` (policy class, step-size rule); only checks registered with
     ``shared=True`` run, and one that never passed a config through its context is an error, not a
-    silently tabular cell. ``registry``: another table of checks (tests)."""
+    silently tabular cell. ``registry``: another table of checks (tests; it runs in this process).
+    ``workers``: (check, class) cells run on that many processes at once (``common.parallel``; every
+    cell has its own seeds, so the cells are the same whatever the count); ``progress(msg)`` after each."""
+    registry_given = registry is not None
     registry = REGISTRY if registry is None else registry
     claims = list(matrix_claims(registry) if claims is None else claims)
     labels = list(policy_labels or MATRIX_POLICIES)
@@ -105,35 +125,35 @@ def run_matrix(
         raise ValueError(
             f"matrix: {tabular_only} do not run on shared parameters; allowed: claims {' '.join(shared)}"
         )
-    cells: list[MatrixCell] = []
+    parallel.check_workers(workers)
     code = code_fingerprint() if cache_dir is not None else ""
-    for label in labels:
-        policy, kwargs = MATRIX_POLICIES[label]
-        for rid in claims:
+    done: dict[tuple[str, str], list[MatrixCell]] = {}
+    todo: list[tuple[str, str]] = []
+    for rid in claims:  # claim-major: one claim's cells, similar in cost, are handed out together
+        for label in labels:
             path = None if cache_dir is None else _cell_file(Path(cache_dir), rid, label, seed, calibrate_lr)
-            done = None if path is None else _load_cells(path, code)
-            if done is not None:
+            saved = None if path is None else _load_cells(path, code)
+            if saved is not None:
+                done[rid, label] = saved
                 if progress:
                     progress(f"{rid}/{label} (saved)")
-                cells.extend(done)
-                continue
-            if progress:
-                progress(f"{rid}/{label}")
-            n0 = len(cells)
-            ctx = Context(policy=policy, policy_kwargs=dict(kwargs), calibrate_lr=bool(calibrate_lr))
-            try:
-                rows = run_all(seed=seed, only=[rid], ctx=ctx, registry=registry)
-            except ValueError as e:  # the class does not fit the check's environment
-                cells.append(MatrixCell(rid, label, None, str(e)))
             else:
-                if ctx.simulators == 0:
-                    raise RuntimeError(
-                        f"check {rid} is registered shared=True but ran no simulator through its context"
-                    )
-                span = (min(ctx.gains), max(ctx.gains)) if calibrate_lr and ctx.gains else ()
-                cells.extend(MatrixCell(r.id, label, r, lr_gain=span) for r in rows)
-            if path is not None:
-                _save_cells(path, code, cells[n0:])
+                todo.append((rid, label))
+
+    def finished(i: int, got: list[MatrixCell]) -> None:
+        rid, label = todo[i]
+        done[rid, label] = got
+        if cache_dir is not None:
+            _save_cells(_cell_file(Path(cache_dir), rid, label, seed, calibrate_lr), code, got)
+        if progress:
+            progress(f"{rid}/{label} done")
+
+    if registry_given:  # a table of checks made in this process: run here
+        fn, workers = (lambda rid, label, *a: _run_cell(rid, label, *a, registry=registry)), 1
+    else:
+        fn = _run_cell
+    parallel.map_tasks(fn, [(rid, label, seed, calibrate_lr) for rid, label in todo], workers, finished)
+    cells = [c for label in labels for rid in claims for c in done[rid, label]]  # label-major, as printed
     # a check that did not fit a class stands for every row id the check gives on the other classes
     out = []
     for c in cells:

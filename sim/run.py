@@ -362,15 +362,16 @@ class Simulator:
             return loss * R, [m] * R  # every aggregation mode is a mean over r equal-sized runs
         # selections and controller states are per run (one run = one training job): one loss call per run.
         # The batch of every run is made (and validated) once; each run's call reads its rows, with its
-        # log-prob and entropy fields as leaves whose gradients then take one backward pass through the
-        # whole table. The same values and gradients as one batch and one graph per run (row-wise ops).
+        # log-prob and entropy fields as leaves. One backward over every run's (disjoint) graph gives the
+        # leaves' gradients, which then take one backward pass through the whole table. The same values and
+        # gradients as one batch and one graph per run (row-wise ops).
         full = self.token_batch(z, roll, slice(None), prompts)
         keys = [k for k in ("logp", "entropy", "entropy_topp") if getattr(full, k) is not None]
         detached = {k: getattr(full, k).detach() for k in keys}
         grads = {k: torch.zeros_like(v) for k, v in detached.items()}
-        used: set[str] = set()
         n = full.logp.shape[0] // R
         metrics = []
+        losses, run_leaves = [], []  # the runs' graphs are disjoint: one backward over all of them
         for i in range(R):
             if not bool(alive[i]):
                 metrics.append({})
@@ -386,13 +387,18 @@ class Simulator:
                 metrics.append({})
                 continue
             metrics.append(m)
-            if not loss.requires_grad:
-                continue
-            got = torch.autograd.grad(loss, [leaves[k] for k in keys], allow_unused=True)
-            for k, g in zip(keys, got, strict=True):
-                if g is not None:
-                    grads[k][rows] = g
-                    used.add(k)
+            if loss.requires_grad:
+                losses.append(loss)
+                run_leaves.append((rows, leaves))
+        used: set[str] = set()
+        if losses:
+            flat = [lv[k] for _, lv in run_leaves for k in keys]
+            got = torch.autograd.grad(losses, flat, allow_unused=True)
+            for r, (rows, _) in enumerate(run_leaves):
+                for k, g in zip(keys, got[r * len(keys) : (r + 1) * len(keys)], strict=True):
+                    if g is not None:
+                        grads[k][rows] = g
+                        used.add(k)
         total = torch.zeros((), dtype=self.dtype, device=self.device)
         for k in keys:  # its gradient in each field is exactly grads[k] (d/dx Σ x·g = g)
             if k in used:

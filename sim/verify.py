@@ -16,7 +16,7 @@ Every row runs the simulator itself (``sim.run.Simulator``: the exact DP and the
 
 from __future__ import annotations
 
-from common import verdict
+from common import parallel, verdict
 from sim.checks import REGISTRY, Context, monotone, trajectory, warm_start
 
 CHECKS = REGISTRY.table()
@@ -25,9 +25,31 @@ CHECKS = REGISTRY.table()
 __all__ = ["CHECKS", "REGISTRY", "Context", "monotone", "run_all", "trajectory", "warm_start"]
 
 
-def run_all(seed: int = 0, only=None, progress=None, ctx: Context | None = None, registry=None) -> list:
+def _one_check(seed: int, rid: str) -> list:
+    return run_all(seed=seed, only=[rid])
+
+
+def run_all(
+    seed: int = 0, only=None, progress=None, ctx: Context | None = None, registry=None, workers: int = 1
+) -> list:
     """``common.verdict.run_all`` over the simulator's checks (or ``registry``'s), each with ``ctx`` (a
-    fresh default ``Context`` per check when None: each config's own policy)."""
+    fresh default ``Context`` per check when None: each config's own policy). ``workers`` > 1 (default
+    checks and context only): the checks run on that many processes at once (``common.parallel``), the
+    same rows (each check has its own seed), and ``progress(id + " done")`` after each instead of
+    ``progress(id)`` before."""
+    parallel.check_workers(workers)
+    if workers > 1 and ctx is None and registry is None:
+        unknown = sorted(set(only or []) - set(CHECKS))
+        if unknown:
+            raise ValueError(f"only: unknown row ids {unknown}; allowed: {' '.join(CHECKS)}")
+        ids = [rid for rid in CHECKS if not only or rid in only]
+
+        def finished(i: int, _rows) -> None:
+            if progress:
+                progress(f"{ids[i]} done")
+
+        return [row for rows in parallel.map_tasks(_one_check, [(seed, r) for r in ids], workers, finished)
+                for row in rows]  # fmt: skip
     registry = REGISTRY if registry is None else registry
 
     def bind(fn):

@@ -185,3 +185,30 @@ def test_dr_grpo_agg_is_not_b_times_too_large():
     """The defect this pins: 16 sequences of 4 tokens of loss 1 gave 16 (Σ/L), not 1 (Σ/(B·L))."""
     per, mask = torch.ones(16, 4, dtype=torch.float64), torch.ones(16, 4, dtype=torch.float64)
     assert float(C.agg_loss(per, mask, "seq-mean-token-sum-norm")) == pytest.approx(1.0, abs=1e-15)
+
+
+@given(
+    st.integers(1, 40), st.integers(1, 6), st.sampled_from([torch.float64, torch.float32]), st.integers(0, 99)
+)
+def test_shared_mask_means_are_masked_mean_to_the_bit(B, T, dtype, seed):
+    from controllers.agg import masked_mean
+    from controllers.loss import _masked_cov, _masked_means
+
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(B, T, generator=g, dtype=dtype), torch.randn(B, T, generator=g, dtype=dtype)
+    m = (torch.rand(B, T, generator=g) < 0.7).to(dtype)
+    mean = _masked_means(m, dtype)
+    assert torch.equal(mean(x), masked_mean(x, m))
+    assert torch.equal(mean(x.double()), masked_mean(x.double(), m))  # another dtype: masked_mean itself
+    assert torch.equal(_masked_cov(x, y, m, mean), _masked_cov(x, y, m))
+
+
+def test_derived_copies_fields_and_refuses_unknown_ones():
+    b = _ok()
+    d = b.derived(adv=torch.ones(2, 3))
+    assert type(d) is C.TokenBatch and d.adv.sum() == 6 and d.logp is b.logp and b.adv.sum() == 0
+    assert all(getattr(d, f) is getattr(b, f) for f in b.__dataclass_fields__ if f != "adv")
+    with pytest.raises(ValueError, match=r"derived: unknown fields \['advantage'\]"):
+        b.derived(advantage=torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"logp: got \(6,\)"):
+        b.derived(logp=torch.zeros(6))
