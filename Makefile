@@ -23,7 +23,7 @@ TORCH_INDEX_FLAG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 help:
 	@echo "make figures  - reproduce the 17 figures (figures/out, docs/figures) and print the verification tables"
 	@echo "make test     - lint + full test suite (CPU)"
-	@echo "make matrix   - figure 17, the claims matrix of every policy class at one step size and calibrated (slow: about 18 minutes on 2 CPUs)"
+	@echo "make matrix   - figure 17, the claims matrix of every policy class at one step size and calibrated (slow: about 19 minutes on 2 CPUs)"
 	@echo "make llm-claims - the claims on language models (python -m llm.verify): tiny tier, then SmolLM2 (hours)"
 	@echo "make verify   - only the verification tables (python -m theory verify; python -m sim verify)"
 	@echo "make lint     - ruff check + ruff format --check"

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--slow",
         action="store_true",
-        help="also the slow figures (17, the claims matrix at one and at calibrated step sizes: about 18 minutes on 2 CPUs); naming a figure always makes it",
+        help="also the slow figures (17, the claims matrix at one and at calibrated step sizes: about 19 minutes on 2 CPUs); naming a figure always makes it",
     )
     args = ap.parse_args(argv)
     bad = [n for n in args.numbers if n not in available]
