@@ -103,6 +103,13 @@ class Registry:
         return {rid: c.fn for rid, c in self.checks.items()}
 
 
+def check_only(checks, only) -> None:
+    """A one-line ValueError if ``only`` names an id that ``checks`` (ids in order) does not have."""
+    unknown = sorted(set(only or []) - set(checks))
+    if unknown:
+        raise ValueError(f"only: unknown row ids {unknown}; allowed: {' '.join(checks)}")
+
+
 def run_all(
     checks: dict[str, Callable[[np.random.Generator], Row | list[Row]]],
     seed: int = 0,
@@ -111,9 +118,7 @@ def run_all(
 ) -> list[Row]:
     """Run every check of ``checks`` (or the ids in ``only``); each check gets its own child seed of
     ``seed`` (by its position in ``checks``), so a row's numbers do not depend on which other rows run."""
-    unknown = sorted(set(only or []) - set(checks))
-    if unknown:
-        raise ValueError(f"only: unknown row ids {unknown}; allowed: {' '.join(checks)}")
+    check_only(checks, only)
     rows = []
     seeds = dict(zip(checks, np.random.SeedSequence(seed).spawn(len(checks)), strict=True))
     for rid, check in checks.items():

@@ -122,6 +122,8 @@ def masked_quantile_tensor(x: Tensor, mask: Tensor, qs: tuple[float, ...]) -> Te
         return torch.zeros(len(qs), dtype=x.dtype, device=x.device)
     s = sort_values(flat)
     n = mask.bool().sum().reshape(1)
-    j = order_indices(torch.tensor(qs, dtype=torch.float64, device=x.device), n.clamp_min(1))  # each q's rule
+    # the levels as a device tensor made by fill kernels, not copied from the host (a copy can wait for the GPU)
+    levels = torch.stack([torch.full((), q, dtype=torch.float64, device=x.device) for q in qs])
+    j = order_indices(levels, n.clamp_min(1))  # each level's rule, in one call
     sj = s[j]
     return torch.where(n > 0, sj, torch.zeros_like(sj))

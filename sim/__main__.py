@@ -203,9 +203,12 @@ def verify_main(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seed < 0:
         print(f"error: --seed: got {args.seed}; allowed: an integer >= 0", file=sys.stderr)
         return 2
-    workers = parallel.default_workers() if args.workers is None else args.workers
-    if workers < 1:
-        print(f"error: --workers: got {workers}; allowed: an integer >= 1", file=sys.stderr)
+    try:
+        workers = parallel.check_workers(
+            parallel.default_workers() if args.workers is None else args.workers, "--workers"
+        )
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
 

@@ -610,18 +610,17 @@ class Simulator:
         batch_metrics = [m] * R
         self._step_controllers(s, batch_metrics)
         stopped = [d is not None for d in s.dead]
-        all_prompts = active.numel() == roll["states"].shape[1]
+        if active.numel() == roll["states"].shape[1]:  # every prompt trains: the rollout's own index
+            index = roll["flat_index"]
+        else:
+            index = (st * s.z.shape[-1] + tok).reshape(R, -1)
         for i, j in chunks:
             zc = s.z[i:j]
             if want == (True, False, False):  # the log-probs' backward by hand: autograd's own two kernels
                 table = roll["table"][i:j]  # on-policy: the rollout's log-softmax is this table's, to the bit
-                if all_prompts:
-                    index = roll["flat_index"][i:j]
-                else:
-                    index = (st[i:j] * zc.shape[-1] + tok[i:j]).reshape(j - i, -1)
                 dtable = torch.zeros_like(table)
                 # index order = index_put_'s order, so tokens that share an entry add up in the same order
-                dtable.view(j - i, -1).scatter_add_(1, index, grads[0][i:j].reshape(j - i, -1))
+                dtable.view(j - i, -1).scatter_add_(1, index[i:j], grads[0][i:j].reshape(j - i, -1))
                 g = torch.ops.aten._log_softmax_backward_data(dtable, table, -1, zc.dtype)
             else:
                 zv = zc.detach().requires_grad_(True)

@@ -39,9 +39,7 @@ def run_all(
     ``progress(id)`` before."""
     parallel.check_workers(workers)
     if workers > 1 and ctx is None and registry is None:
-        unknown = sorted(set(only or []) - set(CHECKS))
-        if unknown:
-            raise ValueError(f"only: unknown row ids {unknown}; allowed: {' '.join(CHECKS)}")
+        verdict.check_only(CHECKS, only)
         ids = [rid for rid in CHECKS if not only or rid in only]
 
         def finished(i: int, _rows) -> None:
