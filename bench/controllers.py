@@ -9,6 +9,9 @@ pipeline minus the same with GRPO alone. The tiny model makes the step as cheap 
 shares here are upper bounds; with a 135M model the step is ~500× longer and the controllers cost the
 same. Target (issue 7): under 5% of a step.
 
+With ``--device cuda`` the step, the batch and the costs are on the GPU, and a second table times each
+family at a language-model batch (512 × 1024 tokens) with the device synchronisations torch reports.
+
 Host reads per ``policy_loss`` call (each a device synchronisation on a GPU; counted with
 ``harness.count_host_reads`` on CPU, the stand-in the tests use) for GRPO + PPO clip and each family.
 """
@@ -33,19 +36,22 @@ FAMILIES = {
 }
 
 
-def _batch(B: int, T: int, seed: int = 0) -> tuple[C.TokenBatch, torch.Tensor, torch.Tensor]:
+def _batch(
+    B: int, T: int, seed: int = 0, device: str = "cpu"
+) -> tuple[C.TokenBatch, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    logp = (-torch.rand(B, T, generator=g) * 3).requires_grad_()
-    ent = (torch.rand(B, T, generator=g) * 2).requires_grad_()
+    logp = (-torch.rand(B, T, generator=g) * 3).to(device).requires_grad_()
+    ent = (torch.rand(B, T, generator=g) * 2).to(device).requires_grad_()
     batch = C.TokenBatch(
-        logp=logp, old_logp=logp.detach() - 0.01 * torch.randn(B, T, generator=g), adv=torch.zeros(B, T),
-        entropy=ent, mask=torch.ones(B, T), group=torch.arange(B) // 8,
-        reward=(torch.rand(B, generator=g) > 0.5).float(), ref_logp=logp.detach() - 0.1,
+        logp=logp, old_logp=logp.detach() - 0.01 * torch.randn(B, T, generator=g).to(device),
+        adv=torch.zeros(B, T, device=device), entropy=ent, mask=torch.ones(B, T, device=device),
+        group=(torch.arange(B) // 8).to(device), reward=(torch.rand(B, generator=g) > 0.5).float().to(device),
+        ref_logp=logp.detach() - 0.1,
     )  # fmt: skip
     return batch, logp, ent
 
 
-def _loss_time(names: list[str], batch, logp, ent, repeat: int) -> float:
+def _loss_time(names: list[str], batch, logp, ent, repeat: int, sync=None) -> float:
     pipe = C.Pipeline([C.get(n) for n in names])
     state = pipe.init()
     gen = torch.Generator().manual_seed(0)
@@ -58,7 +64,7 @@ def _loss_time(names: list[str], batch, logp, ent, repeat: int) -> float:
         state = pipe.step(state, metrics)
 
     once()
-    return harness.median(harness.timed(once, repeat))
+    return harness.median(harness.timed(once, repeat, sync))
 
 
 def _host_reads(names: list[str], batch) -> int:
@@ -69,36 +75,78 @@ def _host_reads(names: list[str], batch) -> int:
     return sum(counts.values())
 
 
-def _step_time(repeat: int) -> float:
+def _cuda_syncs(names: list[str], batch) -> int:
+    pipe = C.Pipeline([C.get(n) for n in names])
+    state = pipe.init()
+    C.policy_loss(batch, pipe, state, generator=torch.Generator().manual_seed(0))  # warm-up
+    with harness.count_cuda_syncs() as counts:
+        C.policy_loss(batch, pipe, state, generator=torch.Generator().manual_seed(0))
+    return sum(counts.values())
+
+
+def _on_gpu(repeat: int) -> dict:
+    """policy_loss + backward per family at a language-model batch on the GPU, and its synchronisations."""
+    B, T = GPU_SHAPE
+    batch, logp, ent = _batch(B, T, device="cuda")
+    sync = torch.cuda.synchronize
+    base = _loss_time(["grpo", "ppo_clip"], batch, logp, ent, repeat, sync)
+    rows = [
+        {"family": "grpo + ppo_clip", "ms": base * 1e3, "syncs": _cuda_syncs(["grpo", "ppo_clip"], batch)}
+    ]
+    for fam, names in FAMILIES.items():
+        t = _loss_time(names, batch, logp, ent, repeat, sync)
+        rows.append({"family": fam, "ms": t * 1e3, "syncs": _cuda_syncs(names, batch)})
+    return {"B": B, "T": T, "device_name": torch.cuda.get_device_name(0), "rows": rows}
+
+
+GPU_SHAPE = (512, 1024)
+"""sequences × positions of the GPU measurement: 64 prompts × 8 completions of up to 1024 tokens"""
+
+
+def _step_time(repeat: int, device: str = "cpu") -> float:
     from llm.config import PRESETS
     from llm.train import Trainer
 
     with tempfile.TemporaryDirectory() as d:
         cfg = dataclasses.replace(
-            PRESETS["tiny-copy"], out_dir=d, sft_steps=0, max_new_tokens=16, tracker="none", eval_every=0
+            PRESETS["tiny-copy"],
+            out_dir=d,
+            sft_steps=0,
+            max_new_tokens=16,
+            tracker="none",
+            eval_every=0,
+            cpu=not device.startswith("cuda"),
         )
         tr = Trainer(cfg, progress=False)
         tr.rollout_step()
-        return harness.median(harness.timed(tr.rollout_step, repeat))
+        return harness.median(harness.timed(tr.rollout_step, repeat, _sync(device)))
+
+
+def _sync(device: str):
+    return torch.cuda.synchronize if device.startswith("cuda") else None
 
 
 def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | None = None) -> dict:
     repeat = 15 if quick else 50
     B, T = 64, 16
-    step_s = _step_time(5 if quick else 15)
-    batch, logp, ent = _batch(B, T)
-    adv = torch.randn(B, T)
-    tele_s = harness.median(harness.timed(lambda: C.telemetry(batch, adv), repeat))
-    base_s = _loss_time(["grpo"], batch, logp, ent, repeat)
+    sync = _sync(device)
+    step_s = _step_time(5 if quick else 15, device)
+    batch, logp, ent = _batch(B, T, device=device)
+    adv = torch.randn(B, T).to(device)
+    tele_s = harness.median(harness.timed(lambda: C.telemetry(batch, adv), repeat, sync))
+    base_s = _loss_time(["grpo"], batch, logp, ent, repeat, sync)
     rows = [{"family": "telemetry (in every policy_loss)", "seconds": tele_s, "share": tele_s / step_s}]
     reads = {"grpo + ppo_clip": _host_reads(["grpo", "ppo_clip"], batch)}
     for fam, names in FAMILIES.items():
-        t = _loss_time(names, batch, logp, ent, repeat)
+        t = _loss_time(names, batch, logp, ent, repeat, sync)
         rows.append({"family": fam, "seconds": t - base_s, "share": (t - base_s) / step_s})
         reads[fam] = _host_reads(names, batch)
         if watch is not None:
             watch.sample()
-    return {"B": B, "T": T, "step_s": step_s, "grpo_loss_s": base_s, "rows": rows, "host_reads": reads}
+    out = {"B": B, "T": T, "step_s": step_s, "grpo_loss_s": base_s, "rows": rows, "host_reads": reads}
+    if device.startswith("cuda"):
+        out["gpu"] = _on_gpu(repeat)
+    return out
 
 
 def summary(res: dict) -> list[str]:
@@ -116,6 +164,15 @@ def summary(res: dict) -> list[str]:
                 + "; ".join(f"{k} {v}" for k, v in res["host_reads"].items())
             ]
             if "host_reads" in res
+            else []
+        ),
+        *(
+            [
+                f"on {res['gpu']['device_name']}, {res['gpu']['B']} × {res['gpu']['T']} tokens, policy_loss + "
+                "backward (ms, device syncs): "
+                + "; ".join(f"{r['family']} {r['ms']:.2f}, {r['syncs']}" for r in res["gpu"]["rows"])
+            ]
+            if "gpu" in res
             else []
         ),
     ]

@@ -99,29 +99,95 @@ def append(name: str, record: dict) -> Path:
 HOST_READS = ("__float__", "__bool__", "__int__", "__index__", "item", "tolist", "numpy")
 """the tensor methods through which the host reads a device value (each one a synchronisation on a GPU)"""
 
+SIZE_OPS = ("bincount", "nonzero", "argwhere", "masked_select")
+"""ops whose output size depends on the values: on a GPU each reads that size back (a synchronisation)
+whatever the caller does with the result; counted on ``torch`` and on ``torch.Tensor``"""
+
+
+def _is_mask(i) -> bool:
+    import torch
+
+    return isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8)
+
+
+def _mask_index(index) -> bool:
+    """True where an index holds a boolean mask (its selection's size must be read on the host)."""
+    return _is_mask(index) or (isinstance(index, tuple) and any(_is_mask(i) for i in index))
+
 
 @contextlib.contextmanager
 def count_host_reads():
-    """Counts host reads of tensor values inside the block (a CUDA-free stand-in for counting device
-    synchronisations: it patches ``torch.Tensor``'s reading methods and restores them after)."""
+    """Counts, inside the block, every call that makes a GPU wait for the device, on CPU tensors (a
+    CUDA-free stand-in, checked against torch's own count on a GPU by tests/controllers/test_gpu_syncs.py):
+    host reads of tensor values (``HOST_READS``), ``torch.unique`` / ``unique_consecutive`` (whose sizes are
+    read), the ``SIZE_OPS``, ``repeat_interleave`` by a tensor without ``output_size``, and indexing or
+    assignment through a boolean mask. It patches those methods and restores them after."""
     import torch
 
     counts: collections.Counter = collections.Counter()
-    orig = {n: getattr(torch.Tensor, n) for n in HOST_READS}
+    patched: list[tuple[object, str, object, bool]] = []
 
-    def wrap(name):
-        f = orig[name]
+    def patch(owner, name, counted_when=None):
+        f = getattr(owner, name)
+        own = name in vars(owner)
 
-        def counted(self, *a, **k):
-            counts[name] += 1
-            return f(self, *a, **k)
+        def counted(*a, **k):
+            if counted_when is None or counted_when(a, k):
+                counts[name] += 1
+            return f(*a, **k)
 
-        return counted
+        patched.append((owner, name, f, own))
+        setattr(owner, name, counted)
 
     for n in HOST_READS:
-        setattr(torch.Tensor, n, wrap(n))
+        patch(torch.Tensor, n)
+    for n in ("unique", "unique_consecutive"):  # the Tensor methods call these
+        patch(torch, n)
+    for n in SIZE_OPS:
+        patch(torch, n)
+        patch(torch.Tensor, n)
+
+    def by_tensor(a, k):  # repeats given as a tensor, with no output_size to skip the read
+        repeats = a[1] if len(a) > 1 else k.get("repeats")
+        return isinstance(repeats, torch.Tensor) and k.get("output_size") is None
+
+    patch(torch, "repeat_interleave", by_tensor)
+    patch(torch.Tensor, "repeat_interleave", by_tensor)
+    patch(torch.Tensor, "__getitem__", lambda a, k: _mask_index(a[1]))
+    patch(torch.Tensor, "__setitem__", lambda a, k: _mask_index(a[1]))
     try:
         yield counts
     finally:
-        for n, f in orig.items():
-            setattr(torch.Tensor, n, f)
+        for owner, name, f, own in reversed(patched):
+            if own:
+                setattr(owner, name, f)
+            else:
+                delattr(owner, name)
+
+
+SYNC_WARNING = "called a synchronizing CUDA operation"
+
+
+@contextlib.contextmanager
+def count_cuda_syncs():
+    """Counts the device synchronisations torch makes inside the block on a CUDA device, keyed by the
+    Python line that made each (torch's sync debug mode flags every synchronising CUDA call: host reads,
+    size-dependent kernels such as ``nonzero``/``unique``/boolean indexing, blocking host↔device copies).
+    Where the host-read stand-in above sees only reads, this sees them all; it needs a GPU."""
+    import warnings
+
+    import torch
+
+    counts: collections.Counter = collections.Counter()
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield counts
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    for w in caught:
+        if SYNC_WARNING in str(w.message):
+            counts[f"{Path(w.filename).name}:{w.lineno}"] += 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from controllers.agg import order_indices
+from controllers.agg import dense_groups, group_sizes, order_indices
 from controllers.base import Controller, Terms, check_choice, check_real, register, stat
 from controllers.batch import TokenBatch
 
@@ -28,8 +28,7 @@ def _group_index(batch: TokenBatch) -> tuple[Tensor, int]:
     """Dense group index 0..P-1 per sequence, and P."""
     if batch.group is None:
         return torch.zeros(batch.logp.shape[0], dtype=torch.long, device=batch.logp.device), 1
-    _, inverse = torch.unique(batch.group, return_inverse=True)
-    return inverse, int(inverse.max().item()) + 1 if inverse.numel() else 0
+    return dense_groups(batch.group)
 
 
 def group_stats(values: Tensor, index: Tensor, n_groups: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -58,8 +57,8 @@ def cluster_entropy(
     or None. Returns (n_groups,) entropies ≥ 0 (0 for empty groups).
     """
     w = torch.ones(group.shape, dtype=dtype, device=group.device) if weight is None else weight.to(dtype)
-    _, key = torch.unique(torch.stack([group, cluster.to(group.dtype)], 1), dim=0, return_inverse=True)
-    mass = torch.zeros(int(key.max()) + 1 if key.numel() else 0, dtype=dtype, device=group.device)
+    pairs, key = torch.unique(torch.stack([group, cluster.to(group.dtype)], 1), dim=0, return_inverse=True)
+    mass = torch.zeros(pairs.shape[0], dtype=dtype, device=group.device)
     mass = mass.index_add_(0, key, w)
     total = torch.zeros(n_groups, dtype=dtype, device=group.device).index_add_(0, group, w)
     share = w / total[group].clamp_min(torch.finfo(dtype).tiny)
@@ -199,7 +198,7 @@ def _group_sort(values: Tensor, index: Tensor, n_groups: int) -> tuple[Tensor, T
     """Sort by (group, value), stable. Returns (perm, group start offsets (P,), group counts (P,))."""
     by_value = torch.sort(values, stable=True).indices
     perm = by_value[torch.sort(index[by_value], stable=True).indices]
-    count = torch.bincount(index, minlength=n_groups)
+    count = group_sizes(index, n_groups)
     start = torch.cumsum(count, 0) - count
     return perm, start, count
 
@@ -430,7 +429,7 @@ class SeedGRPO(Controller):
             )
         idx, n = _group_index(batch)
         se = cluster_entropy(batch.answer, idx, n, dtype=batch.logp.dtype)
-        group_n = torch.bincount(idx, minlength=n).to(batch.logp.dtype)
+        group_n = group_sizes(idx, n).to(batch.logp.dtype)
         return se[idx], group_n[idx].log()
 
     def advantages(self, batch, state):

@@ -8,6 +8,10 @@ all-padding rows (e.g. from a sharded batch) change nothing. An all-masked batch
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 
@@ -62,6 +66,46 @@ def agg_loss(
     if mode == "seq-mean-token-mean":
         seq = seq / tokens.clamp_min(1.0)
     return (seq * has).sum() / has.sum().clamp_min(1.0)
+
+
+_GROUPS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("entrolab_dense_groups", default=None)
+
+
+@contextlib.contextmanager
+def shared_groups() -> Iterator[None]:
+    """Inside the block ``dense_groups`` indexes each group tensor once: ``policy_loss`` opens one per call,
+    where every controller that needs groups asks about the same batch's ``group``."""
+    token = _GROUPS.set({})
+    try:
+        yield
+    finally:
+        _GROUPS.reset(token)
+
+
+def dense_groups(group: Tensor) -> tuple[Tensor, int]:
+    """Dense index 0..P−1 of each entry of ``group`` (any integer ids; P = the number of distinct ids).
+
+    One device synchronisation: ``torch.unique`` needs its output size on the host, so P is taken from
+    the unique values' shape rather than read back from the index's maximum (which would be a second).
+    Inside ``shared_groups`` a tensor already indexed (same object, not modified since) costs none; the
+    index returned is then shared, so callers use it only to index.
+    """
+    cache = _GROUPS.get()
+    key = (id(group), group._version)
+    if cache is not None and key in cache:
+        return cache[key][1], cache[key][2]
+    values, inverse = torch.unique(group, return_inverse=True)
+    if cache is not None:
+        cache[key] = (group, inverse, values.numel())  # holding ``group`` keeps its id from being reused
+    return inverse, values.numel()
+
+
+def group_sizes(index: Tensor, n_groups: int) -> Tensor:
+    """(n_groups,) int64 count of each dense index: ``torch.bincount(index, minlength=n_groups)`` without
+    its device synchronisation (bincount reads the index's maximum on the host to size its output)."""
+    return torch.zeros(n_groups, dtype=torch.long, device=index.device).index_add_(
+        0, index, torch.ones_like(index)
+    )
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:

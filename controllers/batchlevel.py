@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from controllers.advantages import _group_index, _rewards, group_stats
+from controllers.agg import dense_groups
 from controllers.base import Controller, Terms, check_int, check_real, register
 
 
@@ -19,8 +20,7 @@ def mixed_groups(reward: Tensor, group: Tensor | None) -> Tensor:
     """
     if group is None:
         group = torch.zeros_like(reward, dtype=torch.long)
-    _, idx = torch.unique(group, return_inverse=True)
-    n = int(idx.max()) + 1 if idx.numel() else 0
+    idx, n = dense_groups(group)
     lo = torch.full((n,), torch.inf, dtype=reward.dtype, device=reward.device).scatter_reduce(
         0, idx, reward, "amin"
     )
@@ -50,8 +50,11 @@ class DynamicSampling(Controller):
     def terms(self, batch, state, generator=None):
         keep = mixed_groups(_rewards(batch, self.name), batch.group)
         groups = batch.group if batch.group is not None else torch.zeros_like(keep, dtype=torch.long)
-        n_groups = int(torch.unique(groups).numel())
-        n_dropped = int(torch.unique(groups[~keep]).numel())
+        idx, n_groups = dense_groups(groups)
+        dropped = torch.zeros(n_groups, dtype=torch.long, device=keep.device).index_add_(
+            0, idx, (~keep).long()
+        )
+        n_dropped = int((dropped > 0).sum())  # groups with a dropped member (whole groups are dropped)
         return Terms(
             mask=keep.to(batch.mask.dtype)[:, None].expand_as(batch.mask),
             metrics={"n_groups_dropped": n_dropped, "frac_groups_dropped": n_dropped / max(n_groups, 1)},
@@ -93,7 +96,7 @@ class AccFilter(Controller):
             keep = (rate > self.lo) & (rate < self.hi)
         else:
             keep = (rate >= self.lo) & (rate <= self.hi)
-        kept_groups = torch.zeros(n, dtype=torch.bool, device=keep.device).index_fill_(0, idx[keep], True)
+        kept_groups = torch.zeros(n, dtype=torch.long, device=keep.device).index_add_(0, idx, keep.long()) > 0
         return Terms(
             mask=keep.to(batch.mask.dtype)[:, None].expand_as(batch.mask),
             metrics={

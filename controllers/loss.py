@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from controllers.agg import agg_loss, check_mode, masked_mean, masked_quantile_tensor
+from controllers.agg import agg_loss, check_mode, masked_mean, masked_quantile_tensor, shared_groups
 from controllers.base import Pipeline
 from controllers.batch import TokenBatch
 
@@ -155,9 +155,10 @@ def policy_loss(
             stacklevel=2,
         )
 
-    adv = pipe.advantages(batch, st)  # (B, T)
-    b2 = batch.derived(adv=adv)
-    terms = pipe.terms(b2, st, generator)
+    with shared_groups():  # every controller's groups indexed once per call
+        adv = pipe.advantages(batch, st)  # (B, T)
+        b2 = batch.derived(adv=adv)
+        terms = pipe.terms(b2, st, generator)
 
     ratio = torch.exp(b2.logp - b2.old_logp.detach())  # (B, T)
     surrogate = terms.surrogate if terms.surrogate is not None else -adv * ratio

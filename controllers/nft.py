@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from controllers.advantages import _group_index, _rewards, group_stats
+from controllers.agg import dense_groups
 from controllers.base import Controller, Terms, check_choice, check_real, register
 
 
@@ -101,8 +102,8 @@ class NFT(Controller):
 def grpo_identity_advantage(reward: Tensor, group: Tensor) -> Tensor:
     """(B,) the advantages of the NFT ≡ GRPO identity: A⁺ = √((1 − r̂)/r̂) for r = 1, A⁻ = −√(r̂/(1 − r̂))
     for r = 0, i.e. (r − r̂)/√(r̂(1 − r̂)); 0 in groups with r̂ ∈ {0, 1}."""
-    _, inverse = torch.unique(group, return_inverse=True)
-    _, rhat, _ = group_stats(reward, inverse, int(inverse.max()) + 1)
+    inverse, n = dense_groups(group)
+    _, rhat, _ = group_stats(reward, inverse, n)
     ok = (rhat > 0) & (rhat < 1)
     safe = torch.where(ok, rhat, torch.full_like(rhat, 0.5))
     return torch.where(ok, (reward - safe) / torch.sqrt(safe * (1.0 - safe)), torch.zeros_like(reward))

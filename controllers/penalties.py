@@ -16,12 +16,11 @@ _WARNED: set[str] = set()
 INERT_STEPS_BEFORE_WARNING = 3
 
 
-def _inert(batch, selected: Tensor) -> float:
+def _inert(batch, selected: Tensor) -> Tensor:
     """1.0 when tokens are selected and log π == log π_old on all of them (the |log-ratio| penalty and its
-    gradient are exactly 0 there: an on-policy call), else 0.0."""
-    if not bool(selected.any()):
-        return 0.0
-    return float(bool((batch.logp.detach() == batch.old_logp.detach())[selected].all()))
+    gradient are exactly 0 there: an on-policy call), else 0.0; a 0-dim float64 tensor (no host read)."""
+    same = (batch.logp.detach() == batch.old_logp.detach()) | ~selected
+    return (selected.any() & same.all()).to(torch.float64)
 
 
 class _InertWarning:
@@ -95,9 +94,9 @@ class KLCov(_InertWarning, Controller):
     def terms(self, batch, state, generator=None):
         sel = self.select(batch)
         pen = self.beta * _abs_log_ratio(batch) * sel.to(batch.logp.dtype)
-        n = max(float(batch.mask.sum()), 1.0)
+        n = batch.mask.sum().double().clamp_min(1.0)  # 0-dim tensors: read back with the call's metrics
         return Terms(
-            penalty=pen, metrics={"frac_penalised": float(sel.sum()) / n, "inert": _inert(batch, sel)}
+            penalty=pen, metrics={"frac_penalised": sel.sum().double() / n, "inert": _inert(batch, sel)}
         )
 
 
@@ -229,13 +228,13 @@ class Sent(_InertWarning, Controller):
     def terms(self, batch, state, generator=None):
         low, top, bottom = self.select(batch)
         mult = self.hi_mult * top.to(batch.logp.dtype) + self.lo_mult * bottom.to(batch.logp.dtype)
-        n = max(float(batch.mask.sum()), 1.0)
+        n = batch.mask.sum().double().clamp_min(1.0)  # 0-dim tensors: read back with the call's metrics
         return Terms(
             penalty=self.beta * mult * _abs_log_ratio(batch),
             metrics={
-                "frac_low_entropy": float(low.sum()) / n,
-                "frac_penalised_hi": float(top.sum()) / n,
-                "frac_penalised_lo": float(bottom.sum()) / n,
+                "frac_low_entropy": low.sum().double() / n,
+                "frac_penalised_hi": top.sum().double() / n,
+                "frac_penalised_lo": bottom.sum().double() / n,
                 "inert": _inert(batch, top | bottom),
             },
         )

@@ -30,7 +30,7 @@ def global_count(mask: Tensor) -> tuple[int, int]:
     """(number of valid tokens over all ranks, number before this rank)."""
     local = mask.bool().sum().reshape(1).to(torch.float64)
     counts, rank = dist.current().cat(local)
-    return int(counts.sum()), int(counts[:rank].sum())
+    return int(counts.sum()), int(counts[:rank].sum()) if rank else 0  # rank 0 has none before it
 
 
 def token_cov(batch, mask: Tensor | None = None) -> Tensor:
@@ -56,8 +56,9 @@ def global_topk_mask(values: Tensor, mask: Tensor, k: int, largest: bool = True)
     chosen = torch.zeros(n_local, dtype=torch.bool, device=values.device)
     if k > 0 and vals.numel() > 0:
         order = torch.sort(vals, descending=largest, stable=True).indices[:k]
-        local = order[(order >= offset) & (order < offset + n_local)] - offset
-        chosen[local] = True
+        picked = torch.zeros(vals.numel(), dtype=torch.bool, device=values.device)
+        picked[order] = True  # an integer index: no size to read back, unlike a boolean one
+        chosen = picked[offset : offset + n_local]
     out = torch.zeros(mask.shape, dtype=torch.bool, device=values.device)
     out[mask.bool()] = chosen
     return out
