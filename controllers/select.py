@@ -57,7 +57,7 @@ def global_topk_mask(values: Tensor, mask: Tensor, k: int, largest: bool = True)
     if k > 0 and vals.numel() > 0:
         order = torch.sort(vals, descending=largest, stable=True).indices[:k]
         picked = torch.zeros(vals.numel(), dtype=torch.bool, device=values.device)
-        picked[order] = True  # an integer index: no size to read back, unlike a boolean one
+        picked.index_fill_(0, order, True)  # by integer index, the value a kernel argument: no sync
         chosen = picked[offset : offset + n_local]
     out = torch.zeros(mask.shape, dtype=torch.bool, device=values.device)
     out[mask.bool()] = chosen
