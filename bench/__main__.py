@@ -27,12 +27,13 @@ def write_results_md(latest: dict[str, dict]) -> Path:
         "seconds across runs.",
         "",
     ]
-    for name, rec in latest.items():
-        m = rec["machine"]
+    for label, rec in latest.items():
+        m, name = rec["machine"], rec["bench"]
+        gpu = f", {m['cuda']}" if _device(rec) != "cpu" and m.get("cuda") else ""
         lines += [
-            f"## {name}",
+            f"## {label}",
             "",
-            f"`{rec['command']}` on {m['cpus']} CPUs ({m['cpu']}), torch {m['torch']}, {m['date']}, "
+            f"`{rec['command']}` on {m['cpus']} CPUs ({m['cpu']}){gpu}, torch {m['torch']}, {m['date']}, "
             f"git {m['git']}; load before {rec['load']['load_before']}, max {rec['load']['load_max']}"
             + (" — **noisy**" if rec["load"]["noisy"] else ""),
             "",
@@ -64,7 +65,14 @@ def write_results_md(latest: dict[str, dict]) -> Path:
     return path
 
 
+def _device(rec: dict) -> str:
+    argv = rec["command"].split()
+    return argv[argv.index("--device") + 1] if "--device" in argv[:-1] else "cpu"
+
+
 def latest_records() -> dict[str, dict]:
+    """The latest record of each bench and device (a --quick run only where no full run exists), keyed
+    ``NAME`` on the CPU and ``NAME (DEVICE)`` elsewhere."""
     import json
 
     from bench import harness
@@ -72,11 +80,13 @@ def latest_records() -> dict[str, dict]:
     out = {}
     for name in BENCHES:
         f = harness.RESULTS / f"{name}.jsonl"
-        if f.exists():
-            rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
-            full = [r for r in rows if "--quick" not in r["command"]]
-            if full or rows:  # the latest full run; a --quick run only where no full run exists
-                out[name] = (full or rows)[-1]
+        if not f.exists():
+            continue
+        rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+        for device in dict.fromkeys(_device(r) for r in rows):
+            mine = [r for r in rows if _device(r) == device]
+            full = [r for r in mine if "--quick" not in r["command"]]
+            out[name if device == "cpu" else f"{name} ({device})"] = (full or mine)[-1]
     return out
 
 

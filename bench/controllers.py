@@ -9,11 +9,12 @@ pipeline minus the same with GRPO alone. The tiny model makes the step as cheap 
 shares here are upper bounds; with a 135M model the step is ~500× longer and the controllers cost the
 same. Target (issue 7): under 5% of a step.
 
-With ``--device cuda`` the step, the batch and the costs are on the GPU, and a second table times each
+With ``--device cuda`` the step, the batch and the costs are on the GPU, and one more line times each
 family at a language-model batch (512 × 1024 tokens) with the device synchronisations torch reports.
 
-Host reads per ``policy_loss`` call (each a device synchronisation on a GPU; counted with
-``harness.count_host_reads`` on CPU, the stand-in the tests use) for GRPO + PPO clip and each family.
+Device synchronisations per ``policy_loss`` call, for GRPO + PPO clip and each family: host reads and
+ops whose output size depends on the values, counted on CPU by ``harness.count_host_reads`` (the
+stand-in the tests use; on a GPU that last line gives torch's own count).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def summary(res: dict) -> list[str]:
         f"(target < 5%: {'met' if worst['share'] < 0.05 else 'NOT met'})",
         *(
             [
-                "host reads per policy_loss call: "
+                "device synchronisations per policy_loss call (the CPU stand-in's count): "
                 + "; ".join(f"{k} {v}" for k, v in res["host_reads"].items())
             ]
             if "host_reads" in res

@@ -136,3 +136,25 @@ def test_passes_per_rollout_are_the_trainers_documented_counts():
         assert (r["no_grad_passes"], r["grad_passes"], r["ref_passes"]) == want[r["mode"]], r
         assert 1 <= r["sampler_forwards"] <= 6  # max_new_tokens = 6; fewer when every row stopped early
     assert "| on-policy, k = 1 |" in "\n".join(bt.table({"rows": [], "passes": rows}))
+
+
+def test_results_keep_the_latest_run_of_each_device(monkeypatch, tmp_path):
+    """RESULTS.md shows a GPU run beside the CPU run, not instead of it; a full run wins over a quick one."""
+    import json
+
+    import bench.__main__ as M
+    from bench import harness
+
+    def rec(command, date):
+        return {"bench": "sim", "command": command, "machine": {"date": date}}
+
+    rows = [
+        rec("python -m bench sim", "1"),
+        rec("python -m bench sim --device cuda", "2"),
+        rec("python -m bench sim --quick --device cuda", "3"),
+        rec("python -m bench sim --quick", "4"),
+    ]
+    (tmp_path / "sim.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(harness, "RESULTS", tmp_path)
+    latest = M.latest_records()
+    assert {k: v["machine"]["date"] for k, v in latest.items()} == {"sim": "1", "sim (cuda)": "2"}
