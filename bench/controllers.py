@@ -104,23 +104,25 @@ GPU_SHAPE = (512, 1024)
 """sequences × positions of the GPU measurement: 64 prompts × 8 completions of up to 1024 tokens"""
 
 
-def _step_time(repeat: int, device: str = "cpu") -> float:
+def _step_time(repeat: int, device: str = "cpu") -> tuple[float, dict | None]:
+    """Median seconds of a tiny-model trainer step; on a GPU also where one step synchronises (the
+    sampler's loop, the loss, the optimizer: torch's own count, by source line)."""
     from llm.config import PRESETS
     from llm.train import Trainer
 
     with tempfile.TemporaryDirectory() as d:
         cfg = dataclasses.replace(
-            PRESETS["tiny-copy"],
-            out_dir=d,
-            sft_steps=0,
-            max_new_tokens=16,
-            tracker="none",
-            eval_every=0,
+            PRESETS["tiny-copy"], out_dir=d, sft_steps=0, max_new_tokens=16, tracker="none", eval_every=0,
             cpu=not device.startswith("cuda"),
-        )
+        )  # fmt: skip
         tr = Trainer(cfg, progress=False)
         tr.rollout_step()
-        return harness.median(harness.timed(tr.rollout_step, repeat, _sync(device)))
+        seconds = harness.median(harness.timed(tr.rollout_step, repeat, _sync(device)))
+        if not device.startswith("cuda"):
+            return seconds, None
+        with harness.count_cuda_syncs() as sites:
+            tr.rollout_step()
+        return seconds, {"total": sum(sites.values()), "top": sites.most_common(8)}
 
 
 def _sync(device: str):
@@ -131,7 +133,7 @@ def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | Non
     repeat = 15 if quick else 50
     B, T = 64, 16
     sync = _sync(device)
-    step_s = _step_time(5 if quick else 15, device)
+    step_s, step_syncs = _step_time(5 if quick else 15, device)
     batch, logp, ent = _batch(B, T, device=device)
     adv = torch.randn(B, T).to(device)
     tele_s = harness.median(harness.timed(lambda: C.telemetry(batch, adv), repeat, sync))
@@ -147,6 +149,7 @@ def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | Non
     out = {"B": B, "T": T, "step_s": step_s, "grpo_loss_s": base_s, "rows": rows, "host_reads": reads}
     if device.startswith("cuda"):
         out["gpu"] = _on_gpu(repeat)
+        out["gpu"]["step_syncs"] = step_syncs
     return out
 
 
@@ -173,6 +176,14 @@ def summary(res: dict) -> list[str]:
                 "backward (ms, device syncs): "
                 + "; ".join(f"{r['family']} {r['ms']:.2f}, {r['syncs']}" for r in res["gpu"]["rows"])
             ]
+            + (
+                [
+                    f"one tiny-model trainer step synchronises {res['gpu']['step_syncs']['total']} times; "
+                    "most at " + ", ".join(f"{k} ({n})" for k, n in res["gpu"]["step_syncs"]["top"])
+                ]
+                if res["gpu"].get("step_syncs")
+                else []
+            )
             if "gpu" in res
             else []
         ),
