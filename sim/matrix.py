@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from pathlib import Path
 
 from common import parallel
@@ -66,12 +67,29 @@ def _load_cells(path: Path, code: str) -> list[MatrixCell] | None:
     return out
 
 
-def _save_cells(path: Path, code: str, cells: list[MatrixCell]) -> None:
-    payload = {"code": code, "cells": [
+def _saved_seconds(path: Path) -> float | None:
+    """How long the cell saved at ``path`` took to compute, whatever code saved it (None if unknown): the
+    cost estimate by which ``run_matrix`` hands out the longest cells first."""
+    try:
+        seconds = json.loads(path.read_text()).get("seconds")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(seconds) if isinstance(seconds, (int, float)) and math.isfinite(seconds) else None
+
+
+def _save_cells(path: Path, code: str, cells: list[MatrixCell], seconds: float | None = None) -> None:
+    payload = {"code": code, "seconds": seconds, "cells": [
         {"claim_id": c.claim_id, "policy": c.policy, "row": None if c.row is None else dataclasses.asdict(c.row),
          "why": c.why, "lr_gain": list(c.lr_gain)} for c in cells]}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(jsonable(payload), path)
+
+
+def _timed_cell(*args, registry=None) -> tuple[list[MatrixCell], float]:
+    """``_run_cell`` and its wall-clock seconds (module-level: a worker process runs it)."""
+    t0 = time.perf_counter()
+    cells = _run_cell(*args, registry=registry)
+    return cells, time.perf_counter() - t0
 
 
 def _run_cell(rid: str, label: str, seed: int, calibrate_lr: bool, registry=None) -> list[MatrixCell]:
@@ -109,7 +127,9 @@ def run_matrix(
     ``shared=True`` run, and one that never passed a config through its context is an error, not a
     silently tabular cell. ``registry``: another table of checks (tests; it runs in this process).
     ``workers``: (check, class) cells run on that many processes at once (``common.parallel``; every
-    cell has its own seeds, so the cells are the same whatever the count); ``progress(msg)`` after each."""
+    cell has its own seeds, so the cells are the same whatever the count). With ``cache_dir`` each saved cell
+    also records its seconds, and the next call (whatever its code) hands out the cells that took longest
+    first, so that no long cell starts last; the cells returned keep their order. ``progress(msg)`` after each."""
     registry_given = registry is not None
     registry = REGISTRY if registry is None else registry
     claims = list(matrix_claims(registry) if claims is None else claims)
@@ -129,7 +149,7 @@ def run_matrix(
     code = code_fingerprint() if cache_dir is not None else ""
     done: dict[tuple[str, str], list[MatrixCell]] = {}
     todo: list[tuple[str, str]] = []
-    for rid in claims:  # claim-major: one claim's cells, similar in cost, are handed out together
+    for rid in claims:  # claim-major: one claim's cells, similar in cost, together (then longest first)
         for label in labels:
             path = None if cache_dir is None else _cell_file(Path(cache_dir), rid, label, seed, calibrate_lr)
             saved = None if path is None else _load_cells(path, code)
@@ -140,18 +160,26 @@ def run_matrix(
             else:
                 todo.append((rid, label))
 
-    def finished(i: int, got: list[MatrixCell]) -> None:
+    if cache_dir is not None:  # longest first, by the time each cell took last (any code; unknown first)
+        took = {cell: _saved_seconds(_cell_file(Path(cache_dir), *cell, seed, calibrate_lr)) for cell in todo}
+        todo.sort(
+            key=lambda cell: -math.inf if took[cell] is None else -took[cell]
+        )  # stable: ties claim-major
+
+    def finished(i: int, got: tuple[list[MatrixCell], float]) -> None:
         rid, label = todo[i]
-        done[rid, label] = got
+        done[rid, label], seconds = got
         if cache_dir is not None:
-            _save_cells(_cell_file(Path(cache_dir), rid, label, seed, calibrate_lr), code, got)
+            _save_cells(
+                _cell_file(Path(cache_dir), rid, label, seed, calibrate_lr), code, done[rid, label], seconds
+            )
         if progress:
             progress(f"{rid}/{label} done")
 
     if registry_given:  # a table of checks made in this process: run here
-        fn, workers = (lambda rid, label, *a: _run_cell(rid, label, *a, registry=registry)), 1
+        fn, workers = (lambda rid, label, *a: _timed_cell(rid, label, *a, registry=registry)), 1
     else:
-        fn = _run_cell
+        fn = _timed_cell
     parallel.map_tasks(fn, [(rid, label, seed, calibrate_lr) for rid, label in todo], workers, finished)
     cells = [c for label in labels for rid in claims for c in done[rid, label]]  # label-major, as printed
     # a check that did not fit a class stands for every row id the check gives on the other classes

@@ -206,6 +206,30 @@ def test_matrix_cells_are_saved_and_an_interrupted_matrix_resumes(monkeypatch, t
     assert len(calls) == 9  # saved by other code: recomputed
 
 
+def test_the_matrix_hands_out_the_cells_that_took_longest_first(monkeypatch, tmp_path):
+    """Each saved cell records its seconds; a later matrix (even with other code) starts with the cells
+    that took longest, where they cannot set the tail, and returns its cells in the same order as ever."""
+    calls: list[str] = []
+
+    def tiny(rng, ctx):
+        calls.append(ctx.policy)
+        return _tiny_row(ctx.trajectory(TINY)["entropy"][-1])
+
+    reg = _tiny_registry(tiny)
+    labels, cache = ["tabular", "loglinear", "mlp"], tmp_path / "cells"
+    first = matrix.run_matrix(claims=("MX",), policy_labels=labels, registry=reg, cache_dir=cache)
+    assert calls == labels  # nothing known yet: in claim-major order
+    for label, seconds in (("tabular", 1.0), ("loglinear", None), ("mlp", 9.0)):
+        f = cache / f"MX-{label}-same-seed0.json"
+        assert isinstance(json.loads(f.read_text())["seconds"], float)
+        f.write_text(json.dumps({**json.loads(f.read_text()), "seconds": seconds}))
+    monkeypatch.setattr(matrix, "code_fingerprint", lambda: "other code")
+    calls.clear()
+    again = matrix.run_matrix(claims=("MX",), policy_labels=labels, registry=reg, cache_dir=cache)
+    assert calls == ["loglinear", "mlp", "tabular"]  # unknown first, then the longest
+    assert [(c.policy, c.row.worst) for c in again] == [(c.policy, c.row.worst) for c in first]
+
+
 def test_a_shared_check_that_ignores_its_context_fails_instead_of_running_tabular():
     """The matrix passes each check an explicit context; a check registered shared=True that builds its
     simulators without it would silently give tabular cells, so the matrix stops."""
