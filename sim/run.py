@@ -296,7 +296,7 @@ class Simulator:
         if want[0] or want[1]:
             table = torch.log_softmax(zr, -1)
             logp = table[run_idx, st, tok] if want[0] else None
-            ent = (-(table.exp() * table).sum(-1))[run_idx, st] if want[1] else None
+            ent = tr.entropy_of_log_probs(table)[run_idx, st] if want[1] else None
         if want[2] and "entropy_topp" in self.needs:
             topp = C.nucleus_entropy(zr)[run_idx, st]
         return logp, ent, topp
@@ -324,7 +324,7 @@ class Simulator:
             logits = zr[run_idx, st]  # (r, p, G, T, V)
             rows = torch.log_softmax(logits, -1)
             logp = rows.gather(-1, tok[..., None]).squeeze(-1)
-            ent = -(rows.exp() * rows).sum(-1)
+            ent = tr.entropy_of_log_probs(rows)
             topp = C.nucleus_entropy(logits) if "entropy_topp" in self.needs else None
         ref = self.prior_logp[st, tok]
         group = (

@@ -55,10 +55,14 @@ def log_policy(z: Tensor) -> Tensor:
     return torch.log_softmax(z, dim=-1)
 
 
+def entropy_of_log_probs(logp: Tensor) -> Tensor:
+    """Entropy −Σ_a p_a log p_a over the last axis, from log-probabilities (nats; differentiable)."""
+    return -(logp.exp() * logp).sum(-1)
+
+
 def state_entropy(z: Tensor) -> Tensor:
     """(R, S) entropy of π(·|s), nats (differentiable)."""
-    logp = torch.log_softmax(z, dim=-1)
-    return -(logp.exp() * logp).sum(-1)
+    return entropy_of_log_probs(torch.log_softmax(z, dim=-1))
 
 
 def first_order_dH(z: Tensor, dz: Tensor) -> Tensor:
