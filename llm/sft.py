@@ -47,15 +47,19 @@ def sft_dir(cfg: TrainConfig) -> Path:
     return cfg.run_dir / "sft"
 
 
-def run_sft(cfg: TrainConfig, progress: bool = True) -> Path:
-    """Warm-start the config's model; returns the directory it was saved to (reused if present)."""
+def run_sft(cfg: TrainConfig, progress: bool = True, device: torch.device | str | None = None) -> Path:
+    """Warm-start the config's model; returns the directory it was saved to (reused if present). It trains
+    on ``device``: by default a GPU where torch sees one and ``cfg.cpu`` is off, else the CPU."""
     out = sft_dir(cfg)
     if (out / "sft.json").is_file():
         return out
     if cfg.sft_steps < 1:
         raise ValueError(f"sft_steps: got {cfg.sft_steps}; allowed: an integer >= 1 for a warm start")
     torch.manual_seed(cfg.seed)
+    if device is None:  # the trainer passes its own (each rank's) device
+        device = "cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu"
     model, tok = build(cfg)
+    model.to(device)
     task = get_task_for(cfg)
     split = Split(task, cfg.eval_prompts, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.sft_lr)
@@ -66,7 +70,7 @@ def run_sft(cfg: TrainConfig, progress: bool = True) -> Path:
         bar = tqdm(total=cfg.sft_steps, desc=f"sft {cfg.task}", unit="step", file=sys.stderr)
     acc, step = 0.0, 0
     for step in range(1, cfg.sft_steps + 1):
-        ids, attn, lm = _batch(tok, split.train(step, 0, BATCH, stream=3))
+        ids, attn, lm = (t.to(device) for t in _batch(tok, split.train(step, 0, BATCH, stream=3)))
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
         loss = (nll * lm[:, 1:]).sum() / lm[:, 1:].sum()

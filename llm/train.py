@@ -180,7 +180,7 @@ class Trainer:
             from llm.tokenizer import load_tokenizer
 
             with self.acc.main_process_first():
-                warm = run_sft(cfg, progress=progress and self.acc.is_main_process)
+                warm = run_sft(cfg, progress=progress and self.acc.is_main_process, device=self.acc.device)
             model, self.tok = load_model(warm), load_tokenizer(warm)
             self.warm_start = json.loads((warm / "sft.json").read_text())
         else:

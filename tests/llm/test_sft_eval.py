@@ -107,3 +107,20 @@ def test_tiny_copy_trains_in_bf16_on_a_gpu(tmp_path):
     rows = [r for r in read_metrics(train(cfg, progress=False)) if "reward/mean" in r]
     assert len(rows) == 5 and all(math.isfinite(r["policy/entropy"]) for r in rows)
     assert rows[-1]["perf/peak_gpu_mb"] > 0
+
+
+@pytest.mark.gpu
+def test_the_warm_start_trains_on_the_gpu(tmp_path, monkeypatch):
+    """An H200 run found the warm start on the CPU beside an idle GPU (the model was never moved)."""
+    seen = []
+    real = torch.optim.AdamW
+
+    def adamw(params, **kw):
+        params = list(params)
+        seen.append(params[0].device.type)
+        return real(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", adamw)
+    cfg = dataclasses.replace(PRESETS["tiny-copy"], out_dir=str(tmp_path), sft_steps=3, tracker="none")
+    out = sft.run_sft(cfg, progress=False)
+    assert seen == ["cuda"] and (out / "sft.json").is_file()
