@@ -90,8 +90,8 @@ def dense_groups(group: Tensor) -> tuple[Tensor, int]:
     Inside ``shared_groups`` a tensor already indexed (same object, not modified since) costs none; the
     index returned is then shared, so callers use it only to index.
     """
-    cache = _GROUPS.get()
-    key = (id(group), group._version)
+    cache = None if group.is_inference() else _GROUPS.get()  # inference tensors keep no version counter
+    key = None if cache is None else (id(group), group._version)
     if cache is not None and key in cache:
         return cache[key][1], cache[key][2]
     values, inverse = torch.unique(group, return_inverse=True)

@@ -58,6 +58,10 @@ def test_groups_are_indexed_once_per_call_and_as_torch_unique_does():
         g[0] = 3  # modified in place: indexed again
         assert torch.equal(dense_groups(g)[0], torch.tensor([0, 0, 1, 2, 0]))  # was [1, 0, 1, 2, 0]
     assert dense_groups(torch.zeros(0, dtype=torch.long))[1] == 0
+    with torch.inference_mode():
+        frozen = torch.tensor([4, 4, 1])
+    with shared_groups():  # an inference tensor has no version counter: indexed each time, not cached
+        assert torch.equal(dense_groups(frozen)[0], torch.tensor([1, 1, 0])) and dense_groups(frozen)[1] == 2
 
 
 def test_a_batch_is_validated_in_one_read():
