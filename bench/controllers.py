@@ -68,19 +68,13 @@ def _loss_time(names: list[str], batch, logp, ent, repeat: int, sync=None) -> fl
     return harness.median(harness.timed(once, repeat, sync))
 
 
-def _host_reads(names: list[str], batch) -> int:
+def _syncs(names: list[str], batch, counter=harness.count_host_reads) -> int:
+    """What ``counter`` counts in one ``policy_loss`` call of the family's pipeline (after a warm-up call:
+    first calls initialise kernels): the CPU stand-in by default, ``harness.count_cuda_syncs`` on a GPU."""
     pipe = C.Pipeline([C.get(n) for n in names])
     state = pipe.init()
-    with harness.count_host_reads() as counts:
-        C.policy_loss(batch, pipe, state, generator=torch.Generator().manual_seed(0))
-    return sum(counts.values())
-
-
-def _cuda_syncs(names: list[str], batch) -> int:
-    pipe = C.Pipeline([C.get(n) for n in names])
-    state = pipe.init()
-    C.policy_loss(batch, pipe, state, generator=torch.Generator().manual_seed(0))  # warm-up
-    with harness.count_cuda_syncs() as counts:
+    C.policy_loss(batch, pipe, state, generator=torch.Generator().manual_seed(0))
+    with counter() as counts:
         C.policy_loss(batch, pipe, state, generator=torch.Generator().manual_seed(0))
     return sum(counts.values())
 
@@ -92,11 +86,15 @@ def _on_gpu(repeat: int) -> dict:
     sync = torch.cuda.synchronize
     base = _loss_time(["grpo", "ppo_clip"], batch, logp, ent, repeat, sync)
     rows = [
-        {"family": "grpo + ppo_clip", "ms": base * 1e3, "syncs": _cuda_syncs(["grpo", "ppo_clip"], batch)}
+        {
+            "family": "grpo + ppo_clip",
+            "ms": base * 1e3,
+            "syncs": _syncs(["grpo", "ppo_clip"], batch, harness.count_cuda_syncs),
+        }
     ]
     for fam, names in FAMILIES.items():
         t = _loss_time(names, batch, logp, ent, repeat, sync)
-        rows.append({"family": fam, "ms": t * 1e3, "syncs": _cuda_syncs(names, batch)})
+        rows.append({"family": fam, "ms": t * 1e3, "syncs": _syncs(names, batch, harness.count_cuda_syncs)})
     return {"B": B, "T": T, "device_name": torch.cuda.get_device_name(0), "rows": rows}
 
 
@@ -117,7 +115,7 @@ def _step_time(repeat: int, device: str = "cpu") -> tuple[float, dict | None]:
         )  # fmt: skip
         tr = Trainer(cfg, progress=False)
         tr.rollout_step()
-        seconds = harness.median(harness.timed(tr.rollout_step, repeat, _sync(device)))
+        seconds = harness.median(harness.timed(tr.rollout_step, repeat, harness.sync_for(device)))
         if not device.startswith("cuda"):
             return seconds, None
         with harness.count_cuda_syncs() as sites:
@@ -125,25 +123,21 @@ def _step_time(repeat: int, device: str = "cpu") -> tuple[float, dict | None]:
         return seconds, {"total": sum(sites.values()), "top": sites.most_common(8)}
 
 
-def _sync(device: str):
-    return torch.cuda.synchronize if device.startswith("cuda") else None
-
-
 def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | None = None) -> dict:
     repeat = 15 if quick else 50
     B, T = 64, 16
-    sync = _sync(device)
+    sync = harness.sync_for(device)
     step_s, step_syncs = _step_time(5 if quick else 15, device)
     batch, logp, ent = _batch(B, T, device=device)
     adv = torch.randn(B, T).to(device)
     tele_s = harness.median(harness.timed(lambda: C.telemetry(batch, adv), repeat, sync))
     base_s = _loss_time(["grpo"], batch, logp, ent, repeat, sync)
     rows = [{"family": "telemetry (in every policy_loss)", "seconds": tele_s, "share": tele_s / step_s}]
-    reads = {"grpo + ppo_clip": _host_reads(["grpo", "ppo_clip"], batch)}
+    reads = {"grpo + ppo_clip": _syncs(["grpo", "ppo_clip"], batch)}
     for fam, names in FAMILIES.items():
         t = _loss_time(names, batch, logp, ent, repeat, sync)
         rows.append({"family": fam, "seconds": t - base_s, "share": (t - base_s) / step_s})
-        reads[fam] = _host_reads(names, batch)
+        reads[fam] = _syncs(names, batch)
         if watch is not None:
             watch.sample()
     out = {"B": B, "T": T, "step_s": step_s, "grpo_loss_s": base_s, "rows": rows, "host_reads": reads}

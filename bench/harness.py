@@ -61,6 +61,14 @@ def timed(fn: Callable[[], object], repeat: int, sync: Callable[[], None] | None
     return out
 
 
+def sync_for(device: str) -> Callable[[], None] | None:
+    """What ``timed`` calls after each run so that GPU work is counted: ``torch.cuda.synchronize`` on a
+    CUDA device, nothing on the CPU."""
+    import torch
+
+    return torch.cuda.synchronize if device.startswith("cuda") else None
+
+
 def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 

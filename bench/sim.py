@@ -11,7 +11,6 @@ sampled GRPO within 3× of that.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from bench import harness
 from sim.run import SimConfig, Simulator
@@ -36,14 +35,10 @@ def _sim(R: int, P: int, n: int, update: str = "exact_pg", compiled: bool = Fals
     return sim, sim.init_state()
 
 
-def _sync(device: str):
-    return (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else None
-
-
 def per_step(R, P, n, update="exact_pg", compiled=False, repeat=5, device="cpu") -> float:
     sim, s = _sim(R, P, n, update, compiled, device)
     sim.step(s, measure=False)  # warm-up (and compilation)
-    return harness.median(harness.timed(lambda: sim.step(s, measure=False), repeat, _sync(device)))
+    return harness.median(harness.timed(lambda: sim.step(s, measure=False), repeat, harness.sync_for(device)))
 
 
 def numpy_per_step(R, P, n, repeat=3) -> float:
@@ -88,7 +83,9 @@ def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | Non
     for label, compiled in (("eager", False), ("compiled", True)):
         sim, s = _sim(R, P, n, compiled=compiled, device=device)
         sim.step(s, measure=False)
-        total = sum(harness.timed(lambda sim=sim, s=s: sim.step(s, measure=False), steps, _sync(device)))
+        total = sum(
+            harness.timed(lambda sim=sim, s=s: sim.step(s, measure=False), steps, harness.sync_for(device))
+        )
         target[f"exact_pg_{label}_s_per_1000"] = total * 1000 / steps
         watch.sample()
     grpo = per_step(R, P, n, update="grpo", repeat=2 if quick else 5, device=device)

@@ -403,6 +403,13 @@ class TrainConfig:
             group_size=self.group_size,
         )
 
+    def runs_on_cpu(self) -> bool:
+        """True with ``cpu`` or where torch sees no CUDA device: the trainer and its warm start then run on
+        the CPU, else on the GPU."""
+        import torch
+
+        return self.cpu or not torch.cuda.is_available()
+
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name

@@ -57,7 +57,7 @@ def run_sft(cfg: TrainConfig, progress: bool = True, device: torch.device | str 
         raise ValueError(f"sft_steps: got {cfg.sft_steps}; allowed: an integer >= 1 for a warm start")
     torch.manual_seed(cfg.seed)
     if device is None:  # the trainer passes its own (each rank's) device
-        device = "cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu"
+        device = "cpu" if cfg.runs_on_cpu() else "cuda"
     model, tok = build(cfg)
     model.to(device)
     task = get_task_for(cfg)

@@ -152,7 +152,7 @@ class Trainer:
 
         tracker = trackers.resolve(cfg.tracker)
         self.acc = Accelerator(
-            cpu=cfg.cpu or not torch.cuda.is_available(),  # cpu=True is what makes torchrun ranks join on CPU
+            cpu=cfg.runs_on_cpu(),  # cpu=True is what makes torchrun ranks join on CPU
             mixed_precision=cfg.mixed_precision,
             log_with=None if tracker == "none" else tracker,
             project_dir=str(self.run_dir),
