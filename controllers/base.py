@@ -387,6 +387,13 @@ class Pipeline:
         st = self._state(state)
         return {k: c.step(st[k], stats) for k, c in zip(self.keys, self.controllers, strict=True)}
 
+    @property
+    def steps_state(self) -> bool:
+        """False when no controller overrides ``Controller.step``: ``step`` then returns the states it is
+        given, and a host stepping many pipelines' states (the simulator's runs) may skip the call. Wider
+        than ``any(c.stateful())``: a controller may step counters the loss never reads (inert-step warnings)."""
+        return any(type(c).step is not Controller.step for c in self.controllers)
+
     def reference_reset_due(self, state: dict | None) -> bool:
         """True when a controller (``ref_kl`` with a reset rule) asks the trainer to copy the current
         policy into the reference model (ProRL). After copying, call ``reference_was_reset``."""

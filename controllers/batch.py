@@ -102,9 +102,7 @@ class TokenBatch:
                 )
             if not t.is_floating_point():
                 raise ValueError(f"{name}: dtype {t.dtype}; allowed: a floating dtype")
-            checks.append(
-                ((~torch.isfinite(t.detach())).any(), lambda name=name, t=t: _check_finite(name, t))
-            )
+            checks.append((_maybe_non_finite(t), lambda name=name, t=t: _check_finite(name, t)))
         if wanted("mask"):
             checks.append((((self.mask != 0) & (self.mask != 1)).any(), self._check_mask))
         if wanted("logp") or wanted("mask"):
@@ -119,9 +117,7 @@ class TokenBatch:
             if name in _INT_SEQ_FIELDS and (t.is_floating_point() or t.is_complex()):
                 raise ValueError(f"{name}: dtype {t.dtype}; allowed: an integer dtype (ids)")
             if t.is_floating_point():
-                checks.append(
-                    ((~torch.isfinite(t.detach())).any(), lambda name=name, t=t: _check_finite(name, t))
-                )
+                checks.append((_maybe_non_finite(t), lambda name=name, t=t: _check_finite(name, t)))
         if self.step_correct is not None and wanted("step_correct"):
             checks.append(
                 (((self.step_correct != 0) & (self.step_correct != 1)).any(), self._check_step_correct)
@@ -140,7 +136,7 @@ class TokenBatch:
                 raise ValueError(
                     f"embedding: got {shape}; allowed: a float tensor of shape ({ref.shape[0]}, D) or None"
                 )
-            checks.append(((~torch.isfinite(e.detach())).any(), lambda e=e: _check_finite("embedding", e)))
+            checks.append((_maybe_non_finite(e), lambda e=e: _check_finite("embedding", e)))
         # one host synchronisation for every value check; the precise message only when one fails
         if checks and bool(torch.stack([flag.to(ref.device) for flag, _ in checks]).any()):
             for flag, precise in checks:
@@ -248,6 +244,15 @@ _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TokenBatch))
 
 LOGP_TOLERANCE = 0.01
 """how far above 0 a log-probability may round (low-precision log-softmax) before it is refused"""
+
+
+def _maybe_non_finite(t: Tensor) -> Tensor:
+    """0-dim bool, True if ``t`` may hold an inf or NaN: its sum is not finite (an inf or NaN term makes the
+    sum inf or NaN). One reduction, where ``isfinite`` makes four passes and their temporaries; a sum of
+    finite terms that overflows gives a false alarm, which ``_check_finite`` then clears. 16-bit floats are
+    summed in float32."""
+    t = t.detach()
+    return ~torch.isfinite(t.sum(dtype=torch.float32) if t.element_size() < 4 else t.sum())
 
 
 def _check_finite(name: str, t: Tensor) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import controllers as C
+from common.heap import keep_freed_memory
 from common.runio import (
     atomic_save,
     atomic_write_json,
@@ -59,7 +60,9 @@ def _bandit_step(
 
 
 _COMPILED: dict = {}
-LEAN_CHUNK_BYTES = tr.CHUNK_BYTES  # per chunk of runs in the CPU lean kernel: about one L2 cache
+LEAN_CHUNK_BYTES = 1024 * 1024
+"""per chunk of runs in the CPU lean exact kernel: about one L2 cache (timed as ``tree.CHUNK_BYTES`` was: 1 MiB
+was fastest for this kernel, 0.5 MiB 8% slower)"""
 
 
 def _bandit_kernel(compiled: bool):
@@ -96,6 +99,8 @@ class Simulator:
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device: got {cfg.device!r}; allowed: cpu (no CUDA device is available)")
+        if self.device.type == "cpu":  # a step's fresh multi-MB tensors reuse freed heap, not new pages
+            keep_freed_memory()
         self.dtype = torch.float64
         self.model = models.model(self.spec, self.device, self.dtype)
         self.prior = torch.as_tensor(self.spec.prior, dtype=self.dtype, device=self.device)  # (S, V)
@@ -311,8 +316,9 @@ class Simulator:
     ) -> C.TokenBatch:
         """TokenBatch of the given runs × prompts × G responses (B = runs·prompts·G, T = horizon).
         ``fields``: (logp, entropy, entropy_topp) already computed (``_table_fields``'s shapes)."""
-        st = roll["states"][runs][:, prompts]  # (r, p, G, T)
-        tok = roll["tokens"][runs][:, prompts]
+        # index_select, not x[:, prompts]: the same copy, without advanced indexing's slower general kernel
+        sel = lambda key: roll[key][runs].index_select(1, prompts)  # noqa: E731
+        st, tok = sel("states"), sel("tokens")  # (r, p, G, T)
         r, p, G, T = st.shape
         zr = z[runs]  # (r, S, V)
         run_idx = torch.arange(r, device=self.device)[:, None, None, None]
@@ -326,24 +332,23 @@ class Simulator:
             logp = rows.gather(-1, tok[..., None]).squeeze(-1)
             ent = tr.entropy_of_log_probs(rows)
             topp = C.nucleus_entropy(logits) if "entropy_topp" in self.needs else None
-        ref = self.prior_logp[st, tok]
+        ref = self.prior_logp.view(-1).take(st * self.prior_logp.shape[-1] + tok)  # prior_logp[st, tok]
         group = (
             torch.arange(r, device=self.device)[:, None] * self.model.n_prompts + prompts[None, :]
         ).repeat_interleave(G, dim=1)
         flat = lambda x: x.reshape(r * p * G, T)  # noqa: E731
-        sel = lambda key: roll[key][runs][:, prompts]  # noqa: E731
         emb = C.ngram_embedding(flat(tok), flat(sel("mask"))) if "embedding" in self.needs else None
         return C.TokenBatch(
             logp=flat(logp),
-            old_logp=flat(roll["old_logp"][runs][:, prompts]),
+            old_logp=flat(sel("old_logp")),
             adv=torch.zeros(r * p * G, T, dtype=self.dtype, device=self.device),
             entropy=flat(ent),
-            mask=flat(roll["mask"][runs][:, prompts]),
+            mask=flat(sel("mask")),
             group=group.reshape(-1),
-            reward=roll["reward"][runs][:, prompts].reshape(-1),
+            reward=sel("reward").reshape(-1),
             ref_logp=flat(ref),
             entropy_topp=None if topp is None else flat(topp),
-            answer=roll["answer"][runs][:, prompts].reshape(-1),
+            answer=sel("answer").reshape(-1),
             step_correct=flat(sel("step_correct")) if "step_correct" in roll else None,
             guide=sel("guide").reshape(-1) if self.cfg.guide else None,
             embedding=emb,
@@ -526,6 +531,8 @@ class Simulator:
 
     def _step_controllers(self, s: SimState, batch_metrics: list[dict]) -> None:
         """Each live run's pipeline state takes its step from this rollout's telemetry."""
+        if not self.pipe.steps_state:  # the states would come back as they are
+            return
         progress = s.step / max(self.cfg.steps - 1, 1)
         for i in range(self.cfg.runs):
             if s.dead[i] is None and batch_metrics[i]:
@@ -589,10 +596,10 @@ class Simulator:
         cfg, R = self.cfg, self.cfg.runs
         roll = self.rollout(s.z.detach(), s.gen, entropy=True, table=True)
         active = self.active_prompts(s.step)
-        st, tok = roll["states"][:, active], roll["tokens"][:, active]
+        st, tok = roll["states"].index_select(1, active), roll["tokens"].index_select(1, active)
         chunks = self._chunks(s.z)
         # on-policy, the rollout's log-softmax pass is the table's: its log-probs and entropies are the leaves
-        leaves = [roll["old_logp"][:, active].clone(), roll["entropy"][:, active], None]
+        leaves = [roll["old_logp"].index_select(1, active), roll["entropy"].index_select(1, active), None]
         if "entropy_topp" in self.needs:
             with torch.no_grad():
                 leaves[2] = torch.cat([self._table_fields(s.z[i:j], st[i:j], tok[i:j], (False, False, True))[2]

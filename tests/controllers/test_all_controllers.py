@@ -181,3 +181,21 @@ def test_optional_fields_validated():
         C.TokenBatch(**common, entropy_topp=torch.full((2, 2), float("nan"), dtype=torch.float64))
     with pytest.raises(ValueError, match=r"^answer: dtype torch.float64; allowed: an integer dtype"):
         C.TokenBatch(**common, answer=torch.zeros(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", C.names())
+def test_steps_state_false_means_step_returns_the_states_given(name):
+    """``Pipeline.steps_state`` False lets a host skip ``step``: then every state comes back as it was,
+    whatever the stats; True for a controller that overrides ``step``."""
+    pipe = _pipe(name)
+    state = pipe.init()
+    stats = {"policy/entropy": 0.3, "train/progress_frac": 0.5, "reward/mean": 0.7}
+    overrides = type(pipe.controllers[0]).step is not C.Controller.step
+    assert pipe.steps_state == overrides
+    if not pipe.steps_state:
+        assert pipe.step(state, stats) == state
+
+
+def test_steps_state_true_for_a_stateful_controller():
+    assert C.Pipeline([C.get("grpo"), C.get("pi_control")]).steps_state
+    assert not C.Pipeline([C.get("grpo"), C.get("ppo_clip")]).steps_state

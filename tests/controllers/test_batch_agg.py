@@ -30,6 +30,45 @@ def test_non_finite_named(field, bad):
         _ok(**{field: t})
 
 
+_EDGE = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    5e-324,
+    1e38,
+    -1e38,
+    3e38,
+    1e308,
+    -1e308,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+]
+
+
+@given(
+    vals=st.lists(st.one_of(st.sampled_from(_EDGE), st.floats(allow_nan=True)), min_size=6, max_size=6),
+    dtype=st.sampled_from([torch.float64, torch.float32, torch.bfloat16, torch.float16]),
+)
+def test_refused_iff_some_entry_is_not_finite(vals, dtype):
+    """The cheap screen (a sum) never lets a non-finite entry through, and a sum of finite entries that
+    overflows (1e308 + 1e308, or any float32 value above the float16 range) is not refused."""
+    adv = torch.tensor(vals, dtype=torch.float64).to(dtype).reshape(2, 3)
+    finite = bool(torch.isfinite(adv).all())
+    if finite:
+        _ok(adv=adv, logp=torch.zeros(2, 3, dtype=dtype), old_logp=torch.zeros(2, 3, dtype=dtype))
+    else:
+        with pytest.raises(ValueError, match=r"adv: contains .*allowed: finite values"):
+            _ok(adv=adv, logp=torch.zeros(2, 3, dtype=dtype), old_logp=torch.zeros(2, 3, dtype=dtype))
+
+
+def test_overflowing_sum_of_finite_values_is_accepted():
+    big = torch.full((2, 3), 1e308, dtype=torch.float64)
+    assert torch.isinf(big.sum())
+    _ok(adv=big, entropy=big.abs(), logp=torch.zeros(2, 3, dtype=torch.float64))
+
+
 def test_shape_and_mask_and_group_checks():
     with pytest.raises(ValueError, match=r"adv: shape \(2, 2\); allowed: the shape of logp \(2, 3\)"):
         _ok(adv=torch.zeros(2, 2))
