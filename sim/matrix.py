@@ -24,7 +24,7 @@ def matrix_claims(registry=None) -> tuple[str, ...]:
     return tuple(rid for rid, c in registry.checks.items() if c.flags.get("matrix"))
 
 
-MATRIX_POLICIES = {
+MATRIX_POLICIES = {  # from the cheapest class to the costliest: never-timed cells are handed out costliest first
     "tabular": ("tabular", {}),
     "loglinear": ("loglinear", {"d": 16}),
     "loglinear-structured": ("loglinear", {"d": 16, "features": "structured"}),
@@ -52,29 +52,25 @@ def _cell_file(cache_dir: Path, rid: str, label: str, seed: int, calibrate: bool
     return cache_dir / f"{rid}-{label}-{'calibrated' if calibrate else 'same'}-seed{seed}.json"
 
 
-def _load_cells(path: Path, code: str) -> list[MatrixCell] | None:
-    """The cells saved at ``path`` by the same code, or None (missing, other code, unreadable)."""
+def _read_cell_file(path: Path, code: str) -> tuple[list[MatrixCell] | None, float | None]:
+    """(the cells saved at ``path`` by the same code, or None: missing, other code, unreadable; the seconds
+    the saved cell took to compute, whatever code saved it, or None): one read of the file. The seconds
+    are the cost estimate by which ``run_matrix`` hands out the longest cells first."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
+        return None, None
+    if not isinstance(saved, dict):
+        return None, None
+    seconds = saved.get("seconds")
+    seconds = float(seconds) if isinstance(seconds, (int, float)) and math.isfinite(seconds) else None
     if saved.get("code") != code:
-        return None
+        return None, seconds
     out = []
     for c in saved["cells"]:
         row = None if c["row"] is None else row_from_json(c["row"])
         out.append(MatrixCell(c["claim_id"], c["policy"], row, c["why"], tuple(c["lr_gain"])))
-    return out
-
-
-def _saved_seconds(path: Path) -> float | None:
-    """How long the cell saved at ``path`` took to compute, whatever code saved it (None if unknown): the
-    cost estimate by which ``run_matrix`` hands out the longest cells first."""
-    try:
-        seconds = json.loads(path.read_text()).get("seconds")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(seconds) if isinstance(seconds, (int, float)) and math.isfinite(seconds) else None
+    return out, seconds
 
 
 def _save_cells(path: Path, code: str, cells: list[MatrixCell], seconds: float | None = None) -> None:
@@ -129,7 +125,8 @@ def run_matrix(
     ``workers``: (check, class) cells run on that many processes at once (``common.parallel``; every
     cell has its own seeds, so the cells are the same whatever the count). With ``cache_dir`` each saved cell
     also records its seconds, and the next call (whatever its code) hands out the cells that took longest
-    first, so that no long cell starts last; the cells returned keep their order. ``progress(msg)`` after each."""
+    first, so that no long cell starts last; cells never timed (all of them without ``cache_dir``) go
+    first, the costliest class first. The cells returned keep their order. ``progress(msg)`` after each."""
     registry_given = registry is not None
     registry = REGISTRY if registry is None else registry
     claims = list(matrix_claims(registry) if claims is None else claims)
@@ -149,30 +146,31 @@ def run_matrix(
     code = code_fingerprint() if cache_dir is not None else ""
     done: dict[tuple[str, str], list[MatrixCell]] = {}
     todo: list[tuple[str, str]] = []
+    took: dict[tuple[str, str], float | None] = {}
+    paths: dict[tuple[str, str], Path] = {}
     for rid in claims:  # claim-major: one claim's cells, similar in cost, together (then longest first)
         for label in labels:
-            path = None if cache_dir is None else _cell_file(Path(cache_dir), rid, label, seed, calibrate_lr)
-            saved = None if path is None else _load_cells(path, code)
+            if cache_dir is not None:
+                paths[rid, label] = _cell_file(Path(cache_dir), rid, label, seed, calibrate_lr)
+                saved, took[rid, label] = _read_cell_file(paths[rid, label], code)
+            else:
+                saved, took[rid, label] = None, None
             if saved is not None:
                 done[rid, label] = saved
                 if progress:
                     progress(f"{rid}/{label} (saved)")
             else:
                 todo.append((rid, label))
-
-    if cache_dir is not None:  # longest first, by the time each cell took last (any code; unknown first)
-        took = {cell: _saved_seconds(_cell_file(Path(cache_dir), *cell, seed, calibrate_lr)) for cell in todo}
-        todo.sort(
-            key=lambda cell: -math.inf if took[cell] is None else -took[cell]
-        )  # stable: ties claim-major
+    # longest first, by the time each cell took last (any code); cells never timed first, their classes
+    # from the costliest (MATRIX_POLICIES lists them from the cheapest). Stable: ties claim-major.
+    rank = {label: i for i, label in enumerate(MATRIX_POLICIES)}
+    todo.sort(key=lambda cell: (0, -rank[cell[1]]) if took[cell] is None else (1, -took[cell]))
 
     def finished(i: int, got: tuple[list[MatrixCell], float]) -> None:
         rid, label = todo[i]
         done[rid, label], seconds = got
         if cache_dir is not None:
-            _save_cells(
-                _cell_file(Path(cache_dir), rid, label, seed, calibrate_lr), code, done[rid, label], seconds
-            )
+            _save_cells(paths[rid, label], code, done[rid, label], seconds)
         if progress:
             progress(f"{rid}/{label} done")
 

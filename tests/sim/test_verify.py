@@ -180,7 +180,7 @@ def test_matrix_cells_are_saved_and_an_interrupted_matrix_resumes(monkeypatch, t
     def tiny(rng, ctx):
         t = ctx.trajectory(TINY)
         calls.append(ctx.policy)
-        if ctx.policy == "mlp" and len(calls) == 2 and interrupt:
+        if ctx.policy == "tabular" and len(calls) == 2 and interrupt:  # mlp ran first: the costlier class
             raise KeyboardInterrupt
         h = t["entropy"][-1]
         return _tiny_row(h, details={"h": list(h)})
@@ -191,10 +191,10 @@ def test_matrix_cells_are_saved_and_an_interrupted_matrix_resumes(monkeypatch, t
     interrupt = True
     with pytest.raises(KeyboardInterrupt):
         run(calibrate_lr=True, cache_dir=cache)
-    assert [p.name for p in cache.iterdir()] == ["MX-tabular-calibrated-seed0.json"]  # the finished cell only
+    assert [p.name for p in cache.iterdir()] == ["MX-mlp-calibrated-seed0.json"]  # the finished cell only
     interrupt = False
     first = run(calibrate_lr=True, cache_dir=cache)
-    assert calls == ["tabular", "mlp", "mlp"]  # resumed: the tabular cell was read back
+    assert calls == ["mlp", "tabular", "tabular"]  # resumed: the mlp cell was read back
     again = run(calibrate_lr=True, cache_dir=cache)
     assert len(calls) == 3 and again == first  # every field read back the same (spread, lr_gain, details)
     plain = run(calibrate_lr=True)
@@ -218,7 +218,7 @@ def test_the_matrix_hands_out_the_cells_that_took_longest_first(monkeypatch, tmp
     reg = _tiny_registry(tiny)
     labels, cache = ["tabular", "loglinear", "mlp"], tmp_path / "cells"
     first = matrix.run_matrix(claims=("MX",), policy_labels=labels, registry=reg, cache_dir=cache)
-    assert calls == labels  # nothing known yet: in claim-major order
+    assert calls == ["mlp", "loglinear", "tabular"]  # nothing timed yet: the costliest class first
     for label, seconds in (("tabular", 1.0), ("loglinear", None), ("mlp", 9.0)):
         f = cache / f"MX-{label}-same-seed0.json"
         assert isinstance(json.loads(f.read_text())["seconds"], float)
@@ -226,7 +226,7 @@ def test_the_matrix_hands_out_the_cells_that_took_longest_first(monkeypatch, tmp
     monkeypatch.setattr(matrix, "code_fingerprint", lambda: "other code")
     calls.clear()
     again = matrix.run_matrix(claims=("MX",), policy_labels=labels, registry=reg, cache_dir=cache)
-    assert calls == ["loglinear", "mlp", "tabular"]  # unknown first, then the longest
+    assert calls == ["loglinear", "mlp", "tabular"]  # never timed first, then the longest
     assert [(c.policy, c.row.worst) for c in again] == [(c.policy, c.row.worst) for c in first]
 
 
