@@ -100,12 +100,12 @@ def dense_groups(group: Tensor) -> tuple[Tensor, int]:
     return inverse, values.numel()
 
 
-def group_sizes(index: Tensor, n_groups: int) -> Tensor:
+def group_sizes(index: Tensor, n_groups: int, which: Tensor | None = None) -> Tensor:
     """(n_groups,) int64 count of each dense index: ``torch.bincount(index, minlength=n_groups)`` without
-    its device synchronisation (bincount reads the index's maximum on the host to size its output)."""
-    return torch.zeros(n_groups, dtype=torch.long, device=index.device).index_add_(
-        0, index, torch.ones_like(index)
-    )
+    its device synchronisation (bincount reads the index's maximum on the host to size its output).
+    ``which``: a bool tensor like ``index``: count only the entries where it is True."""
+    ones = torch.ones_like(index) if which is None else which.long()
+    return torch.zeros(n_groups, dtype=torch.long, device=index.device).index_add_(0, index, ones)
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:

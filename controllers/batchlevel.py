@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from controllers.advantages import _group_index, _rewards, group_stats
-from controllers.agg import dense_groups
+from controllers.agg import dense_groups, group_sizes
 from controllers.base import Controller, Terms, check_int, check_real, register
 
 
@@ -18,6 +18,11 @@ def mixed_groups(reward: Tensor, group: Tensor | None) -> Tensor:
 
     Groups of one are never mixed. ``group`` None means the whole batch is one group.
     """
+    return _mixed(reward, group)[0]
+
+
+def _mixed(reward: Tensor, group: Tensor | None) -> tuple[Tensor, Tensor, int]:
+    """(``mixed_groups``, the dense group index it made, the number of groups)."""
     if group is None:
         group = torch.zeros_like(reward, dtype=torch.long)
     idx, n = dense_groups(group)
@@ -27,7 +32,7 @@ def mixed_groups(reward: Tensor, group: Tensor | None) -> Tensor:
     hi = torch.full((n,), -torch.inf, dtype=reward.dtype, device=reward.device).scatter_reduce(
         0, idx, reward, "amax"
     )
-    return (hi > lo)[idx]
+    return (hi > lo)[idx], idx, n
 
 
 @register
@@ -48,16 +53,15 @@ class DynamicSampling(Controller):
     groups = True
 
     def terms(self, batch, state, generator=None):
-        keep = mixed_groups(_rewards(batch, self.name), batch.group)
-        groups = batch.group if batch.group is not None else torch.zeros_like(keep, dtype=torch.long)
-        idx, n_groups = dense_groups(groups)
-        dropped = torch.zeros(n_groups, dtype=torch.long, device=keep.device).index_add_(
-            0, idx, (~keep).long()
-        )
-        n_dropped = int((dropped > 0).sum())  # groups with a dropped member (whole groups are dropped)
+        keep, idx, n_groups = _mixed(_rewards(batch, self.name), batch.group)
+        # groups with a dropped member (whole groups are dropped); 0-dim tensors, read back with the rest
+        n_dropped = (group_sizes(idx, n_groups, ~keep) > 0).sum()
         return Terms(
             mask=keep.to(batch.mask.dtype)[:, None].expand_as(batch.mask),
-            metrics={"n_groups_dropped": n_dropped, "frac_groups_dropped": n_dropped / max(n_groups, 1)},
+            metrics={
+                "n_groups_dropped": n_dropped,
+                "frac_groups_dropped": n_dropped.to(torch.float64) / max(n_groups, 1),
+            },
         )
 
 
@@ -96,12 +100,12 @@ class AccFilter(Controller):
             keep = (rate > self.lo) & (rate < self.hi)
         else:
             keep = (rate >= self.lo) & (rate <= self.hi)
-        kept_groups = torch.zeros(n, dtype=torch.long, device=keep.device).index_add_(0, idx, keep.long()) > 0
+        kept_groups = group_sizes(idx, n, keep) > 0
         return Terms(
             mask=keep.to(batch.mask.dtype)[:, None].expand_as(batch.mask),
-            metrics={
-                "frac_groups_kept": float(kept_groups.float().mean()) if n else 0.0,
-                "solve_rate_mean": float(rate.mean()) if rate.numel() else 0.0,
+            metrics={  # 0-dim tensors, read back with the rest
+                "frac_groups_kept": kept_groups.float().mean() if n else 0.0,
+                "solve_rate_mean": rate.mean() if rate.numel() else 0.0,
             },
         )
 

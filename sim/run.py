@@ -617,13 +617,15 @@ class Simulator:
         batch_metrics = [m] * R
         self._step_controllers(s, batch_metrics)
         stopped = [d is not None for d in s.dead]
-        if active.numel() == roll["states"].shape[1]:  # every prompt trains: the rollout's own index
-            index = roll["flat_index"]
-        else:
-            index = (st * s.z.shape[-1] + tok).reshape(R, -1)
+        index = None  # each token's flat index into its run's table: only for the hand-written backward
+        if want == (True, False, False):
+            if active.numel() == roll["states"].shape[1]:  # every prompt trains: the rollout's own index
+                index = roll["flat_index"]
+            else:
+                index = (st * s.z.shape[-1] + tok).reshape(R, -1)
         for i, j in chunks:
             zc = s.z[i:j]
-            if want == (True, False, False):  # the log-probs' backward by hand: autograd's own two kernels
+            if index is not None:  # the log-probs' backward by hand: autograd's own two kernels
                 table = roll["table"][i:j]  # on-policy: the rollout's log-softmax is this table's, to the bit
                 dtable = torch.zeros_like(table)
                 # index order = index_put_'s order, so tokens that share an entry add up in the same order
