@@ -20,8 +20,9 @@ entrolab variant samples through ``model.generate`` instead of the trainer's own
 which isolates what the sampler saves. TRL's ``GRPOConfig`` turns gradient checkpointing on by default
 (each layer recomputed in backward: less memory, more time), and the bench leaves TRL at its defaults; the
 third entrolab variant turns it on too (``--gradient-checkpointing``), so memory can be compared like for
-like. tokens/s counts completion
-tokens. Target (issue 7): entrolab ≥ 1.5× TRL's tokens/s at equal or lower peak memory. TRL is
+like. The fourth computes each group's prompt once (``share_prompts``). The fifth and sixth skip the realised-ΔH
+pass (``measure_dH=False``, alone and with gradient checkpointing): the same passes as TRL, whose
+telemetry has no realised ΔH. tokens/s counts completion tokens. Target (issue 7): entrolab ≥ 1.5× TRL's tokens/s at equal or lower peak memory. TRL is
 optional: ``pip install -e '.[bench]'``.
 """
 
@@ -55,6 +56,7 @@ def child_ours(
     sampler: str = "own",
     gradient_checkpointing: bool = False,
     share_prompts: bool = False,
+    measure_dH: bool = True,
 ) -> dict:
     import dataclasses
     import tempfile
@@ -66,7 +68,7 @@ def child_ours(
         cfg = dataclasses.replace(
             PRESETS["tiny-copy"], out_dir=d, sft_steps=0, prompts_per_step=PROMPTS, group_size=G,
             max_new_tokens=T, lr=LR if model == "tiny" else LR_SMOLLM2, eval_every=0, checkpoint_every=0,
-            tracker="none", measure_dH=True, controllers=("grpo", "ppo_clip"), model=model, sampler=sampler,
+            tracker="none", measure_dH=measure_dH, controllers=("grpo", "ppo_clip"), model=model, sampler=sampler,
             gradient_checkpointing=gradient_checkpointing, share_prompts=share_prompts,
         )  # fmt: skip
         tr = Trainer(cfg, progress=False)
@@ -157,11 +159,24 @@ VARIANTS = {
     "ours_generate": ("ours", ", sampler='generate'"),
     "ours_gc": ("ours", ", gradient_checkpointing=True"),
     "ours_share": ("ours", ", share_prompts=True"),
+    "ours_nodh": ("ours", ", measure_dH=False"),
+    "ours_gc_nodh": ("ours", ", gradient_checkpointing=True, measure_dH=False"),
     "trl": ("trl", ""),
 }
 """what is timed: entrolab as it runs by default; entrolab sampling through ``generate`` (the sampler's
 share of the difference); entrolab with gradient checkpointing, as TRL runs by default; entrolab with
-``share_prompts`` (each group's prompt computed once per pass; equal to float rounding); TRL"""
+``share_prompts`` (each group's prompt computed once per pass; equal to float rounding); entrolab without
+the realised-ΔH pass (``measure_dH=False``: TRL makes no such pass, so this is the same work as TRL's), alone
+and with gradient checkpointing; TRL"""
+
+SETTINGS = {
+    "": ("ours", "default"),
+    "_gc": ("ours_gc", "with gradient checkpointing (TRL's default)"),
+    "_share": ("ours_share", "with share_prompts"),
+    "_nodh": ("ours_nodh", "without the realised-ΔH pass (TRL has none)"),
+    "_gc_nodh": ("ours_gc_nodh", "with gradient checkpointing and without the realised-ΔH pass"),
+}
+"""speedup suffix → (variant, words): the entrolab settings compared with TRL"""
 
 
 MODES = (
@@ -293,13 +308,9 @@ def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | Non
             {
                 "model": model, "T": T, "steps": n_steps, "rounds": rounds,
                 **{f"{fw}_{k}": v for fw, d in res.items() for k, v in d.items()},
-                "speedup": res["ours"]["tokens_per_s"] / res["trl"]["tokens_per_s"],
-                "speedup_gc": res["ours_gc"]["tokens_per_s"] / res["trl"]["tokens_per_s"],
-                "memory_ratio_gc": res["ours_gc"]["peak_rss_mb"] / res["trl"]["peak_rss_mb"],
-                "speedup_share": res["ours_share"]["tokens_per_s"] / res["trl"]["tokens_per_s"],
-                "memory_ratio_share": res["ours_share"]["peak_rss_mb"] / res["trl"]["peak_rss_mb"],
+                **{f"speedup{sfx}": res[v]["tokens_per_s"] / res["trl"]["tokens_per_s"] for sfx, (v, _) in SETTINGS.items()},
+                **{f"memory_ratio{sfx}": res[v]["peak_rss_mb"] / res["trl"]["peak_rss_mb"] for sfx, (v, _) in SETTINGS.items()},
                 "sampler_speedup": res["ours_generate"]["generate_s"] / res["ours"]["generate_s"],
-                "memory_ratio": res["ours"]["peak_rss_mb"] / res["trl"]["peak_rss_mb"],
             }
         )  # fmt: skip
     import trl
@@ -313,11 +324,7 @@ def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | Non
 def _best_speedup(row: dict) -> float:
     """The highest speedup over TRL among the entrolab settings at ≤ TRL's peak memory (0 if none)."""
     return max(
-        (
-            row.get(f"speedup{s}", 0.0)
-            for s in ("", "_gc", "_share")
-            if row.get(f"memory_ratio{s}", 2.0) <= 1.0
-        ),
+        (row.get(f"speedup{s}", 0.0) for s in SETTINGS if row.get(f"memory_ratio{s}", 2.0) <= 1.0),
         default=0.0,
     )
 
@@ -330,16 +337,10 @@ def summary(res: dict) -> list[str]:
             f"{r['ours_metrics_logged']} metrics) vs TRL {res['trl']} {r['trl_tokens_per_s']:.0f} tokens/s "
             f"({r['trl_step_s'] * 1e3:.0f} ms/step, {r['trl_metrics_logged']} metrics): {r['speedup']:.2f}×; "
             f"peak RSS {r['ours_peak_rss_mb']:.0f} vs {r['trl_peak_rss_mb']:.0f} MB"
-            + (
-                f"; with gradient checkpointing (TRL's default) {r['speedup_gc']:.2f}× at "
-                f"{r['ours_gc_peak_rss_mb']:.0f} MB"
-                if "speedup_gc" in r
-                else ""
-            )
-            + (
-                f"; with share_prompts {r['speedup_share']:.2f}× at {r['ours_share_peak_rss_mb']:.0f} MB"
-                if "speedup_share" in r
-                else ""
+            + "".join(
+                f"; {words} {r['speedup' + sfx]:.2f}× at {r[SETTINGS[sfx][0] + '_peak_rss_mb']:.0f} MB"
+                for sfx, (_, words) in SETTINGS.items()
+                if sfx and "speedup" + sfx in r
             )
             + (
                 f"; sampling {r['ours_generate_s'] * 1e3:.0f} ms with our sampler vs "
@@ -373,18 +374,21 @@ def table(res: dict) -> list[str]:
         ]
         lines.append("")
     lines += [
-        "| model | T | entrolab ms/step | TRL ms/step | entrolab tokens/s | TRL tokens/s | speedup | peak RSS entrolab / TRL (MB) | with gradient checkpointing: speedup, RSS (MB) | with share_prompts: speedup, RSS (MB) | sampling ms: own / generate |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | T | entrolab ms/step | TRL ms/step | entrolab tokens/s | TRL tokens/s | speedup | peak RSS entrolab / TRL (MB) | "
+        + " | ".join(f"{words}: speedup, RSS (MB)" for sfx, (_, words) in SETTINGS.items() if sfx)
+        + " | sampling ms: own / generate |",
+        "| --- " * (8 + len(SETTINGS)) + "|",
     ]
     for r in res["rows"]:
         lines.append(
             f"| {r.get('model', 'tiny')} | {r['T']} | {r['ours_step_s'] * 1e3:.0f} | {r['trl_step_s'] * 1e3:.0f} | {r['ours_tokens_per_s']:.0f} | "
             f"{r['trl_tokens_per_s']:.0f} | {r['speedup']:.2f}× | {r['ours_peak_rss_mb']:.0f} / {r['trl_peak_rss_mb']:.0f} | "
-            + (f"{r['speedup_gc']:.2f}×, {r['ours_gc_peak_rss_mb']:.0f} | " if "speedup_gc" in r else "— | ")
-            + (
-                f"{r['speedup_share']:.2f}×, {r['ours_share_peak_rss_mb']:.0f} | "
-                if "speedup_share" in r
+            + "".join(
+                f"{r['speedup' + sfx]:.2f}×, {r[SETTINGS[sfx][0] + '_peak_rss_mb']:.0f} | "
+                if "speedup" + sfx in r
                 else "— | "
+                for sfx in SETTINGS
+                if sfx
             )
             + (
                 f"{r['ours_generate_s'] * 1e3:.0f} / {r['ours_generate_generate_s'] * 1e3:.0f} |"
