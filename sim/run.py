@@ -268,7 +268,9 @@ class Simulator:
             g_logp = torch.log_softmax(self.guide_z, -1)[states, tokens]
             old_logp = torch.where(guide[..., None], g_logp, old_logp)
         extra = {"guide": guide}
-        if isinstance(self.model, models.TreeModel) and "step_correct" in self.needs:  # only step_credit reads it
+        if (
+            isinstance(self.model, models.TreeModel) and "step_correct" in self.needs
+        ):  # only step_credit reads it
             extra["step_correct"] = self.model.step_correct(states, tokens)
         if ent is not None:
             extra["entropy"] = ent
