@@ -20,7 +20,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,9 @@ class SimState:
     params: dict | None = (
         None  # a parametric policy's parameters (leaves, leading axis R); z = logits(params)
     )
+    z_graph: tuple | None = field(default=None, repr=False, compare=False)
+    """(logits(params) with its graph, [(parameter, its version)]) made just after the last update: the next
+    ``_z_var`` takes it instead of a second forward (the same values), if no parameter changed since"""
 
 
 class Simulator:
@@ -471,8 +474,11 @@ class Simulator:
             with torch.no_grad():
                 for p, g in zip(leaves, grads, strict=True):
                     p.sub_(self.lr * g)
-        with torch.no_grad():
-            s.z = self.policy.logits(s.params).detach()
+        # the new logits with their graph: s.z now, and the next step's logits to differentiate (``_z_var``)
+        with torch.enable_grad():
+            z = self.policy.logits(s.params)
+        s.z = z.detach().clone()  # s.z may be written in place (a stopped run's restore); the graph's is not
+        s.z_graph = (z, [(p, p._version) for p in s.params.values()])
 
     def param_jacobian(self, s: SimState, run: int) -> tuple[torch.Tensor, list[int]]:
         """(J (S, V, P), sizes): ∂z/∂θ of one run's logits in its flattened parameters (in the order of
@@ -516,6 +522,11 @@ class Simulator:
     def _z_var(self, s: SimState) -> torch.Tensor:
         """The logits with the gradient path to what the optimizer updates."""
         if s.params is not None:
+            made, s.z_graph = s.z_graph, None  # a graph is differentiated once
+            params = list(s.params.values())
+            if made is not None and len(made[1]) == len(params):
+                if all(p is q and p._version == v for p, (q, v) in zip(params, made[1], strict=True)):
+                    return made[0]
             return self.policy.logits(s.params)
         return s.z if s.opt is not None else s.z.detach().requires_grad_(True)
 

@@ -286,3 +286,35 @@ def test_kernel_gain_on_a_toy_text_mdp():
     assert sim.lr_gain == pytest.approx(
         theory.kernel_gain(J.reshape(g.numel(), -1).numpy(), g.numpy()), rel=1e-10
     )
+
+
+@pytest.mark.parametrize("name", PARAMETRIC)
+@pytest.mark.parametrize(("update", "optimizer"), [("grpo", "sgd"), ("ppo", "adam"), ("exact_pg", "sgd")])
+def test_the_logits_made_after_an_update_are_reused_bit_for_bit(name, update, optimizer):
+    """After each update the simulator makes the new logits once, with their graph, and the next step
+    differentiates those (``SimState.z_graph``) instead of a second forward: the same logits and
+    parameters to the bit as a forward per use; a parameter changed in between (a stopped run's
+    restore, a resumed checkpoint) is noticed by its version and the logits are made again."""
+    cfg = _cfg(
+        policy=name,
+        update=update,
+        optimizer=optimizer,
+        steps=4,
+        controllers=() if update == "exact_pg" else ("grpo",),
+    )
+    a, b = Simulator(cfg), Simulator(cfg)
+    sa, sb = a.init_state(), b.init_state()
+    reused = 0
+    for _ in range(4):
+        reused += sa.z_graph is not None
+        a.step(sa)
+        sb.z_graph = None  # never reused: a forward for every use
+        b.step(sb)
+    assert reused == 3  # every step after the first took the graph its previous update made
+    torch.testing.assert_close(sa.z, sb.z, rtol=0, atol=0)
+    for k in sa.params:
+        torch.testing.assert_close(sa.params[k], sb.params[k], rtol=0, atol=0)
+    with torch.no_grad():
+        next(iter(sa.params.values())).add_(0.0)  # an in-place write, even of the same values
+    made = sa.z_graph[0]
+    assert a._z_var(sa) is not made and sa.z_graph is None
