@@ -170,13 +170,14 @@ the realised-ΔH pass (``measure_dH=False``: TRL makes no such pass, so this is 
 and with gradient checkpointing; TRL"""
 
 SETTINGS = {
-    "": ("ours", "default"),
-    "_gc": ("ours_gc", "with gradient checkpointing (TRL's default)"),
-    "_share": ("ours_share", "with share_prompts"),
-    "_nodh": ("ours_nodh", "without the realised-ΔH pass (TRL has none)"),
-    "_gc_nodh": ("ours_gc_nodh", "with gradient checkpointing and without the realised-ΔH pass"),
+    "": "default",
+    "_gc": "with gradient checkpointing (TRL's default)",
+    "_share": "with share_prompts",
+    "_nodh": "without the realised-ΔH pass (TRL has none)",
+    "_gc_nodh": "with gradient checkpointing and without the realised-ΔH pass",
 }
-"""speedup suffix → (variant, words): the entrolab settings compared with TRL"""
+"""the entrolab settings compared with TRL: suffix → words; the setting's variant is ``"ours" + suffix`` and
+its ratios are ``speedup<suffix>`` and ``memory_ratio<suffix>``"""
 
 
 MODES = (
@@ -308,8 +309,8 @@ def run(quick: bool = False, device: str = "cpu", watch: harness.LoadWatch | Non
             {
                 "model": model, "T": T, "steps": n_steps, "rounds": rounds,
                 **{f"{fw}_{k}": v for fw, d in res.items() for k, v in d.items()},
-                **{f"speedup{sfx}": res[v]["tokens_per_s"] / res["trl"]["tokens_per_s"] for sfx, (v, _) in SETTINGS.items()},
-                **{f"memory_ratio{sfx}": res[v]["peak_rss_mb"] / res["trl"]["peak_rss_mb"] for sfx, (v, _) in SETTINGS.items()},
+                **{f"speedup{sfx}": res["ours" + sfx]["tokens_per_s"] / res["trl"]["tokens_per_s"] for sfx in SETTINGS},
+                **{f"memory_ratio{sfx}": res["ours" + sfx]["peak_rss_mb"] / res["trl"]["peak_rss_mb"] for sfx in SETTINGS},
                 "sampler_speedup": res["ours_generate"]["generate_s"] / res["ours"]["generate_s"],
             }
         )  # fmt: skip
@@ -338,8 +339,8 @@ def summary(res: dict) -> list[str]:
             f"({r['trl_step_s'] * 1e3:.0f} ms/step, {r['trl_metrics_logged']} metrics): {r['speedup']:.2f}×; "
             f"peak RSS {r['ours_peak_rss_mb']:.0f} vs {r['trl_peak_rss_mb']:.0f} MB"
             + "".join(
-                f"; {words} {r['speedup' + sfx]:.2f}× at {r[SETTINGS[sfx][0] + '_peak_rss_mb']:.0f} MB"
-                for sfx, (_, words) in SETTINGS.items()
+                f"; {words} {r['speedup' + sfx]:.2f}× at {r['ours' + sfx + '_peak_rss_mb']:.0f} MB"
+                for sfx, words in SETTINGS.items()
                 if sfx and "speedup" + sfx in r
             )
             + (
@@ -375,7 +376,7 @@ def table(res: dict) -> list[str]:
         lines.append("")
     lines += [
         "| model | T | entrolab ms/step | TRL ms/step | entrolab tokens/s | TRL tokens/s | speedup | peak RSS entrolab / TRL (MB) | "
-        + " | ".join(f"{words}: speedup, RSS (MB)" for sfx, (_, words) in SETTINGS.items() if sfx)
+        + " | ".join(f"{words}: speedup, RSS (MB)" for sfx, words in SETTINGS.items() if sfx)
         + " | sampling ms: own / generate |",
         "| --- " * (8 + len(SETTINGS)) + "|",
     ]
@@ -384,7 +385,7 @@ def table(res: dict) -> list[str]:
             f"| {r.get('model', 'tiny')} | {r['T']} | {r['ours_step_s'] * 1e3:.0f} | {r['trl_step_s'] * 1e3:.0f} | {r['ours_tokens_per_s']:.0f} | "
             f"{r['trl_tokens_per_s']:.0f} | {r['speedup']:.2f}× | {r['ours_peak_rss_mb']:.0f} / {r['trl_peak_rss_mb']:.0f} | "
             + "".join(
-                f"{r['speedup' + sfx]:.2f}×, {r[SETTINGS[sfx][0] + '_peak_rss_mb']:.0f} | "
+                f"{r['speedup' + sfx]:.2f}×, {r['ours' + sfx + '_peak_rss_mb']:.0f} | "
                 if "speedup" + sfx in r
                 else "— | "
                 for sfx in SETTINGS
