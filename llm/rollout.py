@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from llm.kvdecode import KVDecoder
 from llm.logprobs import logprob_entropy, nucleus_entropy_chunked
 from llm.tasks import Example, Task
 
@@ -215,6 +216,7 @@ def decode(
     eos_token_id: int,
     pad_token_id: int,
     share_prompts: bool = False,
+    static_cache: bool = True,
 ) -> Tensor:
     """(B, ≤ max_new_tokens) completion ids, the same tokens ``model.generate`` samples from the global RNG
     for these left-padded prompts: one prefill of the prompts (position ids from the mask, logits of the
@@ -226,13 +228,19 @@ def decode(
     input preparation per step), which is most of its per-token cost on a small model.
     ``tests/llm/test_train.py`` pins the tokens to ``generate``'s, to the bit, across these options.
     ``share_prompts``: the prefill computes each group's prompt once (``prefill``); then the samples are
-    ``generate``'s only up to that rounding."""
+    ``generate``'s only up to that rounding. ``static_cache``: for the Llama and Qwen2 models it supports,
+    the steps after the prefill run on ``llm.kvdecode.KVDecoder`` (a cache allocated once, the forward's
+    operations without its per-call machinery: the same logits to the bit); False, or another model,
+    calls the model's forward with the ``DynamicCache``."""
     B, device = ids.shape[0], ids.device
     pos = prompt_positions(attn)
     suppress = model.generation_config.suppress_tokens
     unfinished = torch.ones(B, dtype=torch.long, device=device)
     pad = torch.tensor(pad_token_id, device=device)
     logits, cache = prefill(model, ids, attn, share_prompts)
+    fast = KVDecoder.build(model, cache, attn, max_new_tokens) if static_cache else None
+    if fast is not None:
+        cache = None  # copied into the decoder's buffers
     tokens: list[Tensor] = []
     drop = None
     for t in range(max_new_tokens):
@@ -258,8 +266,11 @@ def decode(
         unfinished = unfinished & ~(nxt == eos_token_id)
         if t == max_new_tokens - 1 or bool(unfinished.max() == 0):
             break
-        attn = torch.cat([attn, attn.new_ones((B, 1))], dim=-1)
         pos = pos[:, -1:] + 1
+        if fast is not None:
+            logits = fast.step(nxt, pos)
+            continue
+        attn = torch.cat([attn, attn.new_ones((B, 1))], dim=-1)
         logits = model(
             input_ids=nxt[:, None].clone(memory_format=torch.contiguous_format), attention_mask=attn,
             position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1, return_dict=True,
