@@ -173,7 +173,8 @@ class TrainConfig:
     no-grad passes: its keys and values repeated to the group's G rows, gradients summed back), about 1/G
     of the prompt's cost; the numbers differ from the default's by float rounding only (tests hold the
     log-probs, entropies and gradients to 1e-4), so the samples are ``generate``'s only up to that rounding.
-    Not with gradient_checkpointing (which turns the key/value cache off in training)"""
+    With gradient_checkpointing, which turns the key/value cache off in training, only the sampler's
+    prefill shares (it runs in eval mode); the training and no-grad passes compute every row's prompt"""
     chunk_tokens: int = 256
     """token rows per chunk in the log-prob/entropy computation (memory ~ 3·chunk_tokens·V floats)"""
     mixed_precision: str = "no"
@@ -231,12 +232,6 @@ class TrainConfig:
                 "micro_batch_size",
                 self.micro_batch_size,
                 f"0 or a divisor of the optimizer batch prompts_per_step·group_size/minibatches = {batch}",
-            )
-        if self.share_prompts and self.gradient_checkpointing:
-            bad(
-                "share_prompts",
-                self.share_prompts,
-                "False with gradient_checkpointing (it turns the key/value cache off)",
             )
         for f, allowed in (
             ("mixed_precision", MIXED_PRECISION),

@@ -329,7 +329,7 @@ class Trainer:
             self.model if policy else model, roll, temperature=self.cfg.temperature,
             chunk_tokens=self.cfg.chunk_tokens, entropy_grad=entropy_grad, top_p=top_p,
             with_log_mass=with_log_mass, mask=self.cfg.keep_sampling_mask, with_topp=with_topp,
-            share_prompts=self.cfg.share_prompts,
+            share_prompts=self.cfg.share_prompts and not self.cfg.gradient_checkpointing,  # no cache with it
         )  # fmt: skip
 
     def _stats(self, roll: Rollout, model=None, with_log_mass: bool = False, with_topp: bool = False):

@@ -351,6 +351,37 @@ def test_shared_prompts_train_the_same_run_up_to_rounding(tmp_path, cfg):
         assert out[True][0][key] == pytest.approx(first[key], rel=1e-3, abs=1e-5), key
 
 
+def test_shared_prompts_with_gradient_checkpointing_share_in_the_sampler_only(tmp_path, cfg, monkeypatch):
+    """Gradient checkpointing turns the cache off in training, so with both options only the sampler's
+    prefill (eval mode) shares: every training and no-grad pass computes each row's prompt, and the run is
+    the share-prompts run's up to rounding, and the checkpointed run's rollouts where the draws agree."""
+    seen = {"sample": [], "token_stats": []}
+    real_sample, real_stats = T.sample, T.token_stats
+
+    def sample(*a, **k):
+        seen["sample"].append(k["share_prompts"])
+        return real_sample(*a, **k)
+
+    def token_stats(*a, **k):
+        seen["token_stats"].append(k["share_prompts"])
+        return real_stats(*a, **k)
+
+    monkeypatch.setattr(T, "sample", sample)
+    monkeypatch.setattr(T, "token_stats", token_stats)
+    out = {}
+    for share in (False, True):
+        for calls in seen.values():
+            calls.clear()
+        c = cfg(name=f"gc-share{int(share)}", steps=2, share_prompts=share, gradient_checkpointing=True)
+        T.train(c, progress=False)
+        assert seen["sample"] == [share] * 2
+        assert seen["token_stats"] and not any(seen["token_stats"])
+        out[share] = strip_perf(rows(c.run_dir))
+    first = out[False][0]
+    for key in ("policy/entropy", "loss/pg", "policy/dH_realized", "reward/mean"):
+        assert out[True][0][key] == pytest.approx(first[key], rel=1e-3, abs=1e-5), key
+
+
 def test_dH_every_skips_the_realised_dH_pass_and_changes_nothing_else(tmp_path, cfg, monkeypatch):
     calls = []
     real = T.token_stats
@@ -495,10 +526,6 @@ def test_sigterm_saves_and_exits(tmp_path):
         (["--group-size", "1"], "group_size: got 1; allowed: an integer >= 2 ('grpo' compares the responses"),
         (["--sampler", "vllm"], "sampler: got 'vllm'; allowed: own, generate"),
         (["--dH-every", "0"], "dH_every: got 0; allowed: an integer >= 1"),
-        (
-            ["--share-prompts", "--gradient-checkpointing"],
-            "share_prompts: got True; allowed: False with gradient_checkpointing",
-        ),
         (["--preset", "huge"], "preset: got 'huge'; allowed: tiny-copy"),
         (["--hp", "ppo_clip.eps_hi"], "hp: got 'ppo_clip.eps_hi'; allowed: NAME.KEY=VALUE"),
         (["--controllers", "grpo", "nope"], "controllers[1]: got 'nope'; allowed:"),
