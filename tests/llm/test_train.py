@@ -353,8 +353,8 @@ def test_shared_prompts_train_the_same_run_up_to_rounding(tmp_path, cfg):
 
 def test_shared_prompts_with_gradient_checkpointing_share_in_the_sampler_only(tmp_path, cfg, monkeypatch):
     """Gradient checkpointing turns the cache off in training, so with both options only the sampler's
-    prefill (eval mode) shares: every training and no-grad pass computes each row's prompt, and the run is
-    the share-prompts run's up to rounding, and the checkpointed run's rollouts where the draws agree."""
+    prefill (eval mode) shares: every training and no-grad pass computes each row's prompt, and the first
+    rollout's metrics are the checkpointed run's without sharing, up to rounding."""
     seen = {"sample": [], "token_stats": []}
     real_sample, real_stats = T.sample, T.token_stats
 
