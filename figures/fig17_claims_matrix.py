@@ -32,7 +32,7 @@ from figures import _common as fc
 from sim import matrix
 
 TITLE = "Claims × policy class: which claims need shared parameters"
-SLOW = True  # the two matrices take about 20 minutes on 2 CPUs: `make matrix`, or python -m figures 17
+SLOW = True  # the two matrices take about 14 minutes on 2 CPUs: `make matrix`, or python -m figures 17
 COLUMNS = ("eta", "claim_id", "policy", "verdict", "worst", "spread", "tolerance", "lr_gain_lo", "lr_gain_hi",
            "measured")  # fmt: skip
 ETAS = ("same", "calibrated")

@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--matrix",
         action="store_true",
         help="the claims matrix: the training-dynamics claims (M5 M6 M7 M10 M11 M22, or --only) on every policy class "
-        "(slow: about 10 minutes on a 2-core CPU with 2 workers)",
+        "(slow: about 7 minutes on a 2-core CPU with 2 workers)",
     )
     v.add_argument("--policies", nargs="+", metavar="LABEL", help="matrix: only these policy classes")
     v.add_argument(

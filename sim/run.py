@@ -318,12 +318,14 @@ class Simulator:
         runs: slice | torch.Tensor,
         prompts: torch.Tensor,
         fields: tuple | None = None,
+        selected: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> C.TokenBatch:
         """TokenBatch of the given runs × prompts × G responses (B = runs·prompts·G, T = horizon).
-        ``fields``: (logp, entropy, entropy_topp) already computed (``_table_fields``'s shapes)."""
+        ``fields``: (logp, entropy, entropy_topp) already computed (``_table_fields``'s shapes);
+        ``selected``: the rollout's (states, tokens) of these runs and prompts, where the caller has them."""
         # index_select, not x[:, prompts]: the same copy, without advanced indexing's slower general kernel
         sel = lambda key: roll[key][runs].index_select(1, prompts)  # noqa: E731
-        st, tok = sel("states"), sel("tokens")  # (r, p, G, T)
+        st, tok = selected if selected is not None else (sel("states"), sel("tokens"))  # (r, p, G, T)
         r, p, G, T = st.shape
         zr = z[runs]  # (r, S, V)
         run_idx = torch.arange(r, device=self.device)[:, None, None, None]
@@ -568,18 +570,18 @@ class Simulator:
         stopped = torch.tensor([d is not None for d in s.dead], device=self.device)
         R = s.z.shape[0]
         if self.cfg.compile or self.device.type != "cpu":
-            chunk = R
+            chunks = [(0, R)]
             kernel = _bandit_kernel(self.cfg.compile)
         else:
-            chunk = max(1, LEAN_CHUNK_BYTES // (s.z[0].numel() * s.z.element_size()))
+            chunks = tr.run_chunks(R, s.z[0].numel() * s.z.element_size(), self.device, LEAN_CHUNK_BYTES)
             kernel = _bandit_step
         bad_all = []
-        for i in range(0, R, chunk):
-            zc = s.z[i : i + chunk]
+        for i, j in chunks:
+            zc = s.z[i:j]
             new, check = kernel(zc, r, lr, natural)
             bad = ~torch.isfinite(check).all(-1)
             bad_all.append(bad)
-            keep = bad | stopped[i : i + chunk]
+            keep = bad | stopped[i:j]
             zc.copy_(torch.where(keep[:, None, None], zc, new) if bool(keep.any()) else new)
         self._stop_non_finite(s, torch.cat(bad_all))
         s.step += 1
@@ -618,7 +620,7 @@ class Simulator:
                 leaves[2] = torch.cat([self._table_fields(s.z[i:j], st[i:j], tok[i:j], (False, False, True))[2]
                                        for i, j in chunks])  # fmt: skip
         leaves = [None if x is None else x.requires_grad_(True) for x in leaves]
-        b = self.token_batch(s.z, roll, slice(None), active, fields=tuple(leaves))
+        b = self.token_batch(s.z, roll, slice(None), active, fields=tuple(leaves), selected=(st, tok))
         loss, m = C.policy_loss(b, self.pipe, s.ctrl[0], agg=cfg.agg, generator=s.gen)
         used = [k for k in range(3) if leaves[k] is not None]
         grads = dict(

@@ -149,12 +149,14 @@ bench sim`` at 0.25, 0.5, 1, 2 and 4 MiB on a 2-core AMD EPYC (1 MiB L2 per core
 fastest, 0.5 MiB 14% slower"""
 
 
-def run_chunks(n_runs: int, bytes_per_run: int, device: torch.device | str) -> list[tuple[int, int]]:
-    """[(start, stop)] chunks of runs of about ``CHUNK_BYTES`` each on a CPU; one chunk elsewhere (a GPU
-    gains nothing from it)."""
+def run_chunks(
+    n_runs: int, bytes_per_run: int, device: torch.device | str, budget_bytes: int | None = None
+) -> list[tuple[int, int]]:
+    """[(start, stop)] chunks of runs of about ``budget_bytes`` each (default ``CHUNK_BYTES``) on a CPU; one
+    chunk elsewhere (a GPU gains nothing from it)."""
     if torch.device(device).type != "cpu":
         return [(0, n_runs)]
-    c = max(1, CHUNK_BYTES // max(bytes_per_run, 1))
+    c = max(1, (CHUNK_BYTES if budget_bytes is None else budget_bytes) // max(bytes_per_run, 1))
     return [(i, min(i + c, n_runs)) for i in range(0, n_runs, c)]
 
 

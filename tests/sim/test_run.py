@@ -284,6 +284,35 @@ def test_lean_path_stops_a_run_whose_logits_go_non_finite(monkeypatch):
     assert bool(torch.isfinite(s.z).all())
 
 
+def test_lean_kernel_chunks_of_runs_change_no_bit(monkeypatch):
+    """The CPU lean kernel's chunks of ``LEAN_CHUNK_BYTES`` (``tree.run_chunks`` with that budget): one run
+    per chunk and all runs in one chunk give the same logits to the bit."""
+    from sim import run as run_mod
+
+    real, seen, out = run_mod.tr.run_chunks, [], []
+
+    def spy(*a, **k):
+        chunks = real(*a, **k)
+        seen.append(len(chunks))
+        return chunks
+
+    monkeypatch.setattr(run_mod.tr, "run_chunks", spy)
+    for budget in (1, 10**9):
+        monkeypatch.setattr(run_mod, "LEAN_CHUNK_BYTES", budget)
+        cfg = SimConfig(
+            env="bandit", env_kwargs=SMALL_BANDIT, update="exact_npg", controllers=(), runs=3, lr=0.7
+        )
+        sim = Simulator(cfg)
+        s = sim.init_state()
+        seen.clear()
+        for _ in range(3):
+            sim.step(s, measure=False)
+        assert seen == [3 if budget == 1 else 1] * 3
+        out.append(s.z.clone())
+    assert torch.equal(out[0], out[1])
+    assert tr.run_chunks(10, 100, "cpu", 300) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+
+
 def _quick(tmp_path, name="q", *extra):
     return ["run", "--preset", "quick", "--steps", "4", "--checkpoint-every", "2", "--out", str(tmp_path / name),
             "--quiet", *extra]  # fmt: skip
