@@ -200,8 +200,9 @@ MODES = (
 
 
 def passes_per_mode(steps: int = 2) -> list[dict]:
-    """Per rollout, counted on the tiny model (4 prompts × 4 completions): the sampler's forward calls
-    (one prefill, then one per new position) and the passes over the rollout's sequences — no-grad passes
+    """Per rollout, counted on the tiny model (4 prompts × 4 completions of 6 tokens, <eos> suppressed as in
+    the timed cases): the sampler's forwards (one prefill, then one per new position, through the model's
+    forward or ``KVDecoder.step``) and the passes over the rollout's sequences — no-grad passes
     of the policy, passes with gradient (forward + backward), and passes of the reference model — each as
     sequences processed / rollout size, so k micro-batch pieces make one pass."""
     return [{"mode": label, **_count_passes(kw, steps)} for label, kw in MODES]
@@ -216,6 +217,7 @@ def _count_passes(kw: dict, steps: int) -> dict[str, float]:
 
     from llm import train as Tm
     from llm.config import PRESETS
+    from llm.kvdecode import KVDecoder
 
     counts: collections.Counter = collections.Counter()
     sampling = [False]
@@ -226,6 +228,7 @@ def _count_passes(kw: dict, steps: int) -> dict[str, float]:
             max_new_tokens=6, eval_every=0, checkpoint_every=0, tracker="none", **kw,
         )  # fmt: skip
         tr = Tm.Trainer(cfg, progress=False)
+        tr.acc.unwrap_model(tr.model).generation_config.suppress_tokens = [tr.tok.eos_token_id]
         size = cfg.prompts_per_step * cfg.group_size
 
         def sample(*a, **k):
@@ -244,14 +247,20 @@ def _count_passes(kw: dict, steps: int) -> dict[str, float]:
             if sampling[0]:
                 counts["sampler_forwards"] += 1
 
+        real_step = KVDecoder.step
+
+        def step(self, *a, **k):
+            forward()
+            return real_step(self, *a, **k)
+
         hook = tr.acc.unwrap_model(tr.model).register_forward_pre_hook(forward)
-        Tm.sample, Tm.token_stats = sample, token_stats
+        Tm.sample, Tm.token_stats, KVDecoder.step = sample, token_stats, step
         try:
             for _ in range(steps):
                 tr.rollout_step()
                 tr.step += 1
         finally:
-            Tm.sample, Tm.token_stats = real_sample, real_stats
+            Tm.sample, Tm.token_stats, KVDecoder.step = real_sample, real_stats, real_step
             hook.remove()
     return {k: counts[k] / steps for k in ("sampler_forwards", "no_grad_passes", "grad_passes", "ref_passes")}
 
