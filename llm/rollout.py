@@ -226,7 +226,7 @@ def decode(
     position (rows that have stopped included, as ``generate`` draws them), <pad> after <eos>, stop when
     every row has stopped. What it leaves out is ``generate``'s generality (processors, stopping criteria,
     input preparation per step), which is most of its per-token cost on a small model.
-    ``tests/llm/test_train.py`` pins the tokens to ``generate``'s, to the bit, across these options.
+    ``tests/llm/test_sampler.py`` pins the tokens to ``generate``'s, to the bit, across these options.
     ``share_prompts``: the prefill computes each group's prompt once (``prefill``); then the samples are
     ``generate``'s only up to that rounding. ``static_cache``: for the Llama and Qwen2 models it supports,
     the steps after the prefill run on ``llm.kvdecode.KVDecoder`` (a cache allocated once, the forward's
