@@ -1,5 +1,7 @@
 """The benchmark's reference implementation is right (timings themselves are never asserted)."""
 
+import pytest
+
 from bench import sim as bench_sim
 from bench.__main__ import main
 
@@ -158,3 +160,30 @@ def test_results_keep_the_latest_run_of_each_device(monkeypatch, tmp_path):
     monkeypatch.setattr(harness, "RESULTS", tmp_path)
     latest = M.latest_records()
     assert {k: v["machine"]["date"] for k, v in latest.items()} == {"sim": "1", "sim (cuda)": "2"}
+
+
+def _trainer_row(model: str, speedup: float, memory_ratio: float) -> dict:
+    row = {"model": model, "T": 16, "ours_tokens_per_s": 1.0, "ours_step_s": 1.0, "ours_metrics_logged": 43,
+           "trl_tokens_per_s": 1.0, "trl_step_s": 1.0, "trl_metrics_logged": 25, "speedup": 1.0,
+           "ours_peak_rss_mb": 1.0, "trl_peak_rss_mb": 1.0}  # fmt: skip
+    row.update({"speedup_nodh": speedup, "memory_ratio_nodh": memory_ratio, "ours_nodh_peak_rss_mb": 1.0})
+    return row
+
+
+@pytest.mark.parametrize(
+    ("rows", "verdict"),
+    [
+        ([("tiny", 1.6, 0.8), ("smollm2", 1.25, 0.9)], "setting): met"),
+        ([("tiny", 1.6, 0.8), ("smollm2", 1.25, 1.1)], "NOT met"),  # fast enough, but above TRL's memory
+        ([("tiny", 1.4, 0.8), ("smollm2", 1.25, 0.9)], "NOT met"),
+        (
+            [("tiny", 1.6, 0.8)],
+            "met on the tiny model; SmolLM2 was not measured in this run, so the target is not judged",
+        ),
+    ],
+)
+def test_trainer_verdict_needs_every_case_at_or_below_trls_memory(rows, verdict):
+    from bench import trainer as bt
+
+    line = bt.summary({"trl": "1.16.0", "rows": [_trainer_row(*r) for r in rows]})[-1]
+    assert line.endswith(verdict)
