@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm.kvdecode import KVDecoder, unsupported
 from llm.rollout import decode, prefill, prompt_positions
@@ -91,6 +93,50 @@ def test_sampler_through_the_static_cache_draws_generates_tokens(arch, kv_heads,
             pad_token_id=0, static_cache=static,
         )  # fmt: skip
         assert torch.equal(own, gen), static
+
+
+_MODELS: dict = {}
+
+
+def _cached_model(arch: str, kv_heads: int):
+    if (arch, kv_heads) not in _MODELS:
+        _MODELS[arch, kv_heads] = _model(arch, kv_heads, seed=7)
+    return _MODELS[arch, kv_heads]
+
+
+@settings(max_examples=25)
+@given(
+    arch=st.sampled_from(["llama", "qwen2"]),
+    kv_heads=st.sampled_from([1, 2, 4]),
+    lengths=st.lists(st.integers(1, 7), min_size=1, max_size=5),
+    steps=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_step_logits_equal_the_forward_for_any_left_padding(arch, kv_heads, lengths, steps, seed):
+    """Differential, over random prompt lengths (so random left padding, or none), batch sizes and
+    numbers of steps: the decoder's logits are the model's forward's, to the bit."""
+    model, tok = _cached_model(arch, kv_heads)
+    g = torch.Generator().manual_seed(seed)
+    L, B = max(lengths), len(lengths)
+    ids = torch.randint(3, tok.vocab_size, (B, L), generator=g)
+    attn = (torch.arange(L)[None, :] >= L - torch.tensor(lengths)[:, None]).long()
+    ids = ids * attn  # padding id 0 on the left
+    fed = torch.randint(3, tok.vocab_size, (B, steps), generator=g)
+    with torch.no_grad():
+        _, cache = prefill(model, ids, attn, False)
+        a, pos, want = attn, prompt_positions(attn), []
+        for t in range(steps):
+            a = torch.cat([a, a.new_ones((B, 1))], -1)
+            pos = pos[:, -1:] + 1
+            want.append(model(input_ids=fed[:, t : t + 1].clone(), attention_mask=a, position_ids=pos,
+                              cache=cache, use_cache=True, logits_to_keep=1).logits)  # fmt: skip
+        _, cache = prefill(model, ids, attn, False)
+        dec = KVDecoder.build(model, cache, attn, steps)
+        pos, got = prompt_positions(attn), []
+        for t in range(steps):
+            pos = pos[:, -1:] + 1
+            got.append(dec.step(fed[:, t], pos))
+    assert torch.equal(torch.cat(got, 1), torch.cat(want, 1))
 
 
 def _lora_like(model):
