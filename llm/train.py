@@ -25,7 +25,8 @@ Per rollout: sample → reward → [old-logp pass] → optimizer step(s) through
 → controller ``step`` → realised ΔH → metrics.jsonl (+ a tracker) → checkpoint.
 
 Passes over the rollout's B sequences per rollout, besides generation (one prefill, then one forward of
-one token per new position), with E epochs × M minibatches and k micro-batch pieces per optimizer batch:
+one token per new position: ``llm.kvdecode.KVDecoder.step`` for Llama and Qwen2, else the model's own), with
+E epochs × M minibatches and k micro-batch pieces per optimizer batch:
 
     mode                          no-grad passes                          forward + backward
     on-policy, k = 1              1 (realised ΔH)                         1
