@@ -201,3 +201,20 @@ def _gpt2():
     )  # fmt: skip
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(cfg)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_static_cache_under_bf16_autocast_draws_the_forwards_tokens(arch):
+    """Under accelerate's CPU autocast (``--mixed-precision bf16``) the step casts where the forward casts:
+    the same tokens with the static cache on and off."""
+    model, tok = _model(arch, kv_heads=2, seed=4)
+    ids, attn = _prompts(tok, padded=True)
+    out = []
+    for static in (True, False):
+        torch.manual_seed(0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out.append(decode(
+                model, ids, attn, max_new_tokens=12, temperature=1.0, top_p=1.0, greedy=False, eos_token_id=2,
+                pad_token_id=0, static_cache=static,
+            ))  # fmt: skip
+    assert torch.equal(out[0], out[1])
