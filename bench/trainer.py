@@ -15,15 +15,13 @@ own tokenizer, lr 1e-6, 4 steps after 1 of warm-up: about 25 s a step on 2 CPUs)
 entrolab also logs its full entropy telemetry each step, including the realised ΔH, which costs one
 more no-grad forward pass. Each framework runs in its own child process, so the peak RSS is its own.
 Step times are the median over ``steps`` steps after ``warmup`` steps, pooled over alternating rounds
-(two for the tiny cases: ours, ours through ``generate``, TRL, then again; one for SmolLM2). The second
-entrolab variant samples through ``model.generate`` instead of the trainer's own loop (the same tokens),
-which isolates what the sampler saves. TRL's ``GRPOConfig`` turns gradient checkpointing on by default
-(each layer recomputed in backward: less memory, more time), and the bench leaves TRL at its defaults; the
-third entrolab variant turns it on too (``--gradient-checkpointing``), so memory can be compared like for
-like. The fourth computes each group's prompt once (``share_prompts``). The fifth and sixth skip the realised-ΔH
-pass (``measure_dH=False``, alone and with gradient checkpointing): the same passes as TRL, whose
-telemetry has no realised ΔH. The seventh and eighth add ``share_prompts`` to those two (with gradient
-checkpointing it shares the sampler's prefill only). tokens/s counts completion tokens. Target (issue 7): entrolab ≥ 1.5× TRL's tokens/s at equal or lower peak memory. TRL is
+(two for the tiny cases: every variant in ``VARIANTS`` in turn, then again; one for SmolLM2).
+``VARIANTS`` says what each entrolab variant changes and why: sampling through ``model.generate`` (the
+same tokens; isolates what the trainer's own sampler saves), gradient checkpointing (TRL's ``GRPOConfig``
+turns it on by default and the bench leaves TRL at its defaults, so memory is compared like for like),
+``share_prompts``, and no realised-ΔH pass (the same passes as TRL, whose telemetry has none), alone and
+combined. tokens/s counts completion tokens. Target (issue 7): entrolab ≥ 1.5× TRL's tokens/s at equal or
+lower peak memory (1.2× on SmolLM2), by any entrolab setting in ``SETTINGS``. TRL is
 optional: ``pip install -e '.[bench]'``.
 """
 
