@@ -2,15 +2,17 @@
 in its order, without its per-call machinery.
 
 ``model(input_ids=..., cache=DynamicCache)`` spends most of a small model's decode step outside arithmetic:
-about 40 module calls, the attention mask rebuilt from the 2-D padding mask, the rotary table recomputed
-by a module, output dataclasses, and a ``torch.cat`` per layer that copies the whole cache to append one
-position. ``KVDecoder.step`` does the same arithmetic — the same ``torch`` calls on the same operands, so
-the logits are transformers' to the bit (``tests/llm/test_kvdecode.py`` pins them, and
+its decorators and keyword plumbing, the attention mask rebuilt from the 2-D padding mask, output
+dataclasses, and a ``torch.cat`` per layer that copies the whole cache to append one position.
+``KVDecoder.step`` calls the model's own embedding, rotary, norm and MLP modules, and mirrors only the
+attention block, where the cache is: the same ``torch`` calls on the same operands, so the logits are
+transformers' to the bit (``tests/llm/test_kvdecode.py`` pins them, and
 ``tests/llm/test_sampler.py`` pins the sampled tokens to ``generate``'s) — and writes each new key and value
 into a buffer sized for the whole completion, attending over a view of its filled part.
 
-What it reproduces, from transformers' Llama/Qwen2 code and its SDPA attention:
-- RMSNorm in float32 and back, rotary cos/sin from the position ids, keys and values appended per layer;
+What it mirrors, from transformers' Llama/Qwen2 attention and its SDPA interface:
+- the q/k/v projections (the rotary embedding applied by the model module's own function), keys and
+  values appended per layer, the output projection;
 - the mask: none when no prompt is padded (``enable_gqa`` when key/value heads are shared), else the
   boolean padding mask (B, 1, 1, L), with shared key/value heads handled by folding the query's heads
   into (B, kv heads, heads per kv head, D) as transformers does for a one-token query.
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def _classes() -> dict[str, tuple[type, ...]]:
+def _classes() -> dict[str, tuple]:
     from transformers.models.llama import modeling_llama as L
     from transformers.models.qwen2 import modeling_qwen2 as Q
 
@@ -36,7 +38,7 @@ def _classes() -> dict[str, tuple[type, ...]]:
         "causal_lm": (L.LlamaForCausalLM, Q.Qwen2ForCausalLM),
         "norm": (L.LlamaRMSNorm, Q.Qwen2RMSNorm),
         "layer": (L.LlamaDecoderLayer, Q.Qwen2DecoderLayer),
-        "rotate_half": (L.rotate_half, Q.rotate_half),
+        "rotary": (L.apply_rotary_pos_emb, Q.apply_rotary_pos_emb),
     }
 
 
@@ -81,15 +83,6 @@ def unsupported(model) -> str | None:
     return None
 
 
-def _rms(x: Tensor, norm) -> Tensor:
-    """transformers' RMSNorm: in float32, back to the input dtype, then × weight."""
-    dtype = x.dtype
-    x = x.to(torch.float32)
-    var = x.pow(2).mean(-1, keepdim=True)
-    x = x * torch.rsqrt(var + norm.variance_epsilon)
-    return norm.weight * x.to(dtype)
-
-
 class KVDecoder:
     """Decode steps of ``model`` after a prefill: ``step(tokens, positions)`` → logits (B, 1, V).
 
@@ -101,7 +94,8 @@ class KVDecoder:
         cfg = model.config
         self.model = model
         self.layers = list(model.model.layers[: cfg.num_hidden_layers])
-        self.rotate_half = _classes()["rotate_half"][0]
+        cls = _classes()
+        self.apply_rotary = cls["rotary"][cls["causal_lm"].index(type(model))]  # the model's own module's
         B, Lp = prompt_mask.shape
         self.length = Lp
         self.keys: list[Tensor] = []
@@ -153,31 +147,22 @@ class KVDecoder:
         if L >= self.keys[0].shape[2]:
             raise ValueError(f"step: the cache's {L} positions are full; allowed: max_new_tokens steps")
         h = m.embed_tokens(tokens[:, None])
-        rot = m.rotary_emb
-        freqs = positions[..., None].float() * rot.inv_freq.to(device=h.device, dtype=torch.float)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        cos = (emb.cos() * rot.attention_scaling).to(dtype=h.dtype).unsqueeze(1)
-        sin = (emb.sin() * rot.attention_scaling).to(dtype=h.dtype).unsqueeze(1)
+        cos, sin = m.rotary_emb(h, positions)
         mask = None if self.mask is None else self.mask[..., : L + 1]
-        half = self.rotate_half
         B = h.shape[0]
         for layer, K, V in zip(self.layers, self.keys, self.values, strict=True):
             a, mlp = layer.self_attn, layer.mlp
-            x = _rms(h, layer.input_layernorm)
+            x = layer.input_layernorm(h)
             shape = (B, 1, -1, a.head_dim)
             q = F.linear(x, a.q_proj.weight, a.q_proj.bias).view(shape).transpose(1, 2)
             k = F.linear(x, a.k_proj.weight, a.k_proj.bias).view(shape).transpose(1, 2)
             v = F.linear(x, a.v_proj.weight, a.v_proj.bias).view(shape).transpose(1, 2)
-            q = (q * cos) + (half(q) * sin)
-            k = (k * cos) + (half(k) * sin)
+            q, k = self.apply_rotary(q, k, cos, sin)
             K[:, :, L : L + 1] = k
             V[:, :, L : L + 1] = v
             o = self._attend(a, q, K[:, :, : L + 1], V[:, :, : L + 1], mask)
             h = h + F.linear(o, a.o_proj.weight, a.o_proj.bias)
-            x = _rms(h, layer.post_attention_layernorm)
-            gate = F.linear(x, mlp.gate_proj.weight, mlp.gate_proj.bias)
-            up = F.linear(x, mlp.up_proj.weight, mlp.up_proj.bias)
-            h = h + F.linear(F.silu(gate) * up, mlp.down_proj.weight, mlp.down_proj.bias)
+            h = h + mlp(layer.post_attention_layernorm(h))
         self.length = L + 1
-        h = _rms(h, m.norm)
+        h = m.norm(h)
         return F.linear(h, self.model.lm_head.weight, self.model.lm_head.bias)
