@@ -5,6 +5,8 @@ to the model's forward."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -43,14 +45,10 @@ def _prompts(tok, padded: bool, n: int = 4):
 MODELS = [("llama", 4), ("llama", 2), ("qwen2", 4), ("qwen2", 1)]
 
 
-@pytest.mark.parametrize(("arch", "kv_heads"), MODELS)
-@pytest.mark.parametrize("padded", [True, False])
-def test_step_logits_equal_the_models_forward_to_the_bit(arch, kv_heads, padded):
-    model, tok = _model(arch, kv_heads)
-    assert unsupported(model) is None
-    ids, attn = _prompts(tok, padded)
-    B, steps = ids.shape[0], 6
-    fed = torch.randint(3, tok.vocab_size, (B, steps), generator=torch.Generator().manual_seed(2))
+def _forward_and_decoder(model, ids, attn, fed):
+    """(the model's forward's logits (B, steps, V) against ``DynamicCache``, the decoder's, the decoder,
+    the last position ids) for the same prompts and fed tokens (B, steps)."""
+    B, steps = fed.shape
     with torch.no_grad():
         _, cache = prefill(model, ids, attn, False)
         want, a, pos = [], attn, prompt_positions(attn)
@@ -68,7 +66,18 @@ def test_step_logits_equal_the_models_forward_to_the_bit(arch, kv_heads, padded)
         for t in range(steps):
             pos = pos[:, -1:] + 1
             got.append(dec.step(fed[:, t], pos))
-    want, got = torch.cat(want, 1), torch.cat(got, 1)
+    return torch.cat(want, 1), torch.cat(got, 1), dec, pos
+
+
+@pytest.mark.parametrize(("arch", "kv_heads"), MODELS)
+@pytest.mark.parametrize("padded", [True, False])
+def test_step_logits_equal_the_models_forward_to_the_bit(arch, kv_heads, padded):
+    model, tok = _model(arch, kv_heads)
+    assert unsupported(model) is None
+    ids, attn = _prompts(tok, padded)
+    B, steps = ids.shape[0], 6
+    fed = torch.randint(3, tok.vocab_size, (B, steps), generator=torch.Generator().manual_seed(2))
+    want, got, dec, pos = _forward_and_decoder(model, ids, attn, fed)
     assert got.shape == want.shape == (B, steps, tok.vocab_size)
     assert torch.equal(got, want)
     assert not torch.equal(got[:, 0], got[:, 1])  # the steps differ: the cache is read, not a constant
@@ -95,13 +104,9 @@ def test_sampler_through_the_static_cache_draws_generates_tokens(arch, kv_heads,
         assert torch.equal(own, gen), static
 
 
-_MODELS: dict = {}
-
-
+@functools.cache
 def _cached_model(arch: str, kv_heads: int):
-    if (arch, kv_heads) not in _MODELS:
-        _MODELS[arch, kv_heads] = _model(arch, kv_heads, seed=7)
-    return _MODELS[arch, kv_heads]
+    return _model(arch, kv_heads, seed=7)
 
 
 @settings(max_examples=25)
@@ -122,21 +127,8 @@ def test_step_logits_equal_the_forward_for_any_left_padding(arch, kv_heads, leng
     attn = (torch.arange(L)[None, :] >= L - torch.tensor(lengths)[:, None]).long()
     ids = ids * attn  # padding id 0 on the left
     fed = torch.randint(3, tok.vocab_size, (B, steps), generator=g)
-    with torch.no_grad():
-        _, cache = prefill(model, ids, attn, False)
-        a, pos, want = attn, prompt_positions(attn), []
-        for t in range(steps):
-            a = torch.cat([a, a.new_ones((B, 1))], -1)
-            pos = pos[:, -1:] + 1
-            want.append(model(input_ids=fed[:, t : t + 1].clone(), attention_mask=a, position_ids=pos,
-                              cache=cache, use_cache=True, logits_to_keep=1).logits)  # fmt: skip
-        _, cache = prefill(model, ids, attn, False)
-        dec = KVDecoder.build(model, cache, attn, steps)
-        pos, got = prompt_positions(attn), []
-        for t in range(steps):
-            pos = pos[:, -1:] + 1
-            got.append(dec.step(fed[:, t], pos))
-    assert torch.equal(torch.cat(got, 1), torch.cat(want, 1))
+    want, got, _, _ = _forward_and_decoder(model, ids, attn, fed)
+    assert torch.equal(got, want)
 
 
 def _lora_like(model):
