@@ -25,15 +25,44 @@ def git_sha() -> str:
         return "unknown"
 
 
-def code_fingerprint(*extra: Path) -> str:
-    """sha256 (16 hex digits) of the common, theory, sim and controllers sources, subpackages included
-    (what a simulator result depends on), plus the files in ``extra``: a saved result is reused only while
-    this matches."""
+def git_dirty() -> bool | None:
+    """Whether the checkout this package lives in has uncommitted changes to tracked files (None: no git).
+    A result made from a dirty tree cannot be reproduced from ``git_sha`` alone."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout
+    except Exception:
+        return None
+    return bool(out.strip())
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (hex), read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def code_fingerprint(
+    *extra: Path, packages: tuple[str, ...] = ("common", "theory", "sim", "controllers"), leave_out=()
+) -> str:
+    """sha256 (16 hex digits) of the sources of ``packages``, subpackages included (by default the common,
+    theory, sim and controllers sources: what a simulator result depends on), minus the files named in
+    ``leave_out`` (paths relative to the project root), plus the files in ``extra``: a saved result is
+    reused only while this matches."""
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
     files = list(extra)
-    for pkg in ("common", "theory", "sim", "controllers"):
-        files += sorted((root / pkg).rglob("*.py"))
+    skip = {root / p for p in leave_out}
+    for pkg in packages:
+        files += sorted(f for f in (root / pkg).rglob("*.py") if f not in skip)
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())

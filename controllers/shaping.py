@@ -105,6 +105,27 @@ def distinct_n(tokens: Tensor, mask: Tensor, group: Tensor | None, n: int = 2) -
 # -- controllers ----------------------------------------------------------------------------------------
 
 
+def _frac_groups_split(add: Tensor, correct: Tensor, group: Tensor | None) -> float:
+    """Share of the groups with a correct response whose correct responses get unequal bonuses (the whole
+    batch is one group when ``group`` is None)."""
+    if correct.numel() == 0:
+        return 0.0
+    g = (
+        torch.zeros_like(correct, dtype=torch.long)
+        if group is None
+        else torch.unique(group, return_inverse=True)[1]
+    )
+    n_g = int(g.max()) + 1
+    big = torch.finfo(add.dtype).max
+    hi = torch.full((n_g,), -big, dtype=add.dtype).scatter_reduce(
+        0, g, torch.where(correct, add, -big), "amax"
+    )
+    lo = torch.full((n_g,), big, dtype=add.dtype).scatter_reduce(0, g, torch.where(correct, add, big), "amin")
+    has = torch.zeros(n_g, dtype=torch.bool).scatter_reduce(0, g, correct, "amax")
+    n_has = int(has.sum())
+    return float((has & (hi > lo)).sum()) / n_has if n_has else 0.0
+
+
 @register
 @dataclass(frozen=True)
 class ForkBonus(Controller):
@@ -117,7 +138,10 @@ class ForkBonus(Controller):
     tokens of the batch (all ranks; the 80/20 rule's threshold, ties kept), or ≥ ``threshold`` nats
     when that is given. The seed reports a V-shaped entropy curve that ends above its start; it gives
     no bonus size, so 0.5 (half a correct answer) is our default.
-    Metrics: frac_correct_with_fork (share of correct responses that get the bonus), bonus_mean.
+    Metrics: frac_correct_with_fork (share of correct responses that get the bonus), bonus_mean,
+    frac_groups_split (share of the groups with a correct response in which the bonus is not the same for
+    every correct response: only there can a group-normalised advantage such as GRPO's tell it apart from
+    the correctness reward).
     Ref: seed 000 ("一些实验的观察"); fork tokens: Wang et al. 2025 (arXiv 2506.01939).
     """
 
@@ -172,6 +196,7 @@ class ForkBonus(Controller):
                 if n_correct
                 else 0.0,
                 "bonus_mean": float(add.mean()) if add.numel() else 0.0,
+                "frac_groups_split": _frac_groups_split(add, correct, batch.group),
             }
         )
 

@@ -35,6 +35,12 @@ class ClipCov(Controller):
     Deviations from verl, stated: selection is global (verl: per micro-batch) and the count is
     ⌈frac·N⌉ with no floor of one (verl: max(int(frac·N), 1)).
     Defaults: frac = 2e-4, lb = 1, ub = 5 (paper and verl).
+    bounds: "absolute" (default; verl) takes lb and ub in Cov's own units; "batch_mean" takes them as
+    multiples of the batch's mean Cov(y_t) over its valid tokens (all ranks), the scale the paper gives its
+    bounds in ("over 500× the average covariance"): at the paper's average of about 0.002-0.003 nats per
+    token, its lb = 1 and ub = 5 are about 500× and 2500×. A batch whose mean Cov is not positive has no
+    candidate in this mode. A model whose covariances are larger or smaller than a 7B model's keeps the
+    paper's selection (the far tail) only in this mode.
     Ref: Cui et al. 2025 (arXiv 2505.22617) Eqs. 11-12; verl ``compute_policy_loss_clip_cov``.
     """
 
@@ -45,11 +51,13 @@ class ClipCov(Controller):
     ub: float = 5.0
     eps_lo: float | None = None
     eps_hi: float | None = None
+    bounds: str = "absolute"
 
     def __post_init__(self):
         check_real(self.name, "frac", self.frac, lo=0.0, hi=1.0)
         check_real(self.name, "lb", self.lb)
         check_real(self.name, "ub", self.ub)
+        check_choice(self.name, "bounds", self.bounds, ("absolute", "batch_mean"))
         if not self.lb < self.ub:
             raise ValueError(f"{self.name}.ub: got {self.ub!r}; allowed: a number > lb = {self.lb!r}")
         if (self.eps_lo is None) != (self.eps_hi is None):
@@ -69,7 +77,11 @@ class ClipCov(Controller):
     def candidates(self, batch) -> Tensor:
         """Bool (B, T): valid tokens with lb < Cov < ub that PPO has not clipped."""
         cov = token_cov(batch)
-        cand = batch.mask.bool() & (cov > self.lb) & (cov < self.ub)
+        if self.bounds == "absolute":
+            cand = batch.mask.bool() & (cov > self.lb) & (cov < self.ub)
+        else:  # multiples of the batch's mean Cov (no candidate when it is not positive)
+            scale = dist.global_mean(cov, batch.mask)
+            cand = batch.mask.bool() & (cov > self.lb * scale) & (cov < self.ub * scale) & (scale > 0)
         if self.eps_lo is not None:
             cand &= ~ppo_clipped(batch, self.eps_lo, self.eps_hi)
         return cand

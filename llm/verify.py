@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import theory
 from common.runio import atomic_write_json, code_fingerprint, git_sha
@@ -151,8 +150,18 @@ def make_arms(off: dict, bonus_coefs=BONUS_COEFS) -> dict[str, dict]:
         "off": off,
         "clip_hi_0.28": {**off, "hp": ("ppo_clip.eps_hi=0.28",)},
         "clip_hi_0.4": {**off, "hp": ("ppo_clip.eps_hi=0.4",)},
+        # Clip-Cov as the paper sets it: ratio 2e-4, bounds 1 and 5 at its average covariance (about 0.002),
+        # i.e. 500× and 2500× the batch's mean Cov (ClipCov.bounds="batch_mean")
+        "clip_cov_paper": {**off, "controllers": ("grpo", "ppo_clip", "clip_cov"),
+                           "hp": ("clip_cov.frac=0.0002", "clip_cov.bounds='batch_mean'", "clip_cov.lb=500.0",
+                                  "clip_cov.ub=2500.0")},
+        # stress arms: ratios 150-500x the paper's, absolute bounds 1 and 5
         "clip_cov_0.03": {**off, "controllers": ("grpo", "ppo_clip", "clip_cov"), "hp": ("clip_cov.frac=0.03",)},
         "clip_cov_0.1": {**off, "controllers": ("grpo", "ppo_clip", "clip_cov"), "hp": ("clip_cov.frac=0.1",)},
+        # KL-Cov as the paper sets it (k = 2e-3, the 7B scripts; beta in its sweep [0, 1])
+        "kl_cov_paper_0.1": {**off, "controllers": ("grpo", "kl_cov"), "hp": ("kl_cov.frac=0.002", "kl_cov.beta=0.1")},
+        "kl_cov_paper_1": {**off, "controllers": ("grpo", "kl_cov"), "hp": ("kl_cov.frac=0.002", "kl_cov.beta=1.0")},
+        # beta = 0 (no penalty, no PPO clip: the sweep's base for both k) and the stress arms at k = 0.02
         "kl_cov_0": {**off, "controllers": ("grpo", "kl_cov"), "hp": ("kl_cov.frac=0.02", "kl_cov.beta=0.0")},
         "kl_cov_1": {**off, "controllers": ("grpo", "kl_cov"), "hp": ("kl_cov.frac=0.02", "kl_cov.beta=1.0")},
         "kl_cov_4": {**off, "controllers": ("grpo", "kl_cov"), "hp": ("kl_cov.frac=0.02", "kl_cov.beta=4.0")},
@@ -181,20 +190,31 @@ ARMS = make_arms(OFF)
 PI_TARGET_FRAC = 0.8  # PI/P target: this share of the warm start's training entropy (below it: GRPO falls)
 
 
+PI_ARMS = ("entropic_pi", "entropic_p", "pi", "p_only")
+
+
 def _pi_arms(h0: float, off: dict = OFF) -> dict[str, dict]:
-    """PI and P-only control of the entropy-bonus coefficient (in [0, 1]) with sim verify's gains."""
-    hp = (f"pi_control.target={h0 * PI_TARGET_FRAC:.4f}", "pi_control.kp=10.0", "pi_control.knob_max=1.0")
+    """The target-entropy arms, all toward ``PI_TARGET_FRAC`` × the seed's starting training entropy.
+    entropic_pi / entropic_p: EntroPIC's own controller (``entropic``: PI on the weight of high-probability
+    tokens) with the paper's gains K_p = 1, K_i = 0.01 (K_i = 0: P only). pi / p_only (stress arms): our
+    ``pi_control`` of the entropy-bonus coefficient (in [0, 1]) with sim verify's gains (kp = 10, ki = 1)."""
+    target = f"{h0 * PI_TARGET_FRAC:.4f}"
+    hp = (f"pi_control.target={target}", "pi_control.kp=10.0", "pi_control.knob_max=1.0")
     ctrls = ("grpo", "ppo_clip", "pi_control")
+    ent = ("grpo", "ppo_clip", "entropic")
     return {
+        "entropic_pi": {**off, "controllers": ent, "hp": (f"entropic.target={target}", "entropic.kp=1.0", "entropic.ki=0.01")},
+        "entropic_p": {**off, "controllers": ent, "hp": (f"entropic.target={target}", "entropic.kp=1.0", "entropic.ki=0.0")},
         "pi": {**off, "controllers": ctrls, "hp": (*hp, "pi_control.ki=1.0")},
         "p_only": {**off, "controllers": ctrls, "hp": (*hp, "pi_control.ki=0.0")},
-    }
+    }  # fmt: skip
 
 
 KEEP = (
     "policy/entropy", "reward/mean", "policy/dH_pred_pg_per_lr", "policy/dH_pred_npg_per_lr",
     "policy/dH_realized", "ctrl/ppo_clip/frac_clipped", "policy/approx_kl_k1",
-    "ctrl/fork_bonus/frac_correct_with_fork",
+    "ctrl/fork_bonus/frac_correct_with_fork", "ctrl/fork_bonus/frac_groups_split", "ctrl/clip_cov/frac_detached",
+    "ctrl/clip_cov/frac_candidates", "ctrl/kl_cov/frac_penalised", "ctrl/entropic/alpha",
 )  # fmt: skip
 """the per-rollout series a cell keeps (with every ``eval/pass@k``)"""
 
@@ -203,10 +223,13 @@ KEEP = (
 
 def _trainer_code() -> str:
     """The fingerprint of what a cell's numbers depend on: controllers, theory, common and the trainer
-    (``llm`` minus this module, whose verdict rules do not change a run)."""
+    with its covariance probe (``llm`` minus this module, whose verdict rules do not change a run, and minus
+    ``common/verdict.py``, which only judges); ``sim/`` is no part of a cell."""
     here = Path(__file__).resolve().parent
     return code_fingerprint(
-        *sorted(p for p in here.glob("*.py") if p.name not in ("verify.py", "__main__.py"))
+        *sorted(p for p in here.glob("*.py") if p.name not in ("verify.py", "__main__.py")),
+        packages=("common", "theory", "controllers"),
+        leave_out=("common/verdict.py",),
     )
 
 
@@ -256,7 +279,7 @@ class Study:
                 os.symlink(self.warm(seed).resolve(), sft)
 
     def cell(self, arm: str, seed: int) -> dict:
-        overrides = (self.arms | (self._pi(seed) if arm in ("pi", "p_only") else {}))[arm]
+        overrides = (self.arms | (self._pi(seed) if arm in PI_ARMS else {}))[arm]
         cfg = arm_config(self.tier, arm, seed, overrides)
         key = cell_key(cfg, self.code)
         run_root = self.root / "cells" / f"{arm}-seed{seed}-{key}"
@@ -293,10 +316,7 @@ class Study:
         means over each batch's valid tokens) of the first ``tier.probe_rollouts`` training batches of the
         GRPO arm, each sampled at the start weights; the first is exactly the GRPO cell's first batch.
         Cached like a cell. Returns {"cov": every valid token's value, "batches": count}."""
-        import controllers as C
-        from controllers.select import token_cov
-        from llm.rollout import sample
-        from llm.train import Trainer, _seed
+        from llm.covprobe import token_covariances
 
         cfg = arm_config(self.tier, "grpo", seed, self.arms["grpo"])
         key = cell_key(cfg, self.code)
@@ -308,26 +328,7 @@ class Study:
         self._link_warm(cfg, seed)
         if self.progress:
             self.progress(f"the covariance probe, seed {seed}")
-        tr = Trainer(cfg, progress=False)
-        covs = []
-        try:
-            model = tr.acc.unwrap_model(tr.model)
-            for k in range(self.tier.probe_rollouts):
-                examples, _ = tr._examples(k)
-                roll = sample(
-                    model, tr.tok, tr.task, examples, cfg.group_size, max_new_tokens=cfg.max_new_tokens,
-                    temperature=cfg.temperature, top_p=cfg.top_p, seed=_seed(cfg, k, tr.rank, 0),
-                )  # fmt: skip
-                logp, ent = tr._stats(roll)[:2]
-                mask = roll.completion_mask
-                batch = C.TokenBatch(
-                    logp=logp, old_logp=logp, adv=torch.zeros_like(mask), entropy=ent, mask=mask,
-                    group=roll.group, reward=roll.reward, length=mask.sum(-1),
-                )  # fmt: skip
-                adv = tr.pipe.advantages(batch, tr.ctrl_state)
-                covs += token_cov(batch.replace(adv=adv))[mask.bool()].tolist()
-        finally:
-            tr.release()
+        covs = token_covariances(cfg, self.tier.probe_rollouts)
         out = {"seed": seed, "key": key, "batches": self.tier.probe_rollouts, "cov": covs}
         atomic_write_json(out, done)
         for p in run_root.iterdir():  # keep the numbers, not the run's files
