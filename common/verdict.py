@@ -2,15 +2,24 @@
 and the claims matrix): the verdict words, the ``Row`` a check returns, ``run_all``, the table and JSON.
 
 Verdicts:
-  holds                           the claim is true in every instance, within the stated tolerance;
+  holds                           the claim is true in every instance, within the stated tolerance; for a
+                                  comparison over seeds (``judge``): the effect is in the claimed direction,
+                                  clears the claim's bar, and its interval's far side is past the null;
   holds only for the surrogate    true of the quantity the paper analyses, false of the actual update;
   approximate                     an empirical law: fits, with the error shown, but is no identity;
-  fails                           measured false.
+  fails                           measured false: for a comparison, the interval excludes the claimed effect
+                                  (it lies on the wrong side, or below the smallest effect the claim means);
+  inconclusive                    a comparison whose interval neither clears nor excludes the claim, or one
+                                  with fewer than ``MIN_SEEDS`` seeds: the row says how many seeds would
+                                  decide at the observed spread;
+  untestable here                 a guard found that the setup cannot tell the arms apart (a constant reward,
+                                  neither arm learns, a controller that never acts); the row says why.
 A row with ``must_hold`` is an identity of the implementation; if it fails, ``verify`` exits non-zero.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -23,6 +32,10 @@ HOLDS = "holds"
 SURROGATE = "holds only for the surrogate"
 APPROX = "approximate"
 FAILS = "fails"
+INCONCLUSIVE = "inconclusive"
+UNTESTABLE = "untestable here"
+VERDICTS = (HOLDS, APPROX, SURROGATE, FAILS, INCONCLUSIVE, UNTESTABLE)
+"""every verdict word, findings first"""
 
 
 @dataclass
@@ -41,6 +54,11 @@ class Row:
     spread: float = math.nan
     """the standard error of ``worst`` across seeds (a paired difference's where it is one); nan where
     ``worst`` is no mean over seeds (an identity's worst case, a fit's median error)"""
+    tests: list = field(default_factory=list)
+    """the comparisons the verdict rests on (``Judged.as_dict``: direction, bar, test, α, n, interval,
+    seeds needed), empty for an identity or a fit"""
+    paper: str = ""
+    """the paper's own number for the claim, in words, beside ours ("" where it gives none)"""
 
     @property
     def ok(self) -> bool:
@@ -64,11 +82,220 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def monotone(ends: list[np.ndarray]) -> bool:
     """Final values per seed of arms in sweep order (same seeds, so paired): non-decreasing within noise
     (each step's mean paired difference ≥ −2 se) and the last above the first by > 3 se."""
-    import itertools
-
     steps_ok = all(float((b - a).mean()) >= -2 * se(b - a) for a, b in itertools.pairwise(ends))
     d = ends[-1] - ends[0]
     return steps_ok and float(d.mean()) > 3 * se(d)
+
+
+# -- three-way verdicts on a comparison over seeds ----------------------------------------------------------
+
+ALPHA = 0.05
+"""one-sided level of every comparison: the interval is the (1 − 2α) = 90% t interval, each side at α"""
+MIN_SEEDS = 5
+"""below this many seeds no comparison is decided: its verdict is inconclusive whatever the numbers"""
+KINDS = ("greater", "less", "equivalent")
+_MAX_SEEDS = 10_000
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One comparison over seeds, judged (``judge``). ``estimate``, ``lo``, ``hi``: the mean of the per-seed
+    values and its (1 − 2α) t interval; ``bar``: the smallest effect the claim means, on the same scale;
+    ``null``: the value of no effect; ``margin``: the equivalence margin (kind "equivalent")."""
+
+    verdict: str
+    what: str
+    kind: str
+    estimate: float
+    lo: float
+    hi: float
+    n: int
+    bar: float
+    null: float
+    margin: float
+    alpha: float
+    test: str
+    unit: str = ""
+    seeds_needed: int | None = None
+    """for an inconclusive comparison, the number of seeds that would decide it at the observed mean and
+    spread (None: none up to 10 000, the mean sits on the bar)"""
+    reason: str = ""
+    se: float = math.nan
+    """the standard error of ``estimate``"""
+
+    @property
+    def claim_words(self) -> str:
+        u = f" {self.unit}" if self.unit else ""
+        if self.kind == "equivalent":
+            return f"|effect − {self.null:g}| < {self.margin:.3g}{u}"
+        op = ">" if self.kind == "greater" else "<"
+        if self.bar == self.null:
+            return f"{op} {self.bar:.3g}{u}"
+        return f"{op} {self.null:.3g}, by at least the bar {self.bar:.3g}{u}"
+
+    def text(self) -> str:
+        """One line: what, the estimate and interval, the claimed direction and bar, the test, n, verdict."""
+        if self.verdict == UNTESTABLE:
+            return f"{self.what}: untestable here ({self.reason})"
+        u = f" {self.unit}" if self.unit else ""
+        out = (
+            f"{self.what} {self.estimate:+.4g}{u} [{100 * (1 - 2 * self.alpha):.0f}% CI {self.lo:+.4g}, "
+            f"{self.hi:+.4g}] (claim {self.claim_words}; {self.test}, α = {self.alpha:g} one-sided, n = {self.n}): "
+            f"{self.verdict}"
+        )
+        if self.verdict == INCONCLUSIVE:
+            out += f" ({self.reason})" if self.reason else ""
+        return out
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items()} | {"claim": self.claim_words}
+
+
+def t_interval(x, alpha: float = ALPHA) -> tuple[float, float, float, int]:
+    """(mean, lo, hi, n) of the finite values of ``x``: the (1 − 2α) t interval (±inf with < 2 values)."""
+    from scipy import stats
+
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return math.nan, -math.inf, math.inf, 0
+    m = float(x.mean())
+    if n < 2:
+        return m, -math.inf, math.inf, n
+    half = float(stats.t.ppf(1 - alpha, n - 1)) * se(x)
+    return m, m - half, m + half, n
+
+
+def _decide(kind: str, m: float, lo: float, hi: float, bar: float, null: float, margin: float) -> str:
+    if kind == "greater":
+        return HOLDS if (m >= bar and lo > null) else FAILS if hi < bar else INCONCLUSIVE
+    if kind == "less":
+        return HOLDS if (m <= bar and hi < null) else FAILS if lo > bar else INCONCLUSIVE
+    if lo > null - margin and hi < null + margin:
+        return HOLDS
+    return FAILS if (lo > null + margin or hi < null - margin) else INCONCLUSIVE
+
+
+def seeds_to_decide(
+    kind: str, m: float, sd: float, bar: float, null: float, margin: float, alpha: float, n_from: int
+) -> int | None:
+    """The fewest seeds (≥ ``n_from``) at which a comparison with this mean and standard deviation would be
+    decided (hold or fail) by ``judge``; None if none up to 10 000."""
+    from scipy import stats
+
+    if not (math.isfinite(m) and math.isfinite(sd)):
+        return None
+    ns = np.arange(max(2, n_from), _MAX_SEEDS + 1)
+    half = stats.t.ppf(1 - alpha, ns - 1) * sd / np.sqrt(ns)
+    for n, h in zip(ns, half, strict=True):
+        if _decide(kind, m, m - h, m + h, bar, null, margin) != INCONCLUSIVE:
+            return int(n)
+    return None
+
+
+def judge(
+    x,
+    *,
+    what: str,
+    kind: str = "greater",
+    bar: float | None = None,
+    null: float = 0.0,
+    margin: float = 0.0,
+    unit: str = "",
+    alpha: float = ALPHA,
+    min_n: int = MIN_SEEDS,
+    test: str = "paired t",
+) -> Judged:
+    """Judge a claim about the mean of the per-seed values ``x`` (paired differences for a comparison of
+    arms run on the same seeds; NaNs are dropped), on the (1 − 2α) t interval [lo, hi] of their mean m:
+
+    kind "greater" (the claim: the effect exceeds ``null``, by at least ``bar`` ≥ null; bar defaults to null):
+        holds when m ≥ bar and lo > null; fails when hi < bar (the interval lies below the smallest effect
+        the claim means: on the wrong side, or too small by an equivalence test); else inconclusive.
+    kind "less": the mirror image (bar ≤ null).
+    kind "equivalent" (the claim: no effect, |effect − null| < ``margin``): holds when the interval lies
+        inside null ± margin (two one-sided tests); fails when it lies wholly outside; else inconclusive.
+    Below ``min_n`` values the verdict is inconclusive whatever the numbers. An inconclusive comparison
+    carries ``seeds_needed``: the seeds that would decide it at the observed mean and spread."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: got {kind!r}; allowed: {', '.join(KINDS)}")
+    bar = null if bar is None else float(bar)
+    if (kind == "greater" and bar < null) or (kind == "less" and bar > null):
+        raise ValueError(f"bar: got {bar!r}; allowed: a value on the claimed side of null = {null!r}")
+    if kind == "equivalent" and not margin > 0:
+        raise ValueError(f"margin: got {margin!r}; allowed: a number > 0 for kind 'equivalent'")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha: got {alpha!r}; allowed: 0 < alpha < 0.5")
+    m, lo, hi, n = t_interval(x, alpha)
+    verdict = _decide(kind, m, lo, hi, bar, null, margin) if n else INCONCLUSIVE
+    reason, need = "", None
+    if n < min_n:
+        verdict, reason = INCONCLUSIVE, f"{n} seeds, fewer than {min_n}"
+    if verdict == INCONCLUSIVE and n >= 2:
+        xs = np.asarray(x, dtype=float)
+        sd = float(np.std(xs[np.isfinite(xs)], ddof=1))
+        need = seeds_to_decide(kind, m, sd, bar, null, margin, alpha, max(n + 1, min_n))
+        more = (
+            f"about {need} seeds would decide at this spread"
+            if need
+            else "no seed count up to 10 000 would decide: the mean sits on the bar"
+        )
+        reason = f"{reason}; {more}" if reason else more
+    xs = np.asarray(x, dtype=float)
+    s_e = se(xs[np.isfinite(xs)]) if n else math.inf
+    return Judged(verdict, what, kind, m, lo, hi, n, bar, null, margin, alpha, test, unit, need, reason, s_e)
+
+
+def untestable(what: str, reason: str) -> Judged:
+    """A comparison a guard found the setup cannot make (``reason`` says why)."""
+    nan = math.nan
+    return Judged(
+        UNTESTABLE, what, "greater", nan, nan, nan, 0, nan, nan, nan, ALPHA, "none", "", None, reason
+    )
+
+
+def combine(parts: list[Judged]) -> str:
+    """The verdict of a claim made of several comparisons, all of which it needs: untestable if a guard
+    made any part untestable, fails if any part fails, holds if all hold, else inconclusive."""
+    vs = [p.verdict for p in parts]
+    if UNTESTABLE in vs:
+        return UNTESTABLE
+    if FAILS in vs:
+        return FAILS
+    return HOLDS if all(v == HOLDS for v in vs) else INCONCLUSIVE
+
+
+def sweep(
+    values: list,
+    labels: list[str],
+    *,
+    what: str,
+    unit: str = "",
+    alpha: float = ALPHA,
+    min_n: int = MIN_SEEDS,
+) -> list[Judged]:
+    """A monotone-increase claim over a sweep (per-seed values of each arm, in sweep order, same seeds):
+    the last above the first ("greater", bar 0) and no step significantly down (each step "greater" with
+    bar 0 must not fail). Returns [last − first, step 1, step 2, …]; judge with ``sweep_verdict``."""
+    a = [np.asarray(v, dtype=float) for v in values]
+    out = [
+        judge(a[-1] - a[0], what=f"{what} {labels[-1]} − {labels[0]}", unit=unit, alpha=alpha, min_n=min_n)
+    ]
+    for (x, lx), (y, ly) in itertools.pairwise(zip(a, labels, strict=True)):
+        out.append(judge(y - x, what=f"step {lx} → {ly}", unit=unit, alpha=alpha, min_n=min_n))
+    return out
+
+
+def sweep_verdict(parts: list[Judged]) -> str:
+    """``sweep``'s verdict: holds when last − first holds and no step fails; fails when last − first fails or
+    a step fails (a significant reversal); else inconclusive."""
+    total, steps = parts[0], parts[1:]
+    if total.verdict == UNTESTABLE:
+        return UNTESTABLE
+    if total.verdict == FAILS or any(s.verdict == FAILS for s in steps):
+        return FAILS
+    return HOLDS if total.verdict == HOLDS else INCONCLUSIVE
 
 
 @dataclass(frozen=True)
