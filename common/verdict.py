@@ -79,15 +79,11 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), se(d)
 
 
-def monotone(ends: list[np.ndarray]) -> bool:
-    """Final values per seed of arms in sweep order (same seeds, so paired): non-decreasing within noise
-    (each step's mean paired difference ≥ −2 se) and the last above the first by > 3 se."""
-    steps_ok = all(float((b - a).mean()) >= -2 * se(b - a) for a, b in itertools.pairwise(ends))
-    d = ends[-1] - ends[0]
-    return steps_ok and float(d.mean()) > 3 * se(d)
-
-
 # -- three-way verdicts on a comparison over seeds ----------------------------------------------------------
+
+QUICK_MARK = "quick: plumbing, not evidence"
+"""the mark of a run at a quick budget, on its console output, caption, JSON and picture: its verdict is
+inconclusive whatever the numbers"""
 
 ALPHA = 0.05
 """one-sided level of every comparison: the interval is the (1 − 2α) = 90% t interval, each side at α"""
@@ -95,6 +91,24 @@ MIN_SEEDS = 5
 """below this many seeds no comparison is decided: its verdict is inconclusive whatever the numbers"""
 KINDS = ("greater", "less", "equivalent")
 _MAX_SEEDS = 10_000
+
+
+# the bars of the claims, in the claims' own units, shared by every table that tests them (sim verify, the
+# claims matrix, llm.verify)
+NEAR_BASE_FRAC = 0.2
+"""M5a: NSR's entropy is "near the base model's" when within this share of the base's entropy"""
+PASS_MARGIN = 0.02
+"""the pass@k margin of the "keeps or matches" claims (M5a, LM3): a drop smaller than this is no loss"""
+INERT_FRAC = 0.1
+"""M7: a bonus "changes nothing" when the final entropy is within this share of the no-bonus arm's; it
+"makes entropy grow" when it exceeds it by more than this share"""
+TRACK_FRAC = 0.1
+"""M8/M9: a controller "holds" the target when its mean error over the last half is within this share of it"""
+LAW_TOL = 0.03
+"""M11a/b: the law fits (predicts) when its RMSE (beyond the reward's sampling noise, where the reward is
+sampled) is below this, in reward units; the paper's prediction RMSE is 0.009"""
+CEILING_MARGIN = 0.05
+"""M11c: two algorithms' ceilings b − a are "the same" within this (reward units)"""
 
 
 @dataclass(frozen=True)
@@ -258,12 +272,22 @@ def untestable(what: str, reason: str) -> Judged:
 def combine(parts: list[Judged]) -> str:
     """The verdict of a claim made of several comparisons, all of which it needs: untestable if a guard
     made any part untestable, fails if any part fails, holds if all hold, else inconclusive."""
-    vs = [p.verdict for p in parts]
+    return combine_verdicts([p.verdict for p in parts])
+
+
+def combine_verdicts(vs: list[str]) -> str:
+    """``combine`` on verdict words (e.g. of several sweeps, each judged on its own)."""
+    vs = list(vs)
     if UNTESTABLE in vs:
         return UNTESTABLE
     if FAILS in vs:
         return FAILS
     return HOLDS if all(v == HOLDS for v in vs) else INCONCLUSIVE
+
+
+def law_word(verdict: str) -> str:
+    """An empirical law that holds is "approximate" (it fits, with its error shown; it is no identity)."""
+    return APPROX if verdict == HOLDS else verdict
 
 
 def sweep(

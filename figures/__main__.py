@@ -18,7 +18,12 @@ from pathlib import Path
 
 import figures
 from common.runio import cannot_write, code_fingerprint
+from common.verdict import INCONCLUSIVE, QUICK_MARK
 from figures import _common
+
+
+def quick_run(meta: dict) -> bool:
+    return bool(meta.get("settings", {}).get("quick"))
 
 
 def _caption(mod) -> str:
@@ -49,6 +54,15 @@ def make_one(number: int, out: Path, quick: bool, seed: int, force: bool = False
     t0 = time.time()
     res = mod.compute(quick=quick, seed=seed)
     _common.check_result(res, mod.COLUMNS, mod.__name__)
+    if quick:  # a quick budget never reads as a finding
+        res.meta.update(
+            budget=QUICK_MARK,
+            verdict_at_quick_budget=res.meta["verdict"],
+            verdict=INCONCLUSIVE,
+            finding=f"{QUICK_MARK.upper()}: {res.meta['finding']}",
+        )
+    else:
+        res.meta["budget"] = "full"
     res.meta.update(
         {
             "figure": number,
@@ -59,6 +73,9 @@ def make_one(number: int, out: Path, quick: bool, seed: int, force: bool = False
         }
     )
     fig = mod.plot(res)
+    if quick:
+        fig.text(0.5, 0.5, QUICK_MARK.upper(), ha="center", va="center", fontsize=22, color="#e53935",
+                 alpha=0.35, rotation=20, transform=fig.transFigure, zorder=100)  # fmt: skip
     _common.save(res, fig, stem, mod.COLUMNS)
     return json.loads(js.read_text())
 
@@ -87,7 +104,13 @@ def write_index(out: Path, metas: dict[int, dict]) -> Path:
             "",
             f"![figure {n}]({stem}.png)",
             "",
-            _caption(mod),
+            _caption(mod)
+            + (
+                f" **{QUICK_MARK}**: this run used the quick budget, not the one the caption gives (runs and steps: "
+                "see its JSON); its verdict is inconclusive whatever the numbers."
+                if quick_run(m)
+                else ""
+            ),
             "",
             f"**Claim.** {m['claim']}",
             "",
@@ -140,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     metas = {}
+    if args.quick:
+        print(
+            f"{QUICK_MARK}: small budgets; every verdict is inconclusive whatever the numbers",
+            file=sys.stderr,
+        )
     bar = tqdm(numbers, desc="figures", unit="fig", file=sys.stderr)
     for n in bar:
         bar.set_postfix_str(f"figure {n}: {figures.load(n).TITLE[:40]}")

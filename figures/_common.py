@@ -22,9 +22,33 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common.verdict import APPROX, FAILS, HOLDS, SURROGATE, jsonable
+from common.verdict import (  # noqa: F401  (re-exported: the figures judge with them)
+    APPROX,
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    INERT_FRAC,
+    PASS_MARGIN,
+    SURROGATE,
+    TRACK_FRAC,
+    UNTESTABLE,
+    VERDICTS,
+    combine,
+    combine_verdicts,
+    jsonable,
+    judge,
+    sweep,
+    sweep_verdict,
+)
 
-VERDICTS = (HOLDS, APPROX, FAILS, SURROGATE)
+
+def judged(parts) -> dict:
+    """The ``tests`` entry of a figure's metadata: each comparison's direction, bar, test, α, n, interval."""
+    return [p.as_dict() for p in parts]
+
+
+def texts(parts) -> str:
+    return "; ".join(p.text() for p in parts)
 
 
 @dataclass
@@ -147,3 +171,85 @@ def figure(ncols: int = 2, nrows: int = 1, width: float = 5.0, height: float = 3
 def title(fig, num: int, text: str) -> None:
     fig.suptitle(f"Figure {num}: {text}", fontsize=11)
     fig.tight_layout()
+
+
+# -- verdict tables (figures 17 and 18): one look for every verdict, a legend, the claims in words ----------
+
+VERDICT_STYLE = {
+    HOLDS: {"facecolor": "#4caf50", "hatch": None},
+    APPROX: {"facecolor": "#ffb300", "hatch": None},
+    SURROGATE: {"facecolor": "#8e24aa", "hatch": None},
+    FAILS: {"facecolor": "#e53935", "hatch": None},
+    INCONCLUSIVE: {"facecolor": "#cfd8dc", "hatch": "///"},
+    UNTESTABLE: {"facecolor": "#ffffff", "hatch": "xx"},
+    None: {"facecolor": "#eeeeee", "hatch": None},
+}
+"""how a verdict is drawn: findings in solid colours; inconclusive hatched grey-blue (not a finding either
+way); untestable here cross-hatched white; not run light grey"""
+LEGEND_WORDS = {
+    HOLDS: "holds: the interval clears the claim's bar",
+    APPROX: "approximate: an empirical law fits within its tolerance",
+    SURROGATE: "holds only for the surrogate",
+    FAILS: "fails: the interval excludes the claimed effect",
+    INCONCLUSIVE: "inconclusive: neither (too few seeds, or too noisy)",
+    UNTESTABLE: "untestable here: the setup cannot tell the arms apart",
+    None: "— not run in this regime (the CSV says why)",
+}
+CLAIM_WORDS = {
+    "M5a": "NSR keeps entropy near its start, PSR collapses it; NSR keeps pass@k (Zhu et al. 2025)",
+    "M5b": "NSR's pass@k beats PSR's at large k (Zhu et al. 2025)",
+    "M6a": "clip-higher (ε_high 0.28) keeps entropy higher (DAPO)",
+    "M6b": "Clip-Cov keeps entropy above GRPO's (Cui et al. 2025)",
+    "M6c": "KL-Cov raises entropy, more with larger β (Cui et al. 2025)",
+    "M7": "entropy bonus: small coef inert, large coef grows entropy (Cui et al. 2025)",
+    "M8a": "PI control holds a target off-policy, P-only offsets (EntroPIC)",
+    "M10": "more off-policy epochs collapse entropy faster (Cui et al. 2025)",
+    "M11a": "R = −a·e^H + b fits a run (Cui et al. 2025)",
+    "M11b": "a fit on the first 15% predicts the rest (Cui et al. 2025)",
+    "M11c": "the ceiling b − a does not depend on the algorithm (Cui et al. 2025)",
+    "M22": "QAE: entropy rises with the quantile K (Wu et al. 2025)",
+    "LM1": "most of the entropy drop and gain in the first 1/12 (Cui et al. 2025: 73%, 76%)",
+    "LM2": "the batch covariance predicts each step's ΔH (Cui et al. 2025)",
+    "LM3": "top-20% entropy tokens match all tokens (Wang et al. 2025)",
+    "LM4": "token covariance heavy-tailed: top 2% / top 50% ≥ 5× (paper: 9.1×)",
+    "LM5": "fork bonus: V-shaped entropy ending above its start (seed 000)",
+}
+"""each claim of figures 17 and 18 in words, with its paper"""
+
+
+def verdict_cell(ax, x: float, y: float, w: float, h: float, verdict: str | None, text: str = "", **text_kw):
+    """One table cell drawn in its verdict's style, with ``text`` centred on it."""
+    from matplotlib.patches import Rectangle
+
+    style = VERDICT_STYLE.get(verdict, VERDICT_STYLE[None])
+    ax.add_patch(Rectangle((x, y), w, h, facecolor=style["facecolor"], hatch=style["hatch"], edgecolor="white",
+                           lw=0.8))  # fmt: skip
+    if style["hatch"]:  # the hatch is drawn in the edge colour: a thin grey frame keeps it visible
+        ax.add_patch(Rectangle((x, y), w, h, fill=False, hatch=style["hatch"], edgecolor="#90a4ae", lw=0.0))
+    if text:
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", **{"fontsize": 6.5, **text_kw})
+
+
+def verdict_legend(fig, verdicts, loc: str = "lower center", ncol: int = 3) -> None:
+    """A legend of the verdicts in ``verdicts`` (the ones the table shows), in the table's styles."""
+    from matplotlib.patches import Patch
+
+    shown = [v for v in (*VERDICTS, None) if v in set(verdicts)]
+    handles = [
+        Patch(facecolor=VERDICT_STYLE[v]["facecolor"], hatch=VERDICT_STYLE[v]["hatch"], edgecolor="#90a4ae",
+              label=LEGEND_WORDS[v])
+        for v in shown
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc=loc, ncol=ncol, fontsize=7, frameon=False)
+
+
+def interval_text(test: dict | None, worst: float, spread: float, digits: int = 2) -> str:
+    """A cell's number: the first comparison's estimate with its unit and 90% interval, or worst ± spread."""
+    if test and test.get("estimate") is not None and np.isfinite(float(test["estimate"])):
+        u = f" {test['unit']}" if test.get("unit") else ""
+        lo, hi = float(test["lo"]), float(test["hi"])
+        ci = f" [{lo:+.{digits}g}, {hi:+.{digits}g}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+        return f"{float(test['estimate']):+.{digits}g}{u}{ci}"
+    if np.isfinite(worst):
+        return f"{worst:+.{digits}g}" + (f" ±{spread:.1g}" if np.isfinite(spread) else "")
+    return ""

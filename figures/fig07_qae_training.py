@@ -51,17 +51,24 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
             "H_end": float(v["H"].mean()), "R_end": float(v["R"].mean()), "frac_zero_mean": v["zero"],
             "dH_vs_grpo": float(dH.mean()), "dH_se": fc.se(dH), "dR_vs_grpo": float(dR.mean()), "dR_se": fc.se(dR),
         }  # fmt: skip
-    q = summary["QAE K=0.4"]
-    holds = q["dH_vs_grpo"] > 3 * q["dH_se"] and q["dR_vs_grpo"] > -2 * q["dR_se"]
+    q = ends["QAE K=0.4"]
+    parts = [
+        fc.judge(q["H"] - base["H"], what="final H, QAE K=0.4 − GRPO", unit="nats"),
+        fc.judge(q["R"] - base["R"], bar=-fc.PASS_MARGIN, null=-fc.PASS_MARGIN,
+                 what=f"final success, QAE K=0.4 − GRPO (no loss: above −{fc.PASS_MARGIN:g})"),
+    ]  # fmt: skip
     res.meta = {
         "claim": "QAE (Wu et al. 2025, arXiv 2509.22611): a K-quantile baseline (K = 0.4) keeps entropy above GRPO's "
         "without losing success, and zeroes most advantages",
-        "verdict": fc.HOLDS if holds else fc.FAILS,
+        "verdict": fc.combine(parts),
+        "tests": fc.judged(parts),
         "finding": "; ".join(
             f"{k}: H_end {v['H_end']:.3f} ({v['dH_vs_grpo']:+.3f} ± {v['dH_se']:.3f} vs GRPO), success "
             f"{v['R_end']:.3f} ({v['dR_vs_grpo']:+.3f}), zero-advantage share {v['frac_zero_mean']:.2f}"
             for k, v in summary.items()
-        ),
+        )
+        + ". "
+        + fc.texts(parts),
         "summary": summary,
         "runs": runs,
         "steps": steps,

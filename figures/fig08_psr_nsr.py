@@ -49,10 +49,15 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     psr, nsr = ends["PSR"], ends["NSR"]
     dH = nsr["H"] - psr["H"]
     dP = nsr["p256"] - psr["p256"]
-    holds = dH.mean() > 3 * fc.se(dH) and dP.mean() > -2 * fc.se(dP)
+    parts = [
+        fc.judge(dH, what="final H, NSR − PSR", unit="nats"),
+        fc.judge(dP, bar=-fc.PASS_MARGIN, null=-fc.PASS_MARGIN,
+                 what=f"pass@256, NSR − PSR (keeps: above −{fc.PASS_MARGIN:g})"),
+    ]  # fmt: skip
     res.meta = {
         "claim": "Zhu et al. 2025 (arXiv 2506.01347): NSR keeps entropy and pass@k at large k; PSR collapses them",
-        "verdict": fc.HOLDS if holds else fc.FAILS,
+        "verdict": fc.combine(parts),
+        "tests": fc.judged(parts),
         "finding": (
             f"final entropy NSR − PSR {dH.mean():+.4f} ± {fc.se(dH):.4f} (paired), pass@256 NSR − PSR "
             f"{dP.mean():+.4f} ± {fc.se(dP):.4f}; final H / pass@1 / pass@256: "
@@ -60,7 +65,8 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
                 f"{k} {v['H'].mean():.3f} / {v['p1'].mean():.3f} / {v['p256'].mean():.3f}"
                 for k, v in ends.items()
             )
-            + f" (H at start {ends['GRPO']['H0']:.3f})"
+            + f" (H at start {ends['GRPO']['H0']:.3f}). "
+            + fc.texts(parts)
         ),
         "nsr_minus_psr": {
             "H": float(dH.mean()),

@@ -17,7 +17,6 @@ import numpy as np
 from figures import _common as fc
 from sim.studies import CLIP_LR as LR
 from sim.studies import CLIP_SWEEPS
-from sim.verify import monotone
 
 TITLE = "Clip-higher, Clip-Cov and KL-Cov vs GRPO"
 COLUMNS = ("method", "knob", "value", "step", "entropy_mean", "entropy_se", "success_mean", "success_se")
@@ -38,18 +37,20 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
                 rows.append({"method": method, "knob": knob, "value": float(v), **r})
             finals.append(t["entropy"][-1])
         d = finals[-1] - finals[0]
-        verdicts[method] = monotone(finals)  # the rule of sim verify M6
+        parts = fc.sweep(finals, [f"{x:g}" for x in values], what=f"final H, {method} {knob}", unit="nats")
+        verdicts[method] = fc.sweep_verdict(parts)  # the rule of sim verify M6
         ends[method] = {"values": list(values), "H_end": [float(f.mean()) for f in finals],
-                        "gain": float(d.mean()), "gain_se": fc.se(d), "monotone": verdicts[method]}  # fmt: skip
+                        "gain": float(d.mean()), "gain_se": fc.se(d), "verdict": verdicts[method],
+                        "tests": fc.judged(parts)}  # fmt: skip
     res = fc.Result(rows)
     res.meta = {
         "claim": "Clip-higher, Clip-Cov and KL-Cov keep entropy above GRPO's, controllably by their knob "
         "(DAPO arXiv 2503.14476; Cui et al. 2025 Fig. 12)",
-        "verdict": fc.HOLDS if all(verdicts.values()) else fc.FAILS,
+        "verdict": fc.combine_verdicts(verdicts.values()),
         "finding": "; ".join(
             f"{m} {SWEEPS[m].knob} {', '.join(f'{x:g}' for x in v['values'])}: final H "
             f"{', '.join(f'{h:.3f}' for h in v['H_end'])}, last − first {v['gain']:+.4f} ± {v['gain_se']:.4f} → "
-            f"{'holds' if v['monotone'] else 'fails'}"
+            f"{v['verdict']}"
             for m, v in ends.items()
         ),
         "sweeps": ends,

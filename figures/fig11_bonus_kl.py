@@ -31,7 +31,7 @@ SWEEPS = {
 def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     env_seed, sample_seed = fc.seeds(seed, 2)
     runs, steps = (4, 30) if quick else (16, 100)
-    rows, ends = [], {}
+    rows, ends, finals = [], {}, {}
     for label, (ctrl, knob, values) in SWEEPS.items():
         fin = []
         for v in values:
@@ -45,6 +45,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
                 r.pop("series")
                 rows.append({"knob": label, "value": float(v), **r})
             fin.append((t["entropy"][-1], t["success"][-1], float(t["entropy"][0].mean())))
+        finals[label] = fin
         ends[label] = {
             "values": list(values),
             "H_end": [float(h.mean()) for h, _, _ in fin],
@@ -64,13 +65,20 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
         for v, d, s in zip(bonus["values"], bonus["dH_vs_off"], bonus["dH_se"], strict=True)
         if v and d > max(3 * s, MIN_EFFECT)
     ]
-    kl_keeps = kl["dH_vs_off"][-1] > max(3 * kl["dH_se"][-1], MIN_EFFECT)
-    kl_costs = kl["dR_vs_off"][-1] < -max(2 * kl["dR_se"][-1], MIN_EFFECT)
-    ok = bool(explodes) and kl_keeps and kl_costs
+    fb, fk = finals["entropy_bonus coef"], finals["ref_kl beta"]
+    parts = [
+        fc.judge(fb[-1][0] - fb[0][2], what=f"final H at coef {bonus['values'][-1]:g} − the start (explodes: above it)",
+                 unit="nats", test="t"),
+        fc.judge(fk[-1][0] - fk[0][0], bar=MIN_EFFECT, what=f"final H, ref_kl β={kl['values'][-1]:g} − none (keeps: "
+                 f"by more than {MIN_EFFECT:g})", unit="nats"),
+        fc.judge(fk[-1][1] - fk[0][1], kind="less", bar=-MIN_EFFECT, what=f"final success, ref_kl β={kl['values'][-1]:g} "
+                 f"− none (costs: by more than {MIN_EFFECT:g})"),
+    ]  # fmt: skip
     res.meta = {
         "claim": "Cui et al. 2025 Figs. 9-10: an entropy bonus is inert when small and explodes when large; a "
         "reference KL keeps entropy up at a cost in accuracy",
-        "verdict": fc.HOLDS if ok else fc.FAILS,
+        "verdict": fc.combine(parts),
+        "tests": fc.judged(parts),
         "finding": (
             f"entropy bonus: H start {bonus['H0']:.3f}, final H by coef "
             + ", ".join(f"{v:g}: {h:.3f}" for v, h in zip(bonus["values"], bonus["H_end"], strict=True))
@@ -81,6 +89,8 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
             + ", ".join(f"{v:g}: {h:.3f}" for v, h in zip(kl["values"], kl["H_end"], strict=True))
             + f", success {', '.join(f'{r:.3f}' for r in kl['R_end'])} (β = {kl['values'][-1]:g} vs 0: H "
             f"{kl['dH_vs_off'][-1]:+.3f} ± {kl['dH_se'][-1]:.3f}, success {kl['dR_vs_off'][-1]:+.3f} ± {kl['dR_se'][-1]:.3f})"
+            + ". "
+            + fc.texts(parts)
         ),
         "sweeps": ends,
         "runs": runs,

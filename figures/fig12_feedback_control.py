@@ -46,7 +46,7 @@ SETTINGS = {"on-policy": ("grpo", 1), "off-policy, 4 epochs": ("ppo", 4)}
 def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     env_seed, sample_seed = fc.seeds(seed, 2)
     runs, steps = (3, 40) if quick else (8, 150)
-    rows, stats = [], {}
+    rows, stats, errs = [], {}, {}
     for setting, (update, epochs) in SETTINGS.items():
         for label, spec in CONTROLLERS.items():
             pipe = ("grpo", "ppo_clip") + ((spec[0],) if spec else ())
@@ -61,6 +61,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
             for r in fc.curve_rows(label, t, ("entropy", "success", "knob"), every=1 if quick else 2):
                 rows.append({"setting": setting, **r})
             last = t["entropy"][steps // 2 :] - TARGET
+            errs[f"{setting} / {label}"] = last.mean(0)
             stats[f"{setting} / {label}"] = {
                 "mean_error": float(last.mean()),
                 "abs_error": float(abs(last).mean()),
@@ -71,17 +72,22 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
             }
     res = fc.Result(rows)
     off = "off-policy, 4 epochs"
-    pi_ok = all(abs(stats[f"{s} / PI (bonus coef)"]["mean_error"]) < 0.01 for s in SETTINGS)
-    p_off = abs(stats[f"{off} / P-only (bonus coef)"]["mean_error"])
-    offset_ok = p_off > 2 * abs(stats[f"{off} / PI (bonus coef)"]["mean_error"])
+    parts = [
+        *(fc.judge(errs[f"{s} / PI (bonus coef)"], kind="equivalent", margin=fc.TRACK_FRAC * TARGET, unit="nats",
+                   test="t", what=f"{s}, PI: entropy − target (holds: within {fc.TRACK_FRAC:.0%})") for s in SETTINGS),
+        fc.judge(np.abs(errs[f"{off} / P-only (bonus coef)"]) - np.abs(errs[f"{off} / PI (bonus coef)"]), unit="nats",
+                 what=f"{off}: |P-only's offset| − |PI's|"),
+    ]  # fmt: skip
     res.meta = {
         "claim": "EntroPIC §3: PI control holds a target entropy on- and off-policy; P-only control leaves a "
         "steady-state error off-policy",
-        "verdict": fc.HOLDS if pi_ok and offset_ok else fc.FAILS,
+        "verdict": fc.combine(parts),
+        "tests": fc.judged(parts),
         "finding": "; ".join(
             f"{k}: mean error {v['mean_error']:+.4f}, swing {v['swing']:.4f}" for k, v in stats.items()
         )
-        + f" (target {TARGET} nats, last half of {steps} rollouts)",
+        + f" (target {TARGET} nats, last half of {steps} rollouts). "
+        + fc.texts(parts),
         "stats": stats,
         "target": TARGET,
         "lr": LR,

@@ -69,18 +69,24 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     allr = ends["all tokens"]["R"]
     d_top = ends["top 20% entropy"]["R"] - allr
     d_bot = ends["bottom 80% entropy"]["R"] - allr
-    ok = d_top.mean() > -2 * fc.se(d_top) and d_bot.mean() < -max(2 * fc.se(d_bot), 0.01)
+    parts = [
+        fc.judge(d_top, bar=-fc.PASS_MARGIN, null=-fc.PASS_MARGIN,
+                 what=f"final success, top 20% − all tokens (matches: above −{fc.PASS_MARGIN:g})"),
+        fc.judge(d_bot, kind="less", bar=-fc.PASS_MARGIN, what=f"final success, bottom 80% − all tokens (much worse: "
+                 f"below −{fc.PASS_MARGIN:g})"),
+    ]  # fmt: skip
     res.meta = {
         "claim": "Wang et al. 2025 (arXiv 2506.01939): PG on the top 20% highest-entropy tokens matches full "
         "training; the bottom 80% does much worse",
-        "verdict": fc.HOLDS if ok else fc.FAILS,
+        "verdict": fc.combine(parts),
+        "tests": fc.judged(parts),
         "finding": (
             f"fork states hold {fork.mean():.0%} of visited tokens and {fork_in_top20:.0%} of the top 20% by "
             f"entropy (top-20% set: {top20_share:.0%} of tokens, ties included); final success (from "
             f"{ends['all tokens']['R0']:.3f}): "
             + ", ".join(f"{k} {v['R'].mean():.3f} (H {v['H'].mean():.3f})" for k, v in ends.items())
             + f"; top 20% − all {d_top.mean():+.3f} ± {fc.se(d_top):.3f}, bottom 80% − all {d_bot.mean():+.3f} ± "
-            f"{fc.se(d_bot):.3f} (paired)"
+            f"{fc.se(d_bot):.3f} (paired)" + ". " + fc.texts(parts)
         ),
         "fork_token_frac": float(fork.mean()),
         "fork_frac_of_top20": fork_in_top20,

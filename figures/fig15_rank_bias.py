@@ -70,18 +70,23 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     d_rare = u["log_p_rare"][-1] - g["log_p_rare"][-1]
     d_hi = u["pass@256"] - g["pass@256"]
     d_1 = u["pass@1"] - g["pass@1"]
-    falls = g["log_p_rare"][-1].mean() < g["log_p_rare"][0].mean()
-    ok = falls and d_rare.mean() > 3 * fc.se(d_rare) and d_hi.mean() > 2 * fc.se(d_hi)
+    parts = [
+        fc.judge(g["log_p_rare"][-1] - g["log_p_rare"][0], kind="less", test="t",
+                 what="GRPO: log π of the rarest correct arm, end − start (shrinks)"),
+        fc.judge(d_rare, what="log π of the rarest correct arm at the end, unlikeliness − GRPO"),
+        fc.judge(d_hi, what="pass@256, unlikeliness − GRPO"),
+    ]  # fmt: skip
     res.meta = {
         "claim": "He et al. 2025: GRPO shrinks rare correct answers (rank bias) and pass@k at large k; the "
         "unlikeliness reward keeps them and raises pass@k at large k",
-        "verdict": fc.HOLDS if ok else fc.FAILS,
+        "verdict": fc.combine(parts),
+        "tests": fc.judged(parts),
         "finding": (
             f"mean log π of the rarest correct arm: start {g['log_p_rare'][0].mean():.2f}, end GRPO "
             f"{g['log_p_rare'][-1].mean():.2f}, unlikeliness {u['log_p_rare'][-1].mean():.2f} (difference "
             f"{d_rare.mean():+.3f} ± {fc.se(d_rare):.3f}); pass@256 GRPO {g['pass@256'].mean():.4f}, unlikeliness "
             f"{u['pass@256'].mean():.4f} ({d_hi.mean():+.4f} ± {fc.se(d_hi):.4f}); pass@1 {g['pass@1'].mean():.3f} vs "
-            f"{u['pass@1'].mean():.3f} ({d_1.mean():+.4f})"
+            f"{u['pass@1'].mean():.3f} ({d_1.mean():+.4f})" + ". " + fc.texts(parts)
         ),
         "runs": runs,
         "steps": steps,

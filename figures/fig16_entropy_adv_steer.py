@@ -45,11 +45,15 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     g = ends["GRPO"]
     d_adv = ends["GRPO + entropy_adv"]["H"] - g["H"]
     d_steer = ends["GRPO + STEER"]["abs_dH"] - g["abs_dH"]
-    ok = d_adv.mean() > 3 * fc.se(d_adv) and d_steer.mean() < -3 * fc.se(d_steer)
+    parts = [
+        fc.judge(d_adv, what="final H, entropy_adv − GRPO", unit="nats"),
+        fc.judge(d_steer, kind="less", what="mean |ΔH| per step, STEER − GRPO", unit="nats"),
+    ]
     res.meta = {
         "claim": "Cheng et al. 2025: the entropy-shaped advantage keeps entropy above GRPO's; Hao et al. 2025 "
         "(STEER): down-weighting high-|Ω| tokens makes the per-step entropy change smaller",
-        "verdict": fc.HOLDS if ok else fc.FAILS,
+        "verdict": fc.combine(parts),
+        "tests": fc.judged(parts),
         "finding": (
             ", ".join(
                 f"{k}: final H {v['H'].mean():.3f}, success {v['R'].mean():.3f}, mean |ΔH| per step "
@@ -57,7 +61,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
                 for k, v in ends.items()
             )
             + f"; entropy_adv − GRPO final H {d_adv.mean():+.4f} ± {fc.se(d_adv):.4f}; STEER − GRPO mean |ΔH| "
-            f"{d_steer.mean():+.2e} ± {fc.se(d_steer):.1e} (paired)"
+            f"{d_steer.mean():+.2e} ± {fc.se(d_steer):.1e} (paired)" + ". " + fc.texts(parts)
         ),
         "runs": runs,
         "steps": steps,

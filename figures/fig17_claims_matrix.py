@@ -12,8 +12,10 @@ Each class learns at its own speed at a given η, so the matrix is run twice: wi
 every class ("same η"), and with each parametric class's η divided by its kernel gain ρ = ‖Jᵀg‖²/‖g‖² at
 the start ("calibrated": every class's first step raises the objective as fast as the tabular one's;
 ``SimConfig.calibrate_lr``). Left: each cell's upper half is the same-η verdict, the lower half the
-calibrated one (green holds, amber approximate, red fails, grey where the class does not fit the check's
-environment, e.g. the transformer on a bandit), with the measured number ± its standard error. Right:
+calibrated one, drawn as the legend says (findings in solid colours: green holds, amber approximate, red
+fails; inconclusive hatched grey; light grey where the class does not fit the check's environment, e.g. the
+transformer on a bandit), with the claim's first comparison: its estimate in the claim's unit and its 90%
+interval over the paired runs (the column header gives their number). Right:
 NSR − PSR pass@k against k (M5b) per class, calibrated (solid) and same η (dashed). ``python -m sim verify
 --matrix [--calibrate-lr]`` prints either table; its JSON has one row per (claim, policy). The finding
 states which claims change verdict with the class once speeds are matched.
@@ -25,7 +27,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import Rectangle
 
 from common import parallel
 from figures import _common as fc
@@ -33,32 +34,34 @@ from sim import matrix
 
 TITLE = "Claims × policy class: which claims need shared parameters"
 SLOW = True  # the two matrices take about 14 minutes on 2 CPUs: `make matrix`, or python -m figures 17
-COLUMNS = ("eta", "claim_id", "policy", "verdict", "worst", "spread", "tolerance", "lr_gain_lo", "lr_gain_hi",
-           "measured")  # fmt: skip
+COLUMNS = ("eta", "claim_id", "policy", "verdict", "worst", "spread", "tolerance", "estimate", "lo", "hi", "unit",
+           "n", "lr_gain_lo", "lr_gain_hi", "measured")  # fmt: skip
 ETAS = ("same", "calibrated")
 CACHE = (
     Path("runs") / "matrix"
 )  # finished cells, reused on a rerun with the same code: an interrupted run resumes
 QUICK_CLAIMS, QUICK_POLICIES = ("M5",), ("tabular", "loglinear-structured")
-COLOURS = {
-    fc.HOLDS: "#4caf50",
-    fc.APPROX: "#ffb300",
-    fc.FAILS: "#e53935",
-    fc.SURROGATE: "#8e24aa",
-    None: "#bdbdbd",
-}
 NAN = float("nan")
 
 
 def _changes(rows: list[dict]) -> tuple[dict, dict]:
-    """({claim: {policy: verdict}} for claims whose verdict differs across the classes that fit, {claim:
-    the one verdict} for the others)."""
+    """({claim: {policy: verdict}} for claims that hold on some classes that fit and fail on others, {claim:
+    its verdicts on the classes that fit} for the others). Holds and approximate count as holding; an
+    inconclusive or untestable cell is no change of verdict, only no verdict."""
     by_claim: dict[str, dict[str, str]] = {}
     for r in rows:
         by_claim.setdefault(r["claim_id"], {})[r["policy"]] = r["verdict"]
-    changes = {k: v for k, v in by_claim.items() if len({x for x in v.values() if x != "n/a"}) > 1}
+
+    def decided(v: dict) -> set:
+        return {
+            "holds" if x in (fc.HOLDS, fc.APPROX) else x
+            for x in v.values()
+            if x in (fc.HOLDS, fc.APPROX, fc.FAILS)
+        }
+
+    changes = {k: v for k, v in by_claim.items() if len(decided(v)) > 1}
     same = {
-        k: next(iter({x for x in v.values() if x != "n/a"}), "n/a")
+        k: "/".join(sorted({x for x in v.values() if x != "n/a"})) or "n/a"
         for k, v in by_claim.items()
         if k not in changes
     }
@@ -67,8 +70,9 @@ def _changes(rows: list[dict]) -> tuple[dict, dict]:
 
 def _say(changes: dict, same: dict) -> str:
     moved = "; ".join(f"{k} " + ", ".join(f"{p} {v}" for p, v in vs.items()) for k, vs in changes.items())
-    return f"verdict changes with the class: {moved or 'none'}. Same verdict on every class that fits: " + (
-        ", ".join(f"{k} {v}" for k, v in same.items()) or "none"
+    return (
+        f"holds on some classes and fails on others: {moved or 'none'}. No such change (the verdicts seen): "
+        + (", ".join(f"{k} {v}" for k, v in same.items()) or "none")
     )
 
 
@@ -92,6 +96,7 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
                     "worst": NAN if c.row is None else float(c.row.worst),
                     "spread": NAN if c.row is None else float(c.row.spread),
                     "tolerance": NAN if c.row is None else float(c.row.tolerance),
+                    **_first_test(c.row),
                     "lr_gain_lo": c.lr_gain[0] if c.lr_gain else NAN,
                     "lr_gain_hi": c.lr_gain[1] if c.lr_gain else NAN,
                     "measured": c.why if c.row is None else c.row.measured,
@@ -143,11 +148,20 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
     return res
 
 
+def _first_test(row) -> dict:
+    """The estimate, 90% interval, unit and n of a row's first comparison (nan / "" / 0 where it has none)."""
+    t = next((t for t in (row.tests if row is not None else []) if not t.get("stress")), None)
+    if t is None:
+        return {"estimate": NAN, "lo": NAN, "hi": NAN, "unit": "", "n": 0 if row is None else int(row.n)}
+    num = {k: NAN if t.get(k) is None else float(t[k]) for k in ("estimate", "lo", "hi")}
+    return {**num, "unit": t.get("unit") or "", "n": int(t["n"])}
+
+
 def _cell_text(r: dict | None) -> str:
     if r is None or r["verdict"] == "n/a":
         return "—"
-    sp = f"±{r['spread']:.1g}" if np.isfinite(r["spread"]) else ""
-    return f"{r['verdict'][:6]} {r['worst']:+.3g}{sp}" if np.isfinite(r["worst"]) else r["verdict"][:6]
+    test = {k: r.get(k) for k in ("estimate", "lo", "hi", "unit")}
+    return f"{r['verdict']} {fc.interval_text(test, r['worst'], r['spread'])}"
 
 
 def plot(res: fc.Result):
@@ -156,26 +170,31 @@ def plot(res: fc.Result):
     fig, (ax, axk) = plt.subplots(
         1,
         2,
-        figsize=(1.75 * len(labels) + 6.5, 0.75 * len(claims) + 1.8),
-        gridspec_kw={"width_ratios": [3, 1.2]},
+        figsize=(2.1 * len(labels) + 11, 0.8 * len(claims) + 3.0),
+        gridspec_kw={"width_ratios": [3, 1.1]},
     )
     cells = {(r["eta"], r["claim_id"], r["policy"]): r for r in res.rows}
+    shown = []
     for i, cid in enumerate(claims):
         for j, lab in enumerate(labels):
             for half, eta in enumerate(ETAS):
                 r = cells.get((eta, cid, lab))
                 verdict = None if r is None or r["verdict"] == "n/a" else r["verdict"]
-                y = i + 0.5 * half
-                ax.add_patch(
-                    Rectangle((j, y), 1, 0.5, facecolor=COLOURS.get(verdict), edgecolor="white", lw=0.6)
-                )
-                ax.text(j + 0.5, y + 0.25, _cell_text(r), ha="center", va="center", fontsize=6)
+                shown.append(verdict)
+                fc.verdict_cell(ax, j, i + 0.5 * half, 1, 0.5, verdict, _cell_text(r), fontsize=5.5)
     ax.set_xlim(0, len(labels))
     ax.set_ylim(len(claims), 0)
-    ax.set_xticks(np.arange(len(labels)) + 0.5, labels, rotation=25, ha="right", fontsize=8)
-    ax.set_yticks(np.arange(len(claims)) + 0.5, claims, fontsize=8)
-    ax.set_xlabel("policy class")
-    ax.set_ylabel("claim (upper: same η; lower: calibrated η)")
+    runs = {lab: sorted({int(r["n"]) for r in res.rows if r["policy"] == lab and r["n"]}) for lab in labels}
+    ax.set_xticks(
+        np.arange(len(labels)) + 0.5, [f"{lab}\n({_span(runs[lab])} runs)" for lab in labels], fontsize=7
+    )
+    ax.xaxis.tick_top()
+    ax.set_yticks(
+        np.arange(len(claims)) + 0.5, [f"{c}: {fc.CLAIM_WORDS.get(c, '')}" for c in claims], fontsize=7
+    )
+    ax.tick_params(length=0)
+    ax.set_ylabel("claim (each cell: upper half same η, lower half calibrated η)", fontsize=8)
+    fc.verdict_legend(fig, shown, ncol=3)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for eta, style in (("calibrated", "-"), ("same", "--")):
         for j, (lab, v) in enumerate(res.meta.get("passk", {}).get(eta, {}).items()):
@@ -191,5 +210,10 @@ def plot(res: fc.Result):
     axk.set_title("M5b: solid calibrated η, dashed same η", fontsize=8)
     if axk.get_legend_handles_labels()[0]:
         axk.legend(fontsize=7)
-    fc.title(fig, 17, TITLE)
+    fig.suptitle(f"Figure 17: {TITLE}", fontsize=11)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.97))
     return fig
+
+
+def _span(ns: list[int]) -> str:
+    return "—" if not ns else str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"

@@ -42,12 +42,20 @@ import torch
 import theory
 from common.runio import atomic_write_json, code_fingerprint, git_sha
 from common.verdict import (
+    CEILING_MARGIN,
     INCONCLUSIVE,
+    INERT_FRAC,
+    LAW_TOL,
     MIN_SEEDS,
+    NEAR_BASE_FRAC,
+    PASS_MARGIN,
+    QUICK_MARK,
+    TRACK_FRAC,
     Row,
     combine,
     format_table,
     judge,
+    law_word,
     row_from_json,
     sweep,
     sweep_verdict,
@@ -547,12 +555,6 @@ def psr_nsr(st: Study, seeds) -> list[Row]:
     ]  # fmt: skip
 
 
-NEAR_BASE_FRAC = 0.2
-"""M5a: NSR's entropy is "near the base model's" when within this share of the base's held-out entropy"""
-PASS_MARGIN = 0.02
-"""the pass@k margin of the "keeps or matches" claims (M5a, LM3): a drop smaller than this is no loss"""
-
-
 def _off_text(tier: Tier) -> str:
     off = dict(tier.off)
     e, m = off.get("epochs", 1), off.get("minibatches", 1)
@@ -614,11 +616,6 @@ def kl_cov(st: Study, seeds) -> Row:
     )  # fmt: skip
 
 
-INERT_FRAC = 0.1
-"""M7: a bonus "changes nothing" when the final entropy is within this share of the no-bonus arm's; it
-"makes entropy grow" when it exceeds it by more than this share"""
-
-
 @claim("M7")
 def entropy_bonus(st: Study, seeds) -> Row:
     coefs = (0.0, *st.tier.bonus_coefs)
@@ -640,10 +637,6 @@ def entropy_bonus(st: Study, seeds) -> Row:
         paper="paper (Qwen2.5-7B): coefficients 1e-4 and 1e-3 leave the collapse almost unchanged; 1e-2 makes "
         "entropy explode",
     )  # fmt: skip
-
-
-TRACK_FRAC = 0.1
-"""M8a: PI control "holds" the target when its mean error over the last half is within this share of it"""
 
 
 def _tracking(st: Study, arm: str, seeds) -> np.ndarray:
@@ -691,13 +684,6 @@ def epochs(st: Study, seeds) -> Row:
         parts, {"epochs": list(es), "H_end": [e.tolist() for e in ends]}, verdict=sweep_verdict(parts),
         paper="paper: more off-policy updates per rollout speed up the collapse (the recipes' off-policy runs)",
     )  # fmt: skip
-
-
-LAW_TOL = 0.03
-"""M11a/b: the law fits (predicts) when its RMSE beyond the batch reward's sampling noise is below this
-(reward units; the paper's prediction RMSE is 0.009)"""
-CEILING_MARGIN = 0.05
-"""M11c: two algorithms' ceilings b − a are "the same" within this (reward units)"""
 
 
 def _noise_floor(R: np.ndarray, n: int) -> float:
@@ -760,16 +746,16 @@ def law(st: Study, seeds) -> list[Row]:
     fits = "; ".join(f"{k}: a={v['a']:.3f} b={v['b']:.3f} RMSE {v['rmse']:.3f} (noise floor {v['noise_floor']:.3f})" for k, v in res.items())  # fmt: skip
     return [
         _row("M11a", f"R = −a·e^H + b fits a training run (RMSE beyond the sampling noise < {LAW_TOL:g})", src, st,
-             seeds, fits + note, fit_parts, res, paper="paper: two coefficients fit over 200 validation points per run "
+             seeds, fits + note, fit_parts, res, verdict=law_word(combine(fit_parts)), paper="paper: two coefficients fit over 200 validation points per run "
              "(11 models, 4 families)"),
         _row("M11b", f"A fit on the first 15% of the steps predicts the rest (RMSE beyond noise < {LAW_TOL:g})", src,
              st, seeds, "; ".join(f"{k}: prediction RMSE {v['rmse_pred_15']:.3f}" for k, v in res.items()) + note,
-             pred_parts, res, paper="paper: a fit on the first 36 steps predicts the next 200 with RMSE 0.9% (math), "
+             pred_parts, res, verdict=law_word(combine(pred_parts)), paper="paper: a fit on the first 36 steps predicts the next 200 with RMSE 0.9% (math), "
              "1.2% (code)"),
         _row("M11c", f"a, b do not depend on the algorithm: GRPO, RLOO and Dr. GRPO reach the same ceiling b − a "
              f"(within {CEILING_MARGIN:g})", src, st, seeds,
              "ceiling b − a: " + ", ".join(f"{k} {v['ceiling']:.3f}" for k, v in res.items()) + note, ceil_parts, res,
-             paper="paper: GRPO, RLOO, PRIME and REINFORCE++ fall on one curve (Fig. 6)"),
+             verdict=law_word(combine(ceil_parts)), paper="paper: GRPO, RLOO, PRIME and REINFORCE++ fall on one curve (Fig. 6)"),
     ]  # fmt: skip
 
 
@@ -1000,9 +986,6 @@ def run_all(
             out = fn(st, seeds)
             rows += out if isinstance(out, list) else [out]
     return rows
-
-
-QUICK_MARK = "quick: plumbing, not evidence"
 
 
 def provenance(tier: Tier) -> dict:

@@ -17,12 +17,12 @@ Every row runs the simulator itself (``sim.run.Simulator``: the exact DP and the
 from __future__ import annotations
 
 from common import parallel, verdict
-from sim.checks import REGISTRY, Context, monotone, trajectory, warm_start
+from sim.checks import REGISTRY, Context, trajectory, warm_start
 
 CHECKS = REGISTRY.table()
 """{row id: check(rng, ctx)}, in row order"""
 
-__all__ = ["CHECKS", "REGISTRY", "Context", "monotone", "run_all", "trajectory", "warm_start"]
+__all__ = ["CHECKS", "REGISTRY", "Context", "run_all", "trajectory", "warm_start"]
 
 
 def _one_check(seed: int, rid: str) -> list:

@@ -4,7 +4,7 @@ its child seed, so a row's numbers do not depend on which other rows run (a test
 
 import importlib
 
-from sim.checks._base import REGISTRY, Context, monotone, trajectory, warm_start
+from sim.checks._base import REGISTRY, Context, trajectory, warm_start
 
 TOPICS = ("steps", "exploration", "control", "training", "methods", "kernel", "qae")
 """M1-M4, M5-M7, M8-M9, M10-M12, M13-M20, M21, M22"""
@@ -12,4 +12,4 @@ TOPICS = ("steps", "exploration", "control", "training", "methods", "kernel", "q
 for _topic in TOPICS:
     importlib.import_module(f"sim.checks.{_topic}")
 
-__all__ = ["REGISTRY", "TOPICS", "Context", "monotone", "trajectory", "warm_start"]
+__all__ = ["REGISTRY", "TOPICS", "Context", "trajectory", "warm_start"]

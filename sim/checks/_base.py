@@ -12,11 +12,10 @@ import numpy as np
 import torch
 
 from common.verdict import (
-    FAILS,
-    HOLDS,
     Registry,
     Row,
-    monotone,  # noqa: F401  (re-exported: the checks and figure 10 use it)
+    combine,
+    judge,
 )
 from common.verdict import paired as _paired
 from common.verdict import se as _se  # noqa: F401  (re-exported)
@@ -142,12 +141,14 @@ def _versus(
 def _versus_row(
     rid, claim, source, res, method, baseline, key, note="", check=None, setting=None, sign=1
 ) -> Row:
-    """Verdict: ``method`` − ``baseline`` of the final ``key`` is > 3 se (paired) on both environments
-    (or ``check(diffs)`` when given)."""
-    parts, diffs = [], {}
+    """Verdict: ``method`` − ``baseline`` of the final ``key`` (times ``sign``) is above zero on both
+    environments (``judge``, paired over runs, combined), or ``check(diffs)`` when given."""
+    parts, diffs, judged = [], {}, []
     for env, trajs in res.items():
         d, se = _paired(trajs[method][key][-1], trajs[baseline][key][-1])
         diffs[env] = (d, se)
+        judged.append(judge(sign * (trajs[method][key][-1] - trajs[baseline][key][-1]),
+                            what=f"{env}: {'' if sign > 0 else '−'}(final {key}, {method} − {baseline})"))  # fmt: skip
         h = {k: float(t["entropy"][-1].mean()) for k, t in trajs.items()}
         sc = {k: float(t["success"][-1].mean()) for k, t in trajs.items()}
         h0 = float(trajs[baseline]["entropy"][0].mean())
@@ -157,7 +158,7 @@ def _versus_row(
             + "; success "
             + ", ".join(f"{k} {v:.3f}" for k, v in sc.items())
         )
-    ok = check(diffs) if check else all(sign * d > 3 * se for d, se in diffs.values())
+    verdict = check(diffs, judged) if check else combine(judged)
     worst_env = min(diffs, key=lambda e: sign * diffs[e][0])
     worst = sign * diffs[worst_env][0]
     return Row(
@@ -170,10 +171,14 @@ def _versus_row(
             f"steps, η={CLIP_LR:g}, G=8, 100 steps, 16 runs, paired seeds"
         ),
         n=16,
-        measured="; ".join(parts) + (f". {note}" if note else ""),
+        measured="; ".join(parts)
+        + (f". {note}" if note else "")
+        + ". "
+        + "; ".join(j.text() for j in judged),
         worst=worst,
         tolerance=0.0,
-        verdict=HOLDS if ok else FAILS,
+        verdict=verdict,
+        tests=[j.as_dict() for j in judged],
         must_hold=False,
         details={env: {"diff": d, "se": se} for env, (d, se) in diffs.items()},
         spread=diffs[worst_env][1],

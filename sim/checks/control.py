@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.verdict import FAILS, HOLDS, Row
+from common.verdict import TRACK_FRAC, Row, combine, judge
 from sim.checks._base import (
     Context,
     _seed,
@@ -25,7 +25,7 @@ def check_pi_tracking(rng, ctx: Context) -> list[Row]:
         "adaptive Δ=0.01": ("adaptive_entropy", {"target": target, "delta": 0.01, "c_max": 1.0}),
         "adaptive Δ=0.05": ("adaptive_entropy", {"target": target, "delta": 0.05, "c_max": 1.0}),
     }
-    res = {}
+    res, per_run = {}, {}
     for label, (name, hp) in cases.items():
         cfg = _tree_cfg(
             se_env,
@@ -37,6 +37,7 @@ def check_pi_tracking(rng, ctx: Context) -> list[Row]:
         )
         t = ctx.trajectory(cfg)
         last = t["entropy"][steps // 2 :]  # (steps/2, runs)
+        per_run[label] = {"error": (last - target).mean(0), "swing": last.std(0)}
         res[label] = {
             "mean_error": float((last - target).mean()),
             "abs_error": float(np.abs(last - target).mean()),
@@ -48,7 +49,7 @@ def check_pi_tracking(rng, ctx: Context) -> list[Row]:
         "abs_error": float(np.abs(base["entropy"][steps // 2 :] - target).mean()),
         "swing": float(base["entropy"][steps // 2 :].std(0).mean()),
     }
-    pi, p, a1, a5 = res["PI"], res["P-only"], res["adaptive Δ=0.01"], res["adaptive Δ=0.05"]
+    pi, a1, a5 = res["PI"], res["adaptive Δ=0.01"], res["adaptive Δ=0.05"]
     setting = (
         f"TokenTree, ppo 4 epochs/rollout, η=1, target {target} nats, {steps} rollouts, 8 runs; pi_control on "
         "the entropy-bonus coefficient (range [0, 1]) vs adaptive_entropy on the same coefficient; last half"
@@ -57,7 +58,14 @@ def check_pi_tracking(rng, ctx: Context) -> list[Row]:
         f"{k}: mean error {v['mean_error']:+.4f}, |error| {v['abs_error']:.4f}, swing {v['swing']:.4f}"
         for k, v in res.items()
     )
-    offset_ok = abs(pi["mean_error"]) < 0.5 * abs(p["mean_error"]) and abs(pi["mean_error"]) < 0.01
+    m8a = [
+        judge(per_run["PI"]["error"], kind="equivalent", margin=TRACK_FRAC * target, unit="nats",
+              what=f"PI: entropy − target (holds: within {TRACK_FRAC:.0%} of it)"),
+        judge(np.abs(per_run["P-only"]["error"]) - np.abs(per_run["PI"]["error"]), unit="nats",
+              what="|P-only's offset| − |PI's|"),
+    ]  # fmt: skip
+    m8b = judge(per_run["adaptive Δ=0.05"]["swing"] - per_run["adaptive Δ=0.01"]["swing"], unit="nats",
+                what="swing, Δ = 0.05 − Δ = 0.01")  # fmt: skip
     swing_grows = a5["swing"] > a1["swing"]
     return [
         Row(
@@ -66,12 +74,13 @@ def check_pi_tracking(rng, ctx: Context) -> list[Row]:
             source="EntroPIC (arXiv 2511.15248) §3 (theory: PI needed off-policy); docs/theory.md §3",
             setting=setting,
             n=8,
-            measured=text,
+            measured=text + ". " + "; ".join(j.text() for j in m8a),
             worst=abs(pi["mean_error"]),
-            tolerance=0.01,
-            verdict=HOLDS if offset_ok else FAILS,
+            tolerance=TRACK_FRAC * target,
+            verdict=combine(m8a),
             must_hold=False,
             details=res,
+            tests=[j.as_dict() for j in m8a],
         ),
         Row(
             id="M8b",
@@ -89,12 +98,15 @@ def check_pi_tracking(rng, ctx: Context) -> list[Row]:
                     else ". The small step is too slow to follow the drift (a long, wide cycle); the larger "
                     "step tracks as well as PI here"
                 )
+                + ". "
+                + m8b.text()
             ),
             worst=a5["swing"] - a1["swing"],
             tolerance=0.0,
-            verdict=HOLDS if swing_grows else FAILS,
+            verdict=m8b.verdict,
             must_hold=False,
             details=res,
+            tests=[m8b.as_dict()],
         ),
     ]
 
@@ -130,7 +142,8 @@ def check_entropic_lever(rng, ctx: Context) -> Row:
     err = float((run["entropy"][steps // 2 :] - target).mean())
     err0 = float((base["entropy"][steps // 2 :] - target).mean())
     authority = (dh["alpha=-1"] - dh["alpha=+1"]) / 2
-    ok = abs(err) < 0.5 * abs(err0)
+    hold = judge((run["entropy"][steps // 2 :] - target).mean(0), kind="equivalent", margin=TRACK_FRAC * target,
+                 unit="nats", test="t", what=f"EntroPIC: entropy − target (holds: within {TRACK_FRAC:.0%} of it)")  # fmt: skip
     return Row(
         id="M9",
         claim="EntroPIC (PI on the weight of π > 0.95 tokens) holds a target entropy off-policy",
@@ -142,11 +155,12 @@ def check_entropic_lever(rng, ctx: Context) -> Row:
             f"{dh['alpha=+1']:.2e} (authority ±{authority:.1e} per step, {abs(authority / dh['alpha=0']):.0%} of "
             f"GRPO's own ΔH); mean error in the last half: EntroPIC {err:+.4f}, GRPO {err0:+.4f}. The lever acts "
             "through ∂log π/∂z = e_a − π, which vanishes as π_a → 1: tabular SGD on logits gives it little "
-            "authority where entropy is lost (the fork states)"
+            "authority where entropy is lost (the fork states). " + hold.text()
         ),
         worst=abs(err),
-        tolerance=0.5 * abs(err0),
-        verdict=HOLDS if ok else FAILS,
+        tolerance=TRACK_FRAC * target,
+        verdict=hold.verdict,
+        tests=[hold.as_dict()],
         must_hold=False,
         details={"dH_per_step": dh, "authority": authority, "error": err, "error_grpo": err0},
     )

@@ -6,7 +6,16 @@ import math
 
 import numpy as np
 
-from common.verdict import FAILS, HOLDS, Row
+from common.verdict import (
+    INERT_FRAC,
+    NEAR_BASE_FRAC,
+    PASS_MARGIN,
+    Row,
+    combine,
+    judge,
+    sweep,
+    sweep_verdict,
+)
 from sim.checks._base import (
     CLIP_LR,
     Context,
@@ -16,7 +25,6 @@ from sim.checks._base import (
     _seed,
     _tree_cfg,
     check,
-    monotone,
 )
 from sim.run import SimConfig
 from sim.studies import CLIP_SWEEPS
@@ -32,7 +40,7 @@ LARGE_K = 16
 def check_psr_nsr(rng, ctx: Context) -> list[Row]:
     kw = {"n_prompts": 16, "n_arms": 32, "correct_frac": 0.1, "difficulty": "beta", "seed": _seed(rng)}
     seed = _seed(rng)
-    out, ends = {}, {}
+    out, ends, starts = {}, {}, {}
     for name, hp in (("grpo", {}), ("psr", {}), ("nsr", {}), ("w_reinforce", {"lam": 0.1})):
         cfg = SimConfig(
             env="bandit", env_kwargs=kw, update="grpo", controllers=(name,), hyperparameters={name: hp} if hp else {},
@@ -40,6 +48,7 @@ def check_psr_nsr(rng, ctx: Context) -> list[Row]:
         )  # fmt: skip
         t = ctx.trajectory(cfg, keys=("entropy", "success", *(f"pass@{k}" for k in PASS_KS)))
         ends[name] = {"H": t["entropy"][-1], **{k: t[f"pass@{k}"][-1] for k in PASS_KS}}
+        starts[name] = {"H": t["entropy"][0], **{k: t[f"pass@{k}"][0] for k in PASS_KS}}
         out[name] = {
             "H0": float(t["entropy"][0].mean()),
             "H_end": float(t["entropy"][-1].mean()),
@@ -54,6 +63,16 @@ def check_psr_nsr(rng, ctx: Context) -> list[Row]:
     wk = {k: _paired(ends["w_reinforce"][k], psr[k]) for k in PASS_KS}
     large = [k for k in PASS_KS if k >= LARGE_K]  # pass@256 alone saturates near 1 on this bandit
     dl, sel = _paired(np.mean([nsr[k] for k in large], 0), np.mean([psr[k] for k in large], 0))
+    h0 = starts["nsr"]["H"]
+    m5a = [
+        judge(nsr["H"] - psr["H"], what="final H, NSR − PSR", unit="nats"),
+        judge(nsr["H"] - h0, kind="equivalent", margin=NEAR_BASE_FRAC * float(h0.mean()), unit="nats",
+              what=f"NSR's final H − the start's (near: within {NEAR_BASE_FRAC:.0%})"),
+        *(judge(nsr[k] - starts["nsr"][k], bar=-PASS_MARGIN, null=-PASS_MARGIN,
+                what=f"NSR's pass@{k} − the start's (keeps: above −{PASS_MARGIN:g})") for k in (1, PASS_KS[-1])),
+    ]  # fmt: skip
+    m5b = judge(np.mean([nsr[k] for k in large], 0) - np.mean([psr[k] for k in large], 0),
+                what=f"pass@k at k ≥ {LARGE_K}, NSR − PSR")  # fmt: skip
     setting = (
         "bandit 16 prompts × 32 arms, 10% correct (Beta difficulty), sampled, G=8, η=2, 200 steps, 32 runs, "
         "paired seeds"
@@ -69,21 +88,24 @@ def check_psr_nsr(rng, ctx: Context) -> list[Row]:
     return [
         Row(
             id="M5a",
-            claim="NSR preserves entropy; PSR collapses it: NSR ends with more entropy than PSR (Zhu et al.)",
+            claim="NSR keeps entropy near its start while PSR collapses it, and NSR keeps or improves pass@k over the "
+            "whole spectrum (Zhu et al.)",
             source=src,
             setting=setting,
             n=32,
             measured=(
                 "H start → end: "
                 + "; ".join(f"{k} {v['H0']:.3f}→{v['H_end']:.3f}" for k, v in out.items())
-                + f". NSR − PSR final entropy {gap:+.4f} ± {se:.4f} (paired): {tab_note}"
+                + f": {tab_note}. "
+                + "; ".join(j.text() for j in m5a)
             ),
             worst=gap,
-            tolerance=3 * se,
-            verdict=HOLDS if gap > 3 * se else FAILS,
+            tolerance=0.0,
+            verdict=combine(m5a),
             must_hold=False,
             details=details,
             spread=se,
+            tests=[j.as_dict() for j in m5a],
         ),
         Row(
             id="M5b",
@@ -100,14 +122,16 @@ def check_psr_nsr(rng, ctx: Context) -> list[Row]:
                 + ". NSR − PSR by k: "
                 + _fmt([dk[k][0] for k in PASS_KS], "{:+.4f}")
                 + f" (± up to {max(v[1] for v in dk.values()):.4f}); mean over k ≥ {LARGE_K} {dl:+.4f} ± {sel:.4f} "
-                f"(paired); W-REINFORCE − PSR at k=1 {wk[1][0]:+.4f} ± {wk[1][1]:.4f}, at k=256 {wk[256][0]:+.4f}"
+                f"(paired); W-REINFORCE − PSR at k=1 {wk[1][0]:+.4f} ± {wk[1][1]:.4f}, at k=256 {wk[256][0]:+.4f}. "
+                + m5b.text()
             ),
             worst=dl,
-            tolerance=3 * sel,
-            verdict=HOLDS if dl > 3 * sel else FAILS,
+            tolerance=0.0,
+            verdict=m5b.verdict,
             must_hold=False,
             details=details,
             spread=sel,
+            tests=[m5b.as_dict()],
         ),
     ]
 
@@ -116,11 +140,11 @@ def check_psr_nsr(rng, ctx: Context) -> list[Row]:
 def check_clip_family(rng, ctx: Context) -> list[Row]:
     se_env, seed = _seed(rng), _seed(rng)
     res, verdicts = {}, {}
-    for sweep in CLIP_SWEEPS:  # the spec figure 10 draws too
-        label, values = sweep.label, sweep.values
+    for spec in CLIP_SWEEPS:  # the spec figure 10 draws too
+        label, values = spec.label, spec.values
         hs, ses, succ, ends = [], [], [], []
         for v in values:
-            t = ctx.trajectory(sweep.config(v, se_env, seed))
+            t = ctx.trajectory(spec.config(v, se_env, seed))
             ends.append(t["entropy"][-1])
             hs.append(float(t["entropy"][-1].mean()))
             ses.append(_se(t["entropy"][-1]))
@@ -130,7 +154,7 @@ def check_clip_family(rng, ctx: Context) -> list[Row]:
             "values": list(values), "H_end": hs, "se": ses, "success_end": succ,
             "gain": float(d.mean()), "gain_se": _se(d),
         }  # fmt: skip
-        verdicts[label] = monotone(ends)
+        verdicts[label] = sweep(ends, [f"{v:g}" for v in values], what=f"final H, {label}", unit="nats")
     setting = (
         f"TokenTree 8 prompts, V=4, T=4; ppo 4 epochs/rollout, η={CLIP_LR:g}, 60 rollouts, 16 runs (paired "
         "seeds); entropy at the end; KL-Cov without a PPO clip, as in the paper"
@@ -151,13 +175,14 @@ def check_clip_family(rng, ctx: Context) -> list[Row]:
                 setting=setting,
                 n=16,
                 measured=(
-                    f"{label} {_fmt(v['values'], '{:g}')}: H {_fmt(v['H_end'])}, last − first {v['gain']:+.4f} ± "
-                    f"{v['gain_se']:.4f} (paired); success {_fmt(v['success_end'])}"
+                    f"{label} {_fmt(v['values'], '{:g}')}: H {_fmt(v['H_end'])}; success {_fmt(v['success_end'])}. "
+                    + "; ".join(j.text() for j in verdicts[label])
                 ),
                 worst=v["gain"],
-                tolerance=3 * v["gain_se"],
+                tolerance=0.0,
                 spread=v["gain_se"],
-                verdict=HOLDS if verdicts[label] else FAILS,
+                verdict=sweep_verdict(verdicts[label]),
+                tests=[j.as_dict() for j in verdicts[label]],
                 must_hold=False,
                 details=v,
             )
@@ -184,11 +209,14 @@ def check_entropy_bonus(rng, ctx: Context) -> Row:
         ends.append(t["entropy"][-1])
         hs.append(float(t["entropy"][-1].mean()))
         ses.append(_se(t["entropy"][-1]))
-    small_same = all(
-        abs(h - hs[0]) <= 3 * math.hypot(s, ses[0]) + 1e-3 for h, s in zip(hs[1:3], ses[1:3], strict=True)
-    )
-    grows = [c for c, h in zip(coefs, hs, strict=True) if h > 1.1 * hs[0]]  # 10% above no bonus
-    ok = small_same and monotone(ends) and bool(grows)
+    margin = INERT_FRAC * hs[0]
+    parts = [
+        *(judge(e - ends[0], kind="equivalent", margin=margin, unit="nats",
+                what=f"coef {c:g} − none (nothing: within {INERT_FRAC:.0%} of none's H)")
+          for c, e in zip(coefs[1:3], ends[1:3], strict=True)),
+        judge(ends[-1] - ends[0], bar=margin, unit="nats", what=f"coef {coefs[-1]:g} − none (grows: by more than {INERT_FRAC:.0%})"),
+    ]  # fmt: skip
+    grows = [c for c, h in zip(coefs, hs, strict=True) if h > (1 + INERT_FRAC) * hs[0]]
     top, top_se = _paired(ends[-1], ends[0])
     return Row(
         id="M7",
@@ -200,11 +228,12 @@ def check_entropy_bonus(rng, ctx: Context) -> Row:
             f"H start {h0:.3f}; end by coef {_fmt(coefs, '{:g}')}: {_fmt(hs)} (±{max(ses):.3f}); entropy ends "
             f"> 10% above the no-bonus run from coef {min(grows) if grows else 'none (never)'}: the threshold "
             "is set by the scale of the advantage term, so the paper's 1e-2 (LLM, Adam) is no number to carry over"
-            f"; coef {coefs[-1]:g} − none {top:+.3f} ± {top_se:.3f} (paired)"
+            ". " + "; ".join(j.text() for j in parts)
         ),
         worst=top,
-        tolerance=0.0,
-        verdict=HOLDS if ok else FAILS,
+        tolerance=margin,
+        verdict=combine(parts),
+        tests=[j.as_dict() for j in parts],
         must_hold=False,
         details={
             "coefs": coefs,

@@ -7,7 +7,18 @@ import math
 import numpy as np
 
 import theory
-from common.verdict import APPROX, FAILS, HOLDS, Row
+from common.verdict import (
+    CEILING_MARGIN,
+    FAILS,
+    HOLDS,
+    LAW_TOL,
+    Row,
+    combine,
+    judge,
+    law_word,
+    sweep,
+    sweep_verdict,
+)
 from sim.checks._base import (
     Context,
     _paired,
@@ -38,10 +49,8 @@ def check_epochs(rng, ctx: Context) -> Row:
         ends.append(t["entropy"][-1])
         res[e] = (float(t["entropy"][-1].mean()), _se(t["entropy"][-1]), float(t["success"][-1].mean()))
         h0 = float(t["entropy"][0].mean())
-    hs = [v[0] for v in res.values()]
-    ses = [v[1] for v in res.values()]
     drop, drop_se = _paired(ends[0], ends[-1])  # 1 epoch − 8 epochs: > 0 when more epochs collapse faster
-    ok = all(b < a - 2 * math.hypot(sa, sb) for a, b, sa, sb in zip(hs, hs[1:], ses, ses[1:], strict=False))
+    parts = sweep([-e for e in ends], [f"{e} epochs" for e in res], what="collapse (−final H),", unit="nats")
     return Row(
         id="M10",
         claim="More off-policy epochs per rollout collapse entropy faster",
@@ -50,10 +59,12 @@ def check_epochs(rng, ctx: Context) -> Row:
         n=32,
         measured=f"entropy from {h0:.3f} to, after 60 rollouts (success): "
         + "; ".join(f"{e} epochs {h:.3f}±{s:.3f} ({r:.3f})" for e, (h, s, r) in res.items())
-        + f"; 1 − 8 epochs {drop:+.3f} ± {drop_se:.3f} (paired)",
+        + ". "
+        + "; ".join(j.text() for j in parts),
         worst=drop,
         tolerance=0.0,
-        verdict=HOLDS if ok else FAILS,
+        verdict=sweep_verdict(parts),
+        tests=[j.as_dict() for j in parts],
         must_hold=False,
         details={str(k): v for k, v in res.items()},
         spread=drop_se,
@@ -70,7 +81,7 @@ LAW_LR = 10.0  # entropy must collapse within the run for the law to be tested
 def check_law(rng, ctx: Context) -> list[Row]:
     kw = {"n_prompts": 32, "n_arms": 16, "correct_frac": 0.2, "difficulty": "beta", "seed": _seed(rng)}
     seed = _seed(rng)
-    res, ses = {}, {}
+    res, ses, per = {}, {}, {}
     for name in ("grpo", "rloo", "dr_grpo"):
         cfg = SimConfig(
             env="bandit", env_kwargs=kw, update="grpo", controllers=(name,), runs=16, steps=300, lr=LAW_LR,
@@ -86,6 +97,7 @@ def check_law(rng, ctx: Context) -> list[Row]:
             final_err = abs(float(theory.entropy_law_predict(H[-1:], pred.a, pred.b)[0]) - float(R[-1]))
             fits.append((a, b, b - a, rmse, pred.rmse_pred, final_err))
         fa = np.asarray(fits)
+        per[name] = fa
         f = np.median(fa, axis=0)
         ses[name] = {"rmse": _se(fa[:, 3]), "rmse_pred_15": _se(fa[:, 4]), "ceiling": _se(fa[:, 2])}
         res[name] = {
@@ -110,10 +122,22 @@ def check_law(rng, ctx: Context) -> list[Row]:
         f"{k}: H {v['H'][0]:.2f}→{v['H'][1]:.2f}, R {v['R'][0]:.2f}→{v['R'][1]:.2f}" for k, v in res.items()
     )
 
+    fit = [
+        judge(fa[:, 3], kind="less", bar=LAW_TOL, null=LAW_TOL, test="t", what=f"{k}: fit RMSE")
+        for k, fa in per.items()
+    ]
+    pred = [judge(fa[:, 4], kind="less", bar=LAW_TOL, null=LAW_TOL, test="t", what=f"{k}: prediction RMSE")
+            for k, fa in per.items()]  # fmt: skip
+    ceil = [judge(per[k][:, 2] - per["grpo"][:, 2], kind="equivalent", margin=CEILING_MARGIN,
+                  what=f"ceiling b − a, {k} − grpo") for k in ("rloo", "dr_grpo")]  # fmt: skip
+    parts = {"M11a": fit, "M11b": pred, "M11c": ceil}
+
     def row(rid, claim, measured, worst, tol, se):
+        judged = parts[rid]
         return Row(
-            id=rid, claim=claim, source=src, setting=setting, n=48, measured=measured, worst=worst,
-            tolerance=tol, verdict=APPROX if worst <= tol else FAILS, must_hold=False, details=res, spread=se,
+            id=rid, claim=claim, source=src, setting=setting, n=16, measured=measured + ". "
+            + "; ".join(j.text() for j in judged), worst=worst, tolerance=tol, verdict=law_word(combine(judged)),
+            must_hold=False, details=res, spread=se, tests=[j.as_dict() for j in judged],
         )  # fmt: skip
 
     return [
@@ -123,7 +147,7 @@ def check_law(rng, ctx: Context) -> list[Row]:
             "; ".join(f"{k}: a={v['a']:.3f} b={v['b']:.3f} RMSE {v['rmse']:.3f}" for k, v in res.items())
             + f" ({path})",
             worst_fit,
-            0.03,
+            LAW_TOL,
             ses[k_fit]["rmse"],
         ),
         row(
@@ -134,7 +158,7 @@ def check_law(rng, ctx: Context) -> list[Row]:
                 for k, v in res.items()
             ),
             worst_pred,
-            0.03,
+            LAW_TOL,
             ses[k_pred]["rmse_pred_15"],
         ),
         row(
@@ -145,7 +169,7 @@ def check_law(rng, ctx: Context) -> list[Row]:
             + f" (spread {spread:.3f}); a: "
             + ", ".join(f"{k} {v['a']:.3f}" for k, v in res.items()),
             spread,
-            0.02,
+            CEILING_MARGIN,
             math.hypot(ses[k_hi]["ceiling"], ses[k_lo]["ceiling"]),
         ),
     ]

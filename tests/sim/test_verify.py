@@ -63,7 +63,7 @@ def test_verify_bad_input(argv, needle, capsys):
     assert needle in err and len(err.strip().splitlines()) == 1
 
 
-def test_versus_rows_need_a_paired_gain_beyond_three_se_on_both_environments():
+def test_versus_rows_hold_on_a_paired_gain_on_both_environments_and_fail_on_a_loss():
     rng = np.random.default_rng(0)
 
     def traj(level, noise):
@@ -74,9 +74,11 @@ def test_versus_rows_need_a_paired_gain_beyond_three_se_on_both_environments():
     up = {"bandit": {"m": traj(1.5, 0.01), "b": base}, "token_tree": {"m": traj(1.2, 0.01), "b": base}}
     row = _base._versus_row("X", "c", "s", up, "m", "b", "entropy")
     assert row.verdict == "holds" and row.worst == pytest.approx(0.2, abs=0.02)
-    one_flat = {"bandit": up["bandit"], "token_tree": {"m": traj(1.0, 0.01), "b": base}}
-    assert _base._versus_row("X", "c", "s", one_flat, "m", "b", "entropy").verdict == "fails"
-    assert _base._versus_row("X", "c", "s", up, "m", "b", "entropy", sign=-1).verdict == "fails"
+    # no effect on one environment: the comparison there is undecided, and so is the claim
+    flat = {"bandit": up["bandit"], "token_tree": {"m": traj(1.0, 0.0) | {"entropy": base["entropy"] + 0.01 * (-1.0) ** np.arange(16)}, "b": base}}  # fmt: skip
+    assert _base._versus_row("X", "c", "s", flat, "m", "b", "entropy").verdict == "inconclusive"
+    down = _base._versus_row("X", "c", "s", up, "m", "b", "entropy", sign=-1)
+    assert down.verdict == "fails" and [t["verdict"] for t in down.tests] == ["fails", "fails"]
     assert {"M13", "M14", "M15", "M16", "M17", "M18", "M19", "M20"} <= set(verify.CHECKS)
 
 
