@@ -51,6 +51,7 @@ from common.verdict import (
     PASS_MARGIN,
     QUICK_MARK,
     TRACK_FRAC,
+    UNTESTABLE,
     Row,
     combine,
     format_table,
@@ -1033,6 +1034,77 @@ def rejudge_table(table: dict) -> dict:
     return out
 
 
+# -- README tables: generated from the committed JSON (a test keeps README equal to them) ------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = {"tiny": ROOT / "docs" / "claims" / "llm_verify_tiny.json",
+          "smollm2": ROOT / "docs" / "claims" / "llm_verify_smollm2.json"}  # fmt: skip
+MATRIX_CSV = ROOT / "docs" / "figures" / "fig17_claims_matrix.csv"
+REGIME_NAMES = {"tiny": "tiny LM", "smollm2": "SmolLM2"}
+
+
+def _tabular_verdicts() -> dict[str, str]:
+    """Figure 17's calibrated tabular verdict of each claim (the simulator's), from its committed CSV."""
+    import csv
+
+    if not MATRIX_CSV.is_file():
+        return {}
+    with MATRIX_CSV.open() as fh:
+        return {r["claim_id"]: r["verdict"] for r in csv.DictReader(fh)
+                if r["eta"] == "calibrated" and r["policy"] == "tabular" and r["verdict"] != "n/a"}  # fmt: skip
+
+
+def _ours(row: dict) -> str:
+    """A row's evidence in one cell: each comparison the verdict rests on, with its interval."""
+    parts = []
+    for t in row.get("tests", []):
+        if t.get("stress"):
+            continue
+        if t["verdict"] == UNTESTABLE:
+            parts.append(f"{t['what']}: untestable ({t['reason']})")
+            continue
+        u = f" {t['unit']}" if t.get("unit") else ""
+        lo, hi = (t[k] if isinstance(t[k], int | float) else math.nan for k in ("lo", "hi"))
+        txt = f"{t['what']} {t['estimate']:+.3g}{u} [{lo:+.3g}, {hi:+.3g}]: {t['verdict']}"
+        if t["verdict"] == INCONCLUSIVE and t.get("seeds_needed"):
+            txt += f" (≈{t['seeds_needed']} seeds would decide)"
+        parts.append(txt)
+    return "; ".join(parts) or row["measured"]
+
+
+def readme_table(tier: str) -> str:
+    """The README's table of ``tier``: claim, the paper's number, the verdict in each regime up to this tier
+    (figure 17's tabular one first), and our comparisons with their 90% intervals."""
+    tab = _tabular_verdicts()
+    order = list(TABLES)[: list(TABLES).index(tier) + 1]
+    tables = {t: json.loads(TABLES[t].read_text()) for t in order if TABLES[t].is_file()}
+    rows = {t: {r["id"]: r for r in tables[t]["rows"]} for t in tables}
+    cols = ["tabular", *(REGIME_NAMES[t] for t in tables)]
+    head = f"| id | claim | paper | {' | '.join(cols)} | ours on the {REGIME_NAMES[tier]} (90% interval) |"
+    lines = [head, "|" + " --- |" * (len(cols) + 4)]
+    for rid, r in rows[tier].items():
+        vs = [tab.get(rid, "—")] + [rows[t].get(rid, {}).get("verdict", "—") for t in tables]
+        vs[-1] = f"**{vs[-1]}**"
+        cell = _ours(r).replace("|", "/")
+        lines.append(f"| {rid} | {r['claim']} | {r.get('paper') or '—'} | {' | '.join(vs)} | {cell} |")
+    return "\n".join(lines)
+
+
+def write_readme(path: Path) -> bool:
+    """Rewrite every generated table of ``path`` between its markers (``<!-- llm-claims:TIER -->`` and
+    ``<!-- /llm-claims:TIER -->``); True if the file changed."""
+    text = path.read_text()
+    new = text
+    for tier in TABLES:
+        start, end = f"<!-- llm-claims:{tier} -->", f"<!-- /llm-claims:{tier} -->"
+        if start in new and end in new:
+            a, b = new.index(start) + len(start), new.index(end)
+            new = new[:a] + "\n" + readme_table(tier) + "\n" + new[b:]
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
 def _fail(flag: str, msg: str) -> int:
     print(f"error: {flag}: {msg}", file=sys.stderr)
     return 2
@@ -1060,8 +1132,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default="runs/llm_verify", metavar="DIR",
                    help="finished cells are kept here and reused by a rerun with the same settings and code; "
                    "an interrupted cell resumes from its checkpoint (default runs/llm_verify)")  # fmt: skip
+    p.add_argument("--readme", metavar="PATH",
+                   help="rewrite the generated claim tables of this markdown file (README.md) from the committed "
+                   "tables in docs/claims/, and do nothing else")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
+    if args.readme is not None:
+        if not Path(args.readme).is_file():
+            return _fail("--readme", f"got {args.readme}, which is not a file; allowed: a markdown file")
+        print(f"{args.readme}: {'rewritten' if write_readme(Path(args.readme)) else 'already current'}")
+        return 0
     if args.only and set(args.only) - set(CLAIMS):
         return _fail(
             "--only", f"unknown claim ids {sorted(set(args.only) - set(CLAIMS))}; allowed: {' '.join(CLAIMS)}"

@@ -48,6 +48,26 @@ def test_fork_bonus_share_mode_and_absolute_threshold():
     torch.testing.assert_close(got, torch.tensor([1.0 + 0.6 * 2 / 3, 1.0, 0.0], dtype=torch.float64))
 
 
+@given(batch=batches(max_b=8, max_t=5, n_groups=3), frac=st.sampled_from([0.2, 0.5, 1.0]))
+def test_fork_bonus_frac_groups_split_counts_groups_whose_correct_responses_differ(batch, frac):
+    """Brute force: of the groups with a correct response, the share whose correct responses' bonuses are
+    not all equal; and when that share is 0, GRPO's advantages with the bonus equal those without it."""
+    c = C.get("fork_bonus", frac=frac)
+    add, correct = c.shaping(batch)
+    groups = {}
+    for i in range(batch.logp.shape[0]):
+        if bool(correct[i]):
+            groups.setdefault(int(batch.group[i]), set()).add(round(float(add[i]), 12))
+    want = sum(len(v) > 1 for v in groups.values()) / len(groups) if groups else 0.0
+    got = c.terms(batch, c.init()).metrics["frac_groups_split"]
+    assert got == pytest.approx(want)
+    if got == 0.0 and all(len(v) == 1 for v in groups.values()):
+        wrong = ~correct.bool()
+        if not bool(wrong.any()) or float(add[wrong].abs().max()) == 0.0:
+            shaped = C.Pipeline([c, C.get("grpo")]).advantages(batch)
+            torch.testing.assert_close(shaped, _grpo_adv(batch), rtol=0, atol=1e-6)
+
+
 @given(batch=batches(max_b=8, max_t=4))
 def test_fork_bonus_zero_is_grpo(batch):
     lp1, _ = C.policy_loss(batch, [C.get("fork_bonus", bonus=0.0), C.get("grpo")])

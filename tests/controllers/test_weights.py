@@ -42,6 +42,27 @@ def test_clip_cov_detaches_at_most_ceil_frac_n_and_only_candidates(batch, frac, 
     assert sel.sum() == min(math.ceil(frac * n - 1e-9 * max(1.0, frac * n)), int(cand.sum()))
 
 
+@given(batches(max_b=10, max_t=8, off_policy=True), st.floats(0.5, 20.0), st.floats(0.5, 20.0), st.integers(0, 100))
+def test_clip_cov_batch_mean_bounds_are_multiples_of_the_mean_cov(batch, lb, width, seed):
+    """bounds="batch_mean": the candidates are exactly those of the absolute bounds lb·m, ub·m, m the batch's
+    mean Cov (none when m ≤ 0); and scaling the advantages by c > 0 leaves them unchanged (the absolute
+    bounds do not have this invariance)."""
+    b = _adv(batch, seed)
+    ub = lb + width
+    rel = C.get("clip_cov", frac=1.0, lb=lb, ub=ub, bounds="batch_mean")
+    cov, m = _valid_cov(b)
+    mean = float(cov[m].mean()) if m.any() else 0.0
+    want = m & (cov > lb * mean) & (cov < ub * mean) & (mean > 0)
+    assert (rel.candidates(b).numpy() == want).all()
+    scaled = b.replace(adv=7.5 * b.adv)
+    assert (rel.candidates(scaled).numpy() == rel.candidates(b).numpy()).all()
+
+
+def test_clip_cov_rejects_unknown_bounds():
+    with pytest.raises(ValueError, match=r"clip_cov.bounds: got 'relative'; allowed: 'absolute', 'batch_mean'"):
+        C.get("clip_cov", bounds="relative")
+
+
 @given(batches(max_b=10, max_t=8, off_policy=True), st.integers(0, 100))
 def test_clip_cov_excludes_ppo_clipped_tokens_of_the_pipeline(batch, seed):
     b = _adv(batch, seed)
