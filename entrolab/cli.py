@@ -17,6 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("figures.__main__", "reproduce the figures (python -m figures)"),
     "plot": ("figures.runs", "pictures of trainer and simulator runs, overlaid (python -m figures.runs)"),
     "bench": ("bench.__main__", "benchmarks (python -m bench)"),
+    "readme": (
+        "entrolab.readme",
+        "regenerate README's result tables from the committed data (python -m entrolab.readme)",
+    ),
 }
 
 

@@ -5,7 +5,11 @@ Every claim compares arms: pipelines or trainer settings (``ARMS``). Each arm tr
 start (one supervised warm start per seed, cached, shared by every arm of that seed) and draws the same
 prompts and sampling streams, because the trainer derives both from (seed, step, rank): the arms of one
 seed are paired, and a claim's verdict uses the per-seed differences, as ``sim verify`` does
-(``common.verdict``: holds when the paired difference exceeds 3 standard errors, and so on per claim).
+(``common.verdict.judge``, docs/verdicts.md: holds, fails or inconclusive on the 90% t interval against the
+claim's own bar, never decided below 5 seeds; "untestable here" where a guard finds the setup cannot tell
+the arms apart). Each row tests the claim as its paper states it, with the paper's settings (scaled by a
+stated rule where the model differs) and the paper's number beside ours; our stress settings are reported
+as extra comparisons marked "stress", outside the verdict.
 
 Entropy and pass@k are measured the same way in every arm: on the held-out prompts, from the policy's own
 samples at the training temperature (``eval/entropy``: token-mean nats; ``eval/pass@k``: the unbiased
@@ -20,6 +24,8 @@ two-digit addition in its chat template). ``--quick`` shrinks the tiny tier to s
 Every finished (arm, seed) run is a cell, cached under ``--cache`` with a key of its settings and the
 trainer's code (``cell_key``); a rerun reuses finished cells, and an interrupted cell resumes from its last
 checkpoint (``llm.train``'s own resume), so an interrupted study loses at most one checkpoint interval.
+``--series`` writes the compact per-seed data every verdict read (docs/claims/llm_series_<tier>.json.gz);
+``--rejudge`` judges every claim again from it, without training.
 """
 
 from __future__ import annotations
@@ -51,7 +57,6 @@ from common.verdict import (
     PASS_MARGIN,
     QUICK_MARK,
     TRACK_FRAC,
-    UNTESTABLE,
     Row,
     combine,
     format_table,
@@ -1034,77 +1039,6 @@ def rejudge_table(table: dict) -> dict:
     return out
 
 
-# -- README tables: generated from the committed JSON (a test keeps README equal to them) ------------------------
-
-ROOT = Path(__file__).resolve().parent.parent
-TABLES = {"tiny": ROOT / "docs" / "claims" / "llm_verify_tiny.json",
-          "smollm2": ROOT / "docs" / "claims" / "llm_verify_smollm2.json"}  # fmt: skip
-MATRIX_CSV = ROOT / "docs" / "figures" / "fig17_claims_matrix.csv"
-REGIME_NAMES = {"tiny": "tiny LM", "smollm2": "SmolLM2"}
-
-
-def _tabular_verdicts() -> dict[str, str]:
-    """Figure 17's calibrated tabular verdict of each claim (the simulator's), from its committed CSV."""
-    import csv
-
-    if not MATRIX_CSV.is_file():
-        return {}
-    with MATRIX_CSV.open() as fh:
-        return {r["claim_id"]: r["verdict"] for r in csv.DictReader(fh)
-                if r["eta"] == "calibrated" and r["policy"] == "tabular" and r["verdict"] != "n/a"}  # fmt: skip
-
-
-def _ours(row: dict) -> str:
-    """A row's evidence in one cell: each comparison the verdict rests on, with its interval."""
-    parts = []
-    for t in row.get("tests", []):
-        if t.get("stress"):
-            continue
-        if t["verdict"] == UNTESTABLE:
-            parts.append(f"{t['what']}: untestable ({t['reason']})")
-            continue
-        u = f" {t['unit']}" if t.get("unit") else ""
-        lo, hi = (t[k] if isinstance(t[k], int | float) else math.nan for k in ("lo", "hi"))
-        txt = f"{t['what']} {t['estimate']:+.3g}{u} [{lo:+.3g}, {hi:+.3g}]: {t['verdict']}"
-        if t["verdict"] == INCONCLUSIVE and t.get("seeds_needed"):
-            txt += f" (≈{t['seeds_needed']} seeds would decide)"
-        parts.append(txt)
-    return "; ".join(parts) or row["measured"]
-
-
-def readme_table(tier: str) -> str:
-    """The README's table of ``tier``: claim, the paper's number, the verdict in each regime up to this tier
-    (figure 17's tabular one first), and our comparisons with their 90% intervals."""
-    tab = _tabular_verdicts()
-    order = list(TABLES)[: list(TABLES).index(tier) + 1]
-    tables = {t: json.loads(TABLES[t].read_text()) for t in order if TABLES[t].is_file()}
-    rows = {t: {r["id"]: r for r in tables[t]["rows"]} for t in tables}
-    cols = ["tabular", *(REGIME_NAMES[t] for t in tables)]
-    head = f"| id | claim | paper | {' | '.join(cols)} | ours on the {REGIME_NAMES[tier]} (90% interval) |"
-    lines = [head, "|" + " --- |" * (len(cols) + 4)]
-    for rid, r in rows[tier].items():
-        vs = [tab.get(rid, "—")] + [rows[t].get(rid, {}).get("verdict", "—") for t in tables]
-        vs[-1] = f"**{vs[-1]}**"
-        cell = _ours(r).replace("|", "/")
-        lines.append(f"| {rid} | {r['claim']} | {r.get('paper') or '—'} | {' | '.join(vs)} | {cell} |")
-    return "\n".join(lines)
-
-
-def write_readme(path: Path) -> bool:
-    """Rewrite every generated table of ``path`` between its markers (``<!-- llm-claims:TIER -->`` and
-    ``<!-- /llm-claims:TIER -->``); True if the file changed."""
-    text = path.read_text()
-    new = text
-    for tier in TABLES:
-        start, end = f"<!-- llm-claims:{tier} -->", f"<!-- /llm-claims:{tier} -->"
-        if start in new and end in new:
-            a, b = new.index(start) + len(start), new.index(end)
-            new = new[:a] + "\n" + readme_table(tier) + "\n" + new[b:]
-    if new != text:
-        path.write_text(new)
-    return new != text
-
-
 def _fail(flag: str, msg: str) -> int:
     print(f"error: {flag}: {msg}", file=sys.stderr)
     return 2
@@ -1132,16 +1066,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default="runs/llm_verify", metavar="DIR",
                    help="finished cells are kept here and reused by a rerun with the same settings and code; "
                    "an interrupted cell resumes from its checkpoint (default runs/llm_verify)")  # fmt: skip
-    p.add_argument("--readme", metavar="PATH",
-                   help="rewrite the generated claim tables of this markdown file (README.md) from the committed "
-                   "tables in docs/claims/, and do nothing else")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
-    if args.readme is not None:
-        if not Path(args.readme).is_file():
-            return _fail("--readme", f"got {args.readme}, which is not a file; allowed: a markdown file")
-        print(f"{args.readme}: {'rewritten' if write_readme(Path(args.readme)) else 'already current'}")
-        return 0
     if args.only and set(args.only) - set(CLAIMS):
         return _fail(
             "--only", f"unknown claim ids {sorted(set(args.only) - set(CLAIMS))}; allowed: {' '.join(CLAIMS)}"

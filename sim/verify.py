@@ -1,13 +1,13 @@
 """``python -m sim verify``: the simulator-side checks of docs/theory.md §5, with a verdict in words.
 
-Same verdicts and table as ``python -m theory verify`` (``common.verdict.Row``): "holds" (true in every
-instance within the tolerance), "approximate" (an empirical law that fits, with its error),
-"fails" (measured false). Rows with ``must_hold`` are identities of the implementation (the exact step,
-Lemma 1 on the simulator's own steps, the sampled-step identities); if one fails, ``verify`` exits 1.
-The other rows test claims the papers make about training dynamics; where the tabular simulator does
-not reproduce a claim, the row says "fails" and gives the numbers. Most of those claims concern LLMs,
-whose parameters are shared across prompts and tokens; in a tabular softmax a constant baseline leaves
-the expected update unchanged, so such rows measure what the claim needs beyond a tabular policy.
+Same verdicts and table as ``python -m theory verify`` (``common.verdict.Row``; docs/verdicts.md). Rows with
+``must_hold`` are identities of the implementation (the exact step, Lemma 1 on the simulator's own steps,
+the sampled-step identities); if one fails, ``verify`` exits 1. The other rows test claims the papers make
+about training dynamics, by paired comparisons over runs (``common.verdict.judge``): "holds", "fails"
+(the interval excludes the claimed effect), "inconclusive" (neither), "approximate" for an empirical law
+that fits. Most of those claims concern LLMs, whose parameters are shared across prompts and tokens; in a
+tabular softmax a constant baseline leaves the expected update unchanged, so such rows measure what the
+claim needs beyond a tabular policy.
 
 Every row runs the simulator itself (``sim.run.Simulator``: the exact DP and the sampled updates through
 ``controllers.policy_loss``), on seeds drawn from the row's own generator. The checks live in

@@ -42,7 +42,12 @@ def test_clip_cov_detaches_at_most_ceil_frac_n_and_only_candidates(batch, frac, 
     assert sel.sum() == min(math.ceil(frac * n - 1e-9 * max(1.0, frac * n)), int(cand.sum()))
 
 
-@given(batches(max_b=10, max_t=8, off_policy=True), st.floats(0.5, 20.0), st.floats(0.5, 20.0), st.integers(0, 100))
+@given(
+    batches(max_b=10, max_t=8, off_policy=True),
+    st.floats(0.5, 20.0),
+    st.floats(0.5, 20.0),
+    st.integers(0, 100),
+)
 def test_clip_cov_batch_mean_bounds_are_multiples_of_the_mean_cov(batch, lb, width, seed):
     """bounds="batch_mean": the candidates are exactly those of the absolute bounds lb·m, ub·m, m the batch's
     mean Cov (none when m ≤ 0); and scaling the advantages by c > 0 leaves them unchanged (the absolute
@@ -59,7 +64,9 @@ def test_clip_cov_batch_mean_bounds_are_multiples_of_the_mean_cov(batch, lb, wid
 
 
 def test_clip_cov_rejects_unknown_bounds():
-    with pytest.raises(ValueError, match=r"clip_cov.bounds: got 'relative'; allowed: 'absolute', 'batch_mean'"):
+    with pytest.raises(
+        ValueError, match=r"clip_cov.bounds: got 'relative'; allowed: 'absolute', 'batch_mean'"
+    ):
         C.get("clip_cov", bounds="relative")
 
 
