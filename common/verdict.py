@@ -109,6 +109,9 @@ LAW_TOL = 0.03
 sampled) is below this, in reward units; the paper's prediction RMSE is 0.009"""
 CEILING_MARGIN = 0.05
 """M11c: two algorithms' ceilings b − a are "the same" within this (reward units)"""
+ACTIVE_MIN_FRAC = 0.05
+"""a controller that acts (detaches a token, splits a group) at fewer than this share of its rollouts cannot
+produce the effect a claim attributes to it: the comparison is untestable here"""
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ import torch
 import theory
 from common.runio import atomic_write_json, code_fingerprint, git_sha
 from common.verdict import (
+    ACTIVE_MIN_FRAC,
     CEILING_MARGIN,
     INCONCLUSIVE,
     INERT_FRAC,
@@ -513,9 +514,17 @@ def _series(st: Study, arm: str, seeds, key: str) -> list[np.ndarray]:
     return [np.array(st.cell(arm, s)["series"].get(key, []), dtype=float) for s in seeds]
 
 
-def _never(st: Study, arm: str, seeds, key: str) -> bool:
-    """True when the per-rollout metric ``key`` of ``arm`` is 0 (or absent) at every rollout of every seed."""
-    return all(not np.any(np.nan_to_num(x) != 0) for x in _series(st, arm, seeds, key))
+def _activity(st: Study, arm: str, seeds, key: str) -> tuple[int, int]:
+    """(rollouts at which the per-rollout metric ``key`` of ``arm`` is not 0, rollouts), over every seed."""
+    xs = [np.nan_to_num(x) for x in _series(st, arm, seeds, key)]
+    return int(sum(int(np.sum(x != 0)) for x in xs)), int(sum(len(x) for x in xs))
+
+
+def _idle(st: Study, arm: str, seeds, key: str) -> tuple[bool, str]:
+    """(whether ``arm``'s controller acted at fewer than ``ACTIVE_MIN_FRAC`` of its rollouts, by ``key``; the
+    count in words)."""
+    on, n = _activity(st, arm, seeds, key)
+    return on < ACTIVE_MIN_FRAC * max(n, 1), f"{on} of {n} rollouts"
 
 
 @claim("M5")
@@ -590,9 +599,10 @@ def clip_cov(st: Study, seeds) -> Row:
     arms = ("off", "clip_cov_paper", "clip_cov_0.03", "clip_cov_0.1")
     off, paper, c3, c10 = (_h(st, a, seeds) for a in arms)
     what = "held-out H, Clip-Cov (ratio 2e-4, bounds 500× and 2500× the batch's mean Cov) − GRPO"
-    if _never(st, "clip_cov_paper", seeds, "ctrl/clip_cov/frac_detached"):
-        main = untestable(what, "at the paper's bounds no token of any batch was a candidate, so nothing was "
-                          "detached (this model's token covariances never reach 500× their mean)")  # fmt: skip
+    idle, count = _idle(st, "clip_cov_paper", seeds, "ctrl/clip_cov/frac_detached")
+    if idle:
+        main = untestable(what, f"at the paper's bounds a token was detached at {count} (fewer than "
+                          f"{ACTIVE_MIN_FRAC:.0%}): this model's token covariances rarely reach 500× their batch mean")  # fmt: skip
     else:
         main = judge(paper - off, what=what, unit="nats")
     stress = sweep([off, c3, c10], ["0", "0.03", "0.1"], what="held-out H, Clip-Cov ratio (bounds 1, 5 absolute)",
@@ -666,12 +676,18 @@ def pi_control(st: Study, seeds) -> Row:
     offset = judge(np.abs(p) - np.abs(pi), unit="nats", what="|P-only's offset| − |PI's|")
     s_hold = judge(res["pi"], kind="equivalent", margin=margin, unit="nats", what="our pi_control of the bonus (kp 10, ki 1): entropy − target")  # fmt: skip
     s_off = judge(np.abs(res["p_only"]) - np.abs(res["pi"]), unit="nats", what="our pi_control: |P-only's offset| − |PI's|")  # fmt: skip
+    alpha = np.concatenate(_series(st, "entropic_pi", seeds, "ctrl/entropic/alpha") or [np.array([])])
+    sat = (
+        f"; EntroPIC PI's α at its limit ±1 in {np.mean(np.abs(alpha) >= 1):.0%} of rollouts"
+        if alpha.size
+        else ""
+    )
     return _row(
         "M8a", "PI control holds a target entropy off-policy; P-only control leaves a steady-state offset",
         "EntroPIC (arXiv 2511.15248) §4; controllers.extras.EntroPIC", st, seeds,
         f"training-batch entropy minus target ({PI_TARGET_FRAC:g} × the start's, {target:.3f} nats on average), mean "
         f"over the last half: EntroPIC PI (K_p 1, K_i 0.01) {pi.mean():+.4f}, P-only {p.mean():+.4f}; our bonus "
-        f"pi_control PI {res['pi'].mean():+.4f}, P-only {res['p_only'].mean():+.4f}", [hold, offset],
+        f"pi_control PI {res['pi'].mean():+.4f}, P-only {res['p_only'].mean():+.4f}{sat}", [hold, offset],
         {k: v.tolist() for k, v in res.items()},
         paper="paper (Qwen3-8B): off-policy, PI control holds the target and P-only does not; avg@N 54.7 (PI) vs "
         "52.2 (P)", stress=[s_hold, s_off],
@@ -949,9 +965,11 @@ def fork_v(st: Study, seeds) -> Row:
         res[arm] = {"start": sbe[:, 0], "bottom": sbe[:, 1], "end": sbe[:, 2]}
     f, b, sh = res["fork_bonus"], res["grpo"], res["fork_bonus_share"]
     whats = ("fork_bonus: start − bottom (the dip)", "fork_bonus: end − start (ends above its start)")
-    if _never(st, "fork_bonus", seeds, "ctrl/fork_bonus/frac_groups_split"):
-        why = ("the bonus never split a group's correct responses (every correct response of a group got it or "
-               "none did), so GRPO's per-group normalisation cancels it")  # fmt: skip
+    idle, count = _idle(st, "fork_bonus", seeds, "ctrl/fork_bonus/frac_groups_split")
+    if idle:
+        why = (f"the bonus split a group's correct responses at {count} (fewer than {ACTIVE_MIN_FRAC:.0%}); "
+               "elsewhere every correct response of a group got it or none did, and GRPO's per-group "
+               "normalisation cancels a bonus shared by a whole group")  # fmt: skip
         parts = [untestable(w, why) for w in whats]
     else:
         parts = [judge(f["start"] - f["bottom"], what=whats[0], unit="nats"),
