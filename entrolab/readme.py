@@ -24,7 +24,7 @@ SIM_TABLE = CLAIMS / "sim_verify.json"
 MATRIX_CSV = ROOT / "docs" / "figures" / "fig17_claims_matrix.csv"
 TABLES = {"tiny": CLAIMS / "llm_verify_tiny.json", "smollm2": CLAIMS / "llm_verify_smollm2.json"}
 REGIME_NAMES = {"tiny": "tiny LM", "smollm2": "SmolLM2"}
-CLASS_NAMES = {"tabular": "tabular", "loglinear-random": "log-linear", "loglinear-structured": "log-linear, structured",
+CLASS_NAMES = {"tabular": "tabular", "loglinear": "log-linear", "loglinear-structured": "log-linear, structured",
                "lowrank": "low-rank", "mlp": "MLP", "transformer": "transformer"}  # fmt: skip
 
 
@@ -54,8 +54,8 @@ def _cell(r: dict) -> str:
 
 
 def matrix_table() -> str:
-    """Figure 17's calibrated matrix: claim × policy class, each cell the verdict and the claim's first
-    comparison (estimate, 90% interval)."""
+    """Figure 17's calibrated matrix: claim × policy class, each cell the verdict and the comparison that
+    decides it (estimate, 90% interval)."""
     rows = _matrix()
     claims = list(dict.fromkeys(r["claim_id"] for r in rows))
     classes = list(dict.fromkeys(r["policy"] for r in rows))

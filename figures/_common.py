@@ -39,6 +39,7 @@ from common.verdict import (  # noqa: F401  (re-exported: the figures judge with
     judge,
     sweep,
     sweep_verdict,
+    untestable,
 )
 
 
@@ -243,8 +244,16 @@ def verdict_legend(fig, verdicts, loc: str = "lower center", ncol: int = 3) -> N
     fig.legend(handles=handles, loc=loc, ncol=ncol, fontsize=7, frameon=False)
 
 
+def deciding_test(tests: list[dict], verdict: str) -> dict | None:
+    """The comparison (``Judged.as_dict``, stress ones left out) that decides a row's ``verdict``: the first
+    part with that verdict (a failing part for "fails", an undecided one for "inconclusive"), else the first
+    part; None if the row has none."""
+    own = [t for t in tests if not t.get("stress")]
+    return next((t for t in own if t["verdict"] == verdict), own[0] if own else None)
+
+
 def interval_text(test: dict | None, worst: float, spread: float, digits: int = 2) -> str:
-    """A cell's number: the first comparison's estimate with its unit and 90% interval, or worst ± spread."""
+    """A cell's number: a comparison's estimate with its unit and 90% interval, or worst ± spread."""
     if test and test.get("estimate") is not None and np.isfinite(float(test["estimate"])):
         u = f" {test['unit']}" if test.get("unit") else ""
         lo, hi = float(test["lo"]), float(test["hi"])

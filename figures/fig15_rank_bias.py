@@ -74,7 +74,10 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
         fc.judge(g["log_p_rare"][-1] - g["log_p_rare"][0], kind="less", test="t",
                  what="GRPO: log π of the rarest correct arm, end − start (shrinks)"),
         fc.judge(d_rare, what="log π of the rarest correct arm at the end, unlikeliness − GRPO"),
-        fc.judge(d_hi, what="pass@256, unlikeliness − GRPO"),
+        fc.untestable("pass@256, unlikeliness − GRPO", f"GRPO's pass@256 is already {g['pass@256'].mean():.4f}: no "
+                      f"room for a gain of {fc.PASS_MARGIN:g}")
+        if 1 - float(g["pass@256"].mean()) < fc.PASS_MARGIN
+        else fc.judge(d_hi, bar=fc.PASS_MARGIN, what=f"pass@256, unlikeliness − GRPO (raises: by {fc.PASS_MARGIN:g})"),
     ]  # fmt: skip
     res.meta = {
         "claim": "He et al. 2025: GRPO shrinks rare correct answers (rank bias) and pass@k at large k; the "

@@ -14,7 +14,8 @@ the start ("calibrated": every class's first step raises the objective as fast a
 ``SimConfig.calibrate_lr``). Left: each cell's upper half is the same-η verdict, the lower half the
 calibrated one, drawn as the legend says (findings in solid colours: green holds, amber approximate, red
 fails; inconclusive hatched grey; light grey where the class does not fit the check's environment, e.g. the
-transformer on a bandit), with the claim's first comparison: its estimate in the claim's unit and its 90%
+transformer on a bandit), with the comparison that decides the verdict (the first failing part of a claim
+that fails, the first undecided part of an inconclusive one): its estimate in the claim's unit and its 90%
 interval over the paired runs (the column header gives their number). Right:
 NSR − PSR pass@k against k (M5b) per class, calibrated (solid) and same η (dashed). ``python -m sim verify
 --matrix [--calibrate-lr]`` prints either table; its JSON has one row per (claim, policy). The finding
@@ -149,8 +150,9 @@ def compute(quick: bool = False, seed: int = 0) -> fc.Result:
 
 
 def _first_test(row) -> dict:
-    """The estimate, 90% interval, unit and n of a row's first comparison (nan / "" / 0 where it has none)."""
-    t = next((t for t in (row.tests if row is not None else []) if not t.get("stress")), None)
+    """The estimate, 90% interval, unit and n of the comparison that decides a row's verdict (nan / "" / 0
+    where it has none)."""
+    t = None if row is None else fc.deciding_test(row.tests, row.verdict)
     if t is None:
         return {"estimate": NAN, "lo": NAN, "hi": NAN, "unit": "", "n": 0 if row is None else int(row.n)}
     num = {k: NAN if t.get(k) is None else float(t[k]) for k in ("estimate", "lo", "hi")}

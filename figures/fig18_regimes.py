@@ -13,8 +13,9 @@ check's environment hold, and holds only if more than half of them do), then the
 and SmolLM2-135M-Instruct (``docs/claims/llm_verify_<tier>.json``). Each row names the claim in words and its
 paper; each column header gives its seeds (paired runs in the simulator). Each cell is the verdict, drawn as
 the legend says (findings in solid colours: green holds, amber approximate, red fails; inconclusive hatched
-grey, untestable here cross-hatched white), with the first comparison of the claim: its estimate in the
-claim's unit and its 90% interval; light grey with a dash where the claim was not run in that regime, and
+grey, untestable here cross-hatched white), with the comparison that decides the verdict (the first failing
+part of a claim that fails, the first undecided part of an inconclusive one): its estimate in the claim's
+unit and its 90% interval; light grey with a dash where the claim was not run in that regime, and
 the reason in the CSV. The finding lists the claims whose verdict differs between the tabular policy and
 the tiny language model.
 """
@@ -115,7 +116,8 @@ def _tabular_and_shared(cid: str, rows: list[dict]) -> list[dict]:
     out.append({
         "claim_id": cid, "regime": "shared parameters", "verdict": verdict, "worst": float(count),
         "spread": NAN, **dict.fromkeys(NUMS, NAN), "unit": "", "n": len(shared),
-        "detail": f"{count} of {len(shared)} classes {verdict if verdict != fc.INCONCLUSIVE else 'agree'} ("
+        "detail": (f"{count} of {len(shared)} classes: {verdict}" if verdict != fc.INCONCLUSIVE
+                   else f"at most {count} of {len(shared)} classes agree") + " ("
         + ", ".join(f"{r['policy']} {r['verdict']}" for r in shared) + "); the cell takes a verdict that more than "
         "half of the classes share, else inconclusive",
     })  # fmt: skip
@@ -155,7 +157,7 @@ def _llm_rows(regime: str, path: Path) -> list[dict]:
         if r is None:
             out.append(_missing(cid, regime, f"not among this tier's claims ({path.name})"))
             continue
-        first = next((t for t in r.get("tests", []) if not t.get("stress")), {})
+        first = fc.deciding_test(r.get("tests", []), r["verdict"]) or {}
         out.append({"claim_id": cid, "regime": regime, "verdict": r["verdict"], "worst": _num(r["worst"]),
                     "spread": _num(r["spread"]), **{k: _num(first.get(k)) for k in NUMS},
                     "unit": first.get("unit") or "", "n": int(r["n"]), "detail": r["measured"]})  # fmt: skip
@@ -242,7 +244,7 @@ def plot(res: fc.Result):
     ax.tick_params(length=0)
     fc.verdict_legend(fig, [None if r["verdict"] == "n/a" else r["verdict"] for r in res.rows], ncol=3)
     fig.suptitle(f"Figure 18: {TITLE}", fontsize=11)
-    fig.text(0.5, 0.075, "cell: verdict, then the claim's first comparison: estimate in its unit [90% interval]; "
+    fig.text(0.5, 0.075, "cell: verdict, then the comparison that decides it: estimate in its unit [90% interval]; "
              "shared parameters: how many classes share the verdict", ha="center", fontsize=7)  # fmt: skip
     fig.tight_layout(rect=(0, 0.1, 1, 0.96))
     return fig

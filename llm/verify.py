@@ -375,7 +375,8 @@ class Study:
         """LM4's data: the token covariances Cov(y_t) (``controllers.token_cov``, GRPO's advantages, the
         means over each batch's valid tokens) of the first ``tier.probe_rollouts`` training batches of the
         GRPO arm, each sampled at the start weights; the first is exactly the GRPO cell's first batch.
-        Cached like a cell. Returns {"cov": every valid token's value, "batches": count}."""
+        Cached like a cell (the cache keeps every token's value). Returns the compact form: {"tail_means": the
+        means of the top shares ``TAIL_FRACS``, "tokens": count}."""
         from llm.covprobe import token_covariances
 
         cfg = arm_config(self.tier, "grpo", seed, self.arms["grpo"])
@@ -383,9 +384,7 @@ class Study:
         run_root = self.root / "probes" / f"seed{seed}-{key}"
         done = run_root / "probe.json"
         if done.is_file():
-            out = json.loads(done.read_text())
-            self._note_probe(seed, out)
-            return out
+            return self._note_probe(seed, json.loads(done.read_text()))
         cfg = dataclasses.replace(cfg, name="probe", out_dir=str(run_root))
         self._link_warm(cfg, seed)
         if self.progress:
@@ -396,12 +395,14 @@ class Study:
         for p in run_root.iterdir():  # keep the numbers, not the run's files
             if p != done:
                 (p.unlink if p.is_symlink() or p.is_file() else lambda p=p: shutil.rmtree(p))()
-        self._note_probe(seed, out)
-        return out
+        return self._note_probe(seed, out)
 
-    def _note_probe(self, seed: int, out: dict) -> None:
+    def _note_probe(self, seed: int, out: dict) -> dict:
+        """The compact form a verdict reads (and ``--series`` commits): the tail means at 6 significant
+        digits and the token count."""
         means, tokens = probe_tails(out)
         self.probes[seed] = {"tail_means": [_sig(v) for v in means], "tokens": tokens}
+        return self.probes[seed]
 
     def _pi(self, seed: int) -> dict[str, dict]:
         if seed not in self._h0:
