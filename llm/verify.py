@@ -297,6 +297,15 @@ def cell_key(cfg: TrainConfig, code: str) -> str:
     return hashlib.sha256(json.dumps([fields, code], sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+class StudyInterrupted(Exception):
+    """A signal stopped a cell's run before its last rollout. The run's checkpoint is kept and no cell is
+    written, so the study stops and a rerun of the same command resumes the cell."""
+
+    def __init__(self, arm: str, seed: int, signum: int | None):
+        self.arm, self.seed, self.signum = arm, seed, signum
+        super().__init__(f"{arm} seed {seed}: stopped by signal {signum} before its last rollout")
+
+
 class Study:
     """The cells of one tier under ``root`` (``root/<tier>/...``): warm starts and arm runs, cached."""
 
@@ -354,6 +363,9 @@ class Study:
 
         t0 = time.perf_counter()
         train(cfg, progress=False)
+        meta = json.loads((cfg.run_dir / "config.json").read_text())
+        if not meta.get("finished"):  # a signal stopped the run: its checkpoint stays, no cell is written
+            raise StudyInterrupted(arm, seed, meta.get("interrupted_by"))
         rows = read_metrics(cfg.run_dir)
         trained = [r for r in rows if "policy/entropy" in r]  # the last row may be the final evaluation only
         series = {k: [r.get(k, math.nan) for r in trained] for k in KEEP}
@@ -1122,7 +1134,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  training {what} ({time.perf_counter() - t0:.0f} s) ...", file=sys.stderr, flush=True)
 
     study = Study(tier, root, progress=progress)
-    rows = run_all(tier, root, seed=args.seed, only=args.only, study=study)
+    try:
+        rows = run_all(tier, root, seed=args.seed, only=args.only, study=study)
+    except StudyInterrupted as e:
+        print(f"interrupted: {e}; its checkpoint and the {len(study.seconds)} finished cells are kept in "
+              f"{root}: rerun the same command to resume", file=sys.stderr)  # fmt: skip
+        return 128 + (e.signum or 2)
     print(format_table(rows))
     print(f"tier {tier.name}{f' ({QUICK_MARK})' if args.quick else ''}: {time.perf_counter() - t0:.0f} s")
     if args.series:

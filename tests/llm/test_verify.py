@@ -82,6 +82,39 @@ def test_an_interrupted_cell_resumes(tmp_path):
     assert resumed["series"] == whole["series"] and resumed["eval_last"] == whole["eval_last"]
 
 
+def test_a_signal_stops_the_study_without_caching_the_cell_and_the_rerun_resumes_it(
+    tmp_path, monkeypatch, capsys
+):
+    """SIGTERM during a cell's run: the trainer stops after the rollout and keeps its checkpoint; the study
+    writes no cell, stops with 128 + the signal and says so; the rerun resumes the cell and ends with the
+    numbers of a run that was never stopped."""
+    import signal
+
+    from llm import train as T
+
+    whole = V.Study(V.QUICK, tmp_path / "a").cell("grpo", 0)
+    real, calls = T.Trainer.rollout_step, {"n": 0}
+
+    def step_then_signal(self):
+        out = real(self)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(T.Trainer, "rollout_step", step_then_signal)
+    cache = tmp_path / "b"
+    assert V.main(["--quick", "--only", "LM1", "--cache", str(cache), "--quiet"]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert (
+        "interrupted: grpo seed 0: stopped by signal 15" in err and "rerun the same command to resume" in err
+    )
+    assert not list(cache.rglob("cell.json"))
+    monkeypatch.setattr(T.Trainer, "rollout_step", real)
+    resumed = V.Study(V.QUICK, cache / "quick").cell("grpo", 0)
+    assert resumed["series"] == whole["series"] and resumed["eval_last"] == whole["eval_last"]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
