@@ -1112,6 +1112,10 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(
                 flag, f"directory {Path(val).parent} does not exist; allowed: a path in an existing directory"
             )
+    if Path(args.cache).exists() and not Path(args.cache).is_dir():
+        return _fail(
+            "--cache", f"got {args.cache}, which is not a directory; allowed: a directory (made if missing)"
+        )
     if args.rejudge is not None and not Path(args.rejudge).is_file():
         return _fail("--rejudge", f"got {args.rejudge}, which is not a file; allowed: a series file (--series) or a table (--json)")  # fmt: skip
     out = Path(args.json) if args.json else None

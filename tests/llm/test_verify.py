@@ -131,6 +131,16 @@ def test_bad_flags_stop_before_any_work(argv, message, capsys, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_a_cache_that_is_a_file_is_refused_in_one_line(capsys, tmp_path):
+    f = tmp_path / "cache"
+    f.write_text("x")
+    assert V.main(["--quick", "--cache", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"error: --cache: got {f}, which is not a directory; allowed: a directory (made if missing)\n"
+    )
+
+
 # -- verdicts on made-up numbers: every rule can produce each of its outcomes ----------------------------------
 
 N = 8  # seeds of the made-up studies (above MIN_SEEDS)
