@@ -86,6 +86,9 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
         raise ValueError(f"RUN: got {str(path)!r}, which has no metrics.jsonl; allowed: a directory written by "
                          "python -m llm.train or python -m sim run")  # fmt: skip
     rows, note = read_metrics_file(metrics)
+    if not rows:
+        raise ValueError(f"RUN: got {str(path)!r}, whose metrics.jsonl has no complete row yet; allowed: a run "
+                         "that has logged at least one step")  # fmt: skip
     kind = "sim" if any("run" in r and "success" in r for r in rows[:50]) else "trainer"
     return Run(p, label or p.name, kind, rows, note)
 

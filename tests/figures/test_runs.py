@@ -155,10 +155,15 @@ def test_a_bad_line_inside_the_file_is_named(tmp_path):
         (["RUN", "--label", "a", "b"], "error: --label: got 2 labels for 1 runs; allowed: one per RUN"),
         (["RUN", "--out", "/proc/x"], "error: --out: cannot write to '/proc/x'"),
         (["RUN", "RUN"], "error: RUN: two runs are labelled alike"),
+        (["EMPTY"], "error: RUN: got 'EMPTY', whose metrics.jsonl has no complete row yet"),
     ],
 )  # fmt: skip
 def test_bad_input_stops_in_one_line(argv, message, trainer_run, tmp_path, capsys):
-    argv = [str(trainer_run) if a == "RUN" else a for a in argv]
+    empty = tmp_path / "empty"  # a run that has not logged a step: no panel to draw
+    empty.mkdir()
+    (empty / "metrics.jsonl").write_text("")
+    message = message.replace("EMPTY", str(empty))
+    argv = [str(trainer_run) if a == "RUN" else str(empty) if a == "EMPTY" else a for a in argv]
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "o")]
     assert FR.main(argv) == 2
