@@ -166,10 +166,15 @@ OFF = {"epochs": 2, "minibatches": 2}  # the tiny tier's off-policy base (Tier.o
 BONUS_COEFS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
-def make_arms(off: dict, bonus_coefs=BONUS_COEFS) -> dict[str, dict]:
-    """The arms (TrainConfig overrides by name), with ``off`` as the off-policy base."""
+def make_arms(off: dict, bonus_coefs=BONUS_COEFS, law_eval_every: int = 3) -> dict[str, dict]:
+    """The arms (TrainConfig overrides by name), with ``off`` as the off-policy base. The ``<algo>_law``
+    arms are GRPO, RLOO and Dr. GRPO evaluated on the held-out prompts every ``law_eval_every`` rollouts
+    (M11 fits the law to those evaluations)."""
     return {
         "grpo": {},
+        "grpo_law": {"eval_every": law_eval_every},
+        "rloo_law": {"controllers": ("rloo", "ppo_clip"), "eval_every": law_eval_every},
+        "dr_grpo_law": {"controllers": ("dr_grpo", "ppo_clip"), "eval_every": law_eval_every},
         "rloo": {"controllers": ("rloo", "ppo_clip")},
         "dr_grpo": {"controllers": ("dr_grpo", "ppo_clip")},
         "psr": {"controllers": ("psr",)},
@@ -216,6 +221,11 @@ def make_arms(off: dict, bonus_coefs=BONUS_COEFS) -> dict[str, dict]:
 
 ARMS = make_arms(OFF)
 PI_TARGET_FRAC = 0.8  # PI/P target: this share of the warm start's training entropy (below it: GRPO falls)
+
+
+def law_eval_every(tier: Tier) -> int:
+    """M11's evaluation interval: a twentieth of the run (every 3 rollouts of the tiny tier's 60)."""
+    return max(1, tier.base.steps // 20)
 
 
 PI_ARMS = ("entropic_pi", "entropic_p", "pi", "p_only")
@@ -313,7 +323,7 @@ class Study:
         self.tier, self.root, self.progress = tier, Path(root) / tier.name, progress
         self.code = _trainer_code()
         self.off = dict(tier.off)
-        self.arms = make_arms(self.off, tier.bonus_coefs)
+        self.arms = make_arms(self.off, tier.bonus_coefs, law_eval_every(tier))
         if tier.dh_arms is not None:  # the realised ΔH only where a claim reads it (a no-grad pass saved)
             self.arms = {
                 a: v if a in tier.dh_arms else {**v, "measure_dH": False} for a, v in self.arms.items()
@@ -435,7 +445,7 @@ class SeriesStudy(Study):
         self.tier, self.root, self.progress = tier, None, None
         self.code, self.data = data["code"], data
         self.off = dict(tier.off)
-        self.arms = make_arms(self.off, tier.bonus_coefs)
+        self.arms = make_arms(self.off, tier.bonus_coefs, law_eval_every(tier))
         self._h0, self.seconds, self.used, self.probes = {}, {}, {}, {}
 
     def cell(self, arm: str, seed: int) -> dict:
@@ -731,66 +741,91 @@ def _beyond(rmse: float, floor: float) -> float:
     return float(np.sqrt(max(rmse**2 - floor**2, 0.0)))
 
 
-@claim("M11")
-def law(st: Study, seeds) -> list[Row]:
-    n_batch = st.tier.base.prompts_per_step * st.tier.base.group_size
-    res, per = {}, {}
-    flat = True
-    for arm in ("grpo", "rloo", "dr_grpo"):
+LAW_ALGOS = ("grpo", "rloo", "dr_grpo")
+
+
+def _law_fits(st: Study, seeds, source: str) -> tuple[dict, dict, bool, int]:
+    """Per algorithm, the per-seed law fits (a, b, ceiling, RMSE, 15%-prediction RMSE, noise floor, and the
+    two RMSEs beyond that floor), their medians, whether every seed's R stays within twice its noise, and
+    the samples behind each R. ``source`` "held-out": H and R are the held-out entropy and pass@1 at every
+    evaluation of the ``<algo>_law`` arms (an evaluation every twentieth of the run); "batch": the training
+    batch's entropy and mean reward at every rollout of the plain arms."""
+    b = st.tier.base
+    n = b.eval_prompts * b.eval_samples if source == "held-out" else b.prompts_per_step * b.group_size
+    res, per, flat = {}, {}, True
+    for algo in LAW_ALGOS:
         fits = []
         for s in seeds:
-            c = st.cell(arm, s)["series"]
-            H, R = np.array(c["policy/entropy"], float), np.array(c["reward/mean"], float)
-            floor = _noise_floor(R, n_batch)
+            if source == "held-out":
+                ev = sorted(st.cell(f"{algo}_law", s)["evals"], key=lambda e: e["step"])
+                H = np.array([e["eval/entropy"] for e in ev], float)
+                R = np.array([e["eval/pass@1"] for e in ev], float)
+            else:
+                c = st.cell(algo, s)["series"]
+                H, R = np.array(c["policy/entropy"], float), np.array(c["reward/mean"], float)
+            floor = _noise_floor(R, n)
             flat &= float(np.ptp(R)) <= 2 * floor
-            a, b = theory.fit_entropy_law(H, R)
-            rmse = float(np.sqrt(np.mean((theory.entropy_law_predict(H, a, b) - R) ** 2)))
+            a_, b_ = theory.fit_entropy_law(H, R)
+            rmse = float(np.sqrt(np.mean((theory.entropy_law_predict(H, a_, b_) - R) ** 2)))
             pred = theory.entropy_law_prediction(H, R, 0.15)
-            fits.append(
-                (
-                    a,
-                    b,
-                    b - a,
-                    rmse,
-                    pred.rmse_pred,
-                    floor,
-                    _beyond(rmse, floor),
-                    _beyond(pred.rmse_pred, floor),
-                )
-            )
+            fits.append((a_, b_, b_ - a_, rmse, pred.rmse_pred, floor, _beyond(rmse, floor),
+                         _beyond(pred.rmse_pred, floor), len(H)))  # fmt: skip
         fa = np.asarray(fits)
-        per[arm] = fa
-        res[arm] = {k: float(np.median(fa[:, i])) for i, k in enumerate(
-            ("a", "b", "ceiling", "rmse", "rmse_pred_15", "noise_floor", "rmse_beyond_noise", "rmse_pred_beyond_noise"))}  # fmt: skip
-    src = "Cui et al. 2025 Eq. 6, §2.4-2.5, Figs. 3-6 (arXiv 2505.22617)"
-    note = (f"; per seed on the training batch's entropy and mean reward ({n_batch} binary rewards a batch), "
-            "medians over seeds; the RMSE beyond noise is √(RMSE² − floor²), floor = √(mean R(1 − R)/n)")  # fmt: skip
-    why = "the training batch's reward never moves beyond twice its sampling noise, so any law fits it"
-    fit_parts, pred_parts, ceil_parts = [], [], []
-    for arm, fa in per.items():
+        per[algo] = fa
+        res[algo] = {k: float(np.median(fa[:, i])) for i, k in enumerate(
+            ("a", "b", "ceiling", "rmse", "rmse_pred_15", "noise_floor", "rmse_beyond_noise", "rmse_pred_beyond_noise",
+             "points"))}  # fmt: skip
+    return res, per, flat, n
+
+
+def _law_parts(per: dict, flat: bool, label: str, why: str) -> tuple[list, list, list]:
+    """(fit, prediction, ceiling) comparisons of M11a/b/c from ``_law_fits``'s per-seed fits."""
+    fit, pred, ceil = [], [], []
+    for algo, fa in per.items():
+        w_fit, w_pred = (
+            f"{label}{algo}: fit RMSE beyond noise",
+            f"{label}{algo}: prediction RMSE beyond noise",
+        )
         if flat:
-            fit_parts.append(untestable(f"{arm}: fit RMSE beyond noise", why))
-            pred_parts.append(untestable(f"{arm}: prediction RMSE beyond noise", why))
+            fit.append(untestable(w_fit, why))
+            pred.append(untestable(w_pred, why))
             continue
-        fit_parts.append(judge(fa[:, 6], kind="less", bar=LAW_TOL, null=LAW_TOL, test="t", what=f"{arm}: fit RMSE beyond noise"))  # fmt: skip
-        pred_parts.append(judge(fa[:, 7], kind="less", bar=LAW_TOL, null=LAW_TOL, test="t",
-                                what=f"{arm}: RMSE beyond noise of a fit on the first 15% predicting the rest"))  # fmt: skip
-    for arm in ("rloo", "dr_grpo"):
-        w = f"ceiling b − a, {arm} − grpo"
-        ceil_parts.append(untestable(w, why) if flat else judge(per[arm][:, 2] - per["grpo"][:, 2], kind="equivalent", margin=CEILING_MARGIN, what=w))  # fmt: skip
+        fit.append(judge(fa[:, 6], kind="less", bar=LAW_TOL, null=LAW_TOL, test="t", what=w_fit))
+        pred.append(judge(fa[:, 7], kind="less", bar=LAW_TOL, null=LAW_TOL, test="t", what=w_pred))
+    for algo in LAW_ALGOS[1:]:
+        w = f"{label}ceiling b − a, {algo} − grpo"
+        ceil.append(untestable(w, why) if flat else judge(per[algo][:, 2] - per["grpo"][:, 2], kind="equivalent", margin=CEILING_MARGIN, what=w))  # fmt: skip
+    return fit, pred, ceil
+
+
+@claim("M11")
+def law(st: Study, seeds) -> list[Row]:
+    """The entropy–performance law on held-out accuracy (pass@1 against held-out entropy at every
+    evaluation, as the paper fits validation accuracy), judged beyond the evaluation's sampling noise; the
+    same on the training batch's reward is the stress comparison."""
+    res, per, flat, n = _law_fits(st, seeds, "held-out")
+    bres, bper, bflat, _ = _law_fits(st, seeds, "batch")
+    why = "the accuracy never moves beyond twice its sampling noise, so any law fits it"
+    fit, pred, ceil = _law_parts(per, flat, "", why)
+    sfit, spred, sceil = _law_parts(bper, bflat, "training batch, ", why)
+    src = "Cui et al. 2025 Eq. 6, §2.4-2.5, Figs. 3-6 (arXiv 2505.22617)"
+    note = (f"; per seed on the held-out entropy and pass@1 at {int(res['grpo']['points'])} evaluations ({n} samples "
+            "each), medians over seeds; the RMSE beyond noise is √(RMSE² − floor²), floor = √(mean R(1 − R)/n)")  # fmt: skip
     fits = "; ".join(f"{k}: a={v['a']:.3f} b={v['b']:.3f} RMSE {v['rmse']:.3f} (noise floor {v['noise_floor']:.3f})" for k, v in res.items())  # fmt: skip
+    details = {"held_out": res, "training_batch": bres}
     return [
         _row("M11a", f"R = −a·e^H + b fits a training run (RMSE beyond the sampling noise < {LAW_TOL:g})", src, st,
-             seeds, fits + note, fit_parts, res, verdict=law_word(combine(fit_parts)), paper="paper: two coefficients fit over 200 validation points per run "
-             "(11 models, 4 families)"),
-        _row("M11b", f"A fit on the first 15% of the steps predicts the rest (RMSE beyond noise < {LAW_TOL:g})", src,
+             seeds, fits + note, fit, details, verdict=law_word(combine(fit)), stress=sfit,
+             paper="paper: two coefficients fit over 200 validation points per run (11 models, 4 families)"),
+        _row("M11b", f"A fit on the first 15% of the run predicts the rest (RMSE beyond noise < {LAW_TOL:g})", src,
              st, seeds, "; ".join(f"{k}: prediction RMSE {v['rmse_pred_15']:.3f}" for k, v in res.items()) + note,
-             pred_parts, res, verdict=law_word(combine(pred_parts)), paper="paper: a fit on the first 36 steps predicts the next 200 with RMSE 0.9% (math), "
-             "1.2% (code)"),
+             pred, details, verdict=law_word(combine(pred)), stress=spred,
+             paper="paper: a fit on the first 36 steps predicts the next 200 with RMSE 0.9% (math), 1.2% (code)"),
         _row("M11c", f"a, b do not depend on the algorithm: GRPO, RLOO and Dr. GRPO reach the same ceiling b − a "
              f"(within {CEILING_MARGIN:g})", src, st, seeds,
-             "ceiling b − a: " + ", ".join(f"{k} {v['ceiling']:.3f}" for k, v in res.items()) + note, ceil_parts, res,
-             verdict=law_word(combine(ceil_parts)), paper="paper: GRPO, RLOO, PRIME and REINFORCE++ fall on one curve (Fig. 6)"),
+             "ceiling b − a: " + ", ".join(f"{k} {v['ceiling']:.3f}" for k, v in res.items()) + note, ceil, details,
+             verdict=law_word(combine(ceil)), stress=sceil,
+             paper="paper: GRPO, RLOO, PRIME and REINFORCE++ fall on one curve (Fig. 6)"),
     ]  # fmt: skip
 
 

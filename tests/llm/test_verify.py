@@ -171,7 +171,7 @@ class FakeStudy:
         self.h0, self.p0, self.n = h0, p0, n
         self.default = 0.5 + noise(0.05, n)
         self.tier = SimpleNamespace(
-            setting="made up", base=SimpleNamespace(eval_samples=4, prompts_per_step=8, group_size=8),
+            setting="made up", base=SimpleNamespace(eval_samples=4, eval_prompts=16, prompts_per_step=8, group_size=8),
             off=V.TIERS["tiny"].off, bonus_coefs=V.BONUS_COEFS, probe_rollouts=3,
         )  # fmt: skip
 
@@ -186,7 +186,14 @@ class FakeStudy:
         p = float(np.broadcast_to(self.p.get(arm, 0.5), (self.n,))[seed])
         last = {"eval/entropy": h, **{f"eval/pass@{k}": p for k in range(1, 5)}}
         first = {"eval/entropy": self.h0, **{f"eval/pass@{k}": self.p0 for k in range(1, 5)}}
-        return {"eval_last": last, "eval_first": first, "series": self.series.get((arm, seed), {})}
+        series = self.series.get((arm, seed), {})
+        evals = [  # the held-out evaluations of an arm with "eval/entropy" and "eval/pass@1" series
+            {"step": k, "eval/entropy": h, "eval/pass@1": r}
+            for k, (h, r) in enumerate(
+                zip(series.get("eval/entropy", []), series.get("eval/pass@1", []), strict=True)
+            )
+        ]
+        return {"eval_last": last, "eval_first": first, "series": series, "evals": evals}
 
     def ends(self, arm, key, seeds):
         return np.array([self.cell(arm, s)["eval_last"][key] for s in seeds])
@@ -283,21 +290,28 @@ def test_m8_each_outcome():
 
 
 def _law_series(noise_sd, flat=False, shift=None):
+    """Each algorithm's training batch (60 rollouts) and its held-out evaluations (21, the _law arms) on
+    R = −0.2·e^H + 0.95 (+ a per-algorithm shift of the ceiling)."""
     out = {}
     shift = shift or {}
     for arm in ("grpo", "rloo", "dr_grpo"):
         for s in SEEDS:
-            H = np.linspace(1.5, 0.3, 60)
-            R = np.full(60, 0.0) if flat else -0.2 * np.exp(H) + 0.95 + shift.get(arm, 0.0)
-            R = np.clip(R + noise_sd * RNG.standard_normal(60), 0, 1)
-            out[arm, s] = {"policy/entropy": H.tolist(), "reward/mean": R.tolist()}
+            for key, n in (((arm, s), 60), ((f"{arm}_law", s), 21)):
+                H = np.linspace(1.5, 0.3, n)
+                R = np.full(n, 0.0) if flat else -0.2 * np.exp(H) + 0.95 + shift.get(arm, 0.0)
+                R = np.clip(R + noise_sd * RNG.standard_normal(n), 0, 1)
+                out[key] = {"policy/entropy": H.tolist(), "reward/mean": R.tolist(), "eval/entropy": H.tolist(),
+                            "eval/pass@1": R.tolist()}  # fmt: skip
     return out
 
 
 def test_m11_each_outcome_and_untestable_on_a_constant_reward():
     assert verdicts(V.law, FakeStudy(series=_law_series(0.0))) == [APPROX, APPROX, APPROX]  # a law that fits
-    wrong = FakeStudy(series={k: {**v, "reward/mean": (0.5 + 0.4 * np.sin(np.arange(60) / 3)).tolist()}
-                              for k, v in _law_series(0.0).items()})  # fmt: skip
+    wavy = {
+        k: (0.5 + 0.4 * np.sin(np.arange(len(v["eval/pass@1"])) / 1.5)).tolist()
+        for k, v in _law_series(0.0).items()
+    }
+    wrong = FakeStudy(series={k: {**v, "reward/mean": wavy[k], "eval/pass@1": wavy[k]} for k, v in _law_series(0.0).items()})  # fmt: skip
     assert verdicts(V.law, wrong)[:2] == [FAILS, FAILS]
     apart = FakeStudy(series=_law_series(0.0, shift={"rloo": 0.3, "dr_grpo": -0.3}))
     assert verdicts(V.law, apart)[2] == FAILS
