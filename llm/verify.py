@@ -55,6 +55,7 @@ from common.verdict import (
     LAW_TOL,
     MIN_SEEDS,
     NEAR_BASE_FRAC,
+    PAPER,
     PASS_MARGIN,
     QUICK_MARK,
     TRACK_FRAC,
@@ -510,7 +511,7 @@ STRESS = "stress (not the paper's setting; not in the verdict)"
 
 
 def _row(
-    rid, text, source, st: Study, seeds, measured, parts, details, *, paper="", verdict=None, stress=()
+    rid, text, source, st: Study, seeds, measured, parts, details, *, paper=None, verdict=None, stress=()
 ) -> Row:
     """A claim's row: its verdict from ``parts`` (``combine``, or ``verdict`` when given), each part's and
     each stress comparison's text, the paper's number beside ours. ``worst`` / ``tolerance`` / ``spread``:
@@ -522,7 +523,7 @@ def _row(
         measured=measured + (". " if measured else "") + "; ".join(texts), worst=first.estimate,
         tolerance=first.bar, verdict=verdict or combine(parts), must_hold=False, details=details,
         spread=first.se, tests=[p.as_dict() for p in parts] + [p.as_dict() | {"stress": True} for p in stress],
-        paper=paper,
+        paper=PAPER.get(rid, "") if paper is None else paper,
     )  # fmt: skip
 
 
@@ -585,12 +586,9 @@ def psr_nsr(st: Study, seeds) -> list[Row]:
     return [
         _row("M5a", "NSR keeps entropy near the base model's while PSR collapses it, and NSR keeps or improves "
              "pass@k over the whole spectrum", src, st, seeds, f"{text}; pass@k at k = 1, {n // 2}, {n}: base "
-             f"{_fmt(p0.mean(0)[[0, n // 2 - 1, n - 1]])}; {pks}", [gap, keep, *pk], details,
-             paper="paper (Qwen2.5-Math-7B, Qwen3-4B on MATH): NSR's entropy stays near the base model's through "
-             "training while PSR's falls; NSR improves pass@k over the base model at every k up to 256"),
+             f"{_fmt(p0.mean(0)[[0, n // 2 - 1, n - 1]])}; {pks}", [gap, keep, *pk], details),
         _row("M5b", f"NSR's pass@k beats PSR's at large k (mean over k = {_large_ks(n)[0]}…{n})", src, st, seeds,
-             f"held-out pass@k at k = 1, {n // 2}, {n}: {pks}", [dl], details,
-             paper="paper: PSR is best at small k, NSR at large k (pass@256 above PSR's)"),
+             f"held-out pass@k at k = 1, {n // 2}, {n}: {pks}", [dl], details),
     ]  # fmt: skip
 
 
@@ -613,7 +611,6 @@ def clip_higher(st: Study, seeds) -> Row:
         "M6a", "Clip-higher (ε_high 0.28 instead of 0.2) keeps entropy higher", "DAPO (arXiv 2503.14476) §3.1",
         st, seeds, f"held-out H by ε_high 0.2, 0.28, 0.4: {_fmt([off.mean(), hi.mean(), hi4.mean()])} nats; "
         f"{_off_text(st.tier)}", [main], {"values": [0.2, 0.28, 0.4], "H_end": [off.tolist(), hi.tolist(), hi4.tolist()]},
-        paper="paper (Qwen2.5-32B): with ε_high = 0.28 the entropy stops collapsing and stays higher than at 0.2",
         stress=[stress[0]],
     )  # fmt: skip
 
@@ -635,9 +632,7 @@ def clip_cov(st: Study, seeds) -> Row:
         "M6b", "Clip-Cov keeps entropy above GRPO's", "Cui et al. 2025 §4.3, Fig. 12 (arXiv 2505.22617)", st, seeds,
         f"held-out H: GRPO (PPO clip) {off.mean():.3f}, Clip-Cov at the paper's setting {paper.mean():.3f}, "
         f"ratio 0.03 {c3.mean():.3f}, 0.1 {c10.mean():.3f} nats; {_off_text(st.tier)}", [main],
-        {arm: x.tolist() for arm, x in zip(arms, (off, paper, c3, c10), strict=True)},
-        paper="paper (Qwen2.5-7B, ratio 2e-4): entropy stays well above GRPO's, which collapses; larger ratios "
-        "keep more (Fig. 12)", stress=[stress[0]],
+        {arm: x.tolist() for arm, x in zip(arms, (off, paper, c3, c10), strict=True)}, stress=[stress[0]],
     )  # fmt: skip
 
 
@@ -650,9 +645,7 @@ def kl_cov(st: Study, seeds) -> Row:
         "M6c", "KL-Cov raises entropy, more with a larger β", "Cui et al. 2025 §4.4, Fig. 12 (arXiv 2505.22617)",
         st, seeds, f"held-out H by β 0, 0.1, 1 at k = 2e-3: {_fmt([b0.mean(), b01.mean(), b1.mean()])}; by β 1, 4 at "
         f"k = 0.02: {_fmt([s1.mean(), s4.mean()])} nats (no PPO clip); {_off_text(st.tier)}", main,
-        {"k2e-3": [b0.tolist(), b01.tolist(), b1.tolist()], "k0.02": [b0.tolist(), s1.tolist(), s4.tolist()]},
-        paper="paper (Qwen2.5-7B, k = 2e-3, β = 1): entropy stays above 10× the GRPO baseline's; larger β keeps "
-        "more (Fig. 12, β from 0 to 1)", verdict=sweep_verdict(main), stress=[stress[0]],
+        {"k2e-3": [b0.tolist(), b01.tolist(), b1.tolist()], "k0.02": [b0.tolist(), s1.tolist(), s4.tolist()]}, verdict=sweep_verdict(main), stress=[stress[0]],
     )  # fmt: skip
 
 
@@ -674,8 +667,6 @@ def entropy_bonus(st: Study, seeds) -> Row:
         f"held-out H at the end by coef {_fmt(coefs, '{:g}')}: {_fmt(hs)} nats; {INERT_FRAC:.0%} above none from "
         f"coef {grows[0] if grows else 'none'}", [*small, big],
         {"coefs": list(coefs), "H_end": [e.tolist() for e in ends]},
-        paper="paper (Qwen2.5-7B): coefficients 1e-4 and 1e-3 leave the collapse almost unchanged; 1e-2 makes "
-        "entropy explode",
     )  # fmt: skip
 
 
@@ -712,9 +703,7 @@ def pi_control(st: Study, seeds) -> Row:
         f"training-batch entropy minus target ({PI_TARGET_FRAC:g} × the start's, {target:.3f} nats on average), mean "
         f"over the last half: EntroPIC PI (K_p 1, K_i 0.01) {pi.mean():+.4f}, P-only {p.mean():+.4f}; our bonus "
         f"pi_control PI {res['pi'].mean():+.4f}, P-only {res['p_only'].mean():+.4f}{sat}", [hold, offset],
-        {k: v.tolist() for k, v in res.items()},
-        paper="paper (Qwen3-8B): off-policy, PI control holds the target and P-only does not; avg@N 54.7 (PI) vs "
-        "52.2 (P)", stress=[s_hold, s_off],
+        {k: v.tolist() for k, v in res.items()}, stress=[s_hold, s_off],
     )  # fmt: skip
 
 
@@ -728,7 +717,6 @@ def epochs(st: Study, seeds) -> Row:
         "M10", "More off-policy epochs per rollout collapse entropy faster", "Cui et al. 2025 §4 (arXiv 2505.22617)",
         st, seeds, "held-out H at the end: " + "; ".join(f"{e} epochs {h.mean():.3f}" for e, h in zip(es, ends, strict=True)),
         parts, {"epochs": list(es), "H_end": [e.tolist() for e in ends]}, verdict=sweep_verdict(parts),
-        paper="paper: more off-policy updates per rollout speed up the collapse (the recipes' off-policy runs)",
     )  # fmt: skip
 
 
@@ -816,17 +804,14 @@ def law(st: Study, seeds) -> list[Row]:
     details = {"held_out": res, "training_batch": bres}
     return [
         _row("M11a", f"R = −a·e^H + b fits a training run (RMSE beyond the sampling noise < {LAW_TOL:g})", src, st,
-             seeds, fits + note, fit, details, verdict=law_word(combine(fit)), stress=sfit,
-             paper="paper: two coefficients fit over 200 validation points per run (11 models, 4 families)"),
+             seeds, fits + note, fit, details, verdict=law_word(combine(fit)), stress=sfit),
         _row("M11b", f"A fit on the first 15% of the run predicts the rest (RMSE beyond noise < {LAW_TOL:g})", src,
              st, seeds, "; ".join(f"{k}: prediction RMSE {v['rmse_pred_15']:.3f}" for k, v in res.items()) + note,
-             pred, details, verdict=law_word(combine(pred)), stress=spred,
-             paper="paper: a fit on the first 36 steps predicts the next 200 with RMSE 0.9% (math), 1.2% (code)"),
+             pred, details, verdict=law_word(combine(pred)), stress=spred),
         _row("M11c", f"a, b do not depend on the algorithm: GRPO, RLOO and Dr. GRPO reach the same ceiling b − a "
              f"(within {CEILING_MARGIN:g})", src, st, seeds,
              "ceiling b − a: " + ", ".join(f"{k} {v['ceiling']:.3f}" for k, v in res.items()) + note, ceil, details,
-             verdict=law_word(combine(ceil)), stress=sceil,
-             paper="paper: GRPO, RLOO, PRIME and REINFORCE++ fall on one curve (Fig. 6)"),
+             verdict=law_word(combine(ceil)), stress=sceil),
     ]  # fmt: skip
 
 
@@ -841,7 +826,6 @@ def qae(st: Study, seeds) -> Row:
         f"held-out H at the end by K {_fmt(ks, '{:g}')}: {_fmt([e.mean() for e in ends])}; GRPO {base.mean():.3f} nats",
         parts, {"ks": list(ks), "H_end": [e.tolist() for e in ends], "grpo": base.tolist()},
         verdict=sweep_verdict(parts),
-        paper="paper (Qwen3-8B, K from 0.2 to 0.8): K = 0.8 raises entropy, K = 0.2 keeps it low (Fig. 9)",
     )  # fmt: skip
 
 
@@ -878,7 +862,6 @@ def early(st: Study, seeds) -> Row:
         "Cui et al. 2025 §2.2, Fig. 2 (arXiv 2505.22617)", st, seeds,
         "GRPO, training batch: the start against the mean of the last twelfth", parts,
         {"drop_frac": dh.tolist(), "gain_frac": dr.tolist()},
-        paper="paper: 73% of the entropy drop and 76% of the gain in the first 200 of 2400 steps",
     )  # fmt: skip
 
 
@@ -912,7 +895,6 @@ def covariance_tracks_dh(st: Study, seeds) -> Row:
         "Cui et al. 2025 §3, Fig. 8 (arXiv 2505.22617)", st, seeds,
         f"GRPO, on-policy, realised ΔH of the batch after its update: corr(pred NPG, realised) {npg.mean():+.3f}; "
         f"sign agreement {sign.mean():.2f} against the base rate {base.mean():.2f}", parts, out,
-        paper="paper (Qwen2.5-7B, ~2000 steps): −ΔH and the covariance track each other step by step (Fig. 8)",
     )  # fmt: skip
 
 
@@ -939,7 +921,6 @@ def eighty_twenty(st: Study, seeds) -> Row:
         f"held-out pass@1 start {start.mean():.3f}, top-20% {top.mean():.3f}, all tokens {full.mean():.3f}; "
         f"pass@{n} top-20% {topn.mean():.3f}, all {fulln.mean():.3f}", [main],
         {"top20": top.tolist(), "all": full.tolist(), "start": start.tolist()},
-        paper="paper: comparable on Qwen3-8B; better on Qwen3-14B (+4.79 AIME'25) and Qwen3-32B (+11.04 AIME'25)",
     )  # fmt: skip
 
 
@@ -990,7 +971,6 @@ def heavy_tail(st: Study, seeds) -> Row:
         + f"; {int(np.mean(n_tok))} tokens per seed from "
         f"{st.tier.probe_rollouts} batches", [part],
         {"fracs": list(TAIL_FRACS), "group_means": [list(x) for x in groups], "ratio": r.tolist(), "tokens": n_tok},
-        paper="paper (Qwen2.5-7B, step 1): top 2% / top 50% = 1.385 / 0.152 = 9.1×",
     )  # fmt: skip
 
 
@@ -1035,8 +1015,7 @@ def fork_v(st: Study, seeds) -> Row:
         "token)", st, seeds,
         f"training-batch entropy, start → bottom (a twelfth's window) → end (last twelfth): fork_bonus {curve(f)}, "
         f"GRPO {curve(b)}, graded {curve(sh)} nats", parts,
-        {a: {k: v.tolist() for k, v in d.items()} for a, d in res.items()},
-        paper="seed 000 (in words, no numbers): the entropy curve dips, then rises above its start", stress=stress,
+        {a: {k: v.tolist() for k, v in d.items()} for a, d in res.items()}, stress=stress,
     )  # fmt: skip
 
 

@@ -101,6 +101,8 @@ class SimConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 bad(name, v, "an integer >= 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            bad("seed", self.seed, "an integer >= 0 and < 2**63")
         if (
             isinstance(self.checkpoint_every, bool)
             or not isinstance(self.checkpoint_every, int)

@@ -211,6 +211,8 @@ def test_a_run_that_goes_non_finite_stops_alone(tmp_path, monkeypatch):
     [
         (["--env", "gridworld"], "error: env: got 'gridworld'; allowed: bandit, token_tree"),
         (["--lr", "-1"], "error: lr: got -1.0; allowed: a finite number > 0"),
+        (["--seed", "-1"], "error: seed: got -1; allowed: an integer >= 0 and < 2**63"),
+        (["--seed", str(2**70)], f"error: seed: got {2**70}; allowed: an integer >= 0 and < 2**63"),
         (["--group-size", "1"], "error: group_size: got 1; allowed: an integer >= 2"),
         (["--controllers", "grpo,clipcov"], "error: name: unknown controller 'clipcov'; allowed:"),
         (["--env", "token_tree", "--env-kw", "horizon=0"], "error: horizon: got 0"),
