@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from common.verdict import APPROX, FAILS, HOLDS, INCONCLUSIVE, UNTESTABLE
+from llm import claims as K
+from llm import study as S
 from llm import verify as V
 
 
@@ -41,7 +43,7 @@ def test_arms_of_a_seed_share_the_warm_start_and_the_first_rollout(quick):
     cells = [
         json.loads(p.read_text()) for p in (root / "cache" / "quick" / "tiny" / "cells").glob("*/cell.json")
     ]
-    assert len(cells) >= 2 * len(V.ARMS)
+    assert len(cells) >= 2 * len(S.ARMS)
     by_seed: dict[int, set] = {}
     for c in cells:  # the first rollout's reward, and the held-out evaluation before any update
         held_out = {k: v for k, v in c["eval_first"].items() if k.startswith("eval/")}
@@ -56,12 +58,12 @@ def test_arms_of_a_seed_share_the_warm_start_and_the_first_rollout(quick):
 def test_finished_cells_are_reused_and_code_changes_invalidate_them(quick, monkeypatch):
     root, _ = quick
     trained = []
-    st = V.Study(V.QUICK, root / "cache" / "quick", progress=trained.append)
+    st = S.Study(S.QUICK, root / "cache" / "quick", progress=trained.append)
     st.cell("grpo", 0)
     assert trained == []  # from the cache
-    cfg = V.arm_config(V.QUICK, "grpo", 0, V.ARMS["grpo"])
-    assert V.cell_key(cfg, "code A") != V.cell_key(cfg, "code B")
-    assert V.cell_key(cfg, "code A") != V.cell_key(V.arm_config(V.QUICK, "grpo", 1, {}), "code A")
+    cfg = S.arm_config(S.QUICK, "grpo", 0, S.ARMS["grpo"])
+    assert S.cell_key(cfg, "code A") != S.cell_key(cfg, "code B")
+    assert S.cell_key(cfg, "code A") != S.cell_key(S.arm_config(S.QUICK, "grpo", 1, {}), "code A")
 
 
 def test_an_interrupted_cell_resumes(tmp_path):
@@ -69,11 +71,11 @@ def test_an_interrupted_cell_resumes(tmp_path):
     that ran through."""
     from llm.train import train
 
-    st = V.Study(V.QUICK, tmp_path / "a")
+    st = S.Study(S.QUICK, tmp_path / "a")
     whole = st.cell("grpo", 0)
-    st2 = V.Study(V.QUICK, tmp_path / "b")
-    cfg = V.arm_config(V.QUICK, "grpo", 0, V.ARMS["grpo"])
-    run_root = st2.root / "cells" / f"grpo-seed0-{V.cell_key(cfg, st2.code)}"
+    st2 = S.Study(S.QUICK, tmp_path / "b")
+    cfg = S.arm_config(S.QUICK, "grpo", 0, S.ARMS["grpo"])
+    run_root = st2.root / "cells" / f"grpo-seed0-{S.cell_key(cfg, st2.code)}"
     sft = run_root / cfg.name / "sft"
     sft.parent.mkdir(parents=True)
     os.symlink(st2.warm(0).resolve(), sft)
@@ -92,7 +94,7 @@ def test_a_signal_stops_the_study_without_caching_the_cell_and_the_rerun_resumes
 
     from llm import train as T
 
-    whole = V.Study(V.QUICK, tmp_path / "a").cell("grpo", 0)
+    whole = S.Study(S.QUICK, tmp_path / "a").cell("grpo", 0)
     real, calls = T.Trainer.rollout_step, {"n": 0}
 
     def step_then_signal(self):
@@ -111,7 +113,7 @@ def test_a_signal_stops_the_study_without_caching_the_cell_and_the_rerun_resumes
     )
     assert not list(cache.rglob("cell.json"))
     monkeypatch.setattr(T.Trainer, "rollout_step", real)
-    resumed = V.Study(V.QUICK, cache / "quick").cell("grpo", 0)
+    resumed = S.Study(S.QUICK, cache / "quick").cell("grpo", 0)
     assert resumed["series"] == whole["series"] and resumed["eval_last"] == whole["eval_last"]
 
 
@@ -172,14 +174,14 @@ class FakeStudy:
         self.default = 0.5 + noise(0.05, n)
         self.tier = SimpleNamespace(
             setting="made up", base=SimpleNamespace(eval_samples=4, eval_prompts=16, prompts_per_step=8, group_size=8),
-            off=V.TIERS["tiny"].off, bonus_coefs=V.BONUS_COEFS, probe_rollouts=3,
+            off=S.TIERS["tiny"].off, bonus_coefs=S.BONUS_COEFS, probe_rollouts=3,
         )  # fmt: skip
 
     def probe(self, seed):
         return {"tail_means": self.tails[seed], "tokens": 1000}
 
     def _pi(self, seed):
-        return V._pi_arms(1.0, dict(self.tier.off))
+        return S._pi_arms(1.0, dict(self.tier.off))
 
     def cell(self, arm, seed):
         h = float(np.broadcast_to(self.h.get(arm, self.default), (self.n,))[seed])
@@ -216,22 +218,22 @@ def test_m5_each_outcome():
     up = FakeStudy(
         h={"psr": 0.2 + noise(), "nsr": 1.0 + noise()}, p={"nsr": 0.7 + noise(), "psr": 0.4 + noise()}
     )
-    assert verdicts(V.psr_nsr, up) == [HOLDS, HOLDS]
+    assert verdicts(K.psr_nsr, up) == [HOLDS, HOLDS]
     # NSR keeps entropy but wrecks pass@k (the tiny model's finding): the full claim fails, and M5b with it
     wreck = FakeStudy(
         h={"psr": 0.2 + noise(), "nsr": 1.0 + noise()}, p={"nsr": 0.1 + noise(), "psr": 0.9 + noise()}
     )
-    assert verdicts(V.psr_nsr, wreck) == [FAILS, FAILS]
+    assert verdicts(K.psr_nsr, wreck) == [FAILS, FAILS]
     noisy = FakeStudy(h={"psr": 0.6 + alt(0.5), "nsr": 0.6 - alt(0.5)}, p={"nsr": 0.5 + alt(0.3), "psr": 0.5 - alt(0.3)})  # fmt: skip
-    assert verdicts(V.psr_nsr, noisy) == [INCONCLUSIVE, INCONCLUSIVE]
+    assert verdicts(K.psr_nsr, noisy) == [INCONCLUSIVE, INCONCLUSIVE]
 
 
 @pytest.mark.parametrize(
     "fn, arms",
     [
-        (V.clip_higher, ("off", "clip_hi_0.28")),
-        (V.kl_cov, ("kl_cov_0", "kl_cov_paper_0.1", "kl_cov_paper_1")),
-        (V.qae, ("qae_0.2", "qae_0.4", "qae_0.6", "qae_0.8")),
+        (K.clip_higher, ("off", "clip_hi_0.28")),
+        (K.kl_cov, ("kl_cov_0", "kl_cov_paper_0.1", "kl_cov_paper_1")),
+        (K.qae, ("qae_0.2", "qae_0.4", "qae_0.6", "qae_0.8")),
     ],
 )
 def test_entropy_raising_claims_each_outcome(fn, arms):
@@ -245,32 +247,32 @@ def test_entropy_raising_claims_each_outcome(fn, arms):
 
 def test_m10_each_outcome():
     arms = ("grpo", "epochs_2", "epochs_4")
-    assert verdicts(V.epochs, FakeStudy(h=dict(zip(arms, rising(1.0, 0.6, 0.2), strict=True)))) == [HOLDS]
-    assert verdicts(V.epochs, FakeStudy(h=dict(zip(arms, rising(0.2, 0.6, 1.0), strict=True)))) == [FAILS]
-    assert verdicts(V.epochs, FakeStudy(h=dict(zip(arms, zigzag(3), strict=True)))) == [INCONCLUSIVE]
+    assert verdicts(K.epochs, FakeStudy(h=dict(zip(arms, rising(1.0, 0.6, 0.2), strict=True)))) == [HOLDS]
+    assert verdicts(K.epochs, FakeStudy(h=dict(zip(arms, rising(0.2, 0.6, 1.0), strict=True)))) == [FAILS]
+    assert verdicts(K.epochs, FakeStudy(h=dict(zip(arms, zigzag(3), strict=True)))) == [INCONCLUSIVE]
 
 
 def test_m6b_each_outcome_and_untestable_when_nothing_is_detached():
     acts = {("clip_cov_paper", s): {"ctrl/clip_cov/frac_detached": [0.0, 0.004]} for s in SEEDS}
     idle = {("clip_cov_paper", s): {"ctrl/clip_cov/frac_detached": [0.0, 0.0]} for s in SEEDS}
     up = {"off": 0.2 + noise(), "clip_cov_paper": 1.0 + noise()}
-    assert verdicts(V.clip_cov, FakeStudy(h=up, series=acts)) == [HOLDS]
+    assert verdicts(K.clip_cov, FakeStudy(h=up, series=acts)) == [HOLDS]
     down = {"off": 1.0 + noise(), "clip_cov_paper": 0.2 + noise()}
-    assert verdicts(V.clip_cov, FakeStudy(h=down, series=acts)) == [FAILS]
+    assert verdicts(K.clip_cov, FakeStudy(h=down, series=acts)) == [FAILS]
     same = {"off": 0.5 + alt(0.3), "clip_cov_paper": 0.5 - alt(0.3)}
-    assert verdicts(V.clip_cov, FakeStudy(h=same, series=acts)) == [INCONCLUSIVE]
-    assert verdicts(V.clip_cov, FakeStudy(h=up, series=idle)) == [UNTESTABLE]
+    assert verdicts(K.clip_cov, FakeStudy(h=same, series=acts)) == [INCONCLUSIVE]
+    assert verdicts(K.clip_cov, FakeStudy(h=up, series=idle)) == [UNTESTABLE]
 
 
 def test_m7_each_outcome():
-    coefs = V.BONUS_COEFS
+    coefs = S.BONUS_COEFS
     arms = ["grpo"] + [f"bonus_{c:g}" for c in coefs]
     claimed = dict(zip(arms, rising(0.5, 0.5, 0.5, 1.0, 2.0, 3.0), strict=True))
-    assert verdicts(V.entropy_bonus, FakeStudy(h=claimed)) == [HOLDS]
+    assert verdicts(K.entropy_bonus, FakeStudy(h=claimed)) == [HOLDS]
     small_moves = dict(zip(arms, rising(0.5, 1.0, 1.5, 2.0, 2.5, 3.0), strict=True))
-    assert verdicts(V.entropy_bonus, FakeStudy(h=small_moves)) == [FAILS]
+    assert verdicts(K.entropy_bonus, FakeStudy(h=small_moves)) == [FAILS]
     noisy = dict(zip(arms, [0.5, 0.5 + alt(0.2), 0.5, 1.0, 2.0, 3.0], strict=True))
-    assert verdicts(V.entropy_bonus, FakeStudy(h=noisy)) == [INCONCLUSIVE]
+    assert verdicts(K.entropy_bonus, FakeStudy(h=noisy)) == [INCONCLUSIVE]
 
 
 def _pi_series(pi_err, p_err, spread=0.0):
@@ -284,9 +286,9 @@ def _pi_series(pi_err, p_err, spread=0.0):
 
 
 def test_m8_each_outcome():
-    assert verdicts(V.pi_control, FakeStudy(series=_pi_series(0.0, 0.3))) == [HOLDS]
-    assert verdicts(V.pi_control, FakeStudy(series=_pi_series(0.3, 0.3))) == [FAILS]
-    assert verdicts(V.pi_control, FakeStudy(series=_pi_series(0.0, 0.0, spread=0.3))) == [INCONCLUSIVE]
+    assert verdicts(K.pi_control, FakeStudy(series=_pi_series(0.0, 0.3))) == [HOLDS]
+    assert verdicts(K.pi_control, FakeStudy(series=_pi_series(0.3, 0.3))) == [FAILS]
+    assert verdicts(K.pi_control, FakeStudy(series=_pi_series(0.0, 0.0, spread=0.3))) == [INCONCLUSIVE]
 
 
 def _law_series(noise_sd, flat=False, shift=None):
@@ -306,18 +308,18 @@ def _law_series(noise_sd, flat=False, shift=None):
 
 
 def test_m11_each_outcome_and_untestable_on_a_constant_reward():
-    assert verdicts(V.law, FakeStudy(series=_law_series(0.0))) == [APPROX, APPROX, APPROX]  # a law that fits
+    assert verdicts(K.law, FakeStudy(series=_law_series(0.0))) == [APPROX, APPROX, APPROX]  # a law that fits
     wavy = {
         k: (0.5 + 0.4 * np.sin(np.arange(len(v["eval/pass@1"])) / 1.5)).tolist()
         for k, v in _law_series(0.0).items()
     }
     wrong = FakeStudy(series={k: {**v, "reward/mean": wavy[k], "eval/pass@1": wavy[k]} for k, v in _law_series(0.0).items()})  # fmt: skip
-    assert verdicts(V.law, wrong)[:2] == [FAILS, FAILS]
+    assert verdicts(K.law, wrong)[:2] == [FAILS, FAILS]
     apart = FakeStudy(series=_law_series(0.0, shift={"rloo": 0.3, "dr_grpo": -0.3}))
-    assert verdicts(V.law, apart)[2] == FAILS
+    assert verdicts(K.law, apart)[2] == FAILS
     few = FakeStudy(series=_law_series(0.0))
-    assert [r.verdict for r in V.law(few, SEEDS[:3])] == [INCONCLUSIVE] * 3
-    assert verdicts(V.law, FakeStudy(series=_law_series(0.0, flat=True))) == [UNTESTABLE] * 3
+    assert [r.verdict for r in K.law(few, SEEDS[:3])] == [INCONCLUSIVE] * 3
+    assert verdicts(K.law, FakeStudy(series=_law_series(0.0, flat=True))) == [UNTESTABLE] * 3
 
 
 def test_lm1_each_outcome():
@@ -332,13 +334,13 @@ def test_lm1_each_outcome():
             out["grpo", s] = {"policy/entropy": (1 - x).tolist(), "reward/mean": x.tolist()}
         return out
 
-    assert verdicts(V.early, FakeStudy(series=series(0.8))) == [HOLDS]
-    assert verdicts(V.early, FakeStudy(series=series(0.1))) == [FAILS]
-    assert verdicts(V.early, FakeStudy(series=series(0.5))) == [INCONCLUSIVE]
+    assert verdicts(K.early, FakeStudy(series=series(0.8))) == [HOLDS]
+    assert verdicts(K.early, FakeStudy(series=series(0.1))) == [FAILS]
+    assert verdicts(K.early, FakeStudy(series=series(0.5))) == [INCONCLUSIVE]
     flat = FakeStudy(
         series={("grpo", s): {"policy/entropy": [1.0] * 60, "reward/mean": [0.0] * 60} for s in SEEDS}
     )
-    assert verdicts(V.early, flat) == [UNTESTABLE]
+    assert verdicts(K.early, flat) == [UNTESTABLE]
 
 
 def test_lm2_each_outcome_and_its_base_rate():
@@ -351,52 +353,52 @@ def test_lm2_each_outcome_and_its_base_rate():
                               "policy/dH_realized": real.tolist()}  # fmt: skip
         return out
 
-    assert verdicts(V.covariance_tracks_dh, FakeStudy(series=series(0.001))) == [HOLDS]
+    assert verdicts(K.covariance_tracks_dh, FakeStudy(series=series(0.001))) == [HOLDS]
     # every step's entropy falls and the prediction says so: the correlation holds, but the sign is no better
     # than always guessing "down", and the claim needs both
-    assert verdicts(V.covariance_tracks_dh, FakeStudy(series=series(0.001, all_down=True))) == [INCONCLUSIVE]
+    assert verdicts(K.covariance_tracks_dh, FakeStudy(series=series(0.001, all_down=True))) == [INCONCLUSIVE]
     anti = FakeStudy(series={k: {**v, "policy/dH_realized": [-x for x in v["policy/dH_realized"]]} for k, v in series(0.001).items()})  # fmt: skip
-    assert verdicts(V.covariance_tracks_dh, anti) == [FAILS]
+    assert verdicts(K.covariance_tracks_dh, anti) == [FAILS]
     const = FakeStudy(series={("grpo", s): {"policy/dH_pred_pg_per_lr": [0.0] * 5, "policy/dH_pred_npg_per_lr": [0.0] * 5,
                                             "policy/dH_realized": [0.0] * 5} for s in SEEDS})  # fmt: skip
-    assert verdicts(V.covariance_tracks_dh, const) == [UNTESTABLE]
+    assert verdicts(K.covariance_tracks_dh, const) == [UNTESTABLE]
 
 
 def test_lm3_each_outcome_and_untestable_when_nothing_learns():
     assert verdicts(
-        V.eighty_twenty, FakeStudy(p={"top20": 0.8 + noise(), "grpo": 0.8 + noise()}, p0=0.3)
+        K.eighty_twenty, FakeStudy(p={"top20": 0.8 + noise(), "grpo": 0.8 + noise()}, p0=0.3)
     ) == [HOLDS]
     assert verdicts(
-        V.eighty_twenty, FakeStudy(p={"top20": 0.3 + noise(), "grpo": 0.8 + noise()}, p0=0.3)
+        K.eighty_twenty, FakeStudy(p={"top20": 0.3 + noise(), "grpo": 0.8 + noise()}, p0=0.3)
     ) == [FAILS]
     noisy = FakeStudy(p={"top20": 0.78 + alt(0.2), "grpo": 0.8 - alt(0.2)}, p0=0.3)
-    assert verdicts(V.eighty_twenty, noisy) == [INCONCLUSIVE]
-    assert verdicts(V.eighty_twenty, FakeStudy(p={"top20": np.zeros(N), "grpo": np.zeros(N)}, p0=0.0)) == [
+    assert verdicts(K.eighty_twenty, noisy) == [INCONCLUSIVE]
+    assert verdicts(K.eighty_twenty, FakeStudy(p={"top20": np.zeros(N), "grpo": np.zeros(N)}, p0=0.0)) == [
         UNTESTABLE
     ]
 
 
 def test_tail_means_take_the_top_share_and_at_least_one_value():
     x = np.arange(1000.0)
-    means = V.tail_means(x, (0.0002, 0.01, 0.5, 1.0))
+    means = S.tail_means(x, (0.0002, 0.01, 0.5, 1.0))
     assert means == [999.0, float(np.mean(x[-10:])), float(np.mean(x[500:])), float(np.mean(x))]
 
 
 def test_lm4_each_outcome():
     def tails(draw):
-        return {s: V.tail_means(draw(s)) for s in SEEDS}
+        return {s: S.tail_means(draw(s)) for s in SEEDS}
 
     rng = np.random.default_rng(1)
     normal = FakeStudy(tails=tails(lambda s: rng.normal(size=5000)))
-    row = V.heavy_tail(normal, SEEDS)
+    row = K.heavy_tail(normal, SEEDS)
     assert row.verdict == FAILS and 2.7 < row.worst < 3.3  # a normal's top 2% / top 50% is 3.0
     heavy = FakeStudy(tails=tails(lambda s: rng.standard_t(1.5, size=5000)))
-    assert verdicts(V.heavy_tail, heavy) == [HOLDS]
+    assert verdicts(K.heavy_tail, heavy) == [HOLDS]
     # ratios 5 ± 4 by seed: the mean is on the bar, the interval reaches below a normal's 3×
     mixed = FakeStudy(tails={s: [10.0, 8.0, 5.0 + alt(4.0)[s], 0.5, 1.0, 0.1] for s in SEEDS})
-    assert verdicts(V.heavy_tail, mixed) == [INCONCLUSIVE]
+    assert verdicts(K.heavy_tail, mixed) == [INCONCLUSIVE]
     zero = FakeStudy(tails={s: [0.0] * 6 for s in SEEDS})
-    assert verdicts(V.heavy_tail, zero) == [UNTESTABLE]
+    assert verdicts(K.heavy_tail, zero) == [UNTESTABLE]
 
 
 def test_lm5_each_outcome_and_untestable_when_the_bonus_splits_no_group():
@@ -410,15 +412,15 @@ def test_lm5_each_outcome_and_untestable_when_the_bonus_splits_no_group():
         return out
 
     v_up = 1 - 1.6 * t + 1.8 * t**2  # dips to about 0.64, ends at 1.2
-    assert verdicts(V.fork_v, FakeStudy(series=series(v_up))) == [HOLDS]
-    assert verdicts(V.fork_v, FakeStudy(series=series(1 - 1.6 * t + 1.2 * t**2))) == [
+    assert verdicts(K.fork_v, FakeStudy(series=series(v_up))) == [HOLDS]
+    assert verdicts(K.fork_v, FakeStudy(series=series(1 - 1.6 * t + 1.2 * t**2))) == [
         FAILS
     ]  # ends below its start
     wobble = {**series(v_up)}
     for s in SEEDS:  # ends above or below its start by seed
         wobble["fork_bonus", s] = {**wobble["fork_bonus", s], "policy/entropy": (1 - 1.6 * t + (1.6 + (0.5 if s % 2 else -0.45)) * t**2).tolist()}  # fmt: skip
-    assert verdicts(V.fork_v, FakeStudy(series=wobble)) == [INCONCLUSIVE]
-    assert verdicts(V.fork_v, FakeStudy(series=series(v_up, split=0.0))) == [UNTESTABLE]
+    assert verdicts(K.fork_v, FakeStudy(series=wobble)) == [INCONCLUSIVE]
+    assert verdicts(K.fork_v, FakeStudy(series=series(v_up, split=0.0))) == [UNTESTABLE]
 
 
 def test_every_claim_is_covered_by_an_outcome_test():
@@ -426,4 +428,4 @@ def test_every_claim_is_covered_by_an_outcome_test():
     import inspect
 
     here = inspect.getsource(inspect.getmodule(test_every_claim_is_covered_by_an_outcome_test))
-    assert all(f"V.{fn.__name__}" in here for fn in V.CLAIMS.values())
+    assert all(f"K.{fn.__name__}" in here for fn in K.CLAIMS.values())
