@@ -96,6 +96,7 @@ class GRPO(Controller):
 
     name = "grpo"
     kind = "advantage"
+    signal_source = True
     needs_fields = frozenset({"reward"})
     groups = True
     stage_name = "sampling"
@@ -155,6 +156,7 @@ class RLOO(Controller):
 
     name = "rloo"
     kind = "advantage"
+    signal_source = True
     needs_fields = frozenset({"reward"})
     groups = True
     stage_name = "sampling"
@@ -179,6 +181,7 @@ class OPO(Controller):
 
     name = "opo"
     kind = "advantage"
+    signal_source = True
     needs_fields = frozenset({"reward"})
     groups = True
     stage_name = "sampling"
@@ -235,6 +238,7 @@ class QAE(Controller):
 
     name = "qae"
     kind = "advantage"
+    signal_source = True
     needs_fields = frozenset({"reward"})
     groups = True
     stage_name = "sampling"
@@ -261,6 +265,7 @@ class _OutcomeSign(Controller):
     """Shared body of PSR / NSR / W-REINFORCE: a fixed function of the reward, no baseline."""
 
     kind = "advantage"
+    signal_source = True
     needs_fields = frozenset({"reward"})
     stage_name = "sampling"
     separable_runs = True
@@ -333,6 +338,7 @@ class Unlikeliness(Controller):
     name = "unlikeliness"
     reads_at_sampling = frozenset({"old_logp"})
     kind = "advantage"
+    signal_source = True
     needs_fields = frozenset({"reward"})
     groups = True
     stage_name = "sampling"
@@ -402,6 +408,7 @@ class SeedGRPO(Controller):
 
     name = "seed_grpo"
     kind = "advantage"
+    signal_source = True
     needs_fields = frozenset({"reward", "answer"})
     groups = True
     stage_name = "sampling"

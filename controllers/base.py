@@ -33,6 +33,10 @@ and declares what it needs from the host that runs it (the contract, checked by
                                    ``logp``, ``old_logp``, ``entropy`` it reads (a host whose sampling
                                    stage sees rewards only, as verl's advantage estimators, refuses it)
     stateful() -> bool             its state changes between optimizer steps (it overrides ``step``)
+    sources_signal() -> bool       it makes the learning signal from rewards (or judgements) alone, not
+                                   from the advantages it is given: an advantage estimator (``grpo``,
+                                   ``rloo``, ...) or a surrogate that reads rewards (``nft``). A host that
+                                   starts from zero advantages refuses a pipeline without one.
 
 ``stats`` passed to ``step`` is the metrics dict of ``policy_loss`` for the optimizer batch (averaged
 over ranks by the trainer); stateful controllers read ``stats["policy/entropy"]`` (token-mean entropy,
@@ -97,6 +101,7 @@ class Controller:
     separable_runs: ClassVar[bool] = False
     reads_at_sampling: ClassVar[frozenset[str]] = frozenset()
     surrogate_supplier: ClassVar[bool] = False
+    signal_source: ClassVar[bool] = False
 
     # -- the contract ------------------------------------------------------------------------------
 
@@ -122,6 +127,11 @@ class Controller:
         """True if its ``terms`` return the per-token PG surrogate (``Terms.surrogate``, replacing −A·ratio);
         a pipeline holds at most one such controller, checked when it is built."""
         return bool(self.surrogate_supplier)
+
+    def sources_signal(self) -> bool:
+        """True if its advantages (or its surrogate) come from rewards or judgements, whatever the
+        advantages it is given: on zero incoming advantages it still gives a learning signal."""
+        return bool(self.signal_source)
 
     def resets_reference(self) -> bool:
         """True if the controller may ask the host to copy the policy into the reference model
@@ -267,6 +277,10 @@ class Pipeline:
 
     def whole_groups(self) -> bool:
         return any(c.whole_groups() for c in self.controllers)
+
+    def sources_signal(self) -> bool:
+        """True if some controller makes the learning signal from rewards (``Controller.sources_signal``)."""
+        return any(c.sources_signal() for c in self.controllers)
 
     def sampling_reads(self) -> frozenset[str]:
         """The per-token values its sampling-stage controllers read (``Controller.sampling_reads``)."""

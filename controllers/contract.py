@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from controllers.base import Controller, Pipeline
+from controllers.base import Controller, Pipeline, get, names
 
 ALWAYS = ("logp", "old_logp", "adv", "entropy", "mask", "group")
 
@@ -56,6 +56,9 @@ class Host:
         checkpoints); else why it cannot, and a controller whose state changes (``stateful``) is refused.
     reference_reset: None if the host can copy the policy into its reference model when a controller
         asks (``resets_reference``); else why it cannot, and such a controller is refused.
+    own_advantages: None if the host hands the pipeline zero advantages, so that a pipeline with no
+        controller making them from rewards (``Pipeline.sources_signal``) would train on nothing and is
+        refused; else where the host's own advantages come from (verl's estimator before the loss).
     """
 
     name: str
@@ -68,6 +71,7 @@ class Host:
     sampling_lacks: Mapping[str, str] = field(default_factory=dict)
     stateless: str | None = None
     reference_reset: str | None = None
+    own_advantages: str | None = None
 
     def __post_init__(self):
         unknown = sorted((set(self.provides) | set(self.how) | set(self.cannot)) - set(FIELDS))
@@ -120,9 +124,21 @@ def problem(c: Controller, host: Host) -> str | None:
     return None
 
 
+def signal_sources() -> list[str]:
+    """The registered controllers that make a learning signal from rewards (for messages)."""
+    return [n for n in names() if get(n).sources_signal()]
+
+
 def check(pipeline: Pipeline, host: Host) -> None:
-    """Raise ValueError (one line) at the first controller of ``pipeline`` that ``host`` cannot feed."""
+    """Raise ValueError (one line) at the first controller of ``pipeline`` that ``host`` cannot feed, or
+    when the host starts from zero advantages and no controller makes them."""
     for c in pipeline.controllers:
         msg = problem(c, host)
         if msg is not None:
             raise ValueError(msg)
+    if host.own_advantages is None and not pipeline.sources_signal():
+        got = [c.name for c in pipeline.controllers]
+        raise ValueError(
+            f"controllers: got {got}, none of which makes advantages from rewards, so {host.name} would "
+            f"train on zero advantages; allowed: a pipeline with one of {', '.join(signal_sources())}"
+        )

@@ -46,6 +46,7 @@ def maxv(x: Tensor, floor: float) -> Tensor:
 class NFT(Controller):
     name = "nft"
     surrogate_supplier = True
+    signal_source = True
     kind = "weight"  # supplies the PG surrogate, like ppo_clip
     needs_fields = frozenset({"reward"})
     groups = True

@@ -113,6 +113,9 @@ class PIControl(Controller):
     def supplies_surrogate(self):
         return get(self.inner, **self.inner_hp).supplies_surrogate()
 
+    def sources_signal(self):
+        return get(self.inner, **self.inner_hp).sources_signal()
+
     def _bound_inner(self, state) -> Controller:
         return self.inner_at(state["value"])
 

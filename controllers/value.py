@@ -47,6 +47,7 @@ class VAPO(Controller):
 
     name = "vapo"
     kind = "advantage"
+    signal_source = True
     needs_fields = frozenset({"reward", "value"})
     stage_name = "sampling"
     separable_runs = True

@@ -236,6 +236,9 @@ class SimConfig:
             how=how,
             cannot={"length": "response lengths are the mask's row sums here"},
             group_size=self.group_size if self.update in ("grpo", "ppo") else None,
+            own_advantages=f"update={self.update!r} (the expected gradient)"
+            if self.update.startswith("exact")
+            else None,
         )
 
     def env_spec(self) -> TreeEnvSpec | MdpEnvSpec:

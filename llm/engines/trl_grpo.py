@@ -34,7 +34,9 @@ differs from TRL (docs/engines.md, "TRL"):
 - **Controller state** is stepped once per optimizer step with the window's metrics (token-weighted
   over ranks), saved in every TRL checkpoint (``entrolab_state.json``) and restored on resume.
 - **Refused before training**, each in one line: loss types other than dapo, grpo and dr_grpo; any TRL
-  loss option a given pipeline would silently override; controllers whose needs TRL cannot meet.
+  loss option a given pipeline would silently override (``beta`` and ``use_bias_correction_kl`` must say
+  what the pipeline's KL term does); a pipeline with no controller making advantages from rewards (TRL's
+  advantages are replaced by the pipeline's, from zero); controllers whose needs TRL cannot meet.
 """
 
 from __future__ import annotations
@@ -158,6 +160,23 @@ def _check_overrides(args: GRPOConfig, pipe: C.Pipeline) -> None:
             f"GRPOConfig.beta: got {args.beta}, but no controller of the pipeline reads reference log-probs, "
             "so TRL's KL term would be silently dropped; allowed: 0, or a pipeline with ref_kl(beta=...)"
         )
+    # the KL term is the pipeline's: TRL's coefficient and bias correction must say the same
+    for c in pipe.controllers:
+        if "ref_logp" not in c.needs() or args.beta == 0.0:  # beta = 0: the contract says how to switch it on
+            continue
+        hp = c.hyperparameters()
+        if "beta" in hp and float(hp["beta"]) != float(args.beta):
+            raise ValueError(
+                f"GRPOConfig.beta: got {args.beta}, but the pipeline's {c.name} has beta={hp['beta']}, which "
+                f"would silently replace it; allowed: {hp['beta']} (beta switches TRL's reference forward on), "
+                "or pipeline=None"
+            )
+        if "importance" in hp and bool(hp["importance"]) != bool(args.use_bias_correction_kl):
+            raise ValueError(
+                f"GRPOConfig.use_bias_correction_kl: got {args.use_bias_correction_kl}, but the pipeline's "
+                f"{c.name} has importance={hp['importance']}, which would silently replace it; allowed: "
+                f"{bool(hp['importance'])}, or {c.name}(importance={bool(args.use_bias_correction_kl)})"
+            )
 
 
 def trl_host(args: GRPOConfig, selection: str = "global", world: int = 1) -> C.Host:

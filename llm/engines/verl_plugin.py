@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 import controllers as C
+from controllers.agg import AGG_MODES
 from llm.parallel import TorchGather
 
 TESTED_VERL = "0.9.1"
@@ -99,14 +100,16 @@ def _checked() -> tuple[C.Pipeline, C.Pipeline, C.Pipeline]:
         )
     if text not in _CACHE:
         pipe = parse_pipeline(text)
-        C.contract.check(pipe, verl_host())
+        # the workers do not see algorithm.adv_estimator: check_verl_config and the estimator check the signal
+        C.contract.check(pipe, verl_host(own_advantages="algorithm.adv_estimator, if verl's own"))
         _CACHE[text] = (pipe, *pipe.split())  # split() refuses an order that splitting would change
     return _CACHE[text]
 
 
-def verl_host(trainer: bool = True) -> C.Host:
+def verl_host(trainer: bool = True, own_advantages: str | None = None) -> C.Host:
     """What the plugin can feed a pipeline inside verl (``controllers.contract.Host``); ``trainer``:
-    verl runs the ``entrolab`` trainer mode, which keeps controller state."""
+    verl runs the ``entrolab`` trainer mode, which keeps controller state; ``own_advantages``: verl's own
+    estimator makes the advantages (None: the ``entrolab`` estimator, whose advantages start at zero)."""
     no_tokens = "verl hands an advantage estimator the rewards, the response mask and the prompt ids only"
     return C.Host(
         name="verl (entrolab plugin)",
@@ -125,6 +128,7 @@ def verl_host(trainer: bool = True) -> C.Host:
             "only trainer.v1.trainer_mode=entrolab steps controller state and keeps it in checkpoints"
         ),
         reference_reset="the plugin cannot overwrite the weights of verl's reference worker",
+        own_advantages=own_advantages,
     )  # fmt: skip
 
 
@@ -162,8 +166,34 @@ def pipeline_from_verl_config(config, loss_mode: str | None = None) -> C.Pipelin
     return C.Pipeline(ctrls)
 
 
+# actor options that loss_mode=entrolab does not read, with verl 0.9.1's defaults (accepted, and unused:
+# the pipeline's controllers set the clip range and the KL term) and where the setting goes instead
+UNUSED_ACTOR = {
+    "clip_ratio": (0.2, "ppo_clip(eps_lo=..., eps_hi=...)"),
+    "clip_ratio_low": (0.2, "ppo_clip(eps_lo=...)"),
+    "clip_ratio_high": (0.2, "ppo_clip(eps_hi=...)"),
+    "clip_ratio_c": (3.0, "ppo_clip(dual_clip=...)"),
+    "kl_loss_coef": (0.001, "ref_kl(beta=...)"),
+    "kl_loss_type": ("low_var_kl", "ref_kl(estimator=...)"),
+}
+
+
 def check_actor_config(config, pipe: C.Pipeline) -> None:
-    """verl options that the entrolab loss would silently drop must be neutral."""
+    """verl options that the entrolab loss would silently drop must be neutral, and its aggregation one of
+    entrolab's."""
+    agg = config.get("loss_agg_mode", "token-mean")
+    if agg not in AGG_MODES:
+        raise ValueError(
+            f"actor.loss_agg_mode: got {agg!r}, which loss_mode=entrolab cannot aggregate; allowed: "
+            f"{', '.join(AGG_MODES)}"
+        )
+    for name, (default, instead) in UNUSED_ACTOR.items():
+        got = config.get(name, default)
+        if got is not None and got != default:
+            raise ValueError(
+                f"actor.{name}: got {got!r}, which loss_mode=entrolab ignores (the pipeline sets it); allowed: "
+                f"{default!r}, verl's default, with {instead} in the pipeline"
+            )
     if config.entropy_coeff:
         raise ValueError(
             f"actor.entropy_coeff: got {config.entropy_coeff}, which loss_mode=entrolab would silently drop; "
@@ -189,6 +219,12 @@ def check_verl_config(config) -> None:
     loss_mode = actor.policy_loss.get("loss_mode", "vanilla")
     estimator = str(config.algorithm.adv_estimator)
     if NAME not in (loss_mode, estimator):
+        if os.environ.get(ENV):
+            raise ValueError(
+                f"{ENV}: set, but neither algorithm.adv_estimator ({estimator!r}) nor "
+                f"actor_rollout_ref.actor.policy_loss.loss_mode ({loss_mode!r}) is {NAME!r}, so the pipeline "
+                f"would be ignored; allowed: unset, or {NAME} in one of the two"
+            )
         return
     v1 = config.trainer.get("use_v1", False)
     mode = config.trainer.get("v1", {}).get("trainer_mode", "sync") if v1 else None
@@ -198,7 +234,8 @@ def check_verl_config(config) -> None:
             f"({_TRAINER_IMPORT_ERROR[0]}); allowed: a verl installation with its trainer runtime"
         )
     pipe = pipeline()
-    C.contract.check(pipe, verl_host(trainer=mode == NAME))
+    own = None if estimator == NAME else f"algorithm.adv_estimator={estimator}"
+    C.contract.check(pipe, verl_host(trainer=mode == NAME, own_advantages=own))
     sampling, loss = _stages()
     if sampling.controllers and estimator != NAME:
         raise ValueError(
@@ -252,6 +289,8 @@ def entrolab_advantage(token_level_rewards, response_mask, index=None, config=No
     """verl advantage estimator: the pipeline's sampling stage over the whole batch. Returns
     (advantages, returns), both (B, T), as verl's GRPO does."""
     sampling, _ = _stages()
+    if not pipeline().sources_signal():  # also when verl's validate_config was bypassed
+        C.contract.check(pipeline(), verl_host())
     mask = response_mask.to(torch.float32)
     reward = token_level_rewards.to(torch.float32).sum(-1)
     if index is None:
@@ -269,6 +308,24 @@ def entrolab_advantage(token_level_rewards, response_mask, index=None, config=No
         state = sampling.init()
     adv = sampling.advantages(batch, state)
     return adv, adv
+
+
+def final_outputs(batch_keys) -> tuple[list[int], list[int]]:
+    """(rows of each agent session's final output, for every row the position of its session's final
+    row in that list), from verl's v1 batch keys ``{uid}_{session_id}_{output index}``, as verl's
+    ``compute_advantage_for_multi_trajectories`` reads them."""
+    final: dict[str, tuple[int, int]] = {}
+    sessions = []
+    for row, key in enumerate(batch_keys):
+        parts = str(key).rsplit("_", 2)
+        if len(parts) != 3 or not parts[2].lstrip("-").isdigit():
+            raise ValueError(f"batch_keys: got {key!r}; allowed: verl's v1 keys '<uid>_<session>_<index>'")
+        session, index = f"{parts[0]}_{parts[1]}", int(parts[2])
+        sessions.append(session)
+        if session not in final or final[session][0] < index:
+            final[session] = (index, row)
+    order = {session: i for i, session in enumerate(final)}
+    return [row for _, row in final.values()], [order[s] for s in sessions]
 
 
 # -- the loss stage: verl's loss_fn ----------------------------------------------------------------------

@@ -26,6 +26,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+from verl.trainer.ppo.ray_trainer import compute_advantage
+from verl.trainer.ppo.v1 import trainer_base
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
@@ -34,6 +37,36 @@ from llm.engines import state as engine_state
 from llm.engines import verl_plugin as P
 
 STATE_FILE = engine_state.STATE_FILE
+
+
+def _per_session(original):
+    """verl's v1 trainers compute GRPO advantages of agent sessions with several outputs from each
+    session's final output, broadcast to the session's other outputs
+    (``compute_advantage_for_multi_trajectories``); every other estimator sees every output. The
+    ``entrolab`` estimator gets GRPO's rule, so a pipeline's groups are those of verl's GRPO."""
+    if getattr(original, "_entrolab", False):
+        return original
+
+    def wrapped(data, batch_keys, adv_estimator, **kwargs):
+        if str(adv_estimator) != P.NAME:
+            return original(data, batch_keys, adv_estimator, **kwargs)
+        finals, row_to_final = P.final_outputs(batch_keys)
+        sub = compute_advantage(data.select_idxs(finals), adv_estimator=adv_estimator, **kwargs)
+        first = sub.batch["response_mask"].argmax(dim=1)
+        score = sub.batch["advantages"][torch.arange(len(sub)), first]
+        scores = score[torch.as_tensor(row_to_final)].unsqueeze(-1) * data.batch["response_mask"]
+        data.batch["advantages"] = scores
+        data.batch["returns"] = scores
+        return data
+
+    wrapped._entrolab = True
+    wrapped.__wrapped__ = original
+    return wrapped
+
+
+trainer_base.compute_advantage_for_multi_trajectories = _per_session(
+    trainer_base.compute_advantage_for_multi_trajectories
+)
 
 
 @register_trainer(P.NAME)

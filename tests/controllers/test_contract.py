@@ -234,3 +234,51 @@ def test_two_surrogates_are_refused_when_the_pipeline_is_built():
         C.Pipeline([C.get("grpo"), C.get("ppo_clip"), C.get("nft")])
     with pytest.raises(ValueError, match="each define the PG surrogate"):
         C.Pipeline([C.get("pi_control", inner="ppo_clip", knob="eps_hi"), C.get("nft")])
+
+
+def _signal_batch(adv: float = 0.0) -> C.TokenBatch:
+    """Every optional field filled; rewards differ inside each group (so a group comparison has a signal)."""
+    x = torch.linspace(-2, -0.1, 12, dtype=torch.float64).reshape(4, 3).requires_grad_()
+    b = C.TokenBatch.from_sequences(
+        x, torch.ones(4, 3), reward=torch.tensor([1.0, 0.0, 1.0, 0.0]), group=torch.tensor([0, 0, 1, 1])
+    )
+    return b.replace(
+        old_logp=x.detach() - 0.05, adv=torch.full((4, 3), adv, dtype=torch.float64),
+        entropy=torch.ones(4, 3, dtype=torch.float64), ref_logp=x.detach(), entropy_topp=torch.ones(4, 3, dtype=torch.float64),
+        answer=torch.tensor([0, 1, 0, 0]), step_correct=torch.ones(4, 3, dtype=torch.float64),
+        guide=torch.tensor([False, False, False, False]), embedding=torch.eye(4, dtype=torch.float64),
+        value=torch.full((4, 3), 0.5, dtype=torch.float64), length=torch.full((4,), 3.0, dtype=torch.float64),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", C.names())
+def test_sources_signal_is_honest(name):
+    """A controller that says it makes the learning signal does so from rewards on zero advantages; one that
+    does not leaves zero advantages at zero (so a host starting from zeros must refuse it alone)."""
+    c = C.get(name)
+    b = _signal_batch()
+    adv = C.Pipeline([c]).advantages(b)
+    if c.sources_signal():
+        if "advantages" in c.acts_on():
+            assert adv.abs().max() > 0, name
+        else:  # a surrogate that reads rewards: its policy-gradient term moves the policy
+            loss, _ = C.policy_loss(b, [c], generator=torch.Generator().manual_seed(0))
+            (g,) = torch.autograd.grad(loss, b.logp)
+            assert g.abs().max() > 0, name
+    else:
+        assert float(adv.abs().max()) == 0.0, name
+
+
+def test_a_host_starting_from_zero_advantages_refuses_a_pipeline_without_a_source():
+    host = Host(name="h", provides=frozenset(FIELDS))
+    for names in (["ppo_clip"], ["ppo_clip", "clip_cov", "entropy_adv"], []):
+        with pytest.raises(
+            ValueError, match=r"^controllers: got .*none of which makes advantages from rewards"
+        ):
+            check(C.Pipeline([C.get(n) for n in names]), host)
+    check(C.Pipeline([C.get("grpo"), C.get("ppo_clip")]), host)
+    check(C.Pipeline([C.get("nft")]), host)
+    # a host with its own advantages (verl's estimator, an exact update) takes loss-only pipelines
+    check(
+        C.Pipeline([C.get("ppo_clip")]), Host(name="h", provides=frozenset(FIELDS), own_advantages="its own")
+    )

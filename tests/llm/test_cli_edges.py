@@ -38,6 +38,11 @@ CASES = {
         None, ["--controllers", "grpo", "ppo_clip", "nft"],
         "error: controllers: 'ppo_clip' and 'nft' each define the PG surrogate; allowed: at most one",
     ),
+    "no controller makes advantages": (
+        None, ["--controllers", "ppo_clip", "clip_cov"],
+        "error: controllers: got ['ppo_clip', 'clip_cov'], none of which makes advantages from rewards, so the "
+        "LLM trainer would train on zero advantages; allowed: a pipeline with one of",
+    ),
 }  # fmt: skip
 
 

@@ -77,6 +77,12 @@ def test_parity_reference_kl(saved_model, bias_correction, tmp_path):
     _, theirs = H.train(GRPOTrainer, tmp_path / "trl", model=saved_model, **cfg)
     _, ours = H.train(Adapter, tmp_path / "ours", model=saved_model, **cfg)
     assert H.rel_diff(ours, theirs, start) < TOL
+    # an explicit pipeline whose KL term says what GRPOConfig says is accepted, and is TRL's loss
+    pipe = [C.get("grpo", eps=1e-4), C.get("ppo_clip"), C.get("ref_kl", beta=0.2, importance=bias_correction)]
+    _, mine = H.train(
+        Adapter, tmp_path / "pipe", model=saved_model, trainer_kwargs=dict(pipeline=pipe), **cfg
+    )
+    assert H.rel_diff(mine, theirs, start) < TOL
 
 
 def test_parity_80_20_per_micro_batch(tmp_path):
@@ -176,7 +182,7 @@ def _accepted(name: str) -> str | None:
 @pytest.mark.parametrize("name", C.names())
 def test_every_controller_runs_or_is_refused_before_training(name, tmp_path):
     ctrl = C.get(name)
-    pipe = [ctrl] if ctrl.acts_on() & {"advantages"} else [C.get("grpo", eps=1e-4), ctrl]
+    pipe = [ctrl] if ctrl.sources_signal() else [C.get("grpo", eps=1e-4), ctrl]
     why = _accepted(name)
     kw = dict(pipeline=pipe, rollout_func=H.fixed_rollout)
     if why is None:
@@ -245,6 +251,29 @@ def test_beta_without_a_kl_controller_is_refused(tmp_path):
         H.train(Adapter, tmp_path, beta=0.1, trainer_kwargs=dict(pipeline=[C.get("grpo")]))
 
 
+@pytest.mark.parametrize("names", [["ppo_clip"], ["ppo_clip", "clip_cov"], []])
+def test_a_pipeline_without_an_advantage_estimator_is_refused(names, tmp_path):
+    """TRL's advantages are replaced by the pipeline's, which start from zero: without a controller that
+    makes them from rewards the adapter would train on zero advantages (loss 0, unchanged parameters)."""
+    with pytest.raises(ValueError, match=r"^controllers: got .*none of which makes advantages from rewards, "
+                       r"so TRL's GRPOTrainer \(entrolab adapter\) would train on zero advantages"):  # fmt: skip
+        H.train(Adapter, tmp_path, trainer_kwargs=dict(pipeline=[C.get(n) for n in names]))
+    assert not (tmp_path / "checkpoint-1").exists()
+
+
+def test_the_kl_term_is_the_pipelines_and_trls_settings_must_agree(tmp_path):
+    """An explicit ref_kl sets the KL term: a different GRPOConfig.beta or bias correction is refused, the
+    same one is accepted and is TRL's loss (test_parity_reference_kl)."""
+    with pytest.raises(
+        ValueError, match=r"^GRPOConfig.beta: got 0.04, but the pipeline's ref_kl has beta=0.001"
+    ):
+        H.train(Adapter, tmp_path, beta=0.04, trainer_kwargs=dict(pipeline=[C.get("grpo"), C.get("ref_kl")]))
+    pipe = [C.get("grpo"), C.get("ref_kl", beta=0.04)]
+    with pytest.raises(ValueError, match=r"^GRPOConfig.use_bias_correction_kl: got True, but the pipeline's "
+                       r"ref_kl has importance=False"):  # fmt: skip
+        H.train(Adapter, tmp_path, beta=0.04, trainer_kwargs=dict(pipeline=pipe))
+
+
 def test_ref_kl_without_beta_says_how(tmp_path):
     with pytest.raises(
         ValueError, match=r"needs ref_logp .*provides it with GRPOConfig\(beta=...\) non-zero"
@@ -257,7 +286,7 @@ def test_reference_resets_need_a_separate_reference_model(tmp_path):
     so ref_kl with a reset rule is refused before training."""
     from peft import LoraConfig
 
-    pipe = [C.get("grpo"), C.get("ref_kl", beta=0.1, reset_every=2)]
+    pipe = [C.get("grpo"), C.get("ref_kl", beta=0.1, reset_every=2, importance=True)]
     lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     with pytest.raises(
         ValueError, match=r"^controllers: 'ref_kl' asks for the reference model to be reset.*PEFT"

@@ -42,8 +42,10 @@ def _both(loss_mode, agg, seed=0, pipeline=None, env=None, monkeypatch=None, **k
     g_theirs = torch.autograd.grad(theirs, leaves, allow_unused=True)
     pipe = pipeline if pipeline is not None else V.pipeline_from_verl_config(cfg)
     monkeypatch.setenv(V.ENV, json.dumps([[c.name, c.hyperparameters()] for c in pipe.controllers]))
+    # the entrolab loss reads none of verl's clip and KL options: they stay at verl's defaults
+    ours_kw = {k: v for k, v in cfg_kw.items() if k not in V.UNUSED_ACTOR}
     ours_cfg = actor_config(
-        "entrolab", agg, **{**cfg_kw, "entropy_coeff": 0.0, "use_kl_loss": cfg.use_kl_loss}
+        "entrolab", agg, **{**ours_kw, "entropy_coeff": 0.0, "use_kl_loss": cfg.use_kl_loss}
     )
     ours_cfg.policy_loss.loss_mode = "entrolab"
     out, data, leaves = inputs(seed, **in_kw)
@@ -220,6 +222,16 @@ def test_options_the_loss_would_drop_are_refused(monkeypatch):
     # another loss mode still reaches verl's own loss
     loss, _ = losses.ppo_loss(actor_config("vanilla"), out, data)
     assert torch.isfinite(loss)
+
+
+def test_the_estimator_refuses_a_pipeline_that_makes_no_advantages(monkeypatch):
+    """Reached without verl's validate_config (which refuses it first): zero advantages are not returned."""
+    monkeypatch.setenv(V.ENV, '["ppo_clip"]')
+    V._CACHE.clear()
+    V.pipeline()  # loss-only pipelines parse: verl's own estimator may make the advantages
+    mask = torch.ones(4, 3)
+    with pytest.raises(ValueError, match=r"^controllers: got \['ppo_clip'\], none of which makes advantages"):
+        core_algos.get_adv_estimator_fn("entrolab")(torch.rand(4, 3), mask, index=["a", "a", "b", "b"])
 
 
 def test_importing_verl_loads_the_plugin_through_its_entry_point():

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import verl
@@ -33,7 +34,7 @@ from llm.engines import verl_plugin as P
 from llm.engines import verl_trainer as VT
 from tests.llm.verl_helpers import actor_config, inputs
 
-PI = ["ppo_clip", ["pi_control", {"target": 0.5, "kp": 0.5, "ki": 0.1}]]
+PI = ["grpo", "ppo_clip", ["pi_control", {"target": 0.5, "kp": 0.5, "ki": 0.1}]]
 
 
 def verl_config(pipeline, *overrides, tmp=None):
@@ -264,7 +265,7 @@ def test_state_survives_a_checkpoint_and_resume(tmp_path):
     again._load_checkpoint()
     assert again.global_steps == 2 and again.ctrl_state == saved
     assert again.actor_rollout_wg.loaded == [str(folder / "actor")]
-    other = trainer(["ppo_clip", "adaptive_entropy"], "trainer.resume_mode=auto", tmp=tmp_path)
+    other = trainer(["grpo", "ppo_clip", "adaptive_entropy"], "trainer.resume_mode=auto", tmp=tmp_path)
     with pytest.raises(
         ValueError, match=r"^trainer.resume_mode: .* holds state for .*; allowed: the same pipeline"
     ):
@@ -290,6 +291,20 @@ def test_state_survives_a_checkpoint_and_resume(tmp_path):
         (["grpo", "ppo_clip"], ["+trainer.v1.sync.parameter_sync_step=2"],
          r"^trainer.v1.sync.parameter_sync_step: got 2"),
         (["grpo", "fork_bonus"], [], r"^controllers: 'fork_bonus' reads entropy"),
+        # the entrolab estimator without a controller that makes advantages: zero advantages
+        (["ppo_clip"], [], r"^controllers: got \['ppo_clip'\], none of which makes advantages from rewards"),
+        # actor options loss_mode=entrolab does not read
+        (["grpo", "ppo_clip"], ["actor_rollout_ref.actor.clip_ratio_high=0.28"],
+         r"^actor.clip_ratio_high: got 0.28, which loss_mode=entrolab ignores.*ppo_clip\(eps_hi=...\)"),
+        (["grpo", "ppo_clip"], ["actor_rollout_ref.actor.clip_ratio=0.3"], r"^actor.clip_ratio: got 0.3"),
+        (["grpo", "ppo_clip", "ref_kl"], ["actor_rollout_ref.actor.use_kl_loss=True",
+                                          "actor_rollout_ref.actor.kl_loss_type=k1"],
+         r"^actor.kl_loss_type: got 'k1', which loss_mode=entrolab ignores"),
+        (["grpo", "ppo_clip"], ["actor_rollout_ref.actor.loss_agg_mode=token-sum"],
+         r"^actor.loss_agg_mode: got 'token-sum', which loss_mode=entrolab cannot aggregate"),
+        # a pipeline neither half of verl would run
+        (["grpo", "ppo_clip"], ["algorithm.adv_estimator=grpo", "actor_rollout_ref.actor.policy_loss.loss_mode=vanilla"],
+         r"^ENTROLAB_PIPELINE: set, but neither algorithm.adv_estimator \('grpo'\) nor"),
     ],
 )  # fmt: skip
 def test_config_check_refuses_before_ray_starts(pipeline, overrides, message):
@@ -311,6 +326,50 @@ def test_config_check_accepts_the_readme_setting():
         ["grpo"], "trainer.v1.trainer_mode=sync", "actor_rollout_ref.actor.policy_loss.loss_mode=vanilla"
     )
     P.check_verl_config(cfg)  # an estimator-only pipeline with verl's own loss
+    cfg = verl_config(["ppo_clip", ["clip_cov", {"frac": 0.0002}]], "trainer.v1.trainer_mode=sync",
+                      "algorithm.adv_estimator=grpo")  # fmt: skip
+    P.check_verl_config(cfg)  # a loss-only pipeline on verl's own advantages
+
+
+def test_agent_sessions_with_several_outputs_are_grouped_as_verls_grpo():
+    """verl's v1 trainer computes GRPO advantages of multi-output agent sessions from each session's final
+    output and broadcasts them; the entrolab estimator gets the same rule, so ``grpo`` in the pipeline
+    gives verl's GRPO advantages. Without the rule every output counts and they differ."""
+    from verl.protocol import DataProto
+    from verl.trainer.ppo.v1 import trainer_base
+
+    g = torch.Generator().manual_seed(3)
+    # two prompts × two sessions; sessions have 1 to 3 outputs (agent turns)
+    keys = ["p0_s0_0", "p0_s0_1", "p0_s1_0", "p1_s0_0", "p1_s0_1", "p1_s0_2", "p0_s0_2", "p1_s1_0"]
+    B, T = len(keys), 5
+    mask = torch.ones(B, T)
+    mask[:, 3:] = (torch.rand(B, 2, generator=g) > 0.5).float()
+    scores = torch.tensor([0.0, 1.0, 3.0, 0.5, 2.0, 1.0, 2.0, 0.0])
+    rewards = torch.zeros(B, T)
+    rewards[torch.arange(B), mask.sum(-1).long() - 1] = scores
+
+    def data():
+        d = DataProto.from_dict(
+            tensors={"token_level_rewards": rewards.clone(), "response_mask": mask.clone()}
+        )
+        d.non_tensor_batch["uid"] = np.array([k.split("_")[0] for k in keys], dtype=object)
+        return d
+
+    run = trainer_base.compute_advantage_for_multi_trajectories
+    kw = dict(gamma=1.0, lam=1.0, num_repeat=1, norm_adv_by_std_in_grpo=True, config=None)
+    theirs = run(data(), batch_keys=keys, adv_estimator="grpo", **kw).batch["advantages"]
+    os.environ[P.ENV] = json.dumps([["grpo", {"eps": 1e-6}]])
+    P._CACHE.clear()
+    ours = run(data(), batch_keys=keys, adv_estimator="entrolab", **kw).batch["advantages"]
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert P.final_outputs(keys) == ([6, 2, 5, 7], [0, 0, 1, 2, 2, 2, 0, 3])
+    # every output counted (the estimator alone) gives other advantages: the rule matters here
+    alone, _ = core_algos.get_adv_estimator_fn("entrolab")(
+        rewards, mask, index=data().non_tensor_batch["uid"]
+    )
+    assert (alone - theirs).abs().max() > 0.1
+    with pytest.raises(ValueError, match=r"^batch_keys: got 'p0'; allowed: verl's v1 keys"):
+        P.final_outputs(["p0"])
 
 
 def test_importing_verl_registers_the_trainer_mode():
