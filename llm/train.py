@@ -61,7 +61,16 @@ import numpy as np
 import torch
 
 import controllers as C
-from common.runio import atomic_write_json, git_sha, peak_rss_mb, read_metrics_file, truncate_metrics
+from common import rundir
+from common.rundir import disk_full
+from common.runio import (
+    atomic_write_json,
+    file_sha256,
+    git_sha,
+    peak_rss_mb,
+    read_metrics_file,
+    truncate_metrics,
+)
 from controllers.agg import masked_mean
 from llm.config import TrainConfig, parse_cli
 from llm.embed import MiniLM
@@ -112,16 +121,12 @@ class Trainer:
         self._handlers = {}
         self.task = get_task_for(cfg)  # bad data fails here, before anything is written
         created = not self.run_dir.exists()
-        self._lock = _lock_run_dir(self.run_dir) if _is_main_rank() else None
+        self._lock = rundir.lock(self.run_dir, "out_dir", "name", "a new --name") if _is_main_rank() else None
         if threading.current_thread() is threading.main_thread():
             self._handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.skipped: list[str] = []  # checkpoints passed over when resuming, with why
             self.resume_from = self._choose_checkpoint() if cfg.resume == "auto" else None
-            if self.resume_from is not None and (self.run_dir / "metrics.jsonl").exists():
-                read_metrics_file(
-                    self.run_dir / "metrics.jsonl"
-                )  # a corrupt line stops here, before any work
             self._setup(cfg)
         except BaseException:
             self.release()
@@ -141,7 +146,7 @@ class Trainer:
             signal.signal(sig, handler)
         self._handlers = {}
         if self._lock is not None:
-            self._lock.close()
+            os.close(self._lock)
             self._lock = None
 
     def _setup(self, cfg: TrainConfig) -> None:
@@ -236,17 +241,28 @@ class Trainer:
         """Before any work: the checkpoint to resume from, the broken ones skipped (and said so), and a
         refusal if the run directory holds metrics that no checkpoint can continue."""
         found = sorted(self.ckpt_root.glob("step_*"), reverse=True) if self.ckpt_root.is_dir() else []
-        chosen = None
+        metrics = self.run_dir / "metrics.jsonl"
+        rows = read_metrics_file(metrics)[0] if metrics.is_file() else []  # a corrupt line stops here
+        chosen, hole = None, None
         for p in found:
             why = checkpoint_problem(p)
-            if why is None:
-                chosen = p
-                break
+            if why is None:  # the metrics it continues must all be there
+                step = json.loads((p / "trainer.json").read_text())["step"]
+                missing = rundir.missing_steps(rows, range(step))
+                if not missing:
+                    chosen = p
+                    break
+                hole = hole or (p, missing)
+                why = f"metrics.jsonl lacks {len(missing)} of the {step} rows before it"
             self.skipped.append(f"{p.name}: {why}")
         if self.skipped and _is_main_rank():
             for line in self.skipped:
                 print(f"resume: skipped checkpoint {line}", file=sys.stderr)
-        metrics = self.run_dir / "metrics.jsonl"
+        if chosen is None and hole is not None:
+            raise ValueError(
+                rundir.hole_message(metrics, hole[1], f"checkpoint {hole[0].name}",
+                                    "--resume never (start over, discarding the checkpoints), or a new --name")
+            )  # fmt: skip
         if chosen is None and metrics.is_file() and metrics.stat().st_size > 0:
             rows = sum(1 for ln in metrics.read_text(errors="replace").splitlines() if ln.strip())
             why = f"; skipped {'; '.join(self.skipped)}" if self.skipped else ""
@@ -267,11 +283,12 @@ class Trainer:
         self.acc.save_state(str(tmp), safe_serialization=False)
         self.acc.wait_for_everyone()  # every rank's RNG file is in tmp before the rename
         if self.acc.is_main_process:
-            files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
+            saved = [f for f in sorted(tmp.iterdir()) if f.is_file()]
             info = {
                 "step": self.step, "controller_state": self.ctrl_state, "bad_in_row": self.bad_in_row,
                 "bad_total": self.bad_total, "history": self.history, "config": self.cfg.to_json(),
-                "files": files,
+                "files": {f.name: f.stat().st_size for f in saved},
+                "sha256": {f.name: file_sha256(f) for f in saved},
             }  # fmt: skip
             (tmp / "trainer.json").write_text(json.dumps(info))
             shutil.rmtree(final, ignore_errors=True)
@@ -295,7 +312,13 @@ class Trainer:
                 f"resume: {self.run_dir} holds a run whose config differs in {differ}; allowed: the same "
                 f"config (only {sorted(RESUMABLE_CHANGES)} may change), a new --name, or --resume never"
             )
-        self.acc.load_state(str(path))
+        try:
+            self.acc.load_state(str(path))
+        except Exception as e:  # a checkpoint saved before its files had digests, corrupted since
+            raise ValueError(
+                f"resume: checkpoint {path} is unreadable ({type(e).__name__}: {str(e)[:80]}); allowed: "
+                "--resume never (start over), or a new --name"
+            ) from None
         self.step, self.ctrl_state = info["step"], info["controller_state"]
         self.bad_in_row, self.bad_total = info["bad_in_row"], info["bad_total"]
         self.history = [tuple(h) for h in info["history"]]
@@ -780,10 +803,17 @@ def _versions() -> dict[str, str]:
     return out
 
 
+CHECKPOINT_KEYS = {
+    "step": int, "controller_state": dict, "bad_in_row": int, "bad_total": int, "history": list, "config": dict,
+}  # fmt: skip
+"""what ``trainer.json`` must hold, with the types ``load_checkpoint`` reads"""
+
+
 def checkpoint_problem(path: Path) -> str | None:
-    """What makes a checkpoint directory unusable, in words, or None: ``trainer.json`` missing or not
-    JSON, or a file it lists (the model, optimizer, scheduler and RNG files, with their sizes at save
-    time) missing or of another size, as a truncated write leaves it."""
+    """What makes a checkpoint directory unusable, in words, or None: ``trainer.json`` missing, not JSON, or
+    without a key ``load_checkpoint`` reads (``CHECKPOINT_KEYS``, with its type), or a file it lists (the
+    model, optimizer, scheduler and RNG files, with their sizes and sha256 at save time) missing, of
+    another size (a truncated write) or of other contents (overwritten or corrupted on disk)."""
     info_path = path / "trainer.json"
     if not info_path.is_file():
         return "no trainer.json (an interrupted save)"
@@ -791,51 +821,34 @@ def checkpoint_problem(path: Path) -> str | None:
         info = json.loads(info_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         return f"trainer.json is not JSON ({e})"
-    if not isinstance(info, dict) or "step" not in info:
-        return "trainer.json holds no step"
+    if not isinstance(info, dict):
+        return f"trainer.json holds a {type(info).__name__}, not an object"
+    for key, kind in CHECKPOINT_KEYS.items():
+        if key not in info:
+            return f"trainer.json has no {key!r}"
+        if not isinstance(info[key], kind) or isinstance(info[key], bool):
+            return f"trainer.json's {key!r} is a {type(info[key]).__name__}, not a {kind.__name__}"
+    if info["step"] < 0:
+        return f"trainer.json's step is {info['step']}"
     files = info.get("files")
     if files is None:  # written before the manifest existed: the files accelerate always writes
         files = {n: None for n in ("pytorch_model.bin", "optimizer.bin", "scheduler.bin")}
+    digests = info.get("sha256") or {}
+    if not isinstance(files, dict) or not isinstance(digests, dict):
+        return "trainer.json's file manifest is not an object"
     for name, size in files.items():
-        f = path / name
+        f = path / str(name)
         if not f.is_file():
             return f"{name} is missing"
         if size is not None and f.stat().st_size != size:
             return f"{name} has {f.stat().st_size} bytes, {size} when saved"
+        if name in digests and file_sha256(f) != digests[name]:
+            return f"{name} differs from what was saved (its sha256 changed)"
     return None
 
 
 def _is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def _lock_run_dir(run_dir: Path):
-    """Hold ``RUN/.lock`` (an exclusive flock, released when the process ends) so that a second trainer
-    on the same run directory is refused, naming the holder's pid."""
-    import fcntl
-
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fh = (run_dir / ".lock").open("a+")
-    except OSError as e:
-        raise ValueError(
-            f"out_dir: cannot write the run directory {run_dir} ({e.strerror}); allowed: a writable directory"
-        ) from None
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.seek(0)
-        holder = fh.read().strip() or "unknown"
-        fh.close()
-        raise ValueError(
-            f"name: run directory {run_dir} is in use by process {holder}; allowed: wait for it to finish, "
-            "or a new --name"
-        ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    return fh
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, stop_after: int | None = None) -> Path:
@@ -873,6 +886,13 @@ def main(argv: list[str] | None = None) -> int:
     except Diverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except (OSError, RuntimeError) as e:
+        why = disk_full(e)
+        if why is None:
+            raise
+        print(f"error: out_dir: {why}; the last checkpoint is intact: free space and rerun the same command to "
+              "resume", file=sys.stderr)  # fmt: skip
+        return 1
     except KeyboardInterrupt:  # a second Ctrl-C while the first was finishing its rollout
         print("interrupted twice: stopped without saving; the last checkpoint is intact, rerun to resume",
               file=sys.stderr)  # fmt: skip

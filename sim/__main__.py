@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import sys
 
+from common.rundir import disk_full
 from common.runio import cannot_write
 from controllers.data import CURRICULA
 from sim.policies import POLICIES
@@ -319,6 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         print(f"stopped: {e}", file=sys.stderr)
         return 128 + e.signum
+    except (OSError, RuntimeError) as e:
+        why = disk_full(e)
+        if why is None:
+            raise
+        print(
+            f"error: out: {why}; the last checkpoint in {args.out} is intact: free space and rerun the same "
+            "command to resume",
+            file=sys.stderr,
+        )
+        return 1
     rows = read_metrics(out)
     last = [r for r in rows if r["step"] == max(x["step"] for x in rows)]
     first = [r for r in rows if r["step"] == 0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 import controllers as C
+from common import rundir
 from common.heap import keep_freed_memory
 from common.runio import (
     atomic_save,
@@ -799,6 +801,50 @@ def run(
     why = cannot_write(out)
     if why is not None:
         raise ValueError(f"out: cannot write to {str(out)!r} ({why}); allowed: a writable directory")
+    fd = rundir.lock(out, "out", "out", "a new --out")  # a second simulator on this directory is refused
+    try:
+        return _run_locked(cfg, out, resume, progress, tracker)
+    finally:
+        os.close(fd)
+
+
+def _saved_state(ckpt_path: Path, cfg: SimConfig, out: Path) -> dict:
+    """The checkpoint's contents, checked before any work: readable, a dict with this config and a step."""
+    try:
+        saved = torch.load(ckpt_path, weights_only=False)
+    except Exception as e:  # truncated or garbled: torch raises several kinds
+        raise ValueError(
+            f"out: {ckpt_path} is unreadable ({type(e).__name__}: {str(e)[:80]}); allowed: --no-resume to "
+            "start over, or a new --out"
+        ) from None
+    if (
+        not isinstance(saved, dict)
+        or not isinstance(saved.get("config"), dict)
+        or type(saved.get("step")) is not int
+    ):
+        got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
+        raise ValueError(
+            f"out: {ckpt_path} is not a simulator checkpoint (got {got}; a config and an integer step are "
+            "needed); allowed: --no-resume to start over, or a new --out"
+        )
+    if saved["config"] != cfg.to_json():
+        raise ValueError(
+            f"out: {str(out)!r} holds a run with another config ({_config_diff(saved['config'], cfg.to_json())}); "
+            "allowed: the same config, --no-resume to start over, or a new --out"
+        )
+    return saved
+
+
+def _logged_steps(cfg: SimConfig, state: SimState) -> list[int]:
+    """The steps before ``state.step`` whose rows metrics.jsonl must hold: the logged steps at which some run
+    was still live (a stopped run's last row is that of the step it stopped at)."""
+    last = -1
+    for d in state.dead:
+        last = max(last, state.step if d is None else int(d.split(":")[0].removeprefix("step ")))
+    return [k for k in range(min(state.step, last + 1)) if k % cfg.log_every == 0 or k == cfg.steps - 1]
+
+
+def _run_locked(cfg: SimConfig, out: Path, resume: bool, progress: bool, tracker: str) -> Path:
     sim = Simulator(cfg)
     need, free = memory_estimate_mb(sim), available_mb(sim.device)
     if free is not None and need > 0.9 * free:
@@ -819,20 +865,38 @@ def run(
     }
     state = sim.init_state()
     if resume and ckpt_path.exists():
+        saved = _saved_state(ckpt_path, cfg, out)
         try:
-            saved = torch.load(ckpt_path, weights_only=False)
-        except Exception as e:  # truncated or garbled: torch raises several kinds
+            state = sim.load_state(saved)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
             raise ValueError(
-                f"out: {ckpt_path} is unreadable ({type(e).__name__}: {str(e)[:80]}); allowed: --no-resume to "
-                "start over, or a new --out"
+                f"out: {ckpt_path} holds a config and step but not this simulator's state ({type(e).__name__}: "
+                f"{str(e)[:80]}); allowed: --no-resume to start over, or a new --out"
             ) from None
-        if saved["config"] != cfg.to_json():
+        rows = read_metrics_file(metrics_path)[0] if metrics_path.exists() else []
+        missing = rundir.missing_steps(rows, _logged_steps(cfg, state))
+        if missing:
             raise ValueError(
-                f"out: {str(out)!r} holds a run with another config ({_config_diff(saved['config'], cfg.to_json())}); "
-                "allowed: the same config, --no-resume to start over, or a new --out"
+                rundir.hole_message(
+                    metrics_path,
+                    missing,
+                    f"checkpoint.pt (step {state.step})",
+                    "--no-resume to start over, or a new --out",
+                )
             )
-        state = sim.load_state(saved)
     elif metrics_path.exists():
+        if resume and metrics_path.stat().st_size > 0:  # rows that no checkpoint continues
+            before = json.loads(cfg_path.read_text()).get("config") if cfg_path.is_file() else None
+            if before != cfg.to_json():
+                what = (
+                    "an unknown config"
+                    if before is None
+                    else f"another config ({_config_diff(before, cfg.to_json())})"
+                )
+                raise ValueError(
+                    f"out: {str(out)!r} holds the metrics of a run with {what} and no checkpoint.pt to continue; "
+                    "allowed: --no-resume to start over (discarding them), or a new --out"
+                )
         metrics_path.unlink()
     atomic_write_json(meta, cfg_path)
     torn = truncate_metrics(metrics_path, state.step)

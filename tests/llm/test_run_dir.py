@@ -55,6 +55,12 @@ def test_metrics_without_a_checkpoint_are_not_overwritten(tmp_path):
         ("delete optimizer.bin", "optimizer.bin is missing"),
         ("garble trainer.json", "trainer.json is not JSON"),
         ("delete trainer.json", "no trainer.json"),
+        ("randomize pytorch_model.bin", "pytorch_model.bin differs from what was saved"),
+        ("randomize optimizer.bin", "optimizer.bin differs from what was saved"),
+        ("drop trainer.json:history", "trainer.json has no 'history'"),
+        ("drop trainer.json:config", "trainer.json has no 'config'"),
+        ("retype trainer.json:step", "trainer.json's 'step' is a str, not a int"),
+        ("retype trainer.json:controller_state", "trainer.json's 'controller_state' is a str, not a dict"),
     ],
 )
 def test_a_broken_latest_checkpoint_falls_back_to_the_previous(damage, reason, tmp_path, whole, capsys):
@@ -62,9 +68,16 @@ def test_a_broken_latest_checkpoint_falls_back_to_the_previous(damage, reason, t
     train(c, progress=False, stop_after=4)
     newest = c.run_dir / "checkpoints" / "step_000004"
     verb, name = damage.split(" ", 1)
+    name, _, key = name.partition(":")
     f = newest / name
     if verb == "truncate":
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    elif verb == "randomize":  # the same size, other bytes: only the digest tells
+        f.write_bytes(os.urandom(f.stat().st_size))
+    elif verb in ("drop", "retype"):
+        info = json.loads(f.read_text())
+        info.pop(key) if verb == "drop" else info.__setitem__(key, str(info[key]))
+        f.write_text(json.dumps(info))
     elif verb == "garble":
         f.write_text('{"step": 4, "contr\x01')
     else:
@@ -132,3 +145,73 @@ def test_a_corrupt_metrics_line_is_named_before_any_work(tmp_path):
     ):
         Trainer(c, progress=False)
     assert path.read_text() == before
+
+
+def test_lost_or_cut_metrics_beside_good_checkpoints_are_never_resumed_over(tmp_path, whole, capsys):
+    """A checkpoint continues the rows before it: with metrics.jsonl deleted or holed, resuming would leave
+    holes in the record. The newest checkpoint whose rows are all there is used; with none, one line."""
+    c = cfg(tmp_path)
+    train(c, progress=False, stop_after=4)
+    path = c.run_dir / "metrics.jsonl"
+    saved = path.read_text()
+    lines = saved.splitlines(keepends=True)
+    for kept, missing in (([], "0, 1, 2, 3"), ([lines[1], lines[2]], "0, 3"), (lines[:1] + lines[2:], "1")):
+        path.write_text("".join(kept))
+        with pytest.raises(ValueError, match=rf"^resume: .*metrics.jsonl lacks the rows of steps \[{missing}\] that "
+                           r"checkpoint step_000004 continues \(deleted or cut short\); allowed: --resume never"):  # fmt: skip
+            Trainer(c, progress=False)
+        assert path.read_text() == "".join(kept)
+    path.write_text("".join(lines[:3]))  # cut short after step 2: the checkpoint at step 2 continues it
+    trainer = Trainer(c, progress=False)
+    assert trainer.resume_from.name == "step_000002"
+    assert (
+        "skipped checkpoint step_000004: metrics.jsonl lacks 1 of the 4 rows before it"
+        in capsys.readouterr().err
+    )
+    trainer.run()
+    assert _rows(c) == whole
+
+
+def test_a_lock_that_is_a_symbolic_link_is_not_followed(tmp_path):
+    c = cfg(tmp_path)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    c.run_dir.mkdir(parents=True)
+    (c.run_dir / ".lock").symlink_to(victim)
+    with pytest.raises(
+        ValueError, match=r"^out_dir: .*/r/.lock is a symbolic link \(to '.*precious.txt'\); allowed"
+    ):
+        Trainer(c, progress=False)
+    assert victim.read_text() == "keep me"
+
+
+def test_a_full_disk_is_one_line_and_the_rerun_resumes(tmp_path, whole):
+    """The checkpoint at step 4 cannot be written (a file-size limit below the optimizer file's size stands
+    in for a full disk): one line, exit 1, the checkpoint at step 2 intact; the rerun resumes to the
+    uninterrupted metrics."""
+    import resource
+    import subprocess
+    import sys
+
+    c = cfg(tmp_path)
+    train(c, progress=False, stop_after=2)
+    limit = (c.run_dir / "checkpoints" / "step_000002" / "optimizer.bin").stat().st_size // 2
+
+    def set_limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    argv = ["--preset", "tiny-copy", "--out-dir", str(tmp_path), "--name", "r", "--sft-steps", "0", "--steps", "6",
+            "--checkpoint-every", "2", "--keep-checkpoints", "3", "--eval-every", "0", "--tracker", "none",
+            "--prompts-per-step", "4", "--group-size", "4"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "llm.train", *argv], capture_output=True, text=True, timeout=600,
+                          preexec_fn=set_limit)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip() and not ln.startswith("train r:")]
+    assert (
+        lines[-1].startswith("error: out_dir: ")
+        and "free space and rerun the same command to resume" in lines[-1]
+    )
+    assert "Traceback" not in proc.stderr
+    assert checkpoint_problem(c.run_dir / "checkpoints" / "step_000002") is None
+    train(c, progress=False)
+    assert _rows(c) == whole
