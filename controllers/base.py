@@ -201,15 +201,34 @@ def get(name: str, **hyperparameters) -> Controller:
 # -- hyperparameter checks (used in __post_init__) ------------------------------------------------
 
 
+def shown(value) -> str:
+    """``repr(value)`` for a one-line message: a huge integer by its size, a long text cut."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        n = abs(value)
+        digits = int((n.bit_length() - 1) * math.log10(2)) + 1
+        digits += n >= 10**digits
+        return f"an integer of {digits} digits"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}… ({len(text)} characters)"
+
+
 def check_real(owner: str, field_name: str, value, *, lo=None, hi=None, lo_open=False, hi_open=False) -> None:
     label = f"{owner}.{field_name}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{label}: got {value!r}; allowed: a finite real number")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{label}: got {shown(value)}; allowed: a finite real number")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        raise ValueError(
+            f"{label}: got {shown(value)}; allowed: a real number within a float's range"
+        ) from None
+    if not finite:
+        raise ValueError(f"{label}: got {shown(value)}; allowed: a finite real number")
     if (lo is not None and (value < lo or (lo_open and value == lo))) or (
         hi is not None and (value > hi or (hi_open and value == hi))
     ):
         interval = f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{')' if hi_open else ']'}"
-        raise ValueError(f"{label}: got {value!r}; allowed: {interval}")
+        raise ValueError(f"{label}: got {shown(value)}; allowed: {interval}")
 
 
 def check_int(owner: str, field_name: str, value, *, lo=None, allow_none=False) -> None:
@@ -218,7 +237,7 @@ def check_int(owner: str, field_name: str, value, *, lo=None, allow_none=False) 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (lo is not None and value < lo):
         allowed = f"an integer >= {lo}" if lo is not None else "an integer"
         raise ValueError(
-            f"{owner}.{field_name}: got {value!r}; allowed: {allowed}{' or None' if allow_none else ''}"
+            f"{owner}.{field_name}: got {shown(value)}; allowed: {allowed}{' or None' if allow_none else ''}"
         )
 
 
@@ -236,7 +255,9 @@ def stat(stats: dict, key: str, owner: str) -> float:
 
 def check_choice(owner: str, field_name: str, value, choices) -> None:
     if value not in choices:
-        raise ValueError(f"{owner}.{field_name}: got {value!r}; allowed: {', '.join(map(repr, choices))}")
+        raise ValueError(
+            f"{owner}.{field_name}: got {shown(value)}; allowed: {', '.join(map(repr, choices))}"
+        )
 
 
 # -- Pipeline ----------------------------------------------------------------------------------------

@@ -124,6 +124,17 @@ def test_on_policy_ratio_is_one(name):
         ("ref_kl", {"reset_every": 0}, r"^ref_kl\.reset_every: got 0; allowed: an integer >= 1 or None$"),
         ("adaptive_entropy", {"c_max": -1.0}, r"^adaptive_entropy\.c_max: got -1\.0"),
         (
+            "clip_cov",
+            {"frac": 10**400},
+            r"^clip_cov\.frac: got an integer of 401 digits; allowed: a real number within",
+        ),
+        (
+            "ref_kl",
+            {"reset_every": -(10**30)},
+            r"^ref_kl\.reset_every: got an integer of 31 digits; allowed: an integer",
+        ),
+        ("steer", {"mode": "x" * 200}, r"^steer\.mode: got 'x{59}… \(202 characters\); allowed"),
+        (
             "adaptive_entropy",
             {"c_init": 1.0},
             r"^adaptive_entropy\.c_init: got 1\.0; allowed: \[0\.0, 0\.005\]$",

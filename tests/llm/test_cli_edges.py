@@ -38,6 +38,10 @@ CASES = {
         None, ["--controllers", "grpo", "ppo_clip", "nft"],
         "error: controllers: 'ppo_clip' and 'nft' each define the PG surrogate; allowed: at most one",
     ),
+    "a hyperparameter beyond any float": (
+        None, ["--controllers", "grpo", "ppo_clip", "clip_cov", "--hp", "clip_cov.frac=" + "9" * 401],
+        "error: hp: clip_cov.frac: got an integer of 401 digits; allowed: a real number within a float's range",
+    ),
     "no controller makes advantages": (
         None, ["--controllers", "ppo_clip", "clip_cov"],
         "error: controllers: got ['ppo_clip', 'clip_cov'], none of which makes advantages from rewards, so the "

@@ -222,6 +222,14 @@ def test_a_run_that_goes_non_finite_stops_alone(tmp_path, monkeypatch):
         ),
         (["--hp", "clip_cov.frac=0.1"], "error: hyperparameters: got ['clip_cov']"),
         (
+            ["--controllers", "grpo,clip_cov", "--hp", "clip_cov.frac=" + "9" * 401],
+            "error: clip_cov.frac: got an integer of 401 digits; allowed: a real number within a float's range",
+        ),
+        (
+            ["--controllers", "ppo_clip"],
+            "error: controllers: got ['ppo_clip'], none of which makes advantages",
+        ),
+        (
             ["--controllers", "grpo,ppo_clip,nft"],
             "error: controllers: 'ppo_clip' and 'nft' each define the PG surrogate",
         ),
