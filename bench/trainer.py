@@ -56,10 +56,12 @@ def child_ours(
     gradient_checkpointing: bool = False,
     share_prompts: bool = False,
     measure_dH: bool = True,
+    evaluate: bool = False,
 ) -> dict:
     import dataclasses
     import tempfile
 
+    from llm import memory
     from llm.config import PRESETS
     from llm.train import Trainer
 
@@ -72,8 +74,12 @@ def child_ours(
         )  # fmt: skip
         tr = Trainer(cfg, progress=False)
         tr.acc.unwrap_model(tr.model).generation_config.suppress_tokens = [tr.tok.eos_token_id]
+        longest = max(len(tr.tok.batch([e.prompt])[1][0]) for e in tr.split.eval)
+        estimate = memory.estimate(cfg, memory.arch_of(tr.acc.unwrap_model(tr.model)), longest, False)
         times, gen, tokens, keys = [], [], [], 0
         for i in range(warmup + steps):
+            if evaluate:  # the held-out evaluation, untimed: its memory counts in the peak
+                tr.evaluate()
             row = tr.rollout_step()
             tr.step += 1
             if i >= warmup:
@@ -83,7 +89,7 @@ def child_ours(
                 keys = len(row)
     return {
         "step_s": times, "generate_s": gen, "tokens": tokens, "peak_rss_mb": peak_rss_mb(),
-        "metrics_logged": keys,
+        "metrics_logged": keys, "estimate_mb": sum(estimate.values()) / 2**20,
     }  # fmt: skip
 
 
@@ -162,6 +168,7 @@ VARIANTS = {
     "ours_gc_nodh": ("ours", ", gradient_checkpointing=True, measure_dH=False"),
     "ours_share_nodh": ("ours", ", share_prompts=True, measure_dH=False"),
     "ours_gc_share_nodh": ("ours", ", gradient_checkpointing=True, share_prompts=True, measure_dH=False"),
+    "ours_eval": ("ours", ", evaluate=True"),
     "trl": ("trl", ""),
 }
 """what is timed: entrolab as it runs by default; entrolab sampling through ``generate`` (the sampler's
@@ -169,7 +176,8 @@ share of the difference); entrolab with gradient checkpointing, as TRL runs by d
 ``share_prompts`` (each group's prompt computed once per pass; equal to float rounding); entrolab without
 the realised-ΔH pass (``measure_dH=False``: TRL makes no such pass, so this is the same work as TRL's), alone
 and with gradient checkpointing; the same with ``share_prompts`` (with gradient checkpointing only the
-sampler's prefill shares); TRL"""
+sampler's prefill shares); entrolab with the held-out evaluation before every step (untimed: its peak
+memory, beside the trainer's up-front estimate ``estimate_mb``, ``llm.memory``); TRL"""
 
 SETTINGS = {
     "": "default",

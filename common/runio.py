@@ -145,6 +145,22 @@ def cannot_write(folder: str | Path, create: bool = True) -> str | None:
     return None
 
 
+def available_mb(device) -> float | None:
+    """Memory free for a new allocation on ``device`` in MB (MemAvailable on CPU), or None if unknown."""
+    if device.type == "cuda":  # a torch.device: torch is loaded (common never imports it itself)
+        import sys
+
+        return sys.modules["torch"].cuda.mem_get_info(device)[0] / 2**20
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MB: VmHWM from /proc (Linux), which starts afresh at exec.
     (``ru_maxrss`` does not: a child started from a big process inherits that process's peak.) Falls

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import controllers as C
+from controllers.base import shown
 
 TINY_MODELS = ("tiny", "tiny-qwen2")
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -195,7 +196,7 @@ class TrainConfig:
             return
 
         def bad(field_name, value, allowed):
-            raise ValueError(f"{field_name}: got {value!r}; allowed: {allowed}")
+            raise ValueError(f"{field_name}: got {shown(value)}; allowed: {allowed}")
 
         ints = {
             "tiny_hidden": 1, "tiny_layers": 1, "tiny_heads": 1, "sft_steps": 0, "task_n": 1, "steps": 1,
@@ -207,7 +208,9 @@ class TrainConfig:
         for f, lo in ints.items():
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                bad(f, v, f"an integer >= {lo}")
+                bad(f, v, f"an integer >= {lo}" + (" and < 2**63" if f == "seed" else ""))
+        if self.seed >= 2**63:  # numpy's and torch's seeds are 64-bit
+            bad("seed", self.seed, "an integer >= 0 and < 2**63")
         if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 1:
             bad("group_size", self.group_size, "an integer >= 1")
         reals = {

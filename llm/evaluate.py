@@ -30,6 +30,7 @@ def evaluate(
     seed: int,
     batch_size: int = 256,
     sampler: str = "own",
+    forward_rows: int = 0,
 ) -> dict[str, float]:
     """``eval/greedy_acc``, and with n_samples ≥ 1 also ``eval/pass@k`` (k = 1..n_samples),
     ``eval/response_len`` and ``eval/entropy`` (token-mean, nats at ``temperature``) of the samples.
@@ -38,6 +39,8 @@ def evaluate(
         n_samples: samples per prompt; 0 measures greedy accuracy only (the warm start's check).
         batch_size: sequences per sampler call (prompts are split into pieces of this many).
         sampler: ``llm.rollout.sample``'s (the same tokens either way).
+        forward_rows: sequences per forward of the entropy pass (0: all of a sampler call's at once);
+            the trainer passes its training micro-batch, so evaluation peaks no higher than training.
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0:
         raise ValueError(f"n_samples: got {n_samples!r}; allowed: an integer >= 0")
@@ -61,10 +64,13 @@ def evaluate(
         length += s.completion_mask.sum(-1).tolist()
         was_training = model.training
         model.eval()
+        rows = forward_rows or s.size
         with torch.no_grad():
-            _, ent = token_stats(model, s, temperature=temperature, chunk_tokens=256)
+            for j in range(0, s.size, rows):
+                piece = s.rows(slice(j, j + rows))
+                _, ent = token_stats(model, piece, temperature=temperature, chunk_tokens=256)
+                ent_sum += float((ent * piece.completion_mask).sum())
         model.train(was_training)
-        ent_sum += float((ent * s.completion_mask).sum())
         n_tok += float(s.completion_mask.sum())
     out = {"eval/greedy_acc": float(np.mean(greedy))}
     if n_samples:

@@ -180,27 +180,36 @@ def load_jsonl(path: str | Path, with_lines: bool = False):
     return (out, lines) if with_lines else out
 
 
-def check_prompts(task: Task, examples: list[Example], tok, context: int | None, max_new_tokens: int) -> None:
+def check_prompts(task: Task, examples: list[Example], tok, context: int | None, max_new_tokens: int) -> int:
     """Before any work: every prompt is spelled by the tokenizer and fits the model's context with
     ``max_new_tokens`` after it. A data file's prompts are all checked and named ``FILE:LINE``; for other
-    tasks, ``examples`` (the held-out split and a draw of training prompts) are."""
+    tasks, ``examples`` (the held-out split and a draw of training prompts) are. Returns the longest
+    prompt's tokens."""
     inner = getattr(task, "inner", task)  # a rescoring wrapper keeps its task
     if isinstance(inner, Jsonl):
         items = [(f"{inner.path}:{n}", e) for n, e in zip(inner.lines, inner.examples, strict=True)]
     else:
         items = [(f"task {task.name}", e) for e in examples]
+    if context is not None and max_new_tokens >= context:
+        raise ValueError(
+            f"max_new_tokens: got {max_new_tokens}; allowed: at most {context - 1} (the model's context is "
+            f"{context} tokens, and a prompt needs at least one)"
+        )
+    longest = 0
     for where, e in items:
         try:
             _, attn = tok.batch([e.prompt])  # exactly as the rollout encodes it (chat template included)
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
         n = int(attn.sum())
+        longest = max(longest, n)
         if context is not None and n + max_new_tokens > context:
             raise ValueError(
                 f"{where}: a prompt of {n} tokens + max_new_tokens {max_new_tokens} exceeds the model's context "
                 f"of {context} tokens; allowed: prompts of at most {context - max_new_tokens} tokens, or a smaller "
                 "max_new_tokens"
             )
+    return longest
 
 
 TASKS = {"copy": Copy, "addition": Addition, "countdown": Countdown, "jsonl": Jsonl}

@@ -65,6 +65,7 @@ from common import rundir
 from common.rundir import disk_full
 from common.runio import (
     atomic_write_json,
+    available_mb,
     file_sha256,
     git_sha,
     peak_rss_mb,
@@ -72,6 +73,7 @@ from common.runio import (
     truncate_metrics,
 )
 from controllers.agg import masked_mean
+from llm import memory
 from llm.config import TrainConfig, parse_cli
 from llm.embed import MiniLM
 from llm.embed import resolve as resolve_embedder
@@ -134,11 +136,20 @@ class Trainer:
                 shutil.rmtree(self.run_dir, ignore_errors=True)  # a refused run leaves nothing behind
             raise
 
-    def _check_prompts(self, tok, context: int | None) -> None:
+    def _check_prompts(self, tok, context: int | None) -> int:
+        """The prompts fit (``llm.tasks.check_prompts``); returns the longest prompt's tokens."""
         from llm.tasks import check_prompts
 
         draw = self.split.train(0, 0, 64, stream=0)  # its own stream: no other draw changes
-        check_prompts(self.task, self.split.eval + draw, tok, context, self.cfg.max_new_tokens)
+        return check_prompts(self.task, self.split.eval + draw, tok, context, self.cfg.max_new_tokens)
+
+    def _check_memory(self, arch, prompt_tokens: int) -> None:
+        """Refuse, before the model is built or trained, a configuration whose peak (``llm.memory``) cannot
+        fit in the memory the device has free."""
+        device = self.acc.device
+        memory.check(
+            self.cfg, arch, prompt_tokens, "ref_logp" in self.needs, available_mb(device), device.type
+        )
 
     def release(self) -> None:
         """Give up the run directory's lock and the signal handlers (``run`` does at its end)."""
@@ -178,7 +189,16 @@ class Trainer:
             from llm.models import TINY_CONTEXT
             from llm.tokenizer import CharTokenizer
 
-            self._check_prompts(CharTokenizer(), TINY_CONTEXT)
+            chars = CharTokenizer()
+            longest = self._check_prompts(chars, TINY_CONTEXT)
+            arch = memory.tiny_arch(
+                chars.vocab_size,
+                cfg.tiny_hidden,
+                cfg.tiny_layers,
+                cfg.tiny_heads,
+                qwen2=cfg.model == "tiny-qwen2",
+            )
+            self._check_memory(arch, longest)  # before the model exists
         torch.manual_seed(cfg.seed)
         if cfg.sft_steps:
             from llm.models import load_model
@@ -195,7 +215,8 @@ class Trainer:
             model, self.tok = build(cfg)
             self.warm_start = None
         if cfg.model not in ("tiny", "tiny-qwen2"):
-            self._check_prompts(self.tok, getattr(model.config, "max_position_embeddings", None))
+            longest = self._check_prompts(self.tok, getattr(model.config, "max_position_embeddings", None))
+            self._check_memory(memory.arch_of(model), longest)  # before its copies, optimizer and batches
         ref = copy.deepcopy(model).eval().requires_grad_(False) if "ref_logp" in self.needs else None
         if cfg.lora_rank:
             from peft import LoraConfig, get_peft_model
@@ -669,6 +690,7 @@ class Trainer:
             self.acc.unwrap_model(self.model), self.tok, self.task, self.split.eval, n_samples=cfg.eval_samples,
             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
             seed=_seed(cfg, self.step, 0, 2), batch_size=max(cfg.micro_batch_size, 256), sampler=cfg.sampler,
+            forward_rows=cfg.micro_batch_size or cfg.prompts_per_step * cfg.group_size // cfg.minibatches,
         )  # fmt: skip
         return res
 

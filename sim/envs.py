@@ -65,6 +65,10 @@ class TreeEnvSpec:
         return np.arange(self.shape.n_leaves) % self.shape.vocab
 
 
+MAX_BANDIT_ARMS = 20_000_000
+"""prompts × arms of the largest bandit: its construction holds about six (P, n) arrays of 8 bytes (1 GB)"""
+
+
 def make_bandit(
     n_prompts: int = 64,
     n_arms: int = 16,
@@ -87,6 +91,8 @@ def make_bandit(
     """
     P = _int("n_prompts", n_prompts, 1)
     n = _int("n_arms", n_arms, 2)
+    if P * n > MAX_BANDIT_ARMS:  # before any array: a few (P, n) float64 arrays are built here
+        raise _err("n_arms", n, f"P·n ≤ {MAX_BANDIT_ARMS:,} arms in all (got {P}·{n}); lower n_arms or n_prompts")
     frac = _real("correct_frac", correct_frac, 0.0, 1.0)
     _choice("difficulty", difficulty, ("fixed", "beta"))
     _choice("prior", prior, ("gaussian", "zipf"))

@@ -33,6 +33,7 @@ from common.heap import keep_freed_memory
 from common.runio import (
     atomic_save,
     atomic_write_json,
+    available_mb,
     cannot_write,
     git_sha,
     read_metrics_file,
@@ -43,7 +44,7 @@ from sim import tree as tr
 from sim.config import DEFAULT_PASS_K, OPTIMIZERS, UPDATES, SimConfig, prompt_stages
 
 __all__ = ["DEFAULT_PASS_K", "OPTIMIZERS", "UPDATES", "Interrupted", "SimConfig", "SimState", "Simulator",
-           "memory_estimate_mb", "prompt_stages", "read_metrics", "run"]  # fmt: skip
+           "memory_estimate_mb", "memory_parts_mb", "prompt_stages", "read_metrics", "run"]  # fmt: skip
 
 
 # -- the lean exact bandit step ------------------------------------------------------------------------
@@ -746,32 +747,47 @@ MEMORY_FACTOR_SAMPLED = 10
 """the same for each sampled token's V logits (P prompts × G samples × T tokens per run)"""
 
 
-def memory_estimate_mb(sim: Simulator) -> float:
-    """About the memory a run of ``sim.cfg`` needs beyond the interpreter, in MB: every run holds its
-    S × V logits and a step's exact quantities, a sampled batch of P × G × T tokens over V actions, and a
-    policy class's parameters with their gradients and optimizer state. An estimate (within about 2× on
-    the presets), used to refuse configurations that cannot fit before any work."""
+def memory_parts_mb(sim: Simulator) -> dict[str, float]:
+    """One run's memory by part, in MB: ``exact`` (its S × V logits and a step's exact quantities),
+    ``sampled`` (a sampled batch of P × G × T tokens over V actions) and ``policy`` (a policy class's
+    parameters with their gradients and optimizer state)."""
     m, cfg = sim.model, sim.cfg
-    per_run = m.n_states * m.n_actions * 8 * MEMORY_FACTOR_EXACT
+    parts = {"exact": m.n_states * m.n_actions * 8 * MEMORY_FACTOR_EXACT, "sampled": 0.0, "policy": 0.0}
     if cfg.update in ("grpo", "ppo"):
-        per_run += m.n_prompts * cfg.group_size * m.horizon * m.n_actions * 8 * MEMORY_FACTOR_SAMPLED
+        parts["sampled"] = m.n_prompts * cfg.group_size * m.horizon * m.n_actions * 8 * MEMORY_FACTOR_SAMPLED
     if sim.policy is not None:
-        per_run += sum(v.numel() for v in sim.policy.params(1).values()) * 8 * 4
-    return cfg.runs * per_run / 2**20
+        parts["policy"] = sum(v.numel() for v in sim.policy.params(1).values()) * 8 * 4
+    return {k: v / 2**20 for k, v in parts.items()}
 
 
-def available_mb(device: torch.device) -> float | None:
-    """Memory free for a new allocation on ``device`` in MB (MemAvailable on CPU), or None if unknown."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0] / 2**20
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+def memory_estimate_mb(sim: Simulator) -> float:
+    """About the memory a run of ``sim.cfg`` needs beyond the interpreter, in MB: ``runs`` × the parts of
+    ``memory_parts_mb``. An estimate (within about 2× on the presets), used to refuse configurations that
+    cannot fit before any work."""
+    return sim.cfg.runs * sum(memory_parts_mb(sim).values())
+
+
+def _too_big(sim: Simulator, free: float) -> str:
+    """The one-line refusal of a configuration whose estimate exceeds 90% of ``free`` MB, naming the setting
+    to lower: the number of runs, or (when one run alone cannot fit) the group size or the environment."""
+    cfg, parts = sim.cfg, memory_parts_mb(sim)
+    per, budget = sum(parts.values()), 0.9 * free
+    need = cfg.runs * per
+    tail = f"about {need:,.0f} MB needed, {free:,.0f} MB free on {sim.device.type}"
+    if per <= budget:
+        return f"runs: got {cfg.runs}; allowed: at most about {int(budget / per)} here ({tail})"
+    if parts["sampled"] >= parts["exact"] + parts["policy"]:
+        room = budget / cfg.runs - parts["exact"] - parts["policy"]
+        g = int(room / parts["sampled"] * cfg.group_size) if room > 0 else 0
+        return (
+            f"group_size: got {cfg.group_size}; allowed: at most about {g} here (one run's sampled batch of "
+            f"{sim.model.n_prompts} prompts × {cfg.group_size} responses × {sim.model.horizon} tokens over "
+            f"{sim.model.n_actions} actions needs about {parts['sampled']:,.0f} MB; {tail})"
+        )
+    return (
+        f"env_kwargs: got {cfg.env_kwargs}; allowed: a smaller environment here (one run of "
+        f"{sim.model.n_states:,} states × {sim.model.n_actions} actions needs about {per:,.0f} MB; {tail})"
+    )
 
 
 def _config_diff(saved: dict, new: dict) -> str:
@@ -848,11 +864,7 @@ def _run_locked(cfg: SimConfig, out: Path, resume: bool, progress: bool, tracker
     sim = Simulator(cfg)
     need, free = memory_estimate_mb(sim), available_mb(sim.device)
     if free is not None and need > 0.9 * free:
-        per = need / cfg.runs
-        raise ValueError(
-            f"runs: got {cfg.runs}; allowed: at most about {max(0, int(0.9 * free / per))} here (about {need:,.0f} MB "
-            f"needed, {free:,.0f} MB free on {sim.device.type}; fewer runs, or a smaller env)"
-        )
+        raise ValueError(_too_big(sim, free))
     cfg_path, metrics_path, ckpt_path = out / "config.json", out / "metrics.jsonl", out / "checkpoint.pt"
     meta = {
         "config": cfg.to_json(),

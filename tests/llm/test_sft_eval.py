@@ -73,6 +73,13 @@ def test_pass_at_k_agrees_with_the_samples():
         )
     ks = [res[f"eval/pass@{k}"] for k in range(1, 5)]
     assert all(a <= b + 1e-12 for a, b in itertools.pairwise(ks))
+    # the entropy pass in pieces of 5 rows (the trainer passes its micro-batch): the same numbers
+    pieces = evaluate(
+        model, tok, task, examples, n_samples=4, max_new_tokens=2, temperature=3.0, top_p=1.0, seed=1,
+        forward_rows=5,
+    )  # fmt: skip
+    assert pieces.keys() == res.keys()
+    assert all(pieces[k] == pytest.approx(res[k], rel=1e-6) for k in res)
 
 
 @pytest.mark.slow

@@ -526,6 +526,12 @@ def test_sigterm_saves_and_exits(tmp_path):
         (["--group-size", "1"], "group_size: got 1; allowed: an integer >= 2 ('grpo' compares the responses"),
         (["--sampler", "vllm"], "sampler: got 'vllm'; allowed: own, generate"),
         (["--dH-every", "0"], "dH_every: got 0; allowed: an integer >= 1"),
+        (["--seed", str(10**24)], "seed: got an integer of 25 digits; allowed: an integer >= 0 and < 2**63"),
+        (["--seed", "-1"], "seed: got -1; allowed: an integer >= 0 and < 2**63"),
+        (
+            ["--max-new-tokens", "100000000"],
+            "max_new_tokens: got 100000000; allowed: at most 255 (the model's context is 256 tokens",
+        ),
         (["--preset", "huge"], "preset: got 'huge'; allowed: tiny-copy"),
         (["--hp", "ppo_clip.eps_hi"], "hp: got 'ppo_clip.eps_hi'; allowed: NAME.KEY=VALUE"),
         (["--controllers", "grpo", "nope"], "controllers[1]: got 'nope'; allowed:"),
