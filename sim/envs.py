@@ -92,7 +92,9 @@ def make_bandit(
     P = _int("n_prompts", n_prompts, 1)
     n = _int("n_arms", n_arms, 2)
     if P * n > MAX_BANDIT_ARMS:  # before any array: a few (P, n) float64 arrays are built here
-        raise _err("n_arms", n, f"P·n ≤ {MAX_BANDIT_ARMS:,} arms in all (got {P}·{n}); lower n_arms or n_prompts")
+        raise _err(
+            "n_arms", n, f"P·n ≤ {MAX_BANDIT_ARMS:,} arms in all (got {P}·{n}); lower n_arms or n_prompts"
+        )
     frac = _real("correct_frac", correct_frac, 0.0, 1.0)
     _choice("difficulty", difficulty, ("fixed", "beta"))
     _choice("prior", prior, ("gaussian", "zipf"))

@@ -334,7 +334,10 @@ def _quick(tmp_path, name="q", *extra):
         (["--out", "/proc/x"], "error: out: cannot write to '/proc/x'"),
         (["--runs", "10000000"], "error: runs: got 10000000; allowed: at most about"),
         (["--group-size", "100000000"], "error: group_size: got 100000000; allowed: at most about"),
-        (["--env-kw", "n_prompts=100000", "n_arms=100000"], "error: n_arms: got 100000; allowed: P·n ≤ 20,000,000"),
+        (
+            ["--env-kw", "n_prompts=100000", "n_arms=100000"],
+            "error: n_arms: got 100000; allowed: P·n ≤ 20,000,000",
+        ),
         (["--device", "cuda"], "error: device: got 'cuda'; allowed: cpu (no CUDA device is available)"),
     ],
 )
