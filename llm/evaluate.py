@@ -40,7 +40,8 @@ def evaluate(
         batch_size: sequences per sampler call (prompts are split into pieces of this many).
         sampler: ``llm.rollout.sample``'s (the same tokens either way).
         forward_rows: sequences per forward of the entropy pass (0: all of a sampler call's at once);
-            the trainer passes its training micro-batch, so evaluation peaks no higher than training.
+            the trainer passes its training micro-batch (or, without one, one prompt's samples), so the
+            evaluation peaks no higher than training.
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0:
         raise ValueError(f"n_samples: got {n_samples!r}; allowed: an integer >= 0")

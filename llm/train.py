@@ -690,7 +690,7 @@ class Trainer:
             self.acc.unwrap_model(self.model), self.tok, self.task, self.split.eval, n_samples=cfg.eval_samples,
             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
             seed=_seed(cfg, self.step, 0, 2), batch_size=max(cfg.micro_batch_size, 256), sampler=cfg.sampler,
-            forward_rows=cfg.micro_batch_size or cfg.prompts_per_step * cfg.group_size // cfg.minibatches,
+            forward_rows=cfg.micro_batch_size or cfg.eval_samples,  # a setting every arm of a study shares
         )  # fmt: skip
         return res
 
