@@ -20,7 +20,6 @@ from controllers import shaping as _shaping  # noqa: F401
 from controllers import surrogates as _surrogates  # noqa: F401
 from controllers import value as _value  # noqa: F401
 from controllers import weights as _weights  # noqa: F401
-from controllers.advantages import cluster_entropy
 from controllers.agg import AGG_MODES, agg_loss
 from controllers.base import Controller, Pipeline, Terms, get, names, register
 from controllers.batch import TokenBatch
@@ -28,6 +27,7 @@ from controllers.batchlevel import mixed_groups
 from controllers.contract import Host
 from controllers.data import select_prompts
 from controllers.extras import nucleus_entropy
+from controllers.groups import cluster_entropy
 from controllers.loss import policy_loss, telemetry
 from controllers.shaping import distinct_n, group_diversity, ngram_embedding
 

@@ -11,66 +11,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from controllers.agg import dense_groups, group_sizes, order_indices
+from controllers.agg import group_sizes
 from controllers.base import Controller, Terms, check_choice, check_real, register, stat
 from controllers.batch import TokenBatch
-
-
-def _rewards(batch: TokenBatch, owner: str) -> Tensor:
-    if batch.reward is None:
-        raise ValueError(
-            f"reward: None; allowed: a (B,) tensor of sequence rewards (the {owner!r} controller needs it)"
-        )
-    return batch.reward.to(batch.logp.dtype)
-
-
-def _group_index(batch: TokenBatch) -> tuple[Tensor, int]:
-    """Dense group index 0..P-1 per sequence, and P."""
-    if batch.group is None:
-        return torch.zeros(batch.logp.shape[0], dtype=torch.long, device=batch.logp.device), 1
-    return dense_groups(batch.group)
-
-
-def group_stats(values: Tensor, index: Tensor, n_groups: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-sequence group count, mean and unbiased std (N−1; 0 for groups of one)."""
-    ones = torch.ones_like(values)
-    count = torch.zeros(n_groups, dtype=values.dtype, device=values.device).index_add_(0, index, ones)
-    total = torch.zeros_like(count).index_add_(0, index, values)
-    mean = total / count.clamp_min(1.0)
-    dev2 = torch.zeros_like(count).index_add_(0, index, (values - mean[index]) ** 2)
-    var = dev2 / (count - 1.0).clamp_min(1.0)
-    std = torch.where(count > 1, var.sqrt(), torch.zeros_like(var))
-    return count[index], mean[index], std[index]
-
-
-def cluster_entropy(
-    cluster: Tensor, group: Tensor, n_groups: int, weight: Tensor | None = None, dtype=torch.float64
-) -> Tensor:
-    """(P,) semantic entropy of each group, nats: −Σ_k p_k log p_k over the answer clusters k of the group,
-    p_k = Σ_{i ∈ g, cluster i = k} w_i / Σ_{i ∈ g} w_i (w = 1: the shares of the sampled answers).
-
-    The one implementation behind SEED-GRPO's SE(q) (sampled answers), the trainer's semantic-entropy
-    curriculum (a pre-pass's answers) and the simulator's exact curriculum (every leaf, weighted by its
-    probability). Computed as −Σ_i (w_i/W_g)·log p_{k(i)} over members, which equals the sum over clusters.
-
-    Args: cluster (N,) integer cluster ids; group (N,) dense group index in [0, n_groups); weight (N,) ≥ 0
-    or None. Returns (n_groups,) entropies ≥ 0 (0 for empty groups).
-    """
-    w = torch.ones(group.shape, dtype=dtype, device=group.device) if weight is None else weight.to(dtype)
-    pairs, key = torch.unique(torch.stack([group, cluster.to(group.dtype)], 1), dim=0, return_inverse=True)
-    mass = torch.zeros(pairs.shape[0], dtype=dtype, device=group.device)
-    mass = mass.index_add_(0, key, w)
-    total = torch.zeros(n_groups, dtype=dtype, device=group.device).index_add_(0, group, w)
-    share = w / total[group].clamp_min(torch.finfo(dtype).tiny)
-    p = mass[key] / total[group].clamp_min(torch.finfo(dtype).tiny)
-    term = torch.where(w > 0, share * p.clamp_min(torch.finfo(dtype).tiny).log(), torch.zeros_like(w))
-    return (-torch.zeros(n_groups, dtype=dtype, device=group.device).index_add_(0, group, term)).clamp_min(
-        0.0
-    ) + 0.0
-
-
-def _broadcast(seq_adv: Tensor, batch: TokenBatch) -> Tensor:
-    return seq_adv[:, None].to(batch.logp.dtype) * batch.mask
+from controllers.groups import (
+    broadcast,
+    cluster_entropy,
+    group_index,
+    group_quantile,
+    group_rank,
+    group_stats,
+    rewards,
+    seq_mean,
+)
 
 
 def _singletons(count: Tensor, owner: str, policy: str) -> Tensor:
@@ -114,8 +67,8 @@ class GRPO(Controller):
         check_choice(self.name, "singleton", self.singleton, ("zero", "verl", "error"))
 
     def advantages(self, batch, state):
-        r = _rewards(batch, self.name)
-        idx, n = _group_index(batch)
+        r = rewards(batch, self.name)
+        idx, n = group_index(batch)
         count, mean, std = group_stats(r, idx, n)
         single = _singletons(count, self.name, self.singleton)
         if self.scale == "group":
@@ -131,7 +84,7 @@ class GRPO(Controller):
             adv = torch.where(single, r, adv)
         else:
             adv = torch.where(single, torch.zeros_like(adv), adv)
-        return _broadcast(adv, batch)
+        return broadcast(adv, batch)
 
 
 @register
@@ -163,11 +116,11 @@ class RLOO(Controller):
     separable_runs = True
 
     def advantages(self, batch, state):
-        r = _rewards(batch, self.name)
-        idx, n = _group_index(batch)
+        r = rewards(batch, self.name)
+        idx, n = group_index(batch)
         count, mean, _ = group_stats(r, idx, n)
         _singletons(count, self.name, "error")
-        return _broadcast(count / (count - 1.0) * (r - mean), batch)
+        return broadcast(count / (count - 1.0) * (r - mean), batch)
 
 
 @register
@@ -188,41 +141,13 @@ class OPO(Controller):
     separable_runs = True
 
     def advantages(self, batch, state):
-        r = _rewards(batch, self.name)
-        idx, n = _group_index(batch)
+        r = rewards(batch, self.name)
+        idx, n = group_index(batch)
         length = batch.seq_len.to(r.dtype)
         num = torch.zeros(n, dtype=r.dtype, device=r.device).index_add_(0, idx, length * r)
         den = torch.zeros(n, dtype=r.dtype, device=r.device).index_add_(0, idx, length)
         b = num / den.clamp_min(1e-12)
-        return _broadcast(r - b[idx], batch)
-
-
-def _group_sort(values: Tensor, index: Tensor, n_groups: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Sort by (group, value), stable. Returns (perm, group start offsets (P,), group counts (P,))."""
-    by_value = torch.sort(values, stable=True).indices
-    perm = by_value[torch.sort(index[by_value], stable=True).indices]
-    count = group_sizes(index, n_groups)
-    start = torch.cumsum(count, 0) - count
-    return perm, start, count
-
-
-def group_rank(values: Tensor, index: Tensor, n_groups: int) -> Tensor:
-    """0-based rank of each value within its group (0 = smallest; ties by position)."""
-    perm, start, _ = _group_sort(values, index, n_groups)
-    rank = torch.empty_like(index)
-    rank[perm] = torch.arange(index.numel(), device=index.device) - start[index[perm]]
-    return rank
-
-
-def group_quantile(values: Tensor, index: Tensor, n_groups: int, k: float) -> Tensor:
-    """Right-continuous K-quantile per group, inf{x : F_g(x) ≥ K}, by sorting (no torch.quantile).
-
-    Index rule: ``controllers.agg.order_indices`` (matches ``theory.quantile_baseline``).
-    Returns the per-sequence baseline.
-    """
-    perm, start, count = _group_sort(values, index, n_groups)
-    j = order_indices(k, count.clamp_min(1))
-    return values[perm][start + j][index]
+        return broadcast(r - b[idx], batch)
 
 
 @register
@@ -253,12 +178,12 @@ class QAE(Controller):
         check_real(self.name, "eps", self.eps, lo=0.0)
 
     def advantages(self, batch, state):
-        r = _rewards(batch, self.name)
-        idx, n = _group_index(batch)
+        r = rewards(batch, self.name)
+        idx, n = group_index(batch)
         _, _, std = group_stats(r, idx, n)
         b = group_quantile(r, idx, n, self.k)
         denom = std + self.eps if self.scale == "group" else torch.ones_like(r)
-        return _broadcast((r - b) / denom, batch)
+        return broadcast((r - b) / denom, batch)
 
 
 class _OutcomeSign(Controller):
@@ -274,7 +199,7 @@ class _OutcomeSign(Controller):
         raise NotImplementedError
 
     def advantages(self, batch, state):
-        return _broadcast(self._seq(_rewards(batch, self.name)), batch)
+        return broadcast(self._seq(rewards(batch, self.name)), batch)
 
 
 @register
@@ -318,12 +243,6 @@ class NSR(_OutcomeSign):
         return r - 1.0
 
 
-def _seq_mean(x: Tensor, batch: TokenBatch) -> Tensor:
-    """(B,) mean of x over each sequence's valid tokens (0 for empty rows)."""
-    m = batch.mask
-    return (x * m).sum(-1) / m.sum(-1).clamp_min(1.0)
-
-
 @register
 @dataclass(frozen=True)
 class Unlikeliness(Controller):
@@ -356,9 +275,9 @@ class Unlikeliness(Controller):
         GRPO(scale=self.scale, eps=self.eps, singleton=self.singleton)  # validates the rest
 
     def shaped_rewards(self, batch: TokenBatch) -> Tensor:
-        r = _rewards(batch, self.name)
-        idx, n = _group_index(batch)
-        likelihood = _seq_mean(batch.old_logp.detach().to(r.dtype), batch)
+        r = rewards(batch, self.name)
+        idx, n = group_index(batch)
+        likelihood = seq_mean(batch.old_logp.detach().to(r.dtype), batch)
         rank = group_rank(likelihood, idx, n).to(r.dtype)
         count, _, _ = group_stats(r, idx, n)
         return r * (1.0 - self.rank_penalty * rank / count)
@@ -434,7 +353,7 @@ class SeedGRPO(Controller):
             raise ValueError(
                 f"answer: None; allowed: a (B,) integer tensor of answer-cluster ids ({self.name!r} needs it)"
             )
-        idx, n = _group_index(batch)
+        idx, n = group_index(batch)
         se = cluster_entropy(batch.answer, idx, n, dtype=batch.logp.dtype)
         group_n = group_sizes(idx, n).to(batch.logp.dtype)
         return se[idx], group_n[idx].log()

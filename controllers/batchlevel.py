@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from controllers.advantages import _group_index, _rewards, group_stats
 from controllers.agg import dense_groups, group_sizes
 from controllers.base import Controller, Terms, check_int, check_real, register
+from controllers.groups import group_index, group_stats, rewards
 
 
 def mixed_groups(reward: Tensor, group: Tensor | None) -> Tensor:
@@ -53,7 +53,7 @@ class DynamicSampling(Controller):
     groups = True
 
     def terms(self, batch, state, generator=None):
-        keep, idx, n_groups = _mixed(_rewards(batch, self.name), batch.group)
+        keep, idx, n_groups = _mixed(rewards(batch, self.name), batch.group)
         # groups with a dropped member (whole groups are dropped); 0-dim tensors, read back with the rest
         n_dropped = (group_sizes(idx, n_groups, ~keep) > 0).sum()
         return Terms(
@@ -94,8 +94,8 @@ class AccFilter(Controller):
             raise ValueError(f"{self.name}.open_ends: got {self.open_ends!r}; allowed: True or False")
 
     def terms(self, batch, state, generator=None):
-        idx, n = _group_index(batch)
-        _, rate, _ = group_stats(_rewards(batch, self.name), idx, n)  # (B,) the group's solve rate
+        idx, n = group_index(batch)
+        _, rate, _ = group_stats(rewards(batch, self.name), idx, n)  # (B,) the group's solve rate
         if self.open_ends:
             keep = (rate > self.lo) & (rate < self.hi)
         else:
@@ -147,7 +147,7 @@ class OverlongShaping(Controller):
         return self.penalty_factor * r
 
     def rewards(self, batch, state):
-        r = _rewards(batch, self.name)
+        r = rewards(batch, self.name)
         return r + self.penalty(batch.seq_len).to(r.dtype)
 
     def terms(self, batch, state, generator=None):

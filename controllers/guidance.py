@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from controllers.advantages import _group_index, group_stats
 from controllers.base import Controller, Terms, check_real, register
+from controllers.groups import group_index, group_stats
 from controllers.surrogates import clipped_loss
 
 
@@ -52,7 +52,7 @@ class StepCredit(Controller):
         if batch.step_correct is None or batch.reward is None:
             return Terms()
         # terms see the transformed advantages; the negative responses are those below their group mean
-        idx, n = _group_index(batch)
+        idx, n = group_index(batch)
         _, mean, _ = group_stats(batch.reward.to(batch.logp.dtype), idx, n)
         neg = (batch.reward < mean)[:, None] & batch.mask.bool()
         credited = neg & batch.step_correct.bool()

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from controllers.advantages import _group_index, _rewards, group_stats
 from controllers.agg import dense_groups
 from controllers.base import Controller, Terms, check_choice, check_real, register
+from controllers.groups import group_index, group_stats, rewards
 
 
 def maxv(x: Tensor, floor: float) -> Tensor:
@@ -47,7 +47,7 @@ class NFT(Controller):
     name = "nft"
     surrogate_supplier = True
     signal_source = True
-    kind = "weight"  # supplies the PG surrogate, like ppo_clip
+    kind = "surrogate"  # supplies the PG surrogate (as ppo_clip does), not a per-token weight
     needs_fields = frozenset({"reward"})
     groups = True
     eps: float = 1.0
@@ -62,11 +62,11 @@ class NFT(Controller):
         check_real(self.name, "neg_weight", self.neg_weight, lo=0.0)
 
     def terms(self, batch, state, generator=None):
-        r = _rewards(batch, self.name)
+        r = rewards(batch, self.name)
         bad = (r != 0) & (r != 1)
         if bool(bad.any()):
             raise ValueError(f"reward: contains {float(r[bad][0])}; allowed: binary rewards 0/1 for 'nft'")
-        idx, n = _group_index(batch)
+        idx, n = group_index(batch)
         _, rhat, _ = group_stats(r, idx, n)  # (B,) the group's solve rate r̂
         informative = (rhat > 0) & (rhat < 1)
         if self.rate_clip > 0:

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from controllers.base import _REGISTRY, Controller, Terms, check_choice, check_real, get, register, stat
+from controllers.base import Controller, Terms, check_choice, check_real, get, names, register, stat
 
 # Knob ranges used when knob_min/knob_max are not given (all of these raise entropy when increased).
 KNOB_RANGES: dict[tuple[str, str], tuple[float, float]] = {
@@ -50,8 +50,8 @@ class PIControl(Controller):
     _nested: ClassVar[bool] = False
 
     def __post_init__(self):
-        if self.inner not in _REGISTRY or self.inner == self.name:
-            allowed = ", ".join(n for n in sorted(_REGISTRY) if n != self.name)
+        if self.inner not in names() or self.inner == self.name:
+            allowed = ", ".join(n for n in names() if n != self.name)
             raise ValueError(f"{self.name}.inner: got {self.inner!r}; allowed: {allowed}")
         if not isinstance(self.inner_hp, dict):
             raise ValueError(f"{self.name}.inner_hp: got {type(self.inner_hp).__name__}; allowed: a dict")

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from controllers.advantages import _rewards
 from controllers.base import Controller, Terms, check_choice, check_int, check_real, register
+from controllers.groups import rewards
 from controllers.weights import TopEntropy
 
 # -- embeddings and similarity ------------------------------------------------------------------------
@@ -172,7 +172,7 @@ class ForkBonus(Controller):
 
     def shaping(self, batch) -> tuple[Tensor, Tensor]:
         """(bonus added (B,), correct (B,) bool)."""
-        r = _rewards(batch, self.name)
+        r = rewards(batch, self.name)
         fork = self.forks(batch).to(r.dtype)
         if self.mode == "any":
             g = (fork.sum(-1) > 0).to(r.dtype)
@@ -183,7 +183,7 @@ class ForkBonus(Controller):
 
     def rewards(self, batch, state):
         add, _ = self.shaping(batch)
-        return _rewards(batch, self.name) + add
+        return rewards(batch, self.name) + add
 
     def terms(self, batch, state, generator=None):
         if batch.reward is None:
@@ -243,7 +243,7 @@ class DiversityReward(Controller):
         return smi.to(batch.logp.dtype)
 
     def rewards(self, batch, state):
-        r = _rewards(batch, self.name)
+        r = rewards(batch, self.name)
         return r / (1.0 + self.smi(batch)).clamp_min(self.eps)
 
     def terms(self, batch, state, generator=None):

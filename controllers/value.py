@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from controllers.advantages import _rewards
 from controllers.base import Controller, Terms, check_real, register
+from controllers.groups import rewards
 
 
 def gae(value: Tensor, reward: Tensor, mask: Tensor, lam: Tensor, gamma: float = 1.0) -> Tensor:
@@ -66,7 +66,7 @@ class VAPO(Controller):
             raise ValueError(
                 f"value: None; allowed: a (B, T) tensor of critic values ({self.name!r} needs it; the simulator provides one)"
             )
-        return gae(batch.value.detach(), _rewards(batch, self.name), batch.mask, self.lam(batch), self.gamma)
+        return gae(batch.value.detach(), rewards(batch, self.name), batch.mask, self.lam(batch), self.gamma)
 
     def terms(self, batch, state, generator=None):
         if batch.value is None:

@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from controllers import dist
-from controllers.advantages import _seq_mean
 from controllers.base import Controller, Terms, check_choice, check_real, register
+from controllers.groups import seq_mean
 from controllers.select import count_frac, global_count, token_cov
 from controllers.surrogates import PPOClip, ppo_clipped
 
@@ -236,8 +236,8 @@ class OffPolicyMask(Controller):
     def terms(self, batch, state, generator=None):
         m = batch.mask
         sampler = batch.old_logp if batch.sampler_logp is None else batch.sampler_logp
-        kl = _seq_mean(sampler.detach() - batch.logp.detach(), batch)
-        a = _seq_mean(batch.adv.detach(), batch)
+        kl = seq_mean(sampler.detach() - batch.logp.detach(), batch)
+        a = seq_mean(batch.adv.detach(), batch)
         drop = (a < 0) & (kl > self.delta)
         n_seq = max(int((m.sum(-1) > 0).sum()), 1)
         return Terms(

@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify-lm": ("llm.verify", "the claims on language models, through the trainer (python -m llm.verify)"),
     "figures": ("figures.__main__", "reproduce the figures (python -m figures)"),
     "plot": ("figures.runs", "pictures of trainer and simulator runs, overlaid (python -m figures.runs)"),
-    "bench": ("bench.__main__", "benchmarks (python -m bench)"),
+    "bench": ("entrolab.bench.__main__", "benchmarks (python -m entrolab.bench)"),
     "readme": (
         "entrolab.readme",
         "regenerate README's result tables from the committed data (python -m entrolab.readme)",

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from common.verdict import evidence, markdown_table, replace_between
+from entrolab.common.verdict import evidence, markdown_table, replace_between
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "README.md", ROOT / "docs" / "guide.md")

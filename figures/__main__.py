@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import figures
-from common.runio import cannot_write, code_fingerprint
-from common.verdict import INCONCLUSIVE, QUICK_MARK
+from entrolab.common.runio import atomic_write_json, cannot_write, code_fingerprint
+from entrolab.common.verdict import INCONCLUSIVE, QUICK_MARK
 from figures import _common
 
 
@@ -69,15 +69,30 @@ def make_one(number: int, out: Path, quick: bool, seed: int, force: bool = False
             "title": mod.TITLE,
             "settings": settings,
             "code": code,
-            "seconds": round(time.time() - t0, 1),
         }
     )
+    record_seconds(out, number, time.time() - t0)
     fig = mod.plot(res)
     if quick:
         fig.text(0.5, 0.5, QUICK_MARK.upper(), ha="center", va="center", fontsize=22, color="#e53935",
                  alpha=0.35, rotation=20, transform=fig.transFigure, zorder=100)  # fmt: skip
     _common.save(res, fig, stem, mod.COLUMNS)
     return json.loads(js.read_text())
+
+
+SECONDS_FILE = "seconds.json"
+"""Each figure's last wall time, in --out only: committed outputs hold no wall times, so regenerating the
+figures with the same code leaves a clean tree (``--docs`` never receives this file)."""
+
+
+def record_seconds(out: Path, number: int, seconds: float) -> None:
+    path = out / SECONDS_FILE
+    try:
+        times = json.loads(path.read_text())
+    except (OSError, ValueError):
+        times = {}
+    times[str(number)] = round(seconds, 1)
+    atomic_write_json(dict(sorted(times.items(), key=lambda kv: int(kv[0]))), path)
 
 
 def write_index(out: Path, metas: dict[int, dict]) -> Path:
@@ -117,8 +132,7 @@ def write_index(out: Path, metas: dict[int, dict]) -> Path:
             f"**Verdict: {m['verdict']}.** {m['finding']}",
             "",
             f"Data: [{stem}.csv]({stem}.csv), metadata: [{stem}.json]({stem}.json) "
-            f"({'quick' if m['settings']['quick'] else 'full'} budget, seed {m['settings']['seed']}, "
-            f"{m['seconds']} s).",
+            f"({'quick' if m['settings']['quick'] else 'full'} budget, seed {m['settings']['seed']}).",
             "",
         ]
     path = out / "index.md"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common.verdict import (  # noqa: F401  (re-exported: the figures judge with them)
+from entrolab.common.verdict import (  # noqa: F401  (re-exported: the figures judge with them)
     APPROX,
     FAILS,
     HOLDS,
@@ -37,6 +36,7 @@ from common.verdict import (  # noqa: F401  (re-exported: the figures judge with
     combine_verdicts,
     jsonable,
     judge,
+    se,
     sweep,
     sweep_verdict,
     untestable,
@@ -120,11 +120,6 @@ def save(res: Result, fig, stem: Path, columns: tuple[str, ...]) -> list[Path]:
 
 
 # -- simulator helpers ------------------------------------------------------------------------------------
-
-
-def se(x) -> float:
-    x = np.asarray(x, dtype=float)
-    return float(np.std(x, ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
 
 
 def traj(cfg, keys=("entropy", "success"), batch_keys=(), warm: bool = False, probes=None) -> dict:

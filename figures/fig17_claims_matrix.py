@@ -29,7 +29,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common import parallel
+from entrolab.common import parallel
 from figures import _common as fc
 from sim import matrix
 

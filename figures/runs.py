@@ -43,7 +43,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import theory
-from common.runio import cannot_write, read_metrics_file
+from entrolab.common.runio import cannot_write, read_metrics_file
 
 PANELS = ("entropy", "reward", "pass_at_k", "dH_scatter", "dH_time", "quadrants", "law", "state")
 QUADRANTS = ("hip_posadv", "hip_negadv", "lop_posadv", "lop_negadv")

@@ -1,14 +1,15 @@
 """The claims of ``python -m llm.verify``: one rule per claim (``CLAIMS``), each reading a ``Study``'s cells
-and judging them with ``common.verdict.judge`` (docs/verdicts.md), as its paper states the claim."""
+and judging them with ``entrolab.common.verdict.judge`` (docs/verdicts.md), as its paper states the claim."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 import theory
-from common.verdict import (
+from entrolab.common.verdict import (
     ACTIVE_MIN_FRAC,
     CEILING_MARGIN,
     INERT_FRAC,
@@ -17,6 +18,7 @@ from common.verdict import (
     PAPER,
     PASS_MARGIN,
     TRACK_FRAC,
+    Registry,
     Row,
     combine,
     judge,
@@ -39,15 +41,10 @@ from llm.study import (
 
 # -- claims ----------------------------------------------------------------------------------------------
 
-CLAIMS: dict[str, callable] = {}
-
-
-def claim(rid: str):
-    def deco(fn):
-        CLAIMS[rid] = fn
-        return fn
-
-    return deco
+REGISTRY = Registry("llm.verify")
+"""every claim's rule, registered where it is defined (``entrolab.common.verdict.Registry``, as the theory
+and simulator checks are); ``CLAIMS`` is its table"""
+claim = REGISTRY.register
 
 
 STRESS = "stress (not the paper's setting; not in the verdict)"
@@ -539,3 +536,7 @@ def fork_v(st: Study, seeds) -> Row:
         f"GRPO {curve(b)}, graded {curve(sh)} nats", parts,
         {a: {k: v.tolist() for k, v in d.items()} for a, d in res.items()}, stress=stress,
     )  # fmt: skip
+
+
+CLAIMS: dict[str, Callable] = REGISTRY.table()
+"""{claim id: rule(study, seeds)}, in the table's order"""

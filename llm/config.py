@@ -180,7 +180,7 @@ class TrainConfig:
     """token rows per chunk in the log-prob/entropy computation (memory ~ 3·chunk_tokens·V floats)"""
     mixed_precision: str = "no"
     """no | bf16 | fp16 (accelerate's autocast; bf16 also on CPUs, fastest with avx512_bf16/AMX: see
-    ``python -m bench precision`` for its speed and its effect on the log-probs); log-probs and entropies
+    ``python -m entrolab.bench precision`` for its speed and its effect on the log-probs); log-probs and entropies
     are always computed in float32 from the logits"""
     cpu: bool = False
     """force CPU even when a GPU is present"""
@@ -244,7 +244,7 @@ class TrainConfig:
         ):
             if getattr(self, f) not in allowed:
                 bad(f, getattr(self, f), ", ".join(allowed))
-        from common import trackers
+        from entrolab.common import trackers
 
         why = trackers.problem(self.tracker)
         if why is not None:
@@ -304,7 +304,7 @@ class TrainConfig:
         except ValueError as e:  # a hyperparameter's value, or a pipeline the controllers refuse
             text = str(e)
             raise ValueError(text if text.startswith("controllers: ") else f"hp: {text}") from None
-        from common.runio import is_band
+        from entrolab.common.runio import is_band
         from llm.embed import EMBEDDERS, minilm_dir
 
         if self.embedder not in EMBEDDERS:

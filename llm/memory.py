@@ -13,8 +13,8 @@ keeps its master weights):
   checkpointing, which keeps each layer's input instead);
 - ``logits``: three chunks of ``chunk_tokens`` × vocabulary floats (the log-prob/entropy computation).
 
-It is an estimate: ``bench/trainer.py`` prints it beside the measured peak. A configuration whose estimate
-exceeds 90% of the memory available (``common.runio.available_mb``) is refused, naming the setting that
+It is an estimate: ``entrolab/bench/trainer.py`` prints it beside the measured peak. A configuration whose estimate
+exceeds 90% of the memory available (``entrolab.common.runio.available_mb``) is refused, naming the setting that
 dominates.
 """
 

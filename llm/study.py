@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.runio import atomic_write_json, code_fingerprint
+from entrolab.common.runio import atomic_write_json, code_fingerprint
 from llm.config import PRESETS, TrainConfig
 
 # -- tiers ------------------------------------------------------------------------------------------------
@@ -238,7 +238,7 @@ def compact(cell: dict) -> dict:
 def _trainer_code() -> str:
     """The fingerprint of what a cell's numbers depend on: controllers, theory, common and the trainer
     with its covariance probe (``llm`` minus the study's own modules, verify, claims and study, whose rules and
-    bookkeeping do not change a run's numbers, and minus ``common/verdict.py``, which only judges); ``sim/`` is
+    bookkeeping do not change a run's numbers, and minus ``entrolab/common/verdict.py``, which only judges); ``sim/`` is
     no part of a cell."""
     here = Path(__file__).resolve().parent
     return code_fingerprint(
@@ -247,8 +247,8 @@ def _trainer_code() -> str:
             for p in here.glob("*.py")
             if p.name not in ("verify.py", "claims.py", "study.py", "__main__.py")
         ),
-        packages=("common", "theory", "controllers"),
-        leave_out=("common/verdict.py",),
+        packages=("entrolab/common", "theory", "controllers"),
+        leave_out=("entrolab/common/verdict.py",),
     )
 
 

@@ -61,9 +61,10 @@ import numpy as np
 import torch
 
 import controllers as C
-from common import rundir
-from common.rundir import disk_full
-from common.runio import (
+from controllers.agg import masked_mean
+from entrolab.common import rundir
+from entrolab.common.rundir import disk_full
+from entrolab.common.runio import (
     atomic_write_json,
     available_mb,
     file_sha256,
@@ -72,7 +73,6 @@ from common.runio import (
     read_metrics_file,
     truncate_metrics,
 )
-from controllers.agg import masked_mean
 from llm import memory
 from llm.config import TrainConfig, parse_cli
 from llm.embed import MiniLM
@@ -165,7 +165,7 @@ class Trainer:
 
         progress = self.progress
         self.split = Split(self.task, cfg.eval_prompts, cfg.seed)
-        from common import trackers
+        from entrolab.common import trackers
 
         tracker = trackers.resolve(cfg.tracker)
         self.acc = Accelerator(
@@ -885,7 +885,7 @@ def _shutdown() -> None:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The rows of a run's ``metrics.jsonl`` (a torn last line left out: ``common.runio.read_metrics_file``)."""
+    """The rows of a run's ``metrics.jsonl`` (a torn last line left out: ``entrolab.common.runio.read_metrics_file``)."""
     return read_metrics_file(Path(run_dir) / "metrics.jsonl")[0]
 
 

@@ -5,7 +5,7 @@ Every claim compares arms: pipelines or trainer settings (``ARMS``). Each arm tr
 start (one supervised warm start per seed, cached, shared by every arm of that seed) and draws the same
 prompts and sampling streams, because the trainer derives both from (seed, step, rank): the arms of one
 seed are paired, and a claim's verdict uses the per-seed differences, as ``sim verify`` does
-(``common.verdict.judge``, docs/verdicts.md: holds, fails or inconclusive on the 90% t interval against the
+(``entrolab.common.verdict.judge``, docs/verdicts.md: holds, fails or inconclusive on the 90% t interval against the
 claim's own bar, never decided below 5 seeds; "untestable here" where a guard finds the setup cannot tell
 the arms apart). Each row tests the claim as its paper states it, with the paper's settings (scaled by a
 stated rule where the model differs) and the paper's number beside ours; our stress settings are reported
@@ -40,8 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.runio import git_sha
-from common.verdict import (
+from entrolab.common import verdict
+from entrolab.common.runio import git_sha
+from entrolab.common.verdict import (
     INCONCLUSIVE,
     MIN_SEEDS,
     QUICK_MARK,
@@ -69,19 +70,19 @@ from llm.study import (
 def run_all(
     tier: Tier, root: Path, seed: int = 0, only=None, progress=None, study: Study | None = None
 ) -> list[Row]:
-    """Every claim (or those in ``only``) on ``tier``, with seeds ``seed`` … ``seed + tier.seeds − 1``."""
-    unknown = sorted(set(only or []) - set(CLAIMS))
-    if unknown:
-        raise ValueError(f"only: unknown claim ids {unknown}; allowed: {' '.join(CLAIMS)}")
+    """Every claim (or those in ``only``) on ``tier``, with seeds ``seed`` … ``seed + tier.seeds − 1``, through
+    ``entrolab.common.verdict.run_all`` (the runner of the theory and simulator tables: the claims' order, the
+    paper's number on each row). A claim's randomness is its seeds' training runs, so the generator ``run_all``
+    hands each check goes unused."""
+    verdict.check_only(CLAIMS, only)
     st = study or Study(tier, root, progress=progress)
     seeds = list(range(seed, seed + tier.seeds))
-    chosen = only or tier.claims or tuple(CLAIMS)
-    rows = []
-    for rid, fn in CLAIMS.items():
-        if rid in chosen:
-            out = fn(st, seeds)
-            rows += out if isinstance(out, list) else [out]
-    return rows
+
+    def bound(fn):
+        return lambda _rng: fn(st, seeds)
+
+    table = {rid: bound(fn) for rid, fn in CLAIMS.items()}
+    return verdict.run_all(table, seed=seed, only=list(only or tier.claims or CLAIMS))
 
 
 def provenance(tier: Tier) -> dict:
@@ -92,7 +93,7 @@ def provenance(tier: Tier) -> dict:
     import accelerate
     import transformers
 
-    from common.runio import file_sha256, git_dirty
+    from entrolab.common.runio import file_sha256, git_dirty
 
     model = {"name": tier.base.model}
     if tier.base.model == "smollm2":
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.only and set(args.only) - set(CLAIMS):
         return _fail(
-            "--only", f"unknown claim ids {sorted(set(args.only) - set(CLAIMS))}; allowed: {' '.join(CLAIMS)}"
+            "--only", f"unknown row ids {sorted(set(args.only) - set(CLAIMS))}; allowed: {' '.join(CLAIMS)}"
         )
     if args.quick and args.model != "tiny":
         return _fail("--quick", f"got --model {args.model}; allowed: --quick with --model tiny")

@@ -13,9 +13,9 @@ import ast
 import dataclasses
 import sys
 
-from common.rundir import disk_full
-from common.runio import cannot_write
 from controllers.data import CURRICULA
+from entrolab.common.rundir import disk_full
+from entrolab.common.runio import cannot_write
 from sim.policies import POLICIES
 from sim.presets import PRESETS
 from sim.run import UPDATES, Interrupted, SimConfig, read_metrics, run
@@ -177,8 +177,8 @@ def verify_main(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from common import parallel
-    from common.verdict import format_table, to_json
+    from entrolab.common import parallel
+    from entrolab.common.verdict import format_table, to_json
     from sim import matrix, verify
 
     if args.only:

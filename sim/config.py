@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 import controllers as C
-from common.runio import is_band
+from entrolab.common.runio import is_band
 from sim import models, policies
 from sim.envs import BUILDERS, MdpEnvSpec, TreeEnvSpec
 

@@ -11,9 +11,9 @@ import math
 import time
 from pathlib import Path
 
-from common import parallel
-from common.runio import atomic_write_json, code_fingerprint
-from common.verdict import Row, jsonable, row_from_json
+from entrolab.common import parallel
+from entrolab.common.runio import atomic_write_json, code_fingerprint
+from entrolab.common.verdict import Row, jsonable, row_from_json
 from sim.checks import REGISTRY, Context
 from sim.verify import run_all
 
@@ -122,7 +122,7 @@ def run_matrix(
     Each check gets an explicit ``Context`` (policy class, step-size rule); only checks registered with
     ``shared=True`` run, and one that never passed a config through its context is an error, not a
     silently tabular cell. ``registry``: another table of checks (tests; it runs in this process).
-    ``workers``: (check, class) cells run on that many processes at once (``common.parallel``; every
+    ``workers``: (check, class) cells run on that many processes at once (``entrolab.common.parallel``; every
     cell has its own seeds, so the cells are the same whatever the count). With ``cache_dir`` each saved cell
     also records its seconds, and the next call (whatever its code) hands out the cells that took longest
     first, so that no long cell starts last; cells never timed (all of them without ``cache_dir``) go

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 import controllers as C
-from common import rundir
-from common.heap import keep_freed_memory
-from common.runio import (
+from entrolab.common import rundir
+from entrolab.common.heap import keep_freed_memory
+from entrolab.common.runio import (
     atomic_save,
     atomic_write_json,
     available_mb,
@@ -804,10 +804,10 @@ def run(
     Before any work it refuses, with a one-line ValueError: an ``out`` that cannot be written, a run there
     with another config (naming the fields that differ), an unreadable checkpoint, and a configuration
     whose memory estimate (``memory_estimate_mb``) exceeds what the device has free, and a ``tracker``
-    (``common.trackers``) that is not installed. SIGINT and SIGTERM finish the current step, save a
+    (``entrolab.common.trackers``) that is not installed. SIGINT and SIGTERM finish the current step, save a
     checkpoint and raise ``Interrupted``; a second signal stops at once. A tracker gets, at every logged
     step, the mean over the live runs of every number in that step's rows (metrics.jsonl keeps each run)."""
-    from common import trackers
+    from entrolab.common import trackers
 
     why = trackers.problem(tracker)
     if why is not None:
@@ -990,7 +990,7 @@ def _write_rows(fh, step: int, meas: dict, state: SimState, cfg: SimConfig) -> l
 
 
 def _open_tracker(name: str, run_name: str, logging_dir: Path, config: dict):
-    """A started accelerate tracker (``name`` checked by ``common.trackers.problem``) with ``config`` stored
+    """A started accelerate tracker (``name`` checked by ``entrolab.common.trackers.problem``) with ``config`` stored
     as strings, which every tracker accepts."""
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
@@ -1014,5 +1014,5 @@ def _mean_row(rows: list[dict]) -> dict[str, float]:
 
 
 def read_metrics(out: str | Path) -> list[dict]:
-    """The rows of a run's ``metrics.jsonl`` (a torn last line left out: ``common.runio.read_metrics_file``)."""
+    """The rows of a run's ``metrics.jsonl`` (a torn last line left out: ``entrolab.common.runio.read_metrics_file``)."""
     return read_metrics_file(Path(out) / "metrics.jsonl")[0]

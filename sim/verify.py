@@ -1,9 +1,9 @@
 """``python -m sim verify``: the simulator-side checks of docs/theory.md §5, with a verdict in words.
 
-Same verdicts and table as ``python -m theory verify`` (``common.verdict.Row``; docs/verdicts.md). Rows with
+Same verdicts and table as ``python -m theory verify`` (``entrolab.common.verdict.Row``; docs/verdicts.md). Rows with
 ``must_hold`` are identities of the implementation (the exact step, Lemma 1 on the simulator's own steps,
 the sampled-step identities); if one fails, ``verify`` exits 1. The other rows test claims the papers make
-about training dynamics, by paired comparisons over runs (``common.verdict.judge``): "holds", "fails"
+about training dynamics, by paired comparisons over runs (``entrolab.common.verdict.judge``): "holds", "fails"
 (the interval excludes the claimed effect), "inconclusive" (neither), "approximate" for an empirical law
 that fits. Most of those claims concern LLMs, whose parameters are shared across prompts and tokens; in a
 tabular softmax a constant baseline leaves the expected update unchanged, so such rows measure what the
@@ -16,7 +16,7 @@ Every row runs the simulator itself (``sim.run.Simulator``: the exact DP and the
 
 from __future__ import annotations
 
-from common import parallel, verdict
+from entrolab.common import parallel, verdict
 from sim.checks import REGISTRY, Context, trajectory, warm_start
 
 CHECKS = REGISTRY.table()
@@ -32,9 +32,9 @@ def _one_check(seed: int, rid: str) -> list:
 def run_all(
     seed: int = 0, only=None, progress=None, ctx: Context | None = None, registry=None, workers: int = 1
 ) -> list:
-    """``common.verdict.run_all`` over the simulator's checks (or ``registry``'s), each with ``ctx`` (a
+    """``entrolab.common.verdict.run_all`` over the simulator's checks (or ``registry``'s), each with ``ctx`` (a
     fresh default ``Context`` per check when None: each config's own policy). ``workers`` > 1 (default
-    checks and context only): the checks run on that many processes at once (``common.parallel``), the
+    checks and context only): the checks run on that many processes at once (``entrolab.common.parallel``), the
     same rows (each check has its own seed), and ``progress(id + " done")`` after each instead of
     ``progress(id)`` before."""
     parallel.check_workers(workers)

@@ -42,3 +42,39 @@ def test_every_docs_citation_names_an_existing_file_and_section():
             assert re.search(heading, doc.read_text(), flags=re.M), (
                 f"{path.name} cites docs/{name} §{sec}{'.' + sub if sub else ''}"
             )
+
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "docs").glob("*/*.md"))]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves(page):
+    """Markdown links to files of the repository point at files that exist, and a #section of a markdown
+    file at one of its headings (GitHub's anchor rule: lower case, punctuation dropped, spaces to '-')."""
+    bad = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto:
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        if not dest.exists():
+            bad.append(f"{target} (no such file)")
+        elif anchor and dest.suffix == ".md":
+            heads = re.findall(r"^#+ (.+)$", dest.read_text(), flags=re.M)
+            anchors = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+            if anchor not in anchors:
+                bad.append(f"{target} (no heading)")
+    assert not bad, f"{page.name}: " + ", ".join(bad)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_module_command_in_the_docs_exists(page):
+    """``python -m MODULE`` in a page names a module of this project (or an installed tool) that imports."""
+    import importlib.util
+
+    missing = sorted(
+        m
+        for m in set(re.findall(r"python -m ([a-z_][\w.]*)", page.read_text())) - {"MODULE"}
+        if importlib.util.find_spec(m) is None
+    )
+    assert not missing, f"{page.name}: {missing}"

@@ -1,15 +1,15 @@
-"""common.heap: glibc's thresholds set once per process, or left alone when asked."""
+"""entrolab.common.heap: glibc's thresholds set once per process, or left alone when asked."""
 
 import subprocess
 import sys
 
 import pytest
 
-from common import heap
+from entrolab.common import heap
 
 _PROBE = """
 import ctypes
-from common import heap
+from entrolab.common import heap
 on = heap.keep_freed_memory()
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]

@@ -42,21 +42,42 @@ THIRD_PARTY_FORBIDDEN = {
 }
 
 
+# entrolab.common and entrolab.bench are layers of their own, inside the entrolab distribution package
+NESTED = {"entrolab.common": "common", "entrolab.bench": "bench"}
+DIRS = {"common": "entrolab/common", "bench": "entrolab/bench"}
+
+
+def layer_of(module: str) -> str:
+    """The layer a dotted module name belongs to: its top-level package, or common/bench for their nesting."""
+    for prefix, layer in NESTED.items():
+        if module == prefix or module.startswith(prefix + "."):
+            return layer
+    return module.split(".")[0]
+
+
 def imports_of(path: Path) -> list[tuple[str, int, bool]]:
-    """(top-level module, line, at module level?) for every import statement in the file."""
+    """(layer imported, line, at module level?) for every import statement in the file."""
     tree = ast.parse(path.read_text(), filename=str(path))
     top_level = {id(n) for n in tree.body}
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            out += [(a.name.split(".")[0], node.lineno, id(node) in top_level) for a in node.names]
+            out += [(layer_of(a.name), node.lineno, id(node) in top_level) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            out.append((node.module.split(".")[0], node.lineno, id(node) in top_level))
+            if node.module == "entrolab":  # from entrolab import common
+                out += [
+                    (layer_of(f"entrolab.{a.name}"), node.lineno, id(node) in top_level) for a in node.names
+                ]
+            else:
+                out.append((layer_of(node.module), node.lineno, id(node) in top_level))
     return out
 
 
 def modules(pkg: str) -> list[Path]:
-    return sorted((ROOT / pkg).rglob("*.py"))
+    files = sorted((ROOT / DIRS.get(pkg, pkg)).rglob("*.py"))
+    if pkg == "entrolab":  # the console script's own modules, not the layers nested in it
+        files = [f for f in files if not any(f.is_relative_to(ROOT / d) for d in DIRS.values())]
+    return files
 
 
 @pytest.mark.parametrize("pkg", PACKAGES)
@@ -75,7 +96,7 @@ def test_lower_layers_do_not_import_heavy_libraries(pkg):
     for f in modules(pkg):
         for mod, line, top in imports_of(f):
             # common may import torch lazily (atomic_save of a torch object) and scipy lazily (the t quantiles of
-            # common.verdict.judge); nothing else, nowhere
+            # entrolab.common.verdict.judge); nothing else, nowhere
             lazy_ok = pkg == "common" and mod in ("torch", "scipy") and not top
             if mod in THIRD_PARTY_FORBIDDEN[pkg] and not lazy_ok:
                 bad.append(f"{f.relative_to(ROOT)}:{line} imports {mod}")
@@ -108,6 +129,7 @@ def test_no_import_cycle_between_modules(pkg):
     llm.sft and llm.train once imported each other."""
     graph: dict[str, set[str]] = {}
     names = {_module_name(f): f for f in modules(pkg)}
+    package = DIRS.get(pkg, pkg).replace("/", ".")
     for name, f in names.items():
         tree = ast.parse(f.read_text())
         deps = set()
@@ -118,7 +140,7 @@ def test_no_import_cycle_between_modules(pkg):
                 cands = [a.name for a in node.names]
             else:
                 continue
-            deps |= {c for c in cands if c in names and c != name and c != pkg}
+            deps |= {c for c in cands if c in names and c != name and c != package}
         graph[name] = deps
     state: dict[str, int] = {}
 
@@ -139,6 +161,15 @@ def test_the_edge_check_can_fail(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from sim.run import SimConfig\n    import torch\n")
     assert imports_of(f) == [("sim", 2, False), ("torch", 3, False)]
+    f.write_text(
+        "from entrolab.common.runio import x\nfrom entrolab import bench, cli\nimport entrolab.readme\n"
+    )
+    assert imports_of(f) == [
+        ("common", 1, True),
+        ("bench", 2, True),
+        ("entrolab", 2, True),
+        ("entrolab", 3, True),
+    ]
 
 
 def _imported_after(module: str) -> set[str]:

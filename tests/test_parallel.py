@@ -1,4 +1,4 @@
-"""common.parallel: tasks on worker processes give the results of the plain loop, in task order."""
+"""entrolab.common.parallel: tasks on worker processes give the results of the plain loop, in task order."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from common import parallel
+from entrolab.common import parallel
 
 
 def square_and_pid(x: int) -> tuple[int, int]:

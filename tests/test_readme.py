@@ -47,3 +47,30 @@ def test_readme_figure_verdicts_match_the_committed_gallery():
         assert meta["settings"]["quick"] is False, n  # the committed gallery is the full budget
         stem = docs / f"fig{n:02d}"
         assert any(p.suffix == ".png" for p in docs.glob(f"{stem.name}_*.png")), n
+
+
+KIND_ROWS = {
+    "reward shaping": "reward",
+    "advantages": "advantage",
+    "token weights": "weight",
+    "surrogate losses": "surrogate",
+    "token penalties": "penalty",
+    "extra loss terms": "extra",
+    "batch": "batch",
+    "wrapper": "wrapper",
+}
+
+
+def test_readme_lists_every_controller_once_under_its_kind():
+    """The controller table is checked against the registry: each registered name appears once, in the row
+    of its ``kind`` (a new controller, or a changed kind, fails here until the README says it)."""
+    import controllers as C
+
+    rows = dict(re.findall(r"^\| ([a-z ]+) \| (.+) \|$", README.read_text(), flags=re.M))
+    listed: dict[str, list[str]] = {}
+    for label, kind in KIND_ROWS.items():
+        assert label in rows, f"README has no '{label}' row"
+        for name in re.findall(r"(?:^|, )`([a-z_0-9]+)`", rows[label]):
+            listed.setdefault(name, []).append(kind)
+    want = {n: [C.get(n).kind] if n != "pi_control" else ["wrapper"] for n in C.names()}
+    assert listed == want

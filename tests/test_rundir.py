@@ -1,4 +1,4 @@
-"""common.rundir: the run-directory lock, the metrics-hole check and the full-disk reason."""
+"""entrolab.common.rundir: the run-directory lock, the metrics-hole check and the full-disk reason."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from common import rundir
+from entrolab.common import rundir
 
 
 def test_the_lock_refuses_a_second_holder_and_a_symbolic_link(tmp_path):

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from common import trackers
+from entrolab.common import trackers
 
 
 def _missing() -> str:

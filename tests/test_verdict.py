@@ -1,4 +1,4 @@
-"""``common.verdict``'s three-way rule for comparisons over seeds: exact identities against scipy's t
+"""``entrolab.common.verdict``'s three-way rule for comparisons over seeds: exact identities against scipy's t
 interval, metamorphic relations (mirror, shift), bounds of each outcome, the seed count that decides, and
 the errors on bad input."""
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from common.verdict import (
+from entrolab.common.verdict import (
     ALPHA,
     FAILS,
     HOLDS,
@@ -151,3 +151,31 @@ def test_bad_input_is_one_line_naming_the_argument(kw, message):
     with pytest.raises(ValueError) as e:
         judge(np.ones(6), what="x", **kw)
     assert str(e.value) == message
+
+
+def test_the_committed_json_holds_no_wall_time():
+    """run_all records each check's seconds for the console; to_json leaves them out, so the same code and
+    seed write the same file however long the checks took."""
+    from entrolab.common.verdict import Row, run_all, to_json
+
+    def check(rng):
+        return Row("X1", "c", "s", "set", 1, "m", float(rng.random()), 1.0, "holds", details={"k": 1})
+
+    one, two = run_all({"X1": check}, seed=3), run_all({"X1": check}, seed=3)
+    one[0].details["seconds"], two[0].details["seconds"] = 0.5, 9.0
+    assert to_json(one, 3) == to_json(two, 3)
+    assert '"k": 1' in to_json(one, 3) and "seconds" not in to_json(one, 3)
+
+
+def test_a_checks_seed_comes_from_its_id_not_its_position():
+    from entrolab.common.verdict import Row, run_all
+
+    def check(rid):
+        return lambda rng: Row(rid, "c", "s", "set", 1, "m", float(rng.random()), 1.0, "holds")
+
+    ab = {r.id: r.worst for r in run_all({"A1": check("A1"), "B1": check("B1")}, seed=5)}
+    ba = {r.id: r.worst for r in run_all({"C1": check("C1"), "B1": check("B1"), "A1": check("A1")}, seed=5)}
+    assert ab["A1"] == ba["A1"] and ab["B1"] == ba["B1"]  # registration order and other checks do not matter
+    assert ab["A1"] != ab["B1"]  # ids give different streams
+    other = {r.id: r.worst for r in run_all({"A1": check("A1")}, seed=6)}
+    assert other["A1"] != ab["A1"]  # and so does the root seed

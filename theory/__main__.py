@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.runio import cannot_write
+from entrolab.common.runio import cannot_write
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ The claims and their sources are listed in docs/theory.md §5.
 
 from __future__ import annotations
 
-from common.verdict import (
+from entrolab.common.verdict import (
     APPROX,
     FAILS,
     HOLDS,
@@ -23,7 +23,7 @@ from common.verdict import (
     row_from_json,
     to_json,
 )
-from common.verdict import run_all as _run_all
+from entrolab.common.verdict import run_all as _run_all
 from theory.checks import REGISTRY, random_logits
 
 CHECKS = REGISTRY.table()
@@ -34,5 +34,5 @@ __all__ = ["APPROX", "CHECKS", "FAILS", "HOLDS", "REGISTRY", "SURROGATE", "Row",
 
 
 def run_all(seed: int = 0, only: list[str] | None = None, progress=None) -> list:
-    """``common.verdict.run_all`` over the theory checks."""
+    """``entrolab.common.verdict.run_all`` over the theory checks."""
     return _run_all(CHECKS, seed, only, progress)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common.runio import atomic_write_json
+from entrolab.common.runio import atomic_write_json
 
 STATE_FILE = "entrolab_state.json"
 

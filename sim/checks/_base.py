@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from common.verdict import (
+from entrolab.common.verdict import (
     Registry,
     Row,
     combine,
     judge,
 )
-from common.verdict import paired as _paired
-from common.verdict import se as _se  # noqa: F401  (re-exported)
+from entrolab.common.verdict import paired as _paired
+from entrolab.common.verdict import se as _se  # noqa: F401  (re-exported)
 from sim.run import SimConfig, Simulator
 from sim.studies import CLIP_LR, TREE, tree_config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.verdict import TRACK_FRAC, Row, combine, judge
+from entrolab.common.verdict import TRACK_FRAC, Row, combine, judge
 from sim.checks._base import (
     Context,
     _seed,

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from common.verdict import (
+from entrolab.common.verdict import (
     INERT_FRAC,
     NEAR_BASE_FRAC,
     PASS_MARGIN,

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 import theory
-from common.verdict import FAILS, HOLDS, Row
+from entrolab.common.verdict import FAILS, HOLDS, Row
 from sim import models
 from sim import tree as tr
 from sim.checks._base import (

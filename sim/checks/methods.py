@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common.verdict import Row
+from entrolab.common.verdict import Row
 from sim import models
 from sim.checks._base import (
     Context,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.verdict import Row, sweep, sweep_verdict
+from entrolab.common.verdict import Row, sweep, sweep_verdict
 from sim.checks._base import (
     CLIP_LR,
     Context,

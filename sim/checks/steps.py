@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 import theory
-from common.verdict import FAILS, HOLDS, Row
+from entrolab.common.verdict import FAILS, HOLDS, Row
 from sim import tree as tr
 from sim.checks._base import (
     Context,

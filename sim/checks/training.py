@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 import theory
-from common.verdict import (
+from entrolab.common.verdict import (
     CEILING_MARGIN,
     FAILS,
     HOLDS,

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench import sim as bench_sim
-from bench.__main__ import main
+from entrolab.bench import sim as bench_sim
+from entrolab.bench.__main__ import main
 
 
 def test_numpy_reference_agrees_with_the_simulator():
@@ -18,7 +18,7 @@ def test_bench_bad_input_is_one_line(capsys):
 
 
 def test_entropy_bench_cases_agree_with_float64():
-    from bench import entropy
+    from entrolab.bench import entropy
 
     for mode in ("naive", "chunked"):
         res = entropy._case(2000, 64, mode, "cpu", 16)
@@ -32,7 +32,7 @@ def test_child_peak_memory_is_not_inherited_from_a_big_parent():
     reported 1.3 GB for every case. The children now read VmHWM, which starts afresh."""
     import torch
 
-    from bench import entropy
+    from entrolab.bench import entropy
 
     ballast = torch.ones(400 * 2**20 // 4)  # 400 MB touched in this (parent) process
     res = entropy._case(2000, 64, "chunked", "cpu", 16)
@@ -42,7 +42,7 @@ def test_child_peak_memory_is_not_inherited_from_a_big_parent():
 
 def test_controller_bench_families_build_and_run():
     import controllers as C
-    from bench import controllers as bc
+    from entrolab.bench import controllers as bc
 
     batch, logp, ent = bc._batch(16, 4)
     for names in bc.FAMILIES.values():
@@ -63,13 +63,13 @@ def test_trl_gets_the_same_character_ids():
 
 
 def test_all_skips_the_trl_comparison_with_a_line_when_trl_is_missing(monkeypatch, tmp_path, capsys):
-    """`python -m bench all` runs every benchmark it can; the TRL comparison is skipped, saying how to
+    """`python -m entrolab.bench all` runs every benchmark it can; the TRL comparison is skipped, saying how to
     enable it (the others are stubbed here: only the dispatch is under test)."""
     import importlib.util
 
-    import bench.__main__ as M
-    from bench import harness
-    from bench import trainer as bench_trainer
+    import entrolab.bench.__main__ as M
+    from entrolab.bench import harness
+    from entrolab.bench import trainer as bench_trainer
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
@@ -96,7 +96,7 @@ def test_all_skips_the_trl_comparison_with_a_line_when_trl_is_missing(monkeypatc
 
 
 def test_trl_is_found_when_installed():
-    from bench import trainer as bench_trainer
+    from entrolab.bench import trainer as bench_trainer
 
     assert bench_trainer.unavailable() is None
 
@@ -106,7 +106,7 @@ def test_precision_bench_measures_what_bf16_changes():
     autocast really ran in bf16), finite and within bf16's resolution of the logits; the summary says it."""
     import math
 
-    from bench import precision
+    from entrolab.bench import precision
 
     r = precision.case("tiny", repeat=1)
     assert 0 < r["logp_absdiff_mean"] <= r["logp_absdiff_max"] < 1.0
@@ -117,10 +117,10 @@ def test_precision_bench_measures_what_bf16_changes():
 
 
 def test_passes_per_rollout_are_the_trainers_documented_counts():
-    """The counts bench/RESULTS.md reports, against the table in ``llm.train``'s docstring: no-grad passes
+    """The counts entrolab/bench/RESULTS.md reports, against the table in ``llm.train``'s docstring: no-grad passes
     1 (ΔH), + 1 for k > 1 leaves, off-policy 1 (old log-probs) + E·[k > 1] + 1, + 1 for top-p on-policy;
     the reference model once; the sampler one forward per new position (the first from the prefill)."""
-    from bench import trainer as bt
+    from entrolab.bench import trainer as bt
 
     want = {
         "on-policy, k = 1": (1, 1, 0),
@@ -144,17 +144,17 @@ def test_results_keep_the_latest_run_of_each_device(monkeypatch, tmp_path):
     """RESULTS.md shows a GPU run beside the CPU run, not instead of it; a full run wins over a quick one."""
     import json
 
-    import bench.__main__ as M
-    from bench import harness
+    import entrolab.bench.__main__ as M
+    from entrolab.bench import harness
 
     def rec(command, date):
         return {"bench": "sim", "command": command, "machine": {"date": date}}
 
     rows = [
-        rec("python -m bench sim", "1"),
-        rec("python -m bench sim --device cuda", "2"),
-        rec("python -m bench sim --quick --device cuda", "3"),
-        rec("python -m bench sim --quick", "4"),
+        rec("python -m entrolab.bench sim", "1"),
+        rec("python -m entrolab.bench sim --device cuda", "2"),
+        rec("python -m entrolab.bench sim --quick --device cuda", "3"),
+        rec("python -m entrolab.bench sim --quick", "4"),
     ]
     (tmp_path / "sim.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     monkeypatch.setattr(harness, "RESULTS", tmp_path)
@@ -183,7 +183,7 @@ def _trainer_row(model: str, speedup: float, memory_ratio: float) -> dict:
     ],
 )
 def test_trainer_verdict_needs_every_case_at_or_below_trls_memory(rows, verdict):
-    from bench import trainer as bt
+    from entrolab.bench import trainer as bt
 
     line = bt.summary({"trl": "1.16.0", "rows": [_trainer_row(*r) for r in rows]})[-1]
     assert line.endswith(verdict)

@@ -106,9 +106,9 @@ def test_missing_reward_named():
 
 @given(batches(binary=False, max_b=12), st.sampled_from([0.1, 0.25, 0.4, 0.5, 0.75, 0.9]))
 def test_vectorised_group_quantile_matches_per_group_loop(batch, k):
-    from controllers.advantages import _group_index, group_quantile
+    from controllers.groups import group_index, group_quantile
 
-    idx, n = _group_index(batch)
+    idx, n = group_index(batch)
     got = group_quantile(batch.reward, idx, n, k)
     for gid in range(n):
         sel = (idx == gid).numpy()

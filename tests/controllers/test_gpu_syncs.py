@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import controllers as C
-from bench.harness import count_cuda_syncs, count_host_reads
+from entrolab.bench.harness import count_cuda_syncs, count_host_reads
 from tests.controllers.test_edge_batches import full_batch, pipeline
 
 

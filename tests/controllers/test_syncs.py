@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import controllers as C
-from bench.harness import count_host_reads
+from entrolab.bench.harness import count_host_reads
 from tests.controllers.test_edge_batches import full_batch, pipeline
 
-count_reads = count_host_reads  # the bench's counter: bench/RESULTS.md reports the same numbers
+count_reads = count_host_reads  # the bench's counter: entrolab/bench/RESULTS.md reports the same numbers
 
 
 def test_the_counter_counts():

@@ -59,8 +59,14 @@ def test_clip_cov_batch_mean_bounds_are_multiples_of_the_mean_cov(batch, lb, wid
     mean = float(cov[m].mean()) if m.any() else 0.0
     want = m & (cov > lb * mean) & (cov < ub * mean) & (mean > 0)
     assert (rel.candidates(b).numpy() == want).all()
-    scaled = b.replace(adv=7.5 * b.adv)
-    assert (rel.candidates(scaled).numpy() == rel.candidates(b).numpy()).all()
+    # the invariance is exact in real numbers; in floats it holds where rounding cannot move a token across a
+    # bound or the mean across zero (equal advantages leave a covariance of pure rounding, ~1e-17)
+    c = np.asarray(cov[m], dtype=float)
+    scale = float(np.abs(c).max()) if c.size else 0.0
+    near = float(np.abs(np.concatenate([c - lb * mean, c - ub * mean])).min()) if c.size else math.inf
+    if abs(mean) > 1e-9 * scale and near > 1e-9 * scale:
+        scaled = b.replace(adv=7.5 * b.adv)
+        assert (rel.candidates(scaled).numpy() == rel.candidates(b).numpy()).all()
 
 
 def test_clip_cov_rejects_unknown_bounds():

@@ -16,7 +16,7 @@ import pytest
 
 import figures
 import theory
-from common.verdict import QUICK_MARK
+from entrolab.common.verdict import QUICK_MARK
 from figures import _common as fc
 from figures.__main__ import main, make_one
 
@@ -394,7 +394,7 @@ def test_slow_figures_are_skipped_by_default_and_keep_their_docs_copy(tmp_path, 
     stem = docs / real[17]
     stem.with_suffix(".png").write_bytes(b"\x89PNG\r\n\x1a\n")
     stem.with_suffix(".csv").write_text("claim_id,policy,verdict,worst,measured\n")
-    meta = {"title": "m", "verdict": "holds", "claim": "c", "finding": "f", "code": "old", "seconds": 1.0,
+    meta = {"title": "m", "verdict": "holds", "claim": "c", "finding": "f", "code": "old",
             "settings": {"quick": False, "seed": 0}}  # fmt: skip
     stem.with_suffix(".json").write_text(json.dumps(meta))
     assert main(["--quick", "--out", str(out), "--docs", str(docs)]) == 0
@@ -402,3 +402,21 @@ def test_slow_figures_are_skipped_by_default_and_keep_their_docs_copy(tmp_path, 
     assert "## Figure 1" in index and "## Figure 17" in index  # 17 not recomputed, its copy kept
     assert "| 17 | [m](#figure-17) | holds (earlier code: rerun) |" in index
     assert json.loads((out / f"{real[17]}.json").read_text())["code"] == "old"
+
+
+def test_regenerating_a_figure_leaves_the_committed_files_unchanged(tmp_path):
+    """The files --docs receives (PNG, CSV, JSON, the gallery) are the same bytes when the same code makes the
+    figure again: no wall time or date in them (wall times go to --out's seconds.json, never committed)."""
+    out, docs = tmp_path / "out", tmp_path / "docs"
+
+    def make() -> dict[str, bytes]:
+        assert main(["1", "2", "--out", str(out), "--docs", str(docs), "--force"]) == 0
+        return {f.name: f.read_bytes() for f in sorted(docs.iterdir())}
+
+    first = make()
+    assert set(first) == {f"{figures.modules()[n]}{s}" for n in (1, 2) for s in (".png", ".csv", ".json")} | {
+        "index.md"
+    }
+    seconds = json.loads((out / "seconds.json").read_text())
+    assert set(seconds) == {"1", "2"} and all(v >= 0 for v in seconds.values())
+    assert make() == first

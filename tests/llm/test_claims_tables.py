@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.verdict import FAILS, MIN_SEEDS
+from entrolab.common.verdict import FAILS, MIN_SEEDS
 from llm import verify as V
 
 ROOT = Path(__file__).resolve().parents[2]

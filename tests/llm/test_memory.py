@@ -1,6 +1,6 @@
 """llm.memory: the trainer's peak estimate. The tiny model's size is exact; the estimate grows with every
 setting it names; a configuration that cannot fit is refused in one line before any work, naming the
-setting to lower. (How close the estimate is to a measured peak: ``python -m bench trainer``.)"""
+setting to lower. (How close the estimate is to a measured peak: ``python -m entrolab.bench trainer``.)"""
 
 from __future__ import annotations
 

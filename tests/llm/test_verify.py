@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from common.verdict import APPROX, FAILS, HOLDS, INCONCLUSIVE, UNTESTABLE
+from entrolab.common.verdict import APPROX, FAILS, HOLDS, INCONCLUSIVE, UNTESTABLE
 from llm import claims as K
 from llm import study as S
 from llm import verify as V
@@ -120,7 +120,7 @@ def test_a_signal_stops_the_study_without_caching_the_cell_and_the_rerun_resumes
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--only", "M99"], "error: --only: unknown claim ids ['M99']; allowed:"),
+        (["--only", "M99"], "error: --only: unknown row ids ['M99']; allowed:"),
         (["--quick", "--model", "smollm2"], "error: --quick: got --model smollm2; allowed: --quick with --model tiny"),
         (["--seed", "-1"], "error: --seed: got -1; allowed: an integer >= 0"),
         (["--json", "/nonexistent/dir/x.json"], "error: --json: directory /nonexistent/dir does not exist"),

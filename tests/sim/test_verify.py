@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import theory
-from common.verdict import Registry, Row
+from entrolab.common.verdict import Registry, Row
 from sim import matrix, verify
 from sim.__main__ import main
 from sim.checks import _base, kernel, steps

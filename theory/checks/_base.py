@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from common.verdict import Registry
+from entrolab.common.verdict import Registry
 
 REGISTRY = Registry("theory verify")
 """The checks of ``python -m theory verify``, registered where they are defined; the registration order

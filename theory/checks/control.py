@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.verdict import FAILS, HOLDS, Row
+from entrolab.common.verdict import FAILS, HOLDS, Row
 from theory import control
 from theory.checks._base import check
 

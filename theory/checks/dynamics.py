@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from common.verdict import FAILS, HOLDS, Row
+from entrolab.common.verdict import FAILS, HOLDS, Row
 from theory import dynamics, law, policy
 from theory.checks._base import _slope, check, random_logits
 

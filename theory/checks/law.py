@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.verdict import APPROX, FAILS, Row
+from entrolab.common.verdict import APPROX, FAILS, Row
 from theory import law
 from theory.checks._base import check
 

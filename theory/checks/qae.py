@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.verdict import FAILS, HOLDS, SURROGATE, Row
+from entrolab.common.verdict import FAILS, HOLDS, SURROGATE, Row
 from theory import dynamics, policy, qae
 from theory.checks._base import check, random_logits
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from common.verdict import FAILS, HOLDS, Row
+from entrolab.common.verdict import FAILS, HOLDS, Row
 from theory import policy, token_stats
 from theory.checks._base import check
 

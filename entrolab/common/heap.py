@@ -4,7 +4,7 @@ glibc's ``malloc`` serves a block above its mmap threshold (128 KiB at start; it
 to at most 32 MiB) with a fresh ``mmap`` and hands it back to the OS when it is freed. A CPU tensor of a
 few MB made in every step is therefore new memory every time: one page fault per 4 KiB page on its first
 write. A sampled simulator step at 1024 runs × 64 prompts × 8 responses makes dozens of such tensors and
-spends about a tenth of its time in those faults (``python -m bench sim``).
+spends about a tenth of its time in those faults (``python -m entrolab.bench sim``).
 
 ``keep_freed_memory()`` raises the mmap and trim thresholds to 1 GiB, so freed blocks below that size stay
 in the heap and the next tensor reuses them. Nothing computed changes, only where its memory comes from.

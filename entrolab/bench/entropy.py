@@ -1,4 +1,4 @@
-"""``python -m bench entropy``: chunked log-prob + entropy (``llm.logprobs``) against the naive full softmax.
+"""``python -m entrolab.bench entropy``: chunked log-prob + entropy (``llm.logprobs``) against the naive full softmax.
 
 Naive (what most trainers write):  lp = log_softmax(z/τ) in float32 over the whole (B, T, V) tensor,
 logp = lp.gather(y), H = −Σ exp(lp)·lp — two or three (B, T, V) float32 temporaries.
@@ -21,13 +21,13 @@ import os
 import subprocess
 import sys
 
-from bench import harness
+from entrolab.bench import harness
 
 CHILD = r"""
 import json, resource, sys, time
 import torch
 from llm.logprobs import logprob_entropy
-from common.runio import peak_rss_mb  # VmHWM: ru_maxrss would include the parent's peak
+from entrolab.common.runio import peak_rss_mb  # VmHWM: ru_maxrss would include the parent's peak
 
 V, T, mode, device, chunk = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 torch.manual_seed(0)

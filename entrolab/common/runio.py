@@ -51,13 +51,15 @@ def file_sha256(path: Path) -> str:
 
 
 def code_fingerprint(
-    *extra: Path, packages: tuple[str, ...] = ("common", "theory", "sim", "controllers"), leave_out=()
+    *extra: Path,
+    packages: tuple[str, ...] = ("entrolab/common", "theory", "sim", "controllers"),
+    leave_out=(),
 ) -> str:
     """sha256 (16 hex digits) of the sources of ``packages``, subpackages included (by default the common,
     theory, sim and controllers sources: what a simulator result depends on), minus the files named in
     ``leave_out`` (paths relative to the project root), plus the files in ``extra``: a saved result is
     reused only while this matches."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     h = hashlib.sha256()
     files = list(extra)
     skip = {root / p for p in leave_out}

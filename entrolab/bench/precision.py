@@ -1,4 +1,4 @@
-"""``python -m bench precision``: bf16 mixed precision on CPU against float32, and what it does to the
+"""``python -m entrolab.bench precision``: bf16 mixed precision on CPU against float32, and what it does to the
 log-probs.
 
 An option, never a default: ``--mixed-precision bf16`` runs the model's forward under
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import harness
+from entrolab.bench import harness
 
 PROMPTS, G, T = 8, 8, 16
 

@@ -1,4 +1,4 @@
-"""python -m bench NAME [--quick] [--device cpu|cuda]: run a benchmark, append its result, print a summary."""
+"""python -m entrolab.bench NAME [--quick] [--device cpu|cuda]: run a benchmark, append its result, print a summary."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def _module(name: str):
 
     if name not in BENCHES:
         raise ValueError(name)
-    return importlib.import_module(f"bench.{name}")
+    return importlib.import_module(f"entrolab.bench.{name}")
 
 
 def write_results_md(latest: dict[str, dict]) -> Path:
@@ -22,7 +22,7 @@ def write_results_md(latest: dict[str, dict]) -> Path:
     lines = [
         "# Benchmark results",
         "",
-        "Written by `python -m bench NAME`; every run is also appended to `bench/results/NAME.jsonl`.",
+        "Written by `python -m entrolab.bench NAME`; every run is also appended to `entrolab/bench/results/NAME.jsonl`.",
         "Timings from one shared, noisy machine: compare ratios measured in the same run, not absolute",
         "seconds across runs.",
         "",
@@ -75,7 +75,7 @@ def latest_records() -> dict[str, dict]:
     ``NAME`` on the CPU and ``NAME (DEVICE)`` elsewhere."""
     import json
 
-    from bench import harness
+    from entrolab.bench import harness
 
     out = {}
     for name in BENCHES:
@@ -91,7 +91,7 @@ def latest_records() -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m entrolab.bench", description=__doc__)
     p.add_argument("name", help=f"one of {', '.join(BENCHES)}, or all")
     p.add_argument("--quick", action="store_true", help="fewer sizes and steps (extrapolated), a few minutes")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"bench {name}: skipped, {why}", file=sys.stderr)
         names.remove(name)
-    from bench import harness
+    from entrolab.bench import harness
 
     for name in names:
         watch = harness.LoadWatch()
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         res = mod.run(quick=a.quick, device=a.device, watch=watch)
         rec = {
             "bench": name,
-            "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": "python -m entrolab.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
             "machine": harness.machine(),
             "load": watch.report(),
             "result": res,

@@ -1,4 +1,4 @@
-"""``python -m bench sim``: simulator throughput against a plain per-run numpy loop.
+"""``python -m entrolab.bench sim``: simulator throughput against a plain per-run numpy loop.
 
 Throughput = state-action logits updated per second (runs × prompts × arms per step). The reference is
 what one would write without entrolab: a loop over runs, each run's exact bandit PG step vectorised in
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench import harness
+from entrolab.bench import harness
 from sim.run import SimConfig, Simulator
 
 

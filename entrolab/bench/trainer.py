@@ -1,4 +1,4 @@
-"""``python -m bench trainer``: one GRPO step of entrolab's trainer against TRL's ``GRPOTrainer``.
+"""``python -m entrolab.bench trainer``: one GRPO step of entrolab's trainer against TRL's ``GRPOTrainer``.
 
 The same work on both sides:
 - the same tiny Llama (same random init, fp32, CPU) and the same character vocabulary (TRL gets it as
@@ -31,8 +31,8 @@ import json
 import subprocess
 import sys
 
-from bench import harness
-from common.runio import peak_rss_mb
+from entrolab.bench import harness
+from entrolab.common.runio import peak_rss_mb
 
 PROMPTS, G, LR, LR_SMOLLM2 = 8, 8, 1e-3, 1e-6
 
@@ -274,7 +274,7 @@ def _count_passes(kw: dict, steps: int) -> dict[str, float]:
 def _child(framework: str, T: int, steps: int, warmup: int, model: str = "tiny") -> dict:
     fn, extra = VARIANTS[framework]
     code = (
-        f"import json; from bench.trainer import child_{fn} as f; "
+        f"import json; from entrolab.bench.trainer import child_{fn} as f; "
         f"print(json.dumps(f({T}, {steps}, {warmup}, {model!r}{extra})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)

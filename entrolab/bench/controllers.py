@@ -1,4 +1,4 @@
-"""``python -m bench controllers``: what the telemetry and each controller family cost, as a share of
+"""``python -m entrolab.bench controllers``: what the telemetry and each controller family cost, as a share of
 one trainer step.
 
 The step: ``llm.train.Trainer.rollout_step`` on the built-in tiny model (8 prompts × 8 completions,
@@ -25,7 +25,7 @@ import tempfile
 import torch
 
 import controllers as C
-from bench import harness
+from entrolab.bench import harness
 
 FAMILIES = {
     "advantage (qae)": ["qae", "ppo_clip"],

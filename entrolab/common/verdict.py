@@ -360,7 +360,7 @@ class Check:
 class Registry:
     """Checks registered where they are defined: ``@registry.register("L1")`` above ``def check_x(rng)``.
     Flags (e.g. ``shared=True``) are kept for the runner. The registration order is the table's order,
-    and ``run_all`` gives each check the child seed of its position in it."""
+    and ``run_all`` gives each check a seed derived from its id (``check_seed``)."""
 
     def __init__(self, name: str):
         self.name = name
@@ -380,6 +380,12 @@ class Registry:
         return {rid: c.fn for rid, c in self.checks.items()}
 
 
+def check_seed(seed: int, rid: str) -> np.random.SeedSequence:
+    """The seed of check ``rid`` under root ``seed``: the root and the id's bytes, so adding, removing or
+    reordering checks moves no other row's numbers."""
+    return np.random.SeedSequence([int(seed), *rid.encode()])
+
+
 def check_only(checks, only) -> None:
     """A one-line ValueError if ``only`` names an id that ``checks`` (ids in order) does not have."""
     unknown = sorted(set(only or []) - set(checks))
@@ -393,12 +399,12 @@ def run_all(
     only: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[Row]:
-    """Run every check of ``checks`` (or the ids in ``only``); each check gets its own child seed of
-    ``seed`` (by its position in ``checks``), so a row's numbers do not depend on which other rows run.
-    A row of a claim in ``PAPER`` gets the paper's number beside ours."""
+    """Run every check of ``checks`` (or the ids in ``only``); each check gets its own seed, derived from
+    ``seed`` and its id (``check_seed``), so a row's numbers depend neither on which other rows run nor on
+    where its check is registered. A row of a claim in ``PAPER`` gets the paper's number beside ours."""
     check_only(checks, only)
     rows = []
-    seeds = dict(zip(checks, np.random.SeedSequence(seed).spawn(len(checks)), strict=True))
+    seeds = {rid: check_seed(seed, rid) for rid in checks}
     for rid, check in checks.items():
         if only and rid not in only:
             continue
@@ -515,6 +521,12 @@ def row_from_json(d: dict) -> Row:
     return Row(**kw)
 
 
+def _without_wall_time(d: dict) -> dict:
+    """A row as committed: its check's wall time (``details["seconds"]``, which ``run_all`` records for the
+    console) left out, so the same code and seed write the same file."""
+    return d | {"details": {k: v for k, v in d["details"].items() if k != "seconds"}}
+
+
 def to_json(rows: list[Row], seed: int) -> str:
     import platform
 
@@ -522,6 +534,6 @@ def to_json(rows: list[Row], seed: int) -> str:
         "seed": seed,
         "numpy": np.__version__,
         "python": platform.python_version(),
-        "rows": [asdict(r) | {"ok": r.ok} for r in rows],
+        "rows": [_without_wall_time(asdict(r)) | {"ok": r.ok} for r in rows],
     }
     return json.dumps(jsonable(payload), indent=2, default=float)

@@ -1,0 +1,41 @@
+"""What ``pip install .`` puts on a user's path: the design card's packages (sim, llm, theory, figures),
+controllers and entrolab, and nothing else at top level (no generic ``common`` or ``bench``); every
+package directory of the source tree is in the distribution, so no module is left out of a wheel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+TOP_LEVEL = {"sim", "llm", "theory", "figures", "controllers", "entrolab"}
+
+
+def listed() -> list[str]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+
+
+def test_only_the_allowed_top_level_packages_are_installed():
+    tops = {p.split(".")[0] for p in listed()}
+    assert tops == TOP_LEVEL, f"top-level packages {sorted(tops)}; allowed {sorted(TOP_LEVEL)}"
+
+
+def test_every_package_directory_is_in_the_distribution():
+    on_disk = {
+        ".".join(f.parent.relative_to(ROOT).parts)
+        for top in TOP_LEVEL
+        for f in (ROOT / top).rglob("__init__.py")
+        if "__pycache__" not in f.parts
+    }
+    assert on_disk == set(listed()), (
+        f"missing {sorted(on_disk - set(listed()))}, extra {sorted(set(listed()) - on_disk)}"
+    )
+
+
+def test_no_stray_top_level_package_in_the_tree():
+    """A package directory at the root that is neither installed nor tests would be lost from a wheel."""
+    strays = {
+        d.name for d in ROOT.iterdir() if (d / "__init__.py").exists() and d.name not in TOP_LEVEL | {"tests"}
+    }
+    assert not strays, f"top-level packages outside the distribution: {sorted(strays)}"
