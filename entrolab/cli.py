@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from entrolab.common.cli import typed_as, version
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("sim.__main__", "the simulator: run R runs, or verify its claims (python -m sim)"),
     "theory": ("theory.__main__", "the theory check table (python -m theory verify)"),
@@ -26,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: entrolab COMMAND [ARGS ...]", "", "commands:"]
+    lines = ["usage: entrolab [--version] COMMAND [ARGS ...]", "", "commands:"]
     lines += [f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items()]
     lines += ["", "entrolab COMMAND --help shows a command's own flags."]
     return "\n".join(lines)
@@ -37,12 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return 0 if args else 2
+    if "--version" in args:  # entrolab --version, and every subcommand's --version
+        print(f"entrolab {version()}")
+        return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
         print(f"error: COMMAND: got {name!r}; allowed: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     try:
-        return int(module.main(rest) or 0)
+        with typed_as(f"entrolab {name}"):  # usage lines name the command the user typed
+            return int(module.main(rest) or 0)
     except SystemExit as e:  # argparse's --help and usage errors
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

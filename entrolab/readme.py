@@ -11,12 +11,12 @@ Each table sits between markers in the markdown file (``<!-- NAME -->`` … ``<!
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
 from pathlib import Path
 
+from entrolab.common.cli import parser
 from entrolab.common.verdict import evidence, markdown_table, replace_between
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,9 +107,10 @@ def render(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m entrolab.readme", description=__doc__.split("\n\n")[0])
+    p = parser("python -m entrolab.readme", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="*", default=[str(p) for p in DOCS], metavar="PATH",
                    help="the markdown files (default README.md and docs/guide.md)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="print nothing; the exit status says it (1: stale)")
     p.add_argument(
         "--check", action="store_true", help="change nothing; exit 1 if a table differs from its data"
     )
@@ -124,12 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         new = render(text)
         stale += new != text
         if args.check:
-            print(f"{path}: {'current' if new == text else 'stale: run python -m entrolab.readme'}")
+            line = f"{path}: {'current' if new == text else 'stale: run python -m entrolab.readme'}"
         elif new != text:
             path.write_text(new)
-            print(f"{path}: rewritten")
+            line = f"{path}: rewritten"
         else:
-            print(f"{path}: already current")
+            line = f"{path}: already current"
+        if not args.quiet:
+            print(line)
     return 1 if args.check and stale else 0
 
 

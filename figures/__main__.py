@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import figures
+from entrolab.common.cli import deprecated, parser
 from entrolab.common.runio import atomic_write_json, cannot_write, code_fingerprint
 from entrolab.common.verdict import INCONCLUSIVE, QUICK_MARK
 from figures import _common
@@ -142,12 +143,14 @@ def write_index(out: Path, metas: dict[int, dict]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     available = figures.modules()
-    ap = argparse.ArgumentParser(
-        prog="python -m figures", description="Regenerate the theory figures (PNG, CSV, JSON, index.md)."
-    )
+    ap = parser("python -m figures", description="Regenerate the theory figures (PNG, CSV, JSON, index.md).")
     ap.add_argument("numbers", nargs="*", type=int, help=f"figures to make (default all: {list(available)})")
     ap.add_argument("--quick", action="store_true", help="small budgets (all figures in under 2 minutes)")
-    ap.add_argument("--out", default="figures/out", help="output folder (default figures/out)")
+    ap.add_argument(
+        "--out-dir", default="figures/out", metavar="DIR", help="output folder (default figures/out)"
+    )
+    ap.add_argument("--out", help=argparse.SUPPRESS)  # deprecated spelling of --out-dir
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--docs", default=None, help="also copy the outputs to this folder (e.g. docs/figures)")
     ap.add_argument("--seed", type=int, default=0, help="seed of every figure's generator (default 0)")
     ap.add_argument("--force", action="store_true", help="recompute figures already in --out")
@@ -157,13 +160,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also the slow figures (17, the claims matrix at one and at calibrated step sizes: about 19 minutes on 2 CPUs); naming a figure always makes it",
     )
     args = ap.parse_args(argv)
+    if args.out is not None:
+        deprecated("--out DIR", "--out-dir DIR")
+        args.out_dir = args.out
     bad = [n for n in args.numbers if n not in available]
     if bad:
         ap.error(f"numbers: got {bad}; allowed: {', '.join(map(str, available))}")
     if args.seed < 0:
         print(f"error: --seed: got {args.seed}; allowed: an integer >= 0", file=sys.stderr)
         return 2
-    for flag, folder in (("--out", args.out), ("--docs", args.docs)):
+    for flag, folder in (("--out-dir", args.out_dir), ("--docs", args.docs)):
         why = None if folder is None else cannot_write(folder)
         if why:  # before any figure is computed
             print(f"error: {flag}: got {folder!r}, which cannot be written ({why}); allowed: a writable folder",
@@ -172,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     numbers = args.numbers or [
         n for n in available if args.slow or not getattr(figures.load(n), "SLOW", False)
     ]
-    out = Path(args.out)
+    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
 
@@ -182,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{QUICK_MARK}: small budgets; every verdict is inconclusive whatever the numbers",
             file=sys.stderr,
         )
-    bar = tqdm(numbers, desc="figures", unit="fig", file=sys.stderr)
+    bar = tqdm(numbers, desc="figures", unit="fig", file=sys.stderr, disable=args.quiet)
     for n in bar:
         bar.set_postfix_str(f"figure {n}: {figures.load(n).TITLE[:40]}")
         metas[n] = make_one(n, out, args.quick, args.seed, args.force)

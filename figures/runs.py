@@ -1,4 +1,4 @@
-"""``python -m figures.runs RUN [RUN ...] --out DIR``: pictures of runs, one or several overlaid.
+"""``python -m figures.runs RUN [RUN ...] --out-dir DIR``: pictures of runs, one or several overlaid.
 
 A RUN is the directory of a trainer run (``python -m llm.train``: one row per rollout in ``metrics.jsonl``)
 or of a simulator run (``python -m sim run``: one row per (step, run) for R independent runs, drawn as
@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
+
+from entrolab.common.cli import deprecated, parser
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -325,17 +327,25 @@ def default_labels(paths: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m figures.runs",
+    p = parser(
+        "python -m figures.runs",
         description="Turn run directories (python -m llm.train or python -m sim run) into PNGs and a markdown "
         "index; several runs are overlaid on the same axes, one colour each.",
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (each with a metrics.jsonl)")
-    p.add_argument("--out", required=True, metavar="DIR", help="where the PNGs, index.md and panels.json go")
+    p.add_argument("--out-dir", metavar="DIR", help="where the PNGs, index.md and panels.json go (required)")
+    p.add_argument("--out", help=argparse.SUPPRESS)  # deprecated spelling of --out-dir
+    p.add_argument("--quiet", action="store_true", help="no notes or summary line (errors only)")
     p.add_argument(
         "--label", nargs="+", metavar="NAME", help="a label per run (default: the directory names)"
     )
     args = p.parse_args(argv)
+    if args.out is not None:
+        deprecated("--out DIR", "--out-dir DIR")
+        args.out_dir = args.out
+    if args.out_dir is None:
+        print("error: --out-dir: missing; allowed: the folder the pictures go to", file=sys.stderr)
+        return 2
     if args.label and len(args.label) != len(args.runs):
         print(f"error: --label: got {len(args.label)} labels for {len(args.runs)} runs; allowed: one per RUN",
               file=sys.stderr)  # fmt: skip
@@ -351,20 +361,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: RUN: two runs are labelled alike ({', '.join(names)}); allowed: --label with distinct names",
               file=sys.stderr)  # fmt: skip
         return 2
-    out = Path(args.out)
+    out = Path(args.out_dir)
     why = cannot_write(out)
     if why is not None:
         print(
-            f"error: --out: cannot write to {str(out)!r} ({why}); allowed: a writable directory",
+            f"error: --out-dir: cannot write to {str(out)!r} ({why}); allowed: a writable directory",
             file=sys.stderr,
         )
         return 2
     for r in runs:
         if r.note:
-            print(f"note: {r.note}", file=sys.stderr)
+            if not args.quiet:
+                print(f"note: {r.note}", file=sys.stderr)
     data = plot_runs(runs, out)
     drawn = [k for k, v in data.items() if v]
-    print(f"wrote {len(drawn)} panels ({', '.join(drawn)}) for {len(runs)} run(s) to {out}/index.md")
+    if not args.quiet:
+        print(f"wrote {len(drawn)} panels ({', '.join(drawn)}) for {len(runs)} run(s) to {out}/index.md")
     return 0
 
 

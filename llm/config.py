@@ -7,9 +7,6 @@ hyperparameters go in ``--hp NAME.KEY=VALUE`` (e.g. ``--hp ppo_clip.eps_hi=0.28`
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import contextvars
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -21,25 +18,9 @@ from controllers.base import shown
 TINY_MODELS = ("tiny", "tiny-qwen2")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 RESUME = ("auto", "never")
+DEVICES = ("auto", "cpu", "cuda")
 SAMPLERS = ("own", "generate")
 SCORING = ("exact", "last_number", "math_verify")
-_VALIDATE = contextvars.ContextVar("entrolab_validate_config", default=True)
-
-
-@contextlib.contextmanager
-def deferred_validation():
-    """Build TrainConfigs without validating (the CLI parser), then validate with ``validated(cfg)``,
-    so a bad value gets our one-line error instead of the parser's own report."""
-    token = _VALIDATE.set(False)
-    try:
-        yield
-    finally:
-        _VALIDATE.reset(token)
-
-
-def validated(cfg: TrainConfig) -> TrainConfig:
-    """The same config, validated (``__post_init__`` runs again)."""
-    return dataclasses.replace(cfg)
 
 
 @dataclass(frozen=True)
@@ -89,7 +70,8 @@ class TrainConfig:
     lora_alpha: float = 32.0
     """LoRA scaling α (the update is scaled by α / rank), > 0"""
     controllers: tuple[str, ...] = ("grpo", "ppo_clip")
-    """controller names in pipeline order (controllers.names()); an empty list is vanilla PG"""
+    """the pipeline, as controllers.spec writes it: names in pipeline order (controllers.names()), each
+    optionally followed by its KEY=VALUE hyperparameters (grpo ppo_clip eps_hi=0.28); empty is vanilla PG"""
     hp: tuple[str, ...] = ()
     """controller hyperparameters as NAME.KEY=VALUE, e.g. ppo_clip.eps_hi=0.28"""
     agg: str = "token-mean"
@@ -182,8 +164,8 @@ class TrainConfig:
     """no | bf16 | fp16 (accelerate's autocast; bf16 also on CPUs, fastest with avx512_bf16/AMX: see
     ``python -m entrolab.bench precision`` for its speed and its effect on the log-probs); log-probs and entropies
     are always computed in float32 from the logits"""
-    cpu: bool = False
-    """force CPU even when a GPU is present"""
+    device: str = "auto"
+    """auto (a GPU where torch sees one, else the CPU) | cpu | cuda"""
     tracker: str = "auto"
     """auto (TensorBoard when installed) | none | any tracker accelerate supports whose package is installed:
     tensorboard, wandb, mlflow, trackio, comet (comet_ml), aim, clearml, dvclive, swanlab; metrics.jsonl is
@@ -192,8 +174,11 @@ class TrainConfig:
     """root seed: data, sampling and Clip-Cov subsets derive from (seed, step, rank)"""
 
     def __post_init__(self):
-        if not _VALIDATE.get():
-            return
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field checked, in one line naming the field, its value and what is allowed; the pipeline is
+        built once here (``pipeline()`` returns it)."""
 
         def bad(field_name, value, allowed):
             raise ValueError(f"{field_name}: got {shown(value)}; allowed: {allowed}")
@@ -209,6 +194,13 @@ class TrainConfig:
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 bad(f, v, f"an integer >= {lo}" + (" and < 2**63" if f == "seed" else ""))
+        if self.device not in DEVICES:
+            bad("device", self.device, ", ".join(DEVICES))
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                bad("device", self.device, "auto or cpu (no CUDA device is available)")
         if self.seed >= 2**63:  # numpy's and torch's seeds are 64-bit
             bad("seed", self.seed, "an integer >= 0 and < 2**63")
         if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 1:
@@ -295,12 +287,9 @@ class TrainConfig:
             )
         if self.sft_steps and self.model not in TINY_MODELS:
             bad("sft_steps", self.sft_steps, "0 unless model is tiny or tiny-qwen2")
-        for i, name in enumerate(self.controllers):
-            if name not in C.names():
-                bad(f"controllers[{i}]", name, ", ".join(C.names()))
-        self.hyperparameters()  # malformed --hp entries fail here
+        self.hyperparameters()  # unknown names, malformed --hp entries fail here
         try:
-            self.pipeline()
+            object.__setattr__(self, "_pipeline", self._build_pipeline())
         except ValueError as e:  # a hyperparameter's value, or a pipeline the controllers refuse
             text = str(e)
             raise ValueError(text if text.startswith("controllers: ") else f"hp: {text}") from None
@@ -354,29 +343,26 @@ class TrainConfig:
             raise ValueError(f"{fn} is not callable")
         return judge
 
+    def entries(self) -> list[C.spec.Entry]:
+        """The pipeline's (name, hyperparameters): ``controllers`` read by ``controllers.spec``, with the
+        ``hp`` entries laid over the inline ones."""
+        entries = C.spec.parse(self.controllers, "controllers")
+        return C.spec.merged(entries, C.spec.hp_items(self.hp, [n for n, _ in entries]))
+
     def hyperparameters(self) -> dict[str, dict]:
-        """``--hp`` entries as {controller: {key: value}}; values are Python literals or strings."""
-        out: dict[str, dict] = {}
-        for item in self.hp:
-            head, sep, value = item.partition("=")
-            name, dot, key = head.strip().partition(".")
-            if not sep or not dot or not name or not key:
-                raise ValueError(f"hp: got {item!r}; allowed: NAME.KEY=VALUE, e.g. ppo_clip.eps_hi=0.28")
-            if name not in self.controllers:
-                raise ValueError(
-                    f"hp: got {item!r}; allowed: hyperparameters of the chosen controllers "
-                    f"({', '.join(self.controllers) or 'none'})"
-                )
-            try:
-                parsed = ast.literal_eval(value.strip())
-            except (ValueError, SyntaxError):
-                parsed = value.strip()
-            out.setdefault(name, {})[key.strip()] = parsed
-        return out
+        """{controller: {key: value}}, inline and ``--hp`` together; values are Python literals or strings."""
+        return {name: kw for name, kw in self.entries() if kw}
+
+    def names(self) -> tuple[str, ...]:
+        """The controller names of the pipeline, in order."""
+        return tuple(name for name, _ in C.spec.parse(self.controllers, "controllers"))
+
+    def _build_pipeline(self) -> C.Pipeline:
+        return C.spec.build(self.entries())
 
     def pipeline(self) -> C.Pipeline:
-        hp = self.hyperparameters()
-        return C.Pipeline([C.get(n, **hp.get(n, {})) for n in self.controllers])
+        """The pipeline, built once when the config was validated."""
+        return self.__dict__["_pipeline"] if "_pipeline" in self.__dict__ else self._build_pipeline()
 
     def host(self) -> C.Host:
         """What this trainer feeds a pipeline in this configuration (controllers.contract): rewards, lengths,
@@ -406,7 +392,7 @@ class TrainConfig:
         the CPU, else on the GPU."""
         import torch
 
-        return self.cpu or not torch.cuda.is_available()
+        return self.device == "cpu" or not torch.cuda.is_available()
 
     @property
     def run_dir(self) -> Path:
@@ -422,10 +408,19 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @staticmethod
-    def from_json(d: dict) -> TrainConfig:
-        """The inverse of ``to_json``; fields missing from an older file take their defaults."""
+    def from_json(d: dict, cls=None) -> TrainConfig:
+        """The inverse of ``to_json``; fields missing from an older file take their defaults (an older file's
+        ``cpu: true`` is ``device: cpu``); a field this version does not have is a one-line ValueError."""
+        cls = cls or TrainConfig
+        d = dict(d)
+        if "cpu" in d:
+            d.setdefault("device", "cpu" if d.pop("cpu") else "auto")
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"config: unknown fields {unknown}; allowed: the fields of TrainConfig")
         tuples = {f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, tuple)}
-        return TrainConfig(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
 
 
 # -- presets: typed objects, not YAML copies -------------------------------------------------------------
@@ -462,27 +457,74 @@ PRESETS: dict[str, TrainConfig] = {
 }  # fmt: skip
 
 
-def parse_cli(argv: list[str] | None, prog: str, summary: str) -> TrainConfig:
-    """``--preset NAME`` (default tiny-copy) then any field override, parsed by tyro; ``summary`` heads the
-    help text. Shared by ``python -m llm.train`` and ``python -m llm.sft``."""
+@dataclass(frozen=True)
+class CommandLine:
+    """What a trainer command line says beside the config: ``--quiet``."""
+
+    quiet: bool = False
+
+
+def _take(args: list[str], name: str, has_value: bool = True) -> str | bool | None:
+    """Remove ``name`` (``--name V``, ``--name=V`` or a bare flag) from ``args``; its value, True, or None."""
+    for i, a in enumerate(args):
+        if a == name or (has_value and a.startswith(name + "=")):
+            if not has_value:
+                del args[i]
+                return True
+            value = a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+            del args[i : i + (1 if "=" in a else 2)]
+            return value
+    return None
+
+
+def parse_command(argv: list[str] | None, prog: str, summary: str) -> tuple[TrainConfig, CommandLine]:
+    """``--preset NAME`` (default tiny-copy) or ``--config FILE`` (a run's config.json), then any field
+    override, parsed by tyro; ``--quiet``; ``summary`` heads the help text. Shared by ``python -m llm.train``
+    and ``python -m llm.sft``. ``--cpu`` is the deprecated spelling of ``--device cpu``."""
     import sys
 
     import tyro
 
+    from entrolab.common.cli import deprecated, version
+    from entrolab.common.rundir import read_config_file
+
     args = list(sys.argv[1:] if argv is None else argv)
-    preset = "tiny-copy"
-    for i, a in enumerate(args):
-        if a == "--preset" or a.startswith("--preset="):
-            value = a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
-            del args[i : i + (1 if "=" in a else 2)]
-            preset = value
-            break
-    if preset not in PRESETS:
-        raise ValueError(f"preset: got {preset!r}; allowed: {', '.join(PRESETS)}")
+    if "--version" in args:
+        print(f"entrolab {version()}")
+        raise SystemExit(0)
+    preset, config = _take(args, "--preset"), _take(args, "--config")
+    quiet = bool(_take(args, "--quiet", has_value=False))
+    if _take(args, "--cpu", has_value=False):
+        deprecated("--cpu", "--device cpu")
+        args += ["--device", "cpu"]
+    if preset is not None and config is not None:
+        raise ValueError("--config: allowed only without --preset (a config file holds every field)")
+    if config is not None:
+        default = TrainConfig.from_json(read_config_file(config), cls=Unchecked)
+    else:
+        preset = preset or "tiny-copy"
+        if preset not in PRESETS:
+            raise ValueError(f"preset: got {preset!r}; allowed: {', '.join(PRESETS)}")
+        default = PRESETS[preset]
     description = (
-        f"{summary}\n\n--preset NAME selects the defaults "
-        f"({', '.join(PRESETS)}; default tiny-copy); every field below overrides it."
+        f"{summary}\n\n--preset NAME selects the defaults ({', '.join(PRESETS)}; default tiny-copy), or "
+        "--config FILE those of a run's config.json; every field below overrides them. --quiet: no progress "
+        "bar. --version: print entrolab's version."
     )
-    with deferred_validation():
-        parsed = tyro.cli(TrainConfig, default=PRESETS[preset], args=args, prog=prog, description=description)
-    return validated(parsed)
+    parsed = tyro.cli(Unchecked, default=default, args=args, prog=prog, description=description)
+    cfg = TrainConfig(**{f.name: getattr(parsed, f.name) for f in dataclasses.fields(TrainConfig)})
+    return cfg, CommandLine(quiet=quiet)
+
+
+def parse_cli(argv: list[str] | None, prog: str, summary: str) -> TrainConfig:
+    """The config of ``parse_command``."""
+    return parse_command(argv, prog, summary)[0]
+
+
+class Unchecked(TrainConfig):
+    """A TrainConfig's fields as given, not validated: the command-line parser's target (its checks then
+    run once, as ``TrainConfig(...)``, so a bad value is our one-line error, not the parser's report), and
+    a configuration examined before it is refused (``host()`` of a pipeline the contract refuses)."""
+
+    def __post_init__(self):
+        pass

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from llm.config import TrainConfig, parse_cli
+from entrolab.common.cli import prog
+from llm.config import TrainConfig, parse_command
 from llm.evaluate import evaluate
 from llm.models import build, quiet
 from llm.tasks import Split, get_task_for
@@ -49,7 +50,7 @@ def sft_dir(cfg: TrainConfig) -> Path:
 
 def run_sft(cfg: TrainConfig, progress: bool = True, device: torch.device | str | None = None) -> Path:
     """Warm-start the config's model; returns the directory it was saved to (reused if present). It trains
-    on ``device``: by default a GPU where torch sees one and ``cfg.cpu`` is off, else the CPU."""
+    on ``device``: by default a GPU where torch sees one unless ``cfg.device`` is cpu, else the CPU."""
     out = sft_dir(cfg)
     if (out / "sft.json").is_file():
         return out
@@ -108,8 +109,10 @@ def run_sft(cfg: TrainConfig, progress: bool = True, device: torch.device | str 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = parse_cli(argv, prog="python -m llm.sft", summary=(__doc__ or "").splitlines()[0])
-        out = run_sft(cfg)
+        cfg, line = parse_command(
+            argv, prog=prog("python -m llm.sft"), summary=(__doc__ or "").splitlines()[0]
+        )
+        out = run_sft(cfg, progress=not line.quiet)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

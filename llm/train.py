@@ -63,6 +63,7 @@ import torch
 import controllers as C
 from controllers.agg import masked_mean
 from entrolab.common import rundir
+from entrolab.common.cli import prog as entrolab_prog
 from entrolab.common.rundir import disk_full
 from entrolab.common.runio import (
     atomic_write_json,
@@ -74,7 +75,7 @@ from entrolab.common.runio import (
     truncate_metrics,
 )
 from llm import memory
-from llm.config import TrainConfig, parse_cli
+from llm.config import TrainConfig, parse_cli, parse_command
 from llm.embed import MiniLM
 from llm.embed import resolve as resolve_embedder
 from llm.evaluate import evaluate
@@ -894,13 +895,14 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 def parse_config(argv: list[str] | None, prog: str = "python -m llm.train") -> TrainConfig:
     """``--preset NAME`` (default tiny-copy) then any field override, parsed by tyro (``llm.config``)."""
-    return parse_cli(argv, prog=prog, summary=(__doc__ or "").splitlines()[0])
+    return parse_cli(argv, prog=entrolab_prog(prog), summary=(__doc__ or "").splitlines()[0])
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = parse_config(argv)
-        trainer = Trainer(cfg)
+        cfg, line = parse_command(argv, prog=entrolab_prog("python -m llm.train"),
+                                  summary=(__doc__ or "").splitlines()[0])  # fmt: skip
+        trainer = Trainer(cfg, progress=not line.quiet)
         out = trainer.run()
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -30,7 +30,6 @@ checkpoint (``llm.train``'s own resume), so an interrupted study loses at most o
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 
 from entrolab.common import verdict
+from entrolab.common.cli import parser
 from entrolab.common.runio import git_sha
 from entrolab.common.verdict import (
     INCONCLUSIVE,
@@ -136,8 +136,8 @@ def _fail(flag: str, msg: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m llm.verify",
+    p = parser(
+        "python -m llm.verify",
         description="The training-dynamics claims of sim verify, re-run on language models through the "
         "trainer, with paired seeds, and a three-way verdict per claim (holds / fails / inconclusive, or "
         "untestable here).",

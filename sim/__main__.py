@@ -1,145 +1,69 @@
 """python -m sim run ... : train R tabular softmax policies with an exact or sampled update.
 
 Examples:
-    python -m sim run --preset quick --out runs/quick
-    python -m sim run --env token_tree --update ppo --epochs 4 --controllers grpo,ppo_clip,kl_cov \\
-        --hp kl_cov.frac=0.01 --runs 64 --steps 300 --lr 1.0 --out runs/tree_klcov
+    python -m sim run --preset quick --name quick
+    python -m sim run --env token_tree --update ppo --epochs 4 --controllers grpo ppo_clip kl_cov frac=0.01 \\
+        --runs 64 --steps 300 --lr 1.0 --name tree_klcov
+    python -m sim run --config runs/tree_klcov/config.json --name tree_klcov_again --seed 1
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import sys
+from pathlib import Path
 
+import controllers as C
 from controllers.data import CURRICULA
-from entrolab.common.rundir import disk_full
+from entrolab.common.cli import (
+    add_config_flags,
+    add_run_flags,
+    add_version,
+    config_changes,
+    deprecated,
+    key_values,
+    parser,
+)
+from entrolab.common.rundir import disk_full, read_config_file
 from entrolab.common.runio import cannot_write
 from sim.policies import POLICIES
 from sim.presets import PRESETS
 from sim.run import UPDATES, Interrupted, SimConfig, read_metrics, run
 
 
-def _value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def _pairs(items: list[str], option: str) -> dict:
-    out: dict = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"{option}: got {item!r}; allowed: KEY=VALUE")
-        k, v = item.split("=", 1)
-        out[k.strip()] = _value(v.strip())
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sim", description="entrolab's tabular softmax simulator.")
+    p = parser("python -m sim", description="entrolab's tabular softmax simulator.")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="train R runs and write runs/<name>/metrics.jsonl and config.json")
+    r = sub.add_parser(
+        "run",
+        help="train R runs and write OUT_DIR/NAME/metrics.jsonl and config.json",
+        description="Train R runs of a softmax policy. Every SimConfig field is a flag (its documentation is "
+        "the help below); a flag not given keeps the preset's value (--preset) or the config file's (--config).",
+    )
     r.add_argument("--preset", choices=sorted(PRESETS), help="start from a typed preset (sim/presets.py)")
     r.add_argument(
-        "--env",
-        help="bandit | token_tree | FrozenLake-v1 | CliffWalking-v1 | Taxi-v3 (gymnasium toy-text, exact "
-        "through their transition tables)",
-    )
-    r.add_argument(
-        "--env-kw",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="arguments of sim.envs.make_<env>, e.g. n_arms=32 correct=rare; toy-text: horizon=50 n_prompts=16 "
-        "prior_scale=1.0 is_slippery=False",
-    )
-    r.add_argument(
-        "--policy",
-        choices=POLICIES,
-        help="how the logits come from parameters: tabular (default), loglinear, lowrank, mlp, transformer "
-        "(mlp/transformer: token trees)",
-    )
-    r.add_argument(
-        "--policy-kw",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="policy class arguments, e.g. d=16 features=structured | rank=4 | hidden=32 | d=16 heads=2 layers=1",
-    )
-    r.add_argument(
-        "--update", choices=UPDATES, help="exact_pg, exact_npg, grpo (sampled), ppo (off-policy epochs)"
-    )
-    r.add_argument(
         "--controllers",
-        help="comma-separated controller names in pipeline order, e.g. grpo,ppo_clip,clip_cov ('' for none)",
-    )
-    r.add_argument(
-        "--hp",
         nargs="*",
-        default=[],
-        metavar="NAME.KEY=VALUE",
-        help="controller hyperparameters, e.g. clip_cov.frac=0.01",
-    )
-    r.add_argument("--runs", type=int, help="independent runs R")
-    r.add_argument("--steps", type=int, help="rollouts")
-    r.add_argument("--lr", type=float, help="step size on the logits (> 0)")
-    r.add_argument("--group-size", type=int, help="responses per prompt per rollout (G)")
-    r.add_argument(
-        "--guide",
-        type=int,
-        help="of the G responses, how many come from the optimal policy (LUFFY's demonstrations; trees only)",
+        metavar="SPEC",
+        help="the pipeline, as controllers.spec writes it: names in order, each optionally followed by its "
+        "KEY=VALUE hyperparameters, e.g. grpo ppo_clip eps_hi=0.28 clip_cov frac=0.01 (none: vanilla PG)",
     )
     r.add_argument(
-        "--curriculum",
-        choices=CURRICULA,
-        help="prompt order: semantic_entropy trains prompts in stages from low to high base-policy answer entropy (SENT)",
-    )
-    r.add_argument("--curriculum-stages", type=int, help="stages of the curriculum (default 2)")
-    r.add_argument("--critic-lr", type=float, help="vapo: step size of the tabular critic (default 0.1)")
-    r.add_argument(
-        "--offline-band",
-        type=float,
-        nargs=2,
-        metavar=("LO", "HI"),
-        help="train only prompts whose base-policy success is in [LO, HI] (offline accuracy filter)",
-    )
-    r.add_argument("--epochs", type=int, help="ppo: passes over each rollout")
-    r.add_argument("--minibatches", type=int, help="ppo: mini-batches per epoch")
-    r.add_argument("--optimizer", choices=("sgd", "adam"))
-    r.add_argument(
-        "--calibrate-lr",
-        action="store_true",
-        default=None,
-        help="parametric policies: divide --lr by the class's kernel gain at the start, so its first step "
-        "raises the objective as fast as a tabular step (sgd; exact_pg, grpo, ppo)",
-    )
-    r.add_argument(
-        "--agg",
-        help="loss aggregation: token-mean | seq-mean-token-mean | seq-mean-token-sum | seq-mean-token-sum-norm",
-    )
-    r.add_argument("--seed", type=int)
-    r.add_argument("--device", help="cpu | cuda")
-    r.add_argument("--log-every", type=int, help="write metrics every N steps")
-    r.add_argument("--checkpoint-every", type=int, help="atomic checkpoint every N steps (0: never)")
-    r.add_argument(
-        "--compile",
-        action="store_true",
-        default=None,
-        help="torch.compile the exact bandit kernel (unlogged steps)",
-    )
-    r.add_argument("--out", required=True, help="output directory, e.g. runs/NAME")
-    r.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a checkpoint")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    r.add_argument(
-        "--tracker", default="none", metavar="NAME",
-        help="also log each step's mean over runs to an accelerate tracker: tensorboard, wandb, mlflow, trackio, "
-        "comet, aim, clearml, dvclive, swanlab, or auto (tensorboard when installed); default none. "
-        "metrics.jsonl is always written",
+        "--hp", nargs="*", default=[], metavar="NAME.KEY=VALUE",
+        help="controller hyperparameters, e.g. clip_cov.frac=0.01 (over any inline ones)",
     )  # fmt: skip
+    add_config_flags(
+        r, SimConfig, skip=("controllers", "hyperparameters"),
+        pairs={"env_kwargs": ("--env-kw", "KEY=VALUE"), "policy_kwargs": ("--policy-kw", "KEY=VALUE")},
+        choices={"update": UPDATES, "policy": POLICIES, "curriculum": CURRICULA, "optimizer": ("sgd", "adam")},
+    )  # fmt: skip
+    add_run_flags(r)
+    add_version(r)
+    r.add_argument("--out", help=argparse.SUPPRESS)  # deprecated: --out-dir DIR --name NAME
+    r.add_argument("--no-resume", action="store_true", help=argparse.SUPPRESS)  # deprecated: --resume never
     v = sub.add_parser("verify", help="run the simulator-side theory checks and print a verdict table")
+    add_version(v)
     v.add_argument("--json", help="also write the table as JSON to this path")
     v.add_argument("--seed", type=int, default=0, help="root seed of the checks (default 0)")
     v.add_argument("--only", nargs="+", metavar="ID", help="only these row ids (e.g. M2 M8)")
@@ -252,68 +176,70 @@ def verify_main(args: argparse.Namespace) -> int:
 
 
 def config_from_args(a: argparse.Namespace) -> SimConfig:
-    base = PRESETS[a.preset] if a.preset else SimConfig()
-    changes: dict = {}
-    for name in (
-        "env",
-        "update",
-        "runs",
-        "steps",
-        "lr",
-        "group_size",
-        "guide",
-        "policy",
-        "curriculum",
-        "curriculum_stages",
-        "critic_lr",
-        "epochs",
-        "minibatches",
-        "optimizer",
-        "calibrate_lr",
-        "agg",
-        "seed",
-        "device",
-        "log_every",
-        "checkpoint_every",
-        "compile",
-    ):
-        v = getattr(a, name)
-        if v is not None:
-            changes[name] = v
-    if a.policy_kw:
-        changes["policy_kwargs"] = _pairs(a.policy_kw, "--policy-kw")
-    if a.offline_band is not None:
-        changes["offline_band"] = tuple(a.offline_band)
-    if a.env_kw:
-        changes["env_kwargs"] = {**(base.env_kwargs if a.env is None else {}), **_pairs(a.env_kw, "--env-kw")}
+    """The run's config: --config's file, else the preset (default: SimConfig's defaults), with the flags
+    given laid over it; the pipeline read by ``controllers.spec``."""
+    if a.config:
+        base = SimConfig.from_json(read_config_file(a.config))
+    else:
+        base = PRESETS[a.preset] if a.preset else SimConfig()
+    changes = config_changes(
+        a, SimConfig, skip=("controllers", "hyperparameters", "env_kwargs", "policy_kwargs")
+    )
+    if "offline_band" in changes:
+        changes["offline_band"] = tuple(float(x) for x in changes["offline_band"])
+    if "pass_k" in changes:
+        changes["pass_k"] = tuple(int(x) for x in changes["pass_k"])
+    if a.policy_kwargs is not None:
+        changes["policy_kwargs"] = key_values(a.policy_kwargs, "--policy-kw")
+    if a.env_kwargs is not None:
+        kw = key_values(a.env_kwargs, "--env-kw")
+        changes["env_kwargs"] = {**(base.env_kwargs if a.env is None else {}), **kw}
     elif a.env is not None and a.env != base.env:
         changes["env_kwargs"] = {}
-    if a.controllers is not None:
-        changes["controllers"] = tuple(n.strip() for n in a.controllers.split(",") if n.strip())
+    words = a.controllers
+    if words is not None and len(words) == 1 and "," in words[0]:
+        deprecated("--controllers a,b,c", "--controllers a b c")
+        words = [w for w in words[0].split(",") if w.strip()]
+    if words is not None:
+        entries = C.spec.parse(words, "--controllers")
     elif changes.get("update", base.update).startswith("exact"):
-        changes["controllers"] = ()
-    if a.hp:
-        hp: dict = {}
-        for k, v in _pairs(a.hp, "--hp").items():
-            if "." not in k:
-                raise ValueError(f"--hp: got {k!r}; allowed: NAME.KEY=VALUE")
-            name, key = k.split(".", 1)
-            hp.setdefault(name, {})[key] = v
-        changes["hyperparameters"] = hp
+        entries = []
+    else:
+        entries = C.spec.parse(base.controllers, "controllers")
+        entries = C.spec.merged(entries, base.hyperparameters)
+    entries = C.spec.merged(entries, C.spec.hp_items(a.hp, [n for n, _ in entries], "--hp"))
+    changes["controllers"] = tuple(n for n, _ in entries)
+    changes["hyperparameters"] = {n: kw for n, kw in entries if kw}
     return dataclasses.replace(base, **changes)
+
+
+def run_folder(a: argparse.Namespace) -> Path:
+    """OUT_DIR/NAME; the deprecated --out PATH is the same folder."""
+    if a.out is not None:
+        deprecated("--out PATH", "--out-dir DIR --name NAME")
+        return Path(a.out)
+    if not a.name:
+        raise ValueError("--name: missing; allowed: the run's name (it is written to OUT_DIR/NAME)")
+    if "/" in a.name or a.name in (".", ".."):
+        raise ValueError(f"--name: got {a.name!r}; allowed: a directory name without '/'")
+    return Path(a.out_dir) / a.name
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "verify":
         return verify_main(args)
+    if args.no_resume:
+        deprecated("--no-resume", "--resume never")
+        args.resume = "never"
     try:
         cfg = config_from_args(args)
+        folder = run_folder(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        out = run(cfg, args.out, resume=not args.no_resume, progress=not args.quiet, tracker=args.tracker)
+        out = run(cfg, folder, resume=args.resume == "auto", progress=not args.quiet, tracker=args.tracker)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -325,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         if why is None:
             raise
         print(
-            f"error: out: {why}; the last checkpoint in {args.out} is intact: free space and rerun the same "
+            f"error: out_dir: {why}; the last checkpoint in {folder} is intact: free space and rerun the same "
             "command to resume",
             file=sys.stderr,
         )

@@ -37,7 +37,8 @@ class SimConfig:
     update: str = "grpo"
     """update rule: exact_pg, exact_npg (analytic), grpo (sampled, on-policy), ppo (sampled, off-policy epochs)"""
     controllers: tuple = ("grpo",)
-    """controller names, in pipeline order (sampled updates only)"""
+    """controller names, in pipeline order (sampled updates only); ``controllers.spec`` reads them, so an
+    entry may carry its hyperparameters inline (``ppo_clip eps_hi=0.28``)"""
     hyperparameters: dict = field(default_factory=dict)
     """{controller name: {hyperparameter: value}}"""
     runs: int = 64
@@ -194,13 +195,15 @@ class SimConfig:
         if self.update.startswith("exact") and self.controllers:
             bad(
                 "controllers",
-                ",".join(self.controllers),
+                " ".join(self.controllers),
                 "none with an exact update (they act on sampled batches)",
             )
-        unknown = [n for n in self.hyperparameters if n not in self.controllers]
+        names = [n for n, _ in C.spec.parse(self.controllers, "controllers")]  # unknown names fail here
+        unknown = [n for n in self.hyperparameters if n not in names]
         if unknown:
-            bad("hyperparameters", unknown, f"names of the chosen controllers: {', '.join(self.controllers)}")
-        C.contract.check(self.pipeline(), self.host())  # unknown names, bad hyperparameters, unmet needs
+            bad("hyperparameters", unknown, f"names of the chosen controllers: {', '.join(names)}")
+        object.__setattr__(self, "_pipeline", self._build_pipeline())  # built once; bad hyperparameters fail
+        C.contract.check(self.pipeline(), self.host())  # unmet needs
         if self.curriculum != "none" or self.offline_band:  # an empty band or too many mini-batches fail here
             spec = self.env_spec()
             prompt_stages(
@@ -211,8 +214,13 @@ class SimConfig:
         if self.update == "ppo" and self.minibatches > n_prompts:
             bad("minibatches", self.minibatches, f"at most n_prompts = {n_prompts}")
 
+    def _build_pipeline(self) -> C.Pipeline:
+        return C.spec.build(C.spec.parse(self.controllers, "controllers"), self.hyperparameters)
+
     def pipeline(self) -> C.Pipeline:
-        return C.Pipeline([C.get(n, **self.hyperparameters.get(n, {})) for n in self.controllers])
+        """The pipeline (``controllers`` with ``hyperparameters`` laid over any inline ones), built once when
+        the config was validated."""
+        return self.__dict__["_pipeline"] if "_pipeline" in self.__dict__ else self._build_pipeline()
 
     def host(self) -> C.Host:
         """What the simulator feeds a pipeline in this configuration (controllers.contract): rewards,
@@ -247,6 +255,16 @@ class SimConfig:
         except TypeError as e:
             builder = BUILDERS[self.env].__name__
             raise ValueError(f"env_kwargs: {e}; allowed: the arguments of sim.envs.{builder}") from None
+
+    @staticmethod
+    def from_json(d: dict) -> SimConfig:
+        """The inverse of ``to_json`` (lists back to tuples); an unknown field is a one-line ValueError."""
+        names = {f.name for f in dataclasses.fields(SimConfig)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"config: unknown fields {unknown}; allowed: the fields of SimConfig")
+        tuples = ("controllers", "pass_k", "offline_band")
+        return SimConfig(**{k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in d.items()})
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)

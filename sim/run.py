@@ -816,8 +816,10 @@ def run(
     out = Path(out)
     why = cannot_write(out)
     if why is not None:
-        raise ValueError(f"out: cannot write to {str(out)!r} ({why}); allowed: a writable directory")
-    fd = rundir.lock(out, "out", "out", "a new --out")  # a second simulator on this directory is refused
+        raise ValueError(f"out_dir: cannot write to {str(out)!r} ({why}); allowed: a writable directory")
+    fd = rundir.lock(
+        out, "out_dir", "name", "a new --name"
+    )  # a second simulator on this directory is refused
     try:
         return _run_locked(cfg, out, resume, progress, tracker)
     finally:
@@ -830,8 +832,8 @@ def _saved_state(ckpt_path: Path, cfg: SimConfig, out: Path) -> dict:
         saved = torch.load(ckpt_path, weights_only=False)
     except Exception as e:  # truncated or garbled: torch raises several kinds
         raise ValueError(
-            f"out: {ckpt_path} is unreadable ({type(e).__name__}: {str(e)[:80]}); allowed: --no-resume to "
-            "start over, or a new --out"
+            f"out_dir: {ckpt_path} is unreadable ({type(e).__name__}: {str(e)[:80]}); allowed: --resume never to "
+            "start over, or a new --name"
         ) from None
     if (
         not isinstance(saved, dict)
@@ -840,13 +842,13 @@ def _saved_state(ckpt_path: Path, cfg: SimConfig, out: Path) -> dict:
     ):
         got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
         raise ValueError(
-            f"out: {ckpt_path} is not a simulator checkpoint (got {got}; a config and an integer step are "
-            "needed); allowed: --no-resume to start over, or a new --out"
+            f"out_dir: {ckpt_path} is not a simulator checkpoint (got {got}; a config and an integer step are "
+            "needed); allowed: --resume never to start over, or a new --name"
         )
     if saved["config"] != cfg.to_json():
         raise ValueError(
-            f"out: {str(out)!r} holds a run with another config ({_config_diff(saved['config'], cfg.to_json())}); "
-            "allowed: the same config, --no-resume to start over, or a new --out"
+            f"out_dir: {str(out)!r} holds a run with another config ({_config_diff(saved['config'], cfg.to_json())}); "
+            "allowed: the same config, --resume never to start over, or a new --name"
         )
     return saved
 
@@ -882,8 +884,8 @@ def _run_locked(cfg: SimConfig, out: Path, resume: bool, progress: bool, tracker
             state = sim.load_state(saved)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
             raise ValueError(
-                f"out: {ckpt_path} holds a config and step but not this simulator's state ({type(e).__name__}: "
-                f"{str(e)[:80]}); allowed: --no-resume to start over, or a new --out"
+                f"out_dir: {ckpt_path} holds a config and step but not this simulator's state ({type(e).__name__}: "
+                f"{str(e)[:80]}); allowed: --resume never to start over, or a new --name"
             ) from None
         rows = read_metrics_file(metrics_path)[0] if metrics_path.exists() else []
         missing = rundir.missing_steps(rows, _logged_steps(cfg, state))
@@ -893,7 +895,7 @@ def _run_locked(cfg: SimConfig, out: Path, resume: bool, progress: bool, tracker
                     metrics_path,
                     missing,
                     f"checkpoint.pt (step {state.step})",
-                    "--no-resume to start over, or a new --out",
+                    "--resume never to start over, or a new --name",
                 )
             )
     elif metrics_path.exists():
@@ -906,8 +908,8 @@ def _run_locked(cfg: SimConfig, out: Path, resume: bool, progress: bool, tracker
                     else f"another config ({_config_diff(before, cfg.to_json())})"
                 )
                 raise ValueError(
-                    f"out: {str(out)!r} holds the metrics of a run with {what} and no checkpoint.pt to continue; "
-                    "allowed: --no-resume to start over (discarding them), or a new --out"
+                    f"out_dir: {str(out)!r} holds the metrics of a run with {what} and no checkpoint.pt to continue; "
+                    "allowed: --resume never to start over (discarding them), or a new --name"
                 )
         metrics_path.unlink()
     atomic_write_json(meta, cfg_path)

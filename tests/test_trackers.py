@@ -60,7 +60,23 @@ def test_the_simulator_refuses_a_missing_tracker_before_work(tmp_path, capsys):
     from sim.__main__ import main
 
     name = _missing()
-    assert main(["run", "--preset", "quick", "--out", str(tmp_path / "o"), "--quiet", "--tracker", name]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--preset",
+                "quick",
+                "--out-dir",
+                str(tmp_path),
+                "--name",
+                "o",
+                "--quiet",
+                "--tracker",
+                name,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith(f"error: tracker: got {name!r}, whose package") and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
@@ -81,8 +97,10 @@ def test_the_simulator_mirrors_each_steps_mean_to_tensorboard(tmp_path):
                 "quick",
                 "--steps",
                 "4",
-                "--out",
-                str(out),
+                "--out-dir",
+                str(out.parent),
+                "--name",
+                out.name,
                 "--quiet",
                 "--tracker",
                 "tensorboard",

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
+from entrolab.common.cli import add_version
+from entrolab.common.cli import parser as command_parser
 from entrolab.common.runio import cannot_write
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m theory",
+    parser = command_parser(
+        "python -m theory",
         description="Check the entropy-change theorems numerically and print a verdict table.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     ver = sub.add_parser("verify", help="run every claim check and print the verdict table")
+    add_version(ver)
     ver.add_argument("--json", type=Path, default=None, help="also write the table as JSON to this path")
     ver.add_argument("--seed", type=int, default=0, help="root seed of the random instances (default 0)")
     ver.add_argument(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+from entrolab.common.cli import parser
 
 BENCHES = ("sim", "entropy", "controllers", "trainer", "precision")
 
@@ -91,10 +92,11 @@ def latest_records() -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m entrolab.bench", description=__doc__)
+    p = parser("python -m entrolab.bench", description=__doc__)
     p.add_argument("name", help=f"one of {', '.join(BENCHES)}, or all")
     p.add_argument("--quick", action="store_true", help="fewer sizes and steps (extrapolated), a few minutes")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (the summary is still printed)")
     a = p.parse_args(argv)
     if a.name not in (*BENCHES, "all"):
         print(f"error: name: got {a.name!r}; allowed: {', '.join(BENCHES)}, all", file=sys.stderr)
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         mod = _module(name)
-        print(f"bench {name}{' (quick)' if a.quick else ''} ...", file=sys.stderr, flush=True)
+        if not a.quiet:
+            print(f"bench {name}{' (quick)' if a.quick else ''} ...", file=sys.stderr, flush=True)
         res = mod.run(quick=a.quick, device=a.device, watch=watch)
         rec = {
             "bench": name,

@@ -86,3 +86,24 @@ def disk_full(error: BaseException) -> str | None:
             )
         e = e.__cause__ or e.__context__
     return None
+
+
+def read_config_file(path: str | Path, option: str = "--config") -> dict:
+    """The config fields in a run's ``config.json`` (the trainer writes them at top level, the simulator under
+    ``"config"`` beside the run's metadata); a one-line ValueError naming ``option`` when the file is missing
+    or not such a JSON object."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ValueError(
+            f"{option}: cannot read {str(path)!r} ({e.strerror}); allowed: a run's config.json"
+        ) from None
+    except ValueError as e:
+        raise ValueError(f"{option}: {str(path)!r} is not JSON ({e}); allowed: a run's config.json") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise ValueError(f"{option}: {str(path)!r} holds {type(data).__name__}; allowed: a run's config.json")
+    return data

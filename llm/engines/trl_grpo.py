@@ -260,7 +260,12 @@ class EntropyControlledGRPOTrainer(GRPOTrainer):
         if pipeline is None:
             pipe = pipeline_from_grpo_config(cfg)
         else:
-            pipe = pipeline if isinstance(pipeline, C.Pipeline) else C.Pipeline(list(pipeline))
+            if isinstance(pipeline, C.Pipeline):
+                pipe = pipeline
+            elif isinstance(pipeline, str):  # a spec, as every command line writes it (controllers.spec)
+                pipe = C.spec.build(C.spec.parse(pipeline, "pipeline"))
+            else:
+                pipe = C.Pipeline(list(pipeline))
             _check_overrides(cfg, pipe)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if selection == "global":

@@ -2,7 +2,8 @@
 
 entrolab's ``pyproject.toml`` declares ``llm.engines.verl_entry`` (this module, then the trainer mode)
 under verl's ``verl.plugins`` entry point, so every process that imports verl (the driver and every Ray
-worker) registers, with the pipeline named in the environment variable ``ENTROLAB_PIPELINE`` (JSON: ``["grpo", ["clip_cov", {"frac": 0.0002}]]``):
+worker) registers, with the pipeline named in the environment variable ``ENTROLAB_PIPELINE`` (a spec, as every
+entrolab command line writes it: ``grpo clip_cov frac=0.0002``; or JSON: ``["grpo", ["clip_cov", {"frac": 0.0002}]]``):
 
 - the advantage estimator ``entrolab`` (``algorithm.adv_estimator=entrolab``): the pipeline's sampling
   stage on the driver, over the whole batch, with verl's prompt ids (``uid``) as groups;
@@ -57,29 +58,43 @@ _CACHE: dict[str, tuple[C.Pipeline, C.Pipeline, C.Pipeline]] = {}  # text → (w
 
 
 def parse_pipeline(text: str) -> C.Pipeline:
-    """A pipeline from JSON: a list of controller names or [name, {hyperparameters}] pairs."""
+    """The pipeline ``ENTROLAB_PIPELINE`` names: a spec as every entrolab command line writes it
+    (``controllers.spec``: ``grpo ppo_clip eps_hi=0.28 clip_cov frac=2e-4``), or, as before, a JSON list of
+    controller names and [name, {hyperparameters}] pairs."""
+    if not text.lstrip().startswith("["):
+        try:
+            entries = C.spec.parse(text, ENV)
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+        if not entries:
+            raise ValueError(
+                f"{ENV}: got {text!r}; allowed: a pipeline spec, e.g. 'grpo ppo_clip eps_hi=0.28'"
+            )
+        return C.spec.build(entries)
     try:
-        spec = json.loads(text)
+        items = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(
-            f'{ENV}: got {text!r}; allowed: JSON, e.g. ["grpo", ["clip_cov", {{"frac": 0.0002}}]] ({e})'
+            f'{ENV}: got {text!r}; allowed: a spec (grpo clip_cov frac=0.0002) or JSON, e.g. ["grpo", ["clip_cov", '
+            f'{{"frac": 0.0002}}]] ({e})'
         ) from None
-    if not isinstance(spec, list) or not spec:
+    if not isinstance(items, list) or not items:
         raise ValueError(f"{ENV}: got {text!r}; allowed: a non-empty JSON list of controllers")
-    ctrls = []
-    for item in spec:
+    entries: list[C.spec.Entry] = []
+    for item in items:
         if isinstance(item, str):
-            ctrls.append(C.get(item))
+            entries.append((item, {}))
         elif (
             isinstance(item, list)
             and len(item) == 2
             and isinstance(item[0], str)
             and isinstance(item[1], dict)
         ):
-            ctrls.append(C.get(item[0], **item[1]))
+            entries.append((item[0], dict(item[1])))
         else:
             raise ValueError(f"{ENV}: item {item!r}; allowed: a name or [name, {{hyperparameters}}]")
-    return C.Pipeline(ctrls)
+    C.spec.parse([name for name, _ in entries], ENV)  # unknown names, named as every host names them
+    return C.spec.build(entries)
 
 
 def pipeline() -> C.Pipeline:
@@ -96,7 +111,7 @@ def _checked() -> tuple[C.Pipeline, C.Pipeline, C.Pipeline]:
     text = os.environ.get(ENV)
     if not text:
         raise ValueError(
-            f'{ENV}: not set; allowed: a JSON list of controllers, e.g. \'["grpo", "ppo_clip"]\''
+            f"{ENV}: not set; allowed: a pipeline spec, e.g. 'grpo ppo_clip eps_hi=0.28' (or a JSON list)"
         )
     if text not in _CACHE:
         pipe = parse_pipeline(text)

@@ -308,12 +308,12 @@ def test_fig18_majority_of_the_shared_classes():
 def test_cli_subset_index_and_resume(tmp_path, capsys):
     out = tmp_path / "out"
     docs = tmp_path / "docs"
-    assert main(["1", "6", "--quick", "--out", str(out), "--docs", str(docs)]) == 0
+    assert main(["1", "6", "--quick", "--out-dir", str(out), "--docs", str(docs)]) == 0
     index = (out / "index.md").read_text()
     assert "## Figure 1" in index and "## Figure 6" in index and "## Figure 2" not in index
     assert (docs / "fig06_qae_prop42.png").exists() and (docs / "index.md").exists()
     mtime = (out / "fig01_lemma1.png").stat().st_mtime_ns
-    assert main(["1", "--quick", "--out", str(out)]) == 0  # done already: not recomputed
+    assert main(["1", "--quick", "--out-dir", str(out)]) == 0  # done already: not recomputed
     assert (out / "fig01_lemma1.png").stat().st_mtime_ns == mtime
     assert "## Figure 6" in (out / "index.md").read_text()  # the gallery keeps what is in --out
 
@@ -322,14 +322,17 @@ def test_cli_subset_index_and_resume(tmp_path, capsys):
     "argv, message",
     [
         (["1", "--seed", "-1"], "error: --seed: got -1; allowed: an integer >= 0"),
-        (["1", "--out", "/proc/entrolab"], "error: --out: got '/proc/entrolab', which cannot be written ("),
+        (
+            ["1", "--out-dir", "/proc/entrolab"],
+            "error: --out-dir: got '/proc/entrolab', which cannot be written (",
+        ),
         (["1", "--docs", "/proc/entrolab"], "error: --docs: got '/proc/entrolab', which cannot be written ("),
     ],
 )
 def test_cli_bad_flags_are_one_line_before_work(argv, message, capsys, monkeypatch, tmp_path):
     made_any = []
     monkeypatch.setattr(sys.modules["figures.__main__"], "make_one", lambda *a, **k: made_any.append(a))
-    assert main([*argv, *([] if "--out" in argv else ["--out", str(tmp_path)])]) == 2
+    assert main([*argv, *([] if "--out-dir" in argv else ["--out-dir", str(tmp_path)])]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(message)
     assert made_any == []
@@ -337,7 +340,7 @@ def test_cli_bad_flags_are_one_line_before_work(argv, message, capsys, monkeypat
 
 def test_cli_rejects_unknown_figure(capsys):
     with pytest.raises(SystemExit):
-        main(["99", "--out", "/nonexistent"])
+        main(["99", "--out-dir", "/nonexistent"])
     assert "numbers: got [99]" in capsys.readouterr().err
 
 
@@ -397,7 +400,7 @@ def test_slow_figures_are_skipped_by_default_and_keep_their_docs_copy(tmp_path, 
     meta = {"title": "m", "verdict": "holds", "claim": "c", "finding": "f", "code": "old",
             "settings": {"quick": False, "seed": 0}}  # fmt: skip
     stem.with_suffix(".json").write_text(json.dumps(meta))
-    assert main(["--quick", "--out", str(out), "--docs", str(docs)]) == 0
+    assert main(["--quick", "--out-dir", str(out), "--docs", str(docs)]) == 0
     index = (out / "index.md").read_text()
     assert "## Figure 1" in index and "## Figure 17" in index  # 17 not recomputed, its copy kept
     assert "| 17 | [m](#figure-17) | holds (earlier code: rerun) |" in index
@@ -410,7 +413,7 @@ def test_regenerating_a_figure_leaves_the_committed_files_unchanged(tmp_path):
     out, docs = tmp_path / "out", tmp_path / "docs"
 
     def make() -> dict[str, bytes]:
-        assert main(["1", "2", "--out", str(out), "--docs", str(docs), "--force"]) == 0
+        assert main(["1", "2", "--out-dir", str(out), "--docs", str(docs), "--force"]) == 0
         return {f.name: f.read_bytes() for f in sorted(docs.iterdir())}
 
     first = make()

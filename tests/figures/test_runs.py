@@ -117,7 +117,7 @@ def test_sim_panels_are_means_over_runs_with_a_band(sim_run):
 
 def test_several_runs_share_axes_and_keep_their_colour(trainer_run, sim_run, tmp_path):
     out = tmp_path / "plots"
-    assert FR.main([str(trainer_run), str(sim_run), "--out", str(out), "--label", "llm", "toy"]) == 0
+    assert FR.main([str(trainer_run), str(sim_run), "--out-dir", str(out), "--label", "llm", "toy"]) == 0
     index = (out / "index.md").read_text()
     for panel in ("entropy", "reward", "pass_at_k", "dH_scatter", "dH_time", "quadrants", "law", "state"):
         assert (out / f"{panel}.png").stat().st_size > 1000 and f"![{panel}]({panel}.png)" in index
@@ -136,7 +136,7 @@ def test_a_run_in_progress_plots_without_its_torn_line(trainer_run, tmp_path, ca
         fh.write('{"step": 9, "policy/entr')
     run = FR.load_run(live)
     assert len(run.rows) == n and "torn last line" in run.note and "metrics.jsonl:" in run.note
-    assert FR.main([str(live), "--out", str(tmp_path / "o")]) == 0
+    assert FR.main([str(live), "--out-dir", str(tmp_path / "o")]) == 0
     assert "note:" in capsys.readouterr().err
 
 
@@ -153,7 +153,7 @@ def test_a_bad_line_inside_the_file_is_named(tmp_path):
     [
         (["/nonexistent/run"], "error: RUN: got '/nonexistent/run', which has no metrics.jsonl"),
         (["RUN", "--label", "a", "b"], "error: --label: got 2 labels for 1 runs; allowed: one per RUN"),
-        (["RUN", "--out", "/proc/x"], "error: --out: cannot write to '/proc/x'"),
+        (["RUN", "--out-dir", "/proc/x"], "error: --out-dir: cannot write to '/proc/x'"),
         (["RUN", "RUN"], "error: RUN: two runs are labelled alike"),
         (["EMPTY"], "error: RUN: got 'EMPTY', whose metrics.jsonl has no complete row yet"),
     ],
@@ -164,8 +164,8 @@ def test_bad_input_stops_in_one_line(argv, message, trainer_run, tmp_path, capsy
     (empty / "metrics.jsonl").write_text("")
     message = message.replace("EMPTY", str(empty))
     argv = [str(trainer_run) if a == "RUN" else str(empty) if a == "EMPTY" else a for a in argv]
-    if "--out" not in argv:
-        argv += ["--out", str(tmp_path / "o")]
+    if "--out-dir" not in argv:
+        argv += ["--out-dir", str(tmp_path / "o")]
     assert FR.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1

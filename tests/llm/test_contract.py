@@ -12,7 +12,7 @@ import torch
 
 import controllers as C
 from llm import train as T
-from llm.config import PRESETS, deferred_validation
+from llm.config import PRESETS, Unchecked
 from llm.rollout import token_stats
 from llm.sft import run_sft
 
@@ -47,8 +47,8 @@ def _config(name, warm, out):
 @pytest.mark.parametrize("name", C.names())
 def test_every_controller_runs_in_the_trainer_or_is_refused_before_work(name, warm, tmp_path, capsys):
     kw = _config(name, warm, tmp_path)
-    with deferred_validation():  # the host of this configuration, before validation refuses it
-        host = dataclasses.replace(PRESETS["tiny-copy"], **kw).host()
+    # the host of this configuration, before validation refuses it
+    host = Unchecked(**{**dataclasses.asdict(PRESETS["tiny-copy"]), **kw}).host()
     pipe = C.Pipeline([C.get(n) for n in kw["controllers"]])
     refused = [m for m in (C.contract.problem(c, host) for c in pipe.controllers) if m]
     if refused:

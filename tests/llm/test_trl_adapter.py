@@ -274,6 +274,15 @@ def test_the_kl_term_is_the_pipelines_and_trls_settings_must_agree(tmp_path):
         H.train(Adapter, tmp_path, beta=0.04, trainer_kwargs=dict(pipeline=pipe))
 
 
+def test_a_pipeline_spec_is_the_same_pipeline(tmp_path):
+    """pipeline="..." takes the spec every entrolab command line takes (controllers.spec)."""
+    with pytest.raises(ValueError, match=r"^GRPOConfig.use_bias_correction_kl: got True, but the pipeline's "
+                       r"ref_kl has importance=False"):  # fmt: skip
+        H.train(Adapter, tmp_path, beta=0.04, trainer_kwargs=dict(pipeline="grpo ref_kl beta=0.04"))
+    with pytest.raises(ValueError, match=r"^pipeline: unknown controller 'nosuch'; allowed: acc_filter"):
+        H.train(Adapter, tmp_path, trainer_kwargs=dict(pipeline="grpo nosuch"))
+
+
 def test_ref_kl_without_beta_says_how(tmp_path):
     with pytest.raises(
         ValueError, match=r"needs ref_logp .*provides it with GRPOConfig\(beta=...\) non-zero"

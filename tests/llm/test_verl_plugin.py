@@ -196,7 +196,10 @@ def test_refusals(monkeypatch):
         ('[["ref_kl", {"reset_kl": 0.1}]]', "'ref_kl' asks for the reference model to be reset"),
         ('["dynamic_sampling"]', "inside the loss, but verl"),
         ('["siren"]', "needs entropy_topp"),
-        ("grpo", "^ENTROLAB_PIPELINE: got 'grpo'; allowed: JSON"),
+        ("grpo nosuch", "^ENTROLAB_PIPELINE: unknown controller 'nosuch'; allowed: acc_filter"),
+        ('["grpo", "nosuch"]', "^ENTROLAB_PIPELINE: unknown controller 'nosuch'; allowed: acc_filter"),
+        ("eps=1 grpo", "^ENTROLAB_PIPELINE: got 'eps=1' before any controller name"),
+        ("[grpo", "^ENTROLAB_PIPELINE: got '\\[grpo'; allowed: a spec"),
         ('[["grpo", 3]]', "^ENTROLAB_PIPELINE: item"),
     ):
         V._CACHE.clear()
@@ -206,6 +209,17 @@ def test_refusals(monkeypatch):
     monkeypatch.delenv(V.ENV)
     with pytest.raises(ValueError, match=r"^ENTROLAB_PIPELINE: not set"):
         V.pipeline()
+
+
+def test_a_spec_and_its_json_name_the_same_pipeline(monkeypatch):
+    """ENTROLAB_PIPELINE takes the spec every command line takes (controllers.spec), or the JSON list."""
+    got = []
+    for text in ("grpo ppo_clip eps_hi=0.28 clip_cov frac=0.0002",
+                 '["grpo", ["ppo_clip", {"eps_hi": 0.28}], ["clip_cov", {"frac": 0.0002}]]'):  # fmt: skip
+        V._CACHE.clear()
+        monkeypatch.setenv(V.ENV, text)
+        got.append(V.pipeline().controllers)
+    assert got[0] == got[1] and got[0][1].eps_hi == 0.28 and got[0][2].frac == 0.0002
 
 
 def test_options_the_loss_would_drop_are_refused(monkeypatch):

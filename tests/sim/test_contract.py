@@ -2,6 +2,8 @@
 every controller that declares itself separable gets the same logits from the one-call fast path as from
 one call per run (to 1e-12), and what it cannot feed is refused before any work."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -60,7 +62,7 @@ def test_hyperparameters_that_mix_runs_leave_the_fast_path(name, hp):
     sim = Simulator(cfg)
     s = sim.init_state()
     sim.step(s)
-    one = Simulator(SimConfig(**{**cfg.__dict__, "runs": 1}))
+    one = Simulator(dataclasses.replace(cfg, runs=1))
     s1 = one.init_state()
     one.step(s1)
     torch.testing.assert_close(s.z[0], s1.z[0], rtol=0, atol=1e-12)

@@ -3,6 +3,8 @@ the same logits, controller states, telemetry, stopped runs and random stream, t
 step, for every registered controller the fast path accepts; and the chunked sampler draws what one whole
 pass draws."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -67,7 +69,7 @@ def test_trees_and_unfit_configurations():
         {"optimizer": "adam"},
         {"update": "exact_pg", "controllers": ()},
     ):
-        cfg = SimConfig(**{**tree.__dict__, **kw})
+        cfg = dataclasses.replace(tree, **kw)
         sim = Simulator(cfg)
         assert not sim._lean_sampled(sim.init_state()), kw
 

@@ -176,7 +176,7 @@ def test_run_writes_metrics_and_resumes_identically(tmp_path, monkeypatch):
     run_interrupted(monkeypatch, cfg, tmp_path / "cut", at_call=7)
     resumed = read_metrics(run(cfg, tmp_path / "cut", progress=False))
     assert resumed == full  # the rows after the last checkpoint were dropped and recomputed identically
-    with pytest.raises(ValueError, match=r"^out: .* holds a run with another config"):
+    with pytest.raises(ValueError, match=r"^out_dir: .* holds a run with another config"):
         run(dataclasses.replace(cfg, lr=0.2), tmp_path / "cut", progress=False)
 
 
@@ -214,15 +214,21 @@ def test_a_run_that_goes_non_finite_stops_alone(tmp_path, monkeypatch):
         (["--seed", "-1"], "error: seed: got -1; allowed: an integer >= 0 and < 2**63"),
         (["--seed", str(2**70)], f"error: seed: got {2**70}; allowed: an integer >= 0 and < 2**63"),
         (["--group-size", "1"], "error: group_size: got 1; allowed: an integer >= 2"),
-        (["--controllers", "grpo,clipcov"], "error: name: unknown controller 'clipcov'; allowed:"),
+        (
+            ["--controllers", "grpo", "clipcov"],
+            "error: --controllers: unknown controller 'clipcov'; allowed:",
+        ),
         (["--env", "token_tree", "--env-kw", "horizon=0"], "error: horizon: got 0"),
         (
             ["--update", "exact_pg", "--controllers", "grpo"],
             "error: controllers: got 'grpo'; allowed: none with an exact update",
         ),
-        (["--hp", "clip_cov.frac=0.1"], "error: hyperparameters: got ['clip_cov']"),
         (
-            ["--controllers", "grpo,clip_cov", "--hp", "clip_cov.frac=" + "9" * 401],
+            ["--hp", "clip_cov.frac=0.1"],
+            "error: --hp: got 'clip_cov.frac=0.1'; allowed: hyperparameters of the chosen controllers (grpo)",
+        ),
+        (
+            ["--controllers", "grpo", "clip_cov", "--hp", "clip_cov.frac=" + "9" * 401],
             "error: clip_cov.frac: got an integer of 401 digits; allowed: a real number within a float's range",
         ),
         (
@@ -230,20 +236,25 @@ def test_a_run_that_goes_non_finite_stops_alone(tmp_path, monkeypatch):
             "error: controllers: got ['ppo_clip'], none of which makes advantages",
         ),
         (
-            ["--controllers", "grpo,ppo_clip,nft"],
+            ["--controllers", "grpo", "ppo_clip", "nft"],
             "error: controllers: 'ppo_clip' and 'nft' each define the PG surrogate",
         ),
     ],
 )
 def test_cli_bad_input_is_one_line(argv, needle, tmp_path, capsys):
-    assert main(["run", *argv, "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert main(["run", *argv, "--out-dir", str(tmp_path), "--name", "x", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(needle) and "\n" not in err
     assert not (tmp_path / "x").exists()  # nothing started
 
 
 def test_cli_runs_a_preset(tmp_path, capsys):
-    assert main(["run", "--preset", "quick", "--steps", "3", "--out", str(tmp_path / "q"), "--quiet"]) == 0
+    assert (
+        main(
+            ["run", "--preset", "quick", "--steps", "3", "--out-dir", str(tmp_path), "--name", "q", "--quiet"]
+        )
+        == 0
+    )
     assert "grpo on bandit, 8 runs × 3 steps" in capsys.readouterr().out
     assert len(read_metrics(tmp_path / "q")) == 8 * 3
 
@@ -324,14 +335,14 @@ def test_lean_kernel_chunks_of_runs_change_no_bit(monkeypatch):
 
 
 def _quick(tmp_path, name="q", *extra):
-    return ["run", "--preset", "quick", "--steps", "4", "--checkpoint-every", "2", "--out", str(tmp_path / name),
+    return ["run", "--preset", "quick", "--steps", "4", "--checkpoint-every", "2", "--out-dir", str(tmp_path), "--name", name,
             "--quiet", *extra]  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--out", "/proc/x"], "error: out: cannot write to '/proc/x'"),
+        (["--out-dir", "/proc", "--name", "x"], "error: out_dir: cannot write to '/proc/x'"),
         (["--runs", "10000000"], "error: runs: got 10000000; allowed: at most about"),
         (["--group-size", "100000000"], "error: group_size: got 100000000; allowed: at most about"),
         (
@@ -345,7 +356,7 @@ def test_cli_refuses_before_work(argv, needle, tmp_path, capsys, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    base = ["run", "--preset", "quick", "--steps", "2", "--quiet", "--out", str(tmp_path / "x")]
+    base = ["run", "--preset", "quick", "--steps", "2", "--quiet", "--out-dir", str(tmp_path), "--name", "x"]
     assert main(base + argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(needle) and "\n" not in err, err
@@ -357,7 +368,7 @@ def test_a_changed_config_is_named_field_by_field(tmp_path, capsys):
     assert main(_quick(tmp_path, "q", "--lr", "0.25", "--seed", "3")) == 2
     err = capsys.readouterr().err.strip()
     assert (
-        err.startswith("error: out: ")
+        err.startswith("error: out_dir: ")
         and "another config (lr 0.5 → 0.25, seed 0 → 3)" in err
         and "\n" not in err
     )
@@ -373,7 +384,8 @@ def test_an_unreadable_checkpoint_is_refused_and_kept(tmp_path, capsys):
     assert main(_quick(tmp_path)) == 2
     err = capsys.readouterr().err.strip()
     assert (
-        err.startswith(f"error: out: {ckpt} is unreadable (") and "allowed: --no-resume to start over" in err
+        err.startswith(f"error: out_dir: {ckpt} is unreadable (")
+        and "allowed: --resume never to start over" in err
     )
     assert (tmp_path / "q" / "metrics.jsonl").read_text() == before and ckpt.read_bytes() == data[
         : len(data) // 2
@@ -409,8 +421,8 @@ def test_sigterm_saves_and_the_rerun_resumes(tmp_path):
     import time
 
     argv = ["run", "--preset", "quick", "--steps", "400", "--checkpoint-every", "0", "--quiet"]
-    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
-    cmd = [sys.executable, "-m", "sim", *argv, "--out", str(tmp_path / "cut")]
+    assert main([*argv, "--out-dir", str(tmp_path), "--name", "whole"]) == 0
+    cmd = [sys.executable, "-m", "sim", *argv, "--out-dir", str(tmp_path), "--name", "cut"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "cut" / "metrics.jsonl"
     deadline = time.time() + 120

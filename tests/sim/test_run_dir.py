@@ -18,8 +18,8 @@ from sim.run import read_metrics
 
 
 def _argv(out, *extra, steps=4, every=2):
-    return ["run", "--preset", "quick", "--steps", str(steps), "--checkpoint-every", str(every), "--out",
-            str(out), "--quiet", *extra]  # fmt: skip
+    return ["run", "--preset", "quick", "--steps", str(steps), "--checkpoint-every", str(every), "--out-dir",
+            str(out.parent), "--name", out.name, "--quiet", *extra]  # fmt: skip
 
 
 def _err(capsys) -> str:
@@ -41,7 +41,7 @@ def test_a_second_simulator_on_the_same_out_is_refused(tmp_path, capsys):
         assert main(_argv(out, "--lr", "0.25", steps=10)) == 2
         err = _err(capsys)
         assert err.startswith(
-            f"error: out: run directory {out} is in use by process {proc.pid}; allowed: wait"
+            f"error: name: run directory {out} is in use by process {proc.pid}; allowed: wait"
         ), err
         assert metrics.read_text().startswith(before)  # the first run's rows are still there, growing
     finally:
@@ -58,7 +58,7 @@ def test_a_lock_that_is_a_symbolic_link_is_not_followed(tmp_path, capsys):
     out.mkdir()
     (out / ".lock").symlink_to(victim)
     assert main(_argv(out)) == 2
-    assert _err(capsys).startswith(f"error: out: {out / '.lock'} is a symbolic link (to {str(victim)!r})")
+    assert _err(capsys).startswith(f"error: out_dir: {out / '.lock'} is a symbolic link (to {str(victim)!r})")
     assert victim.read_text() == "keep me" and not (out / "metrics.jsonl").exists()
 
 
@@ -70,12 +70,12 @@ def test_metrics_without_a_checkpoint_are_not_replaced_by_another_config(tmp_pat
     capsys.readouterr()
     assert main(_argv(out, "--lr", "0.25")) == 2
     err = _err(capsys)
-    assert err.startswith(f"error: out: '{out}' holds the metrics of a run with another config (lr 0.5 → 0.25) and "
-                          "no checkpoint.pt to continue; allowed: --no-resume")  # fmt: skip
+    assert err.startswith(f"error: out_dir: '{out}' holds the metrics of a run with another config (lr 0.5 → 0.25) and "
+                          "no checkpoint.pt to continue; allowed: --resume never")  # fmt: skip
     assert (out / "metrics.jsonl").read_text() == before
     assert main(_argv(out)) == 0  # the same config reruns (it is deterministic) ...
     assert (out / "metrics.jsonl").read_text() == before
-    assert main(_argv(out, "--lr", "0.25", "--no-resume")) == 0  # ... and --no-resume starts over
+    assert main(_argv(out, "--lr", "0.25", "--resume", "never")) == 0  # ... and --no-resume starts over
 
 
 def test_a_checkpoint_whose_metrics_are_lost_or_cut_is_refused(tmp_path, capsys):
@@ -99,7 +99,7 @@ def test_a_checkpoint_whose_metrics_are_lost_or_cut_is_refused(tmp_path, capsys)
         assert main(_argv(out, steps=8, every=3)) == 2
         err = _err(capsys)
         assert err.startswith(f"error: resume: {metrics} lacks the rows of steps [{missing}] that checkpoint.pt "
-                              "(step 6) continues (deleted or cut short); allowed: --no-resume"), err  # fmt: skip
+                              "(step 6) continues (deleted or cut short); allowed: --resume never"), err  # fmt: skip
         assert metrics.read_text() == "".join(kept)
     metrics.write_text(saved)
     assert main(_argv(out, steps=8, every=3)) == 0
@@ -121,7 +121,7 @@ def test_a_checkpoint_that_is_not_the_simulators_is_one_line(tmp_path, capsys):
         capsys.readouterr()
         assert main(_argv(out)) == 2
         err = _err(capsys)
-        assert err.startswith(f"error: out: {out / 'checkpoint.pt'} ") and needle in err, err
+        assert err.startswith(f"error: out_dir: {out / 'checkpoint.pt'} ") and needle in err, err
 
 
 def _limit_file_size(nbytes):
@@ -144,9 +144,9 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes(tmp_path, capsys):
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: out: file too large for the file-size limit"), (
-        lines
-    )
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: out_dir: file too large for the file-size limit"
+    ), lines
     assert "free space and rerun the same command to resume" in lines[0]
     assert main(_argv(cut, steps=60, every=10)) == 0
     assert read_metrics(cut) == read_metrics(tmp_path / "whole")
