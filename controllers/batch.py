@@ -14,10 +14,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-_TOKEN_FIELDS = ("logp", "old_logp", "adv", "entropy", "mask")
-_OPTIONAL_TOKEN_FIELDS = ("ref_logp", "entropy_topp", "step_correct", "value", "sampler_logp", "is_weight")
-_SEQ_FIELDS = ("group", "reward", "length", "answer", "guide")
-_INT_SEQ_FIELDS = ("group", "answer", "guide")
+SHAPES = ("token", "seq", "seq_int", "response")
+"""a field's shape: token (B, T), seq (B,) real, seq_int (B,) integer, response (B, D)"""
+
+
+def _field(shape: str, need: str | None = None):
+    """A TokenBatch field, declared once: its shape (``SHAPES``) and, for an optional field a controller may
+    need and a host may fill, what it is in words (``controllers.contract.FIELDS`` is made from these).
+    The five token fields every host fills have no default; every other field defaults to None."""
+    assert shape in SHAPES
+    meta = {"shape": shape, "need": need}
+    if shape == "token" and need is None:
+        return dataclasses.field(metadata=meta)
+    return dataclasses.field(default=None, metadata=meta)
+
+
 _VALIDATE_ONLY: contextvars.ContextVar[frozenset | None] = contextvars.ContextVar(
     "tokenbatch_validate_only", default=None
 )
@@ -57,23 +68,25 @@ class TokenBatch:
             per-token policy-gradient loss by it (not penalties or extras); or None (weight 1).
     """
 
-    logp: Tensor
-    old_logp: Tensor
-    adv: Tensor
-    entropy: Tensor
-    mask: Tensor
-    group: Tensor | None = None
-    reward: Tensor | None = None
-    length: Tensor | None = None
-    ref_logp: Tensor | None = None
-    entropy_topp: Tensor | None = None
-    answer: Tensor | None = None
-    step_correct: Tensor | None = None
-    guide: Tensor | None = None
-    embedding: Tensor | None = None
-    value: Tensor | None = None
-    sampler_logp: Tensor | None = None
-    is_weight: Tensor | None = None
+    logp: Tensor = _field("token")
+    old_logp: Tensor = _field("token")
+    adv: Tensor = _field("token")
+    entropy: Tensor = _field("token")
+    mask: Tensor = _field("token")
+    group: Tensor | None = _field("seq_int")
+    reward: Tensor | None = _field("seq", "sequence rewards")
+    length: Tensor | None = _field("seq", "response lengths")
+    ref_logp: Tensor | None = _field("token", "log-probs under a reference model")
+    entropy_topp: Tensor | None = _field("token", "the nucleus (top-p) entropy of every position")
+    answer: Tensor | None = _field("seq_int", "answer-cluster ids (the task's normalised final answers)")
+    step_correct: Tensor | None = _field("token", "a correct/incorrect judgement of every reasoning step")
+    guide: Tensor | None = _field("seq_int", "flags marking demonstrations from a guide policy")
+    embedding: Tensor | None = _field("response", "one embedding vector per response")
+    value: Tensor | None = _field("token", "a critic's value of every position")
+    sampler_logp: Tensor | None = _field("token", "the inference engine's log-prob of every sampled token")
+    is_weight: Tensor | None = _field(
+        "token", "the inference engine's importance-sampling correction of every token"
+    )
 
     def __post_init__(self) -> None:
         only = _VALIDATE_ONLY.get()
@@ -244,6 +257,25 @@ _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TokenBatch))
 
 LOGP_TOLERANCE = 0.01
 """how far above 0 a log-probability may round (low-precision log-softmax) before it is refused"""
+
+
+def _fields(*shapes: str, required: bool | None = None) -> tuple[str, ...]:
+    out = []
+    for f in dataclasses.fields(TokenBatch):
+        is_required = f.default is dataclasses.MISSING
+        if f.metadata["shape"] in shapes and (required is None or required == is_required):
+            out.append(f.name)
+    return tuple(out)
+
+
+_TOKEN_FIELDS = _fields("token", required=True)
+_OPTIONAL_TOKEN_FIELDS = _fields("token", required=False)
+_SEQ_FIELDS = _fields("seq", "seq_int")
+_INT_SEQ_FIELDS = _fields("seq_int")
+NEEDS: dict[str, str] = {
+    f.name: f.metadata["need"] for f in dataclasses.fields(TokenBatch) if f.metadata["need"] is not None
+}
+"""the optional fields a controller may need and a host may fill, with what each is in words"""
 
 
 def _maybe_non_finite(t: Tensor) -> Tensor:

@@ -17,22 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from controllers.base import Controller, Pipeline, get, names
+from controllers.batch import _TOKEN_FIELDS, NEEDS
 
-ALWAYS = ("logp", "old_logp", "adv", "entropy", "mask", "group")
+ALWAYS = (*_TOKEN_FIELDS, "group")
+"""the fields every host fills: the five token fields and the prompt ids"""
 
-FIELDS: dict[str, str] = {
-    "reward": "sequence rewards",
-    "length": "response lengths",
-    "ref_logp": "log-probs under a reference model",
-    "entropy_topp": "the nucleus (top-p) entropy of every position",
-    "answer": "answer-cluster ids (the task's normalised final answers)",
-    "step_correct": "a correct/incorrect judgement of every reasoning step",
-    "guide": "flags marking demonstrations from a guide policy",
-    "embedding": "one embedding vector per response",
-    "value": "a critic's value of every position",
-    "sampler_logp": "the inference engine's log-prob of every sampled token",
-    "is_weight": "the inference engine's importance-sampling correction of every token",
-}
+FIELDS: dict[str, str] = dict(NEEDS)
+"""the optional TokenBatch fields a controller may need, with what each is in words (declared once, on the
+field: ``controllers.batch``)"""
 
 
 @dataclass(frozen=True)

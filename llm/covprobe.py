@@ -19,7 +19,8 @@ def token_covariances(cfg: TrainConfig, rollouts: int) -> list[float]:
     import controllers as C
     from controllers.select import token_cov
     from llm.rollout import sample
-    from llm.train import Trainer, _seed
+    from llm.train import Trainer
+    from llm.update import _seed
 
     tr = Trainer(cfg, progress=False)
     covs: list[float] = []

@@ -46,14 +46,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
-import json
 import math
 import os
 import shutil
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -62,57 +58,27 @@ import torch
 
 import controllers as C
 from controllers.agg import masked_mean
-from entrolab.common import rundir
+from entrolab.common import rundir, trackers
 from entrolab.common.cli import prog as entrolab_prog
-from entrolab.common.rundir import disk_full
+from entrolab.common.rundir import disk_full_message
 from entrolab.common.runio import (
     atomic_write_json,
-    available_mb,
-    file_sha256,
-    git_sha,
     peak_rss_mb,
-    read_metrics_file,
-    truncate_metrics,
 )
-from llm import memory
+from llm import checkpoint
+from llm.checkpoint import RESUMABLE_CHANGES, checkpoint_problem  # noqa: F401  (re-exported)
 from llm.config import TrainConfig, parse_cli, parse_command
-from llm.embed import MiniLM
-from llm.embed import resolve as resolve_embedder
 from llm.evaluate import evaluate
-from llm.parallel import AccelerateGather, rank_scale
-from llm.rollout import Rollout, add_guides, answer_ids, prefix_steps, sample, token_stats
-from llm.tasks import Example, Split, get_task_for
+from llm.rollout import add_guides, answer_ids, prefix_steps, sample
+from llm.setup import SetupMixin
+from llm.tasks import Example, get_task_for
+from llm.update import Diverged, UpdateMixin, _finite, _nan0, _seed  # noqa: F401  (Diverged re-exported)
 from theory import fit_entropy_law
 
-# fields that may change when a run is resumed (they do not change what a step computes)
-RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_every", "keep_checkpoints", "resume", "tracker",
-                     "max_bad_steps"}  # fmt: skip
 LAW_MIN_POINTS = 5
 
 
-class Diverged(RuntimeError):
-    """Too many non-finite steps in a row; the last good checkpoint is intact."""
-
-
-def _seed(cfg: TrainConfig, step: int, rank: int, stream: int) -> int:
-    return int(np.random.SeedSequence([cfg.seed, stream, step, rank]).generate_state(1)[0])
-
-
-def _finite(*ts) -> bool:
-    return all(bool(torch.isfinite(t.detach()).all()) for t in ts if t is not None)
-
-
-def _answer_entropy(answer: torch.Tensor) -> float:
-    """Semantic entropy of one prompt's sampled answers (their ``answer_ids``), nats."""
-    ids = answer.cpu()
-    return float(C.cluster_entropy(ids, torch.zeros_like(ids), 1)[0])
-
-
-def _nan0(x: float) -> float:
-    return 0.0 if math.isnan(x) else x
-
-
-class Trainer:
+class Trainer(SetupMixin, UpdateMixin):
     """Holds the model, optimizer, controllers and run files; ``run()`` trains to ``cfg.steps``."""
 
     def __init__(self, cfg: TrainConfig, progress: bool = True):
@@ -120,16 +86,21 @@ class Trainer:
         self.run_dir = cfg.run_dir
         # SIGINT/SIGTERM from here on are recorded, not fatal: a signal during set-up (the warm start, the
         # process group, loading) stops the run at the first rollout boundary, on every rank together
-        self.stop_signal: int | None = None
-        self._handlers = {}
+        self.signals = rundir.Signals(
+            "stopping after this rollout (or set-up), then saving a checkpoint",
+            announce=lambda: getattr(self, "acc", None) is None or self.acc.is_main_process,
+        )
         self.task = get_task_for(cfg)  # bad data fails here, before anything is written
         created = not self.run_dir.exists()
         self._lock = rundir.lock(self.run_dir, "out_dir", "name", "a new --name") if _is_main_rank() else None
-        if threading.current_thread() is threading.main_thread():
-            self._handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.signals.install()
         try:
             self.skipped: list[str] = []  # checkpoints passed over when resuming, with why
-            self.resume_from = self._choose_checkpoint() if cfg.resume == "auto" else None
+            self.resume_from = (
+                checkpoint.choose(self.run_dir, self.skipped, _is_main_rank())
+                if cfg.resume == "auto"
+                else None
+            )
             self._setup(cfg)
         except BaseException:
             self.release()
@@ -137,112 +108,21 @@ class Trainer:
                 shutil.rmtree(self.run_dir, ignore_errors=True)  # a refused run leaves nothing behind
             raise
 
-    def _check_prompts(self, tok, context: int | None) -> int:
-        """The prompts fit (``llm.tasks.check_prompts``); returns the longest prompt's tokens."""
-        from llm.tasks import check_prompts
+    @property
+    def stop_signal(self) -> int | None:
+        """The signal that stops this run at the next rollout boundary (``rundir.Signals``), or None."""
+        return self.signals.signum
 
-        draw = self.split.train(0, 0, 64, stream=0)  # its own stream: no other draw changes
-        return check_prompts(self.task, self.split.eval + draw, tok, context, self.cfg.max_new_tokens)
-
-    def _check_memory(self, arch, prompt_tokens: int) -> None:
-        """Refuse, before the model is built or trained, a configuration whose peak (``llm.memory``) cannot
-        fit in the memory the device has free."""
-        device = self.acc.device
-        memory.check(
-            self.cfg, arch, prompt_tokens, "ref_logp" in self.needs, available_mb(device), device.type
-        )
+    @stop_signal.setter
+    def stop_signal(self, signum: int | None) -> None:
+        self.signals.signum = signum
 
     def release(self) -> None:
         """Give up the run directory's lock and the signal handlers (``run`` does at its end)."""
-        for sig, handler in self._handlers.items():
-            signal.signal(sig, handler)
-        self._handlers = {}
+        self.signals.restore()
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
-
-    def _setup(self, cfg: TrainConfig) -> None:
-        from accelerate import Accelerator
-
-        progress = self.progress
-        self.split = Split(self.task, cfg.eval_prompts, cfg.seed)
-        from entrolab.common import trackers
-
-        tracker = trackers.resolve(cfg.tracker)
-        self.acc = Accelerator(
-            cpu=cfg.runs_on_cpu(),  # cpu=True is what makes torchrun ranks join on CPU
-            mixed_precision=cfg.mixed_precision,
-            log_with=None if tracker == "none" else tracker,
-            project_dir=str(self.run_dir),
-        )
-        self.tracker = tracker
-        self.rank, self.world = self.acc.process_index, self.acc.num_processes
-        self.gather = AccelerateGather(self.acc) if self.world > 1 else C.dist.Gather()
-        self.pipe = cfg.pipeline()  # checked against cfg.host() when the config was validated
-        self.needs = self.pipe.needs()  # what to compute for the controllers (controllers.contract)
-        self.embedder = None
-        if "embedding" in self.needs and resolve_embedder(cfg.embedder) == "minilm":
-            self.embedder = MiniLM(device=self.acc.device)
-        self.step_judge = cfg.step_judge()
-        self.ctrl_state = self.pipe.init()
-
-        if cfg.model in ("tiny", "tiny-qwen2"):  # before the warm start: the character tokenizer and context
-            from llm.models import TINY_CONTEXT
-            from llm.tokenizer import CharTokenizer
-
-            chars = CharTokenizer()
-            longest = self._check_prompts(chars, TINY_CONTEXT)
-            arch = memory.tiny_arch(
-                chars.vocab_size,
-                cfg.tiny_hidden,
-                cfg.tiny_layers,
-                cfg.tiny_heads,
-                qwen2=cfg.model == "tiny-qwen2",
-            )
-            self._check_memory(arch, longest)  # before the model exists
-        torch.manual_seed(cfg.seed)
-        if cfg.sft_steps:
-            from llm.models import load_model
-            from llm.sft import run_sft
-            from llm.tokenizer import load_tokenizer
-
-            with self.acc.main_process_first():
-                warm = run_sft(cfg, progress=progress and self.acc.is_main_process, device=self.acc.device)
-            model, self.tok = load_model(warm), load_tokenizer(warm)
-            self.warm_start = json.loads((warm / "sft.json").read_text())
-        else:
-            from llm.models import build
-
-            model, self.tok = build(cfg)
-            self.warm_start = None
-        if cfg.model not in ("tiny", "tiny-qwen2"):
-            longest = self._check_prompts(self.tok, getattr(model.config, "max_position_embeddings", None))
-            self._check_memory(memory.arch_of(model), longest)  # before its copies, optimizer and batches
-        ref = copy.deepcopy(model).eval().requires_grad_(False) if "ref_logp" in self.needs else None
-        if cfg.lora_rank:
-            from peft import LoraConfig, get_peft_model
-
-            lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules="all-linear")
-            model = get_peft_model(model, lora)
-        if cfg.gradient_checkpointing:  # transformers' own: each decoder layer recomputed in backward
-            enable = getattr(model, "activation_checkpointing_enable", None)
-            if enable is not None:
-                enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warm_steps = cfg.warmup_steps
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda k: min(1.0, (k + 1) / warm_steps) if warm_steps else 1.0
-        )
-        self.model, self.opt, self.sched = self.acc.prepare(model, opt, sched)
-        self.ref = self.acc.prepare_model(ref, evaluation_mode=True) if ref is not None else None
-        self.step = 0
-        self.bad_in_row = 0
-        self.bad_total = 0
-        self.history: list[tuple[float, float]] = []  # (entropy, reward) per rollout, for the law fit
-        self.pool: list[dict] | None = None  # the pre-pass's ordered training prompts, if any
 
     # -- files ------------------------------------------------------------------------------------------
 
@@ -250,240 +130,22 @@ class Trainer:
     def ckpt_root(self) -> Path:
         return self.run_dir / "checkpoints"
 
-    def latest_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint (``checkpoint_problem`` finds nothing wrong with it), or None."""
-        if not self.ckpt_root.is_dir():
-            return None
-        for p in sorted(self.ckpt_root.glob("step_*"), reverse=True):
-            if checkpoint_problem(p) is None:
-                return p
-        return None
-
-    def _choose_checkpoint(self) -> Path | None:
-        """Before any work: the checkpoint to resume from, the broken ones skipped (and said so), and a
-        refusal if the run directory holds metrics that no checkpoint can continue."""
-        found = sorted(self.ckpt_root.glob("step_*"), reverse=True) if self.ckpt_root.is_dir() else []
-        metrics = self.run_dir / "metrics.jsonl"
-        rows = read_metrics_file(metrics)[0] if metrics.is_file() else []  # a corrupt line stops here
-        chosen, hole = None, None
-        for p in found:
-            why = checkpoint_problem(p)
-            if why is None:  # the metrics it continues must all be there
-                step = json.loads((p / "trainer.json").read_text())["step"]
-                missing = rundir.missing_steps(rows, range(step))
-                if not missing:
-                    chosen = p
-                    break
-                hole = hole or (p, missing)
-                why = f"metrics.jsonl lacks {len(missing)} of the {step} rows before it"
-            self.skipped.append(f"{p.name}: {why}")
-        if self.skipped and _is_main_rank():
-            for line in self.skipped:
-                print(f"resume: skipped checkpoint {line}", file=sys.stderr)
-        if chosen is None and hole is not None:
-            raise ValueError(
-                rundir.hole_message(metrics, hole[1], f"checkpoint {hole[0].name}",
-                                    "--resume never (start over, discarding the checkpoints), or a new --name")
-            )  # fmt: skip
-        if chosen is None and metrics.is_file() and metrics.stat().st_size > 0:
-            rows = sum(1 for ln in metrics.read_text(errors="replace").splitlines() if ln.strip())
-            why = f"; skipped {'; '.join(self.skipped)}" if self.skipped else ""
-            raise ValueError(
-                f"resume: {metrics} holds {rows} metric rows but no usable checkpoint{why}; allowed: "
-                "--resume never (start over, discarding them), or a new --name"
-            )
-        return chosen
-
     def save_checkpoint(self) -> Path:
-        """model, optimizer, scheduler, RNGs (accelerate) + trainer.json, in a temp dir renamed at once."""
-        final = self.ckpt_root / f"step_{self.step:06d}"
-        tmp = self.ckpt_root / f".tmp_step_{self.step:06d}"
-        if self.acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp), safe_serialization=False)
-        self.acc.wait_for_everyone()  # every rank's RNG file is in tmp before the rename
-        if self.acc.is_main_process:
-            saved = [f for f in sorted(tmp.iterdir()) if f.is_file()]
-            info = {
-                "step": self.step, "controller_state": self.ctrl_state, "bad_in_row": self.bad_in_row,
-                "bad_total": self.bad_total, "history": self.history, "config": self.cfg.to_json(),
-                "files": {f.name: f.stat().st_size for f in saved},
-                "sha256": {f.name: file_sha256(f) for f in saved},
-            }  # fmt: skip
-            (tmp / "trainer.json").write_text(json.dumps(info))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            old = sorted(p for p in self.ckpt_root.glob("step_*") if p != final)
-            for p in old[: max(0, len(old) + 1 - self.cfg.keep_checkpoints)]:
-                shutil.rmtree(p, ignore_errors=True)
-        self.acc.wait_for_everyone()
-        return final
+        """``llm.checkpoint.save``: model, optimizer, scheduler, RNGs + trainer.json, renamed at once."""
+        return checkpoint.save(self)
 
     def load_checkpoint(self, path: Path) -> None:
-        info = json.loads((path / "trainer.json").read_text())
-        saved, now = info["config"], self.cfg.to_json()
-        fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-        # a field a checkpoint predates counts as its default (a run saved before the field existed resumes)
-        differ = sorted(
-            k for k in now if k not in RESUMABLE_CHANGES and saved.get(k, _json_default(fields[k])) != now[k]
-        )
-        if differ:
-            raise ValueError(
-                f"resume: {self.run_dir} holds a run whose config differs in {differ}; allowed: the same "
-                f"config (only {sorted(RESUMABLE_CHANGES)} may change), a new --name, or --resume never"
-            )
-        try:
-            self.acc.load_state(str(path))
-        except Exception as e:  # a checkpoint saved before its files had digests, corrupted since
-            raise ValueError(
-                f"resume: checkpoint {path} is unreadable ({type(e).__name__}: {str(e)[:80]}); allowed: "
-                "--resume never (start over), or a new --name"
-            ) from None
-        self.step, self.ctrl_state = info["step"], info["controller_state"]
-        self.bad_in_row, self.bad_total = info["bad_in_row"], info["bad_total"]
-        self.history = [tuple(h) for h in info["history"]]
+        checkpoint.load(self, path)
 
     def write_meta(self, **extra) -> None:
-        if not self.acc.is_main_process:
-            return
-        meta = {
-            "config": self.cfg.to_json(),
-            "git_sha": git_sha(),
-            "versions": {"python": sys.version.split()[0], "torch": torch.__version__, **_versions()},
-            "world_size": self.world,
-            "device": str(self.acc.device),
-            "warm_start": self.warm_start,
-            **extra,
-        }
-        atomic_write_json(meta, self.run_dir / "config.json")
+        if self.acc.is_main_process:
+            meta = rundir.run_metadata(
+                self.cfg.to_json(), world_size=self.world, device=str(self.acc.device), warm_start=self.warm_start,
+                **extra,
+            )  # fmt: skip
+            atomic_write_json(meta, self.run_dir / "config.json")
 
     # -- one optimizer step -------------------------------------------------------------------------------
-
-    def _forward(
-        self, roll: Rollout, entropy_grad: bool = False, model=None, with_log_mass: bool = False,
-        with_topp: bool = False,
-    ):  # fmt: skip
-        """(logp, entropy) (B, T) of these rows under ``model`` (default: the policy), at the sampling
-        temperature, in the caller's grad mode; the policy's on the sampler's top-p support when
-        ``keep_sampling_mask`` (plus the support's log-mass when asked, and then the nucleus entropy
-        when asked, from the same forward pass)."""
-        policy = model is None
-        top_p = self.cfg.top_p if (policy and (self.cfg.keep_sampling_mask or with_log_mass)) else 1.0
-        return token_stats(
-            self.model if policy else model, roll, temperature=self.cfg.temperature,
-            chunk_tokens=self.cfg.chunk_tokens, entropy_grad=entropy_grad, top_p=top_p,
-            with_log_mass=with_log_mass, mask=self.cfg.keep_sampling_mask, with_topp=with_topp,
-            share_prompts=self.cfg.share_prompts and not self.cfg.gradient_checkpointing,  # no cache with it
-        )  # fmt: skip
-
-    def _stats(self, roll: Rollout, model=None, with_log_mass: bool = False, with_topp: bool = False):
-        """No-grad (logp, entropy[, log-mass][, nucleus entropy]) (B, T) for the rollout rows, micro-batch
-        by micro-batch."""
-        mb = self.cfg.micro_batch_size or roll.size
-        with torch.no_grad():
-            parts = [
-                self._forward(
-                    roll.rows(slice(i, i + mb)), model=model, with_log_mass=with_log_mass, with_topp=with_topp
-                )
-                for i in range(0, roll.size, mb)
-            ]
-        return tuple(torch.cat([p[j] for p in parts]) for j in range(len(parts[0])))
-
-    def optimizer_step(self, roll: Rollout, old_logp, ref_logp, gen) -> dict | None:
-        """One optimizer step on these rows (a whole optimizer batch); None if it was skipped."""
-        cfg = self.cfg
-        mb = cfg.micro_batch_size or roll.size
-        pieces = [slice(i, i + mb) for i in range(0, roll.size, mb)]
-        self.model.train()
-        with_topp = "entropy_topp" in self.needs
-        topp = None
-        if len(pieces) == 1:  # one piece: the loss graph runs straight into the model
-            logp, ent, *rest = self._forward(roll, entropy_grad=True, with_topp=with_topp)
-            leaves = None
-        else:  # whole-batch loss on leaves, then per-piece backward against their gradients
-            logp, ent, *rest = self._stats(roll, with_topp=with_topp)
-            logp, ent = logp.requires_grad_(), ent.requires_grad_()
-            rest = [t.requires_grad_() for t in rest]
-            leaves = (logp, ent, *rest)
-        if with_topp:
-            topp = rest[0]
-        mask = roll.completion_mask
-        if not _finite(logp, ent, topp):
-            return self._skip("non-finite log-probs or entropies")
-        batch = C.TokenBatch(
-            logp=logp, old_logp=logp.detach() if old_logp is None else old_logp,
-            adv=torch.zeros_like(mask), entropy=ent, mask=mask, group=roll.group, reward=roll.reward,
-            length=mask.sum(-1), ref_logp=ref_logp, guide=roll.guide,
-            step_correct=None if roll.step_correct is None else roll.step_correct.to(mask.dtype),
-            embedding=roll.embedding, entropy_topp=topp, answer=roll.answer,
-        )  # fmt: skip
-        try:
-            with C.dist.using(self.gather):
-                loss, metrics = C.policy_loss(batch, self.pipe, self.ctrl_state, agg=cfg.agg, generator=gen)
-        except RuntimeError as e:  # non-finite metrics
-            return self._skip(str(e))
-        if not _finite(loss):
-            return self._skip("non-finite loss")
-        loss = loss * rank_scale(self.acc, self.cfg.agg, mask)
-        if leaves is None:
-            self.acc.backward(loss)
-        else:
-            loss.backward()
-            g_logp, g_ent = logp.grad, ent.grad
-            g_topp = None if topp is None else topp.grad
-            use_ent = g_ent is not None and bool(g_ent.abs().sum() > 0)
-            use_topp = g_topp is not None and bool(g_topp.abs().sum() > 0)
-            for i, p in enumerate(pieces):
-                last = i == len(pieces) - 1
-                with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
-                    lp, en, *tp = self._forward(
-                        roll.rows(p), entropy_grad=use_ent or use_topp, with_topp=use_topp
-                    )
-                    surrogate = (lp * g_logp[p]).sum()
-                    if use_ent:
-                        surrogate = surrogate + (en * g_ent[p]).sum()
-                    if use_topp:
-                        surrogate = surrogate + (tp[0] * g_topp[p]).sum()
-                    self.acc.backward(surrogate)
-        if cfg.max_grad_norm > 0:
-            norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-        else:
-            norm = torch.norm(
-                torch.stack([p.grad.norm() for p in self.model.parameters() if p.grad is not None])
-            )
-        if not _finite(torch.as_tensor(norm)):
-            self.opt.zero_grad(set_to_none=True)
-            return self._skip("non-finite gradient")
-        self.opt.step()
-        self.sched.step()
-        self.opt.zero_grad(set_to_none=True)
-        self.bad_in_row = 0
-        metrics["train/grad_norm"] = float(norm)
-        metrics["train/lr"] = float(self.sched.get_last_lr()[0])
-        return metrics
-
-    def _skip(self, why: str) -> None:
-        self.opt.zero_grad(set_to_none=True)
-        self.bad_in_row += 1
-        self.bad_total += 1
-        if self.acc.is_main_process:
-            print(f"step {self.step}: skipped ({why}); {self.bad_in_row} in a row", file=sys.stderr)
-        if self.bad_in_row >= self.cfg.max_bad_steps:
-            raise Diverged(
-                f"{self.bad_in_row} non-finite steps in a row at step {self.step} (max_bad_steps = "
-                f"{self.cfg.max_bad_steps}); the last good checkpoint in {self.ckpt_root} is intact"
-            )
-        return None
-
-    def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
-        if self.world == 1 or not metrics:
-            return metrics
-        keys = sorted(metrics)
-        vals = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=self.acc.device)
-        vals = self.acc.reduce(vals, "mean")
-        return dict(zip(keys, vals.tolist(), strict=True))
 
     # -- one rollout ----------------------------------------------------------------------------------------
 
@@ -605,51 +267,6 @@ class Trainer:
 
     # -- data order: the pre-pass (curriculum, offline filter) ------------------------------------------------
 
-    def prepass(self, fresh: bool) -> list[dict] | None:
-        """With a curriculum or an offline band: the starting policy's solve rate and semantic entropy of every
-        training prompt this rank would draw (steps × prompts_per_step), ordered and filtered; saved atomically
-        to ``prepass/rank<R>.json`` and read back on resume. None without either option."""
-        cfg = self.cfg
-        if cfg.curriculum == "none" and not cfg.offline_band:
-            return None
-        path = self.run_dir / "prepass" / f"rank{self.rank}.json"
-        if not fresh and path.is_file():
-            return json.loads(path.read_text())["order"]
-        n, G = cfg.prompts_per_step, cfg.prepass_samples or cfg.group_size
-        items: list[dict] = []
-        bar = None
-        if self.progress and self.acc.is_main_process:
-            from tqdm import tqdm
-
-            bar = tqdm(total=cfg.steps, desc="pre-pass", unit="batch", file=sys.stderr)
-        for k in range(cfg.steps):
-            examples = self.split.train(k, self.rank, n)
-            roll = sample(
-                self.acc.unwrap_model(self.model), self.tok, self.task, examples, G,
-                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                seed=_seed(cfg, k, self.rank, 4), sampler=cfg.sampler, share_prompts=cfg.share_prompts,
-            )  # fmt: skip
-            answer = answer_ids(self.task, roll.texts, examples, G)
-            for i, e in enumerate(examples):
-                items.append(
-                    {
-                        "prompt": e.prompt, "answer": e.answer,
-                        "solve_rate": float(roll.reward[i * G : (i + 1) * G].mean()),
-                        "semantic_entropy": _answer_entropy(answer[i * G : (i + 1) * G]),
-                    }
-                )  # fmt: skip
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        rate = torch.tensor([x["solve_rate"] for x in items], dtype=torch.float64)
-        se = torch.tensor([x["semantic_entropy"] for x in items], dtype=torch.float64)
-        idx = C.select_prompts(rate, se, tuple(cfg.offline_band), cfg.curriculum)  # as the simulator
-        order = [items[i] for i in idx.tolist()]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json({"config": cfg.to_json(), "items": items, "order": order}, path)
-        return order
-
     def _examples(self, k: int) -> tuple[list[Example], dict[str, float]]:
         """This rollout's training prompts: the pre-pass order (cycled) or fresh draws."""
         n = self.cfg.prompts_per_step
@@ -703,28 +320,24 @@ class Trainer:
         try:
             return self._run(stop_after)
         finally:
-            if self.tracker != "none":  # last: accelerate's end_training destroys the process group
-                self.acc.end_training()
+            if self.logger is not None:
+                self.logger.finish()
             self.release()
 
     def _run(self, stop_after: int | None) -> Path:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path = self.run_dir / "metrics.jsonl"
         latest = self.resume_from
         if latest is not None:
             self.load_checkpoint(latest)
         elif self.acc.is_main_process:
             shutil.rmtree(self.ckpt_root, ignore_errors=True)
-            metrics_path.unlink(missing_ok=True)
         self.pool = self.prepass(fresh=latest is None)
-        if self.acc.is_main_process:
-            torn = truncate_metrics(metrics_path, self.step)
-            if torn:
-                print(f"note: {torn}", file=sys.stderr)
+        main = self.acc.is_main_process  # it alone writes the run's files and mirrors them to a tracker
+        metrics = rundir.MetricsLog(self.run_dir, self.step, fresh=latest is None) if main else None
         self.write_meta(resumed_from=None if latest is None else latest.name)
-        if self.tracker != "none":
-            self.acc.init_trackers(cfg.name, config={k: str(v) for k, v in cfg.to_json().items()})
+        if main:
+            self.logger = trackers.start(self.tracker, cfg.name, self.run_dir, cfg.to_json())
         bar = None
         if self.progress and self.acc.is_main_process:
             from tqdm import tqdm
@@ -735,7 +348,7 @@ class Trainer:
         end = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
         stopped = self._stop_agreed()  # a signal during set-up: no rollout at all
         try:
-            with metrics_path.open("a") as fh:
+            with metrics if metrics is not None else contextlib.nullcontext() as fh:
                 while self.step < end and not stopped:
                     row: dict = {"step": self.step}
                     if cfg.eval_every and self.step % cfg.eval_every == 0:
@@ -782,12 +395,11 @@ class Trainer:
         self.acc.wait_for_everyone()
         return self.run_dir
 
-    def _log(self, fh, row: dict) -> None:
-        if self.acc.is_main_process:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-        if self.tracker != "none":
-            self.acc.log({k: v for k, v in row.items() if isinstance(v, float)}, step=row["step"])
+    def _log(self, log: rundir.MetricsLog | None, row: dict) -> None:
+        if log is not None:
+            log.write(row, flush=True)
+        if self.logger is not None:
+            self.logger.log(row, step=row["step"])
 
     def _stop_agreed(self) -> bool:
         """Every rank stops at the same rollout: a signal seen by any rank stops them all."""
@@ -798,76 +410,6 @@ class Trainer:
         if signum and self.stop_signal is None:
             self.stop_signal = signum
         return bool(signum)
-
-    def _on_signal(self, signum, frame) -> None:
-        if self.stop_signal is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self.stop_signal = signum
-        acc = getattr(self, "acc", None)
-        if acc is None or acc.is_main_process:
-            print(
-                f"\nsignal {signum}: stopping after this rollout (or set-up), then saving a checkpoint",
-                file=sys.stderr,
-            )
-
-
-def _json_default(value):
-    """A field's default as ``TrainConfig.to_json`` writes it (tuples as lists)."""
-    return list(value) if isinstance(value, tuple) else value
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in ("transformers", "accelerate", "numpy"):
-        try:
-            out[name] = __import__(name).__version__
-        except ImportError:
-            pass
-    return out
-
-
-CHECKPOINT_KEYS = {
-    "step": int, "controller_state": dict, "bad_in_row": int, "bad_total": int, "history": list, "config": dict,
-}  # fmt: skip
-"""what ``trainer.json`` must hold, with the types ``load_checkpoint`` reads"""
-
-
-def checkpoint_problem(path: Path) -> str | None:
-    """What makes a checkpoint directory unusable, in words, or None: ``trainer.json`` missing, not JSON, or
-    without a key ``load_checkpoint`` reads (``CHECKPOINT_KEYS``, with its type), or a file it lists (the
-    model, optimizer, scheduler and RNG files, with their sizes and sha256 at save time) missing, of
-    another size (a truncated write) or of other contents (overwritten or corrupted on disk)."""
-    info_path = path / "trainer.json"
-    if not info_path.is_file():
-        return "no trainer.json (an interrupted save)"
-    try:
-        info = json.loads(info_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        return f"trainer.json is not JSON ({e})"
-    if not isinstance(info, dict):
-        return f"trainer.json holds a {type(info).__name__}, not an object"
-    for key, kind in CHECKPOINT_KEYS.items():
-        if key not in info:
-            return f"trainer.json has no {key!r}"
-        if not isinstance(info[key], kind) or isinstance(info[key], bool):
-            return f"trainer.json's {key!r} is a {type(info[key]).__name__}, not a {kind.__name__}"
-    if info["step"] < 0:
-        return f"trainer.json's step is {info['step']}"
-    files = info.get("files")
-    if files is None:  # written before the manifest existed: the files accelerate always writes
-        files = {n: None for n in ("pytorch_model.bin", "optimizer.bin", "scheduler.bin")}
-    digests = info.get("sha256") or {}
-    if not isinstance(files, dict) or not isinstance(digests, dict):
-        return "trainer.json's file manifest is not an object"
-    for name, size in files.items():
-        f = path / str(name)
-        if not f.is_file():
-            return f"{name} is missing"
-        if size is not None and f.stat().st_size != size:
-            return f"{name} has {f.stat().st_size} bytes, {size} when saved"
-        if name in digests and file_sha256(f) != digests[name]:
-            return f"{name} differs from what was saved (its sha256 changed)"
-    return None
 
 
 def _is_main_rank() -> bool:
@@ -885,9 +427,8 @@ def _shutdown() -> None:
         torch.distributed.destroy_process_group()
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The rows of a run's ``metrics.jsonl`` (a torn last line left out: ``entrolab.common.runio.read_metrics_file``)."""
-    return read_metrics_file(Path(run_dir) / "metrics.jsonl")[0]
+read_metrics = rundir.read_metrics
+"""The rows of a run's ``metrics.jsonl`` (a torn last line left out)."""
 
 
 # -- command line -----------------------------------------------------------------------------------------
@@ -899,6 +440,7 @@ def parse_config(argv: list[str] | None, prog: str = "python -m llm.train") -> T
 
 
 def main(argv: list[str] | None = None) -> int:
+    cfg = None
     try:
         cfg, line = parse_command(argv, prog=entrolab_prog("python -m llm.train"),
                                   summary=(__doc__ or "").splitlines()[0])  # fmt: skip
@@ -911,11 +453,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 3
     except (OSError, RuntimeError) as e:
-        why = disk_full(e)
-        if why is None:
+        line = disk_full_message(e, cfg.run_dir if cfg is not None else "the run directory")
+        if line is None:
             raise
-        print(f"error: out_dir: {why}; the last checkpoint is intact: free space and rerun the same command to "
-              "resume", file=sys.stderr)  # fmt: skip
+        print(line, file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C while the first was finishing its rollout
         print("interrupted twice: stopped without saving; the last checkpoint is intact, rerun to resume",

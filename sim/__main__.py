@@ -25,7 +25,7 @@ from entrolab.common.cli import (
     key_values,
     parser,
 )
-from entrolab.common.rundir import disk_full, read_config_file
+from entrolab.common.rundir import disk_full_message, read_config_file
 from entrolab.common.runio import cannot_write
 from sim.policies import POLICIES
 from sim.presets import PRESETS
@@ -247,14 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped: {e}", file=sys.stderr)
         return 128 + e.signum
     except (OSError, RuntimeError) as e:
-        why = disk_full(e)
-        if why is None:
+        line = disk_full_message(e, folder)
+        if line is None:
             raise
-        print(
-            f"error: out_dir: {why}; the last checkpoint in {folder} is intact: free space and rerun the same "
-            "command to resume",
-            file=sys.stderr,
-        )
+        print(line, file=sys.stderr)
         return 1
     rows = read_metrics(out)
     last = [r for r in rows if r["step"] == max(x["step"] for x in rows)]

@@ -39,3 +39,13 @@ def test_no_stray_top_level_package_in_the_tree():
         d.name for d in ROOT.iterdir() if (d / "__init__.py").exists() and d.name not in TOP_LEVEL | {"tests"}
     }
     assert not strays, f"top-level packages outside the distribution: {sorted(strays)}"
+
+
+def test_no_source_module_is_over_600_lines():
+    big = {
+        str(f.relative_to(ROOT)): n
+        for top in TOP_LEVEL
+        for f in (ROOT / top).rglob("*.py")
+        if (n := len(f.read_text().splitlines())) > 600
+    }
+    assert not big, f"modules over 600 lines (split them): {big}"

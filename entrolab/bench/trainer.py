@@ -222,12 +222,13 @@ def _count_passes(kw: dict, steps: int) -> dict[str, float]:
     import torch
 
     from llm import train as Tm
+    from llm import update as Um
     from llm.config import PRESETS
     from llm.kvdecode import KVDecoder
 
     counts: collections.Counter = collections.Counter()
     sampling = [False]
-    real_sample, real_stats = Tm.sample, Tm.token_stats
+    real_sample, real_stats = Tm.sample, Um.token_stats
     with tempfile.TemporaryDirectory() as d:
         cfg = dataclasses.replace(
             PRESETS["tiny-copy"], out_dir=d, sft_steps=0, steps=steps, prompts_per_step=4, group_size=4,
@@ -260,13 +261,13 @@ def _count_passes(kw: dict, steps: int) -> dict[str, float]:
             return real_step(self, *a, **k)
 
         hook = tr.acc.unwrap_model(tr.model).register_forward_pre_hook(forward)
-        Tm.sample, Tm.token_stats, KVDecoder.step = sample, token_stats, step
+        Tm.sample, Um.token_stats, KVDecoder.step = sample, token_stats, step
         try:
             for _ in range(steps):
                 tr.rollout_step()
                 tr.step += 1
         finally:
-            Tm.sample, Tm.token_stats, KVDecoder.step = real_sample, real_stats, real_step
+            Tm.sample, Um.token_stats, KVDecoder.step = real_sample, real_stats, real_step
             hook.remove()
     return {k: counts[k] / steps for k in ("sampler_forwards", "no_grad_passes", "grad_passes", "ref_passes")}
 

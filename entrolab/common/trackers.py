@@ -53,3 +53,49 @@ def problem(name: str) -> str | None:
         f"got {name!r}, whose package {PACKAGES[real]} is not installed; allowed: pip install {PACKAGES[real]}, "
         f"or one of: none, auto{''.join(', ' + t for t in have)}"
     )
+
+
+class Tracker:
+    """A started accelerate tracker mirroring a run's metrics: ``log(row, step)`` sends the row's finite
+    numbers, ``finish()`` closes it. The simulator and the trainer (its main process) both log through it."""
+
+    def __init__(self, name: str, run_name: str, logging_dir, config: dict):
+        from accelerate.tracking import LOGGER_TYPE_TO_CLASS  # lazily: a tracker is optional
+
+        cls = LOGGER_TYPE_TO_CLASS[name]
+        self._t = cls(run_name, str(logging_dir)) if cls.requires_logging_directory else cls(run_name)
+        self._t.start()
+        self._t.store_init_configuration(
+            {k: str(v) for k, v in config.items()}
+        )  # strings: every tracker takes them
+
+    def log(self, row: dict, step: int) -> None:
+        numbers = {k: float(v) for k, v in row.items() if _finite_number(v) and k != "step"}
+        if numbers:
+            self._t.log(numbers, step=step)
+
+    def finish(self) -> None:
+        self._t.finish()
+
+
+def start(name: str, run_name: str, logging_dir, config: dict) -> Tracker | None:
+    """The tracker ``name`` (already resolved: ``resolve``), started, or None for "none"."""
+    return None if name == "none" else Tracker(name, run_name, logging_dir, config)
+
+
+def mean_row(rows: list[dict]) -> dict[str, float]:
+    """The mean over rows (the simulator's runs at one step) of every finite number, "step" and "run" aside."""
+    out = {}
+    for k in rows[0] if rows else ():
+        if k in ("step", "run"):
+            continue
+        vals = [r[k] for r in rows if _finite_number(r.get(k))]
+        if vals:
+            out[k] = float(sum(vals) / len(vals))
+    return out
+
+
+def _finite_number(v) -> bool:
+    import math
+
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)

@@ -282,3 +282,18 @@ def test_a_host_starting_from_zero_advantages_refuses_a_pipeline_without_a_sourc
     check(
         C.Pipeline([C.get("ppo_clip")]), Host(name="h", provides=frozenset(FIELDS), own_advantages="its own")
     )
+
+
+def test_tokenbatch_fields_are_declared_once():
+    """Each TokenBatch field carries its shape and (if a controller may need it) its words; the contract's
+    vocabulary and the batch's validation lists are made from them, and the docstring documents each."""
+    import dataclasses
+
+    from controllers import batch as B
+
+    fields = dataclasses.fields(C.TokenBatch)
+    assert all(f.metadata["shape"] in B.SHAPES for f in fields)
+    assert FIELDS == {f.name: f.metadata["need"] for f in fields if f.metadata["need"]}
+    assert set(ALWAYS) | set(FIELDS) == {f.name for f in fields}  # every field is always there or needed
+    assert set(B._TOKEN_FIELDS) == {f.name for f in fields if f.default is dataclasses.MISSING}
+    assert all(f"{f.name}: (B" in C.TokenBatch.__doc__ for f in fields)

@@ -17,6 +17,7 @@ import torch
 
 import controllers as C
 from llm import train as T
+from llm import update as U
 from llm.config import PRESETS, TrainConfig
 from llm.models import tiny_model
 from llm.rollout import completion_mask, sample, token_stats
@@ -178,13 +179,13 @@ def test_guides_and_step_judgements_reach_the_controllers(tmp_path, cfg):
 def test_top_p_training_logs_the_sampler_gap(keep, tmp_path, cfg, monkeypatch):
     c = cfg(top_p=0.7, keep_sampling_mask=keep, steps=2, epochs=1 if keep else 2)
     calls: list[float] = []
-    real = T.token_stats
+    real = U.token_stats
 
     def counted(*a, **k):
         calls.append(k.get("top_p", 1.0))
         return real(*a, **k)
 
-    monkeypatch.setattr(T, "token_stats", counted)
+    monkeypatch.setattr(U, "token_stats", counted)
     T.train(c, progress=False)
     n_top_p = len(calls)
     if keep:  # every policy pass is on the sampler's support
@@ -356,7 +357,7 @@ def test_shared_prompts_with_gradient_checkpointing_share_in_the_sampler_only(tm
     prefill (eval mode) shares: every training and no-grad pass computes each row's prompt, and the first
     rollout's metrics are the checkpointed run's without sharing, up to rounding."""
     seen = {"sample": [], "token_stats": []}
-    real_sample, real_stats = T.sample, T.token_stats
+    real_sample, real_stats = T.sample, U.token_stats
 
     def sample(*a, **k):
         seen["sample"].append(k["share_prompts"])
@@ -367,7 +368,7 @@ def test_shared_prompts_with_gradient_checkpointing_share_in_the_sampler_only(tm
         return real_stats(*a, **k)
 
     monkeypatch.setattr(T, "sample", sample)
-    monkeypatch.setattr(T, "token_stats", token_stats)
+    monkeypatch.setattr(U, "token_stats", token_stats)
     out = {}
     for share in (False, True):
         for calls in seen.values():
@@ -384,13 +385,13 @@ def test_shared_prompts_with_gradient_checkpointing_share_in_the_sampler_only(tm
 
 def test_dH_every_skips_the_realised_dH_pass_and_changes_nothing_else(tmp_path, cfg, monkeypatch):
     calls = []
-    real = T.token_stats
+    real = U.token_stats
 
     def counted(*a, **k):
         calls.append(torch.is_grad_enabled())
         return real(*a, **k)
 
-    monkeypatch.setattr(T, "token_stats", counted)
+    monkeypatch.setattr(U, "token_stats", counted)
     out = {}
     for n in (1, 2):
         calls.clear()
@@ -467,7 +468,7 @@ def test_resume_after_a_crash_drops_rows_past_the_checkpoint(tmp_path, cfg):
 def test_resume_refuses_another_config(tmp_path, cfg):
     c = cfg(steps=2)
     T.train(c, progress=False)
-    with pytest.raises(ValueError, match=r"resume: .* differs in \['lr'\]"):
+    with pytest.raises(ValueError, match=r"resume: .* holds a run with another config \(lr 0.001 → 0.5\)"):
         T.train(dataclasses.replace(c, lr=0.5), progress=False)
     T.train(dataclasses.replace(c, lr=0.5, resume="never"), progress=False)  # starting over is allowed
     T.train(dataclasses.replace(c, lr=0.5, steps=3), progress=False)  # extending is allowed
@@ -478,14 +479,14 @@ def test_resume_refuses_another_config(tmp_path, cfg):
 
 
 def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, monkeypatch, cfg):
-    real = T.token_stats
+    real = U.token_stats
     bad_calls = {"on": False}
 
     def poisoned(*a, **kw):
         logp, ent = real(*a, **kw)
         return (logp * float("nan"), ent) if bad_calls["on"] else (logp, ent)
 
-    monkeypatch.setattr(T, "token_stats", poisoned)
+    monkeypatch.setattr(U, "token_stats", poisoned)
     c = cfg(steps=10, checkpoint_every=2, max_bad_steps=2)
     tr = T.Trainer(c, progress=False)
     tr.run(stop_after=2)

@@ -283,9 +283,9 @@ def test_unlogged_exact_bandit_steps_take_the_lean_kernel_with_identical_results
 
 
 def test_lean_path_stops_a_run_whose_logits_go_non_finite(monkeypatch):
-    from sim import run as run_mod
+    from sim import lean
 
-    original = run_mod._bandit_step
+    original = lean.bandit_step
 
     def poisoned(z, r, lr, natural):
         new, _ = original(z, r, lr, natural)
@@ -293,7 +293,7 @@ def test_lean_path_stops_a_run_whose_logits_go_non_finite(monkeypatch):
         new[1, 0, 0] = float("inf")
         return new, new.sum(-1)
 
-    monkeypatch.setattr(run_mod, "_bandit_step", poisoned)
+    monkeypatch.setattr(lean, "bandit_step", poisoned)
     sim = Simulator(
         SimConfig(env="bandit", env_kwargs=SMALL_BANDIT, update="exact_pg", controllers=(), runs=3)
     )
@@ -308,18 +308,18 @@ def test_lean_path_stops_a_run_whose_logits_go_non_finite(monkeypatch):
 def test_lean_kernel_chunks_of_runs_change_no_bit(monkeypatch):
     """The CPU lean kernel's chunks of ``LEAN_CHUNK_BYTES`` (``tree.run_chunks`` with that budget): one run
     per chunk and all runs in one chunk give the same logits to the bit."""
-    from sim import run as run_mod
+    from sim import lean
 
-    real, seen, out = run_mod.tr.run_chunks, [], []
+    real, seen, out = lean.tr.run_chunks, [], []
 
     def spy(*a, **k):
         chunks = real(*a, **k)
         seen.append(len(chunks))
         return chunks
 
-    monkeypatch.setattr(run_mod.tr, "run_chunks", spy)
+    monkeypatch.setattr(lean.tr, "run_chunks", spy)
     for budget in (1, 10**9):
-        monkeypatch.setattr(run_mod, "LEAN_CHUNK_BYTES", budget)
+        monkeypatch.setattr(lean, "LEAN_CHUNK_BYTES", budget)
         cfg = SimConfig(
             env="bandit", env_kwargs=SMALL_BANDIT, update="exact_npg", controllers=(), runs=3, lr=0.7
         )
