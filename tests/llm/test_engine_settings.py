@@ -88,3 +88,27 @@ def test_each_verl_setting_lands_where_the_table_says(verl, controller, key):
     cfg = actor_config(mode, **extra)
     (cfg.policy_loss if section == "policy_loss" else cfg)[name] = value
     assert _value(pipeline_from_verl_config(cfg), controller, key) == value
+
+
+def test_the_guides_engine_counts_are_the_hosts():
+    """docs/guide.md's counts of the controllers each engine runs are computed here from the hosts, so a new
+    controller (or a changed declaration) fails until the guide says it."""
+    import controllers as C
+    from llm.engines.trl_grpo import trl_host
+    from llm.engines.verl_plugin import verl_host
+
+    guide = (DOC.parent / "guide.md").read_text()
+
+    def runs(host) -> int:
+        return sum(C.contract.problem(C.get(n), host) is None for n in C.names())
+
+    trl = re.search(r"(\d+) of the (\d+) controllers run \(`ref_kl` once", guide)
+    verl = re.search(r"(\d+) of the (\d+) controllers with that trainer mode, (\d+) without it", guide)
+    assert trl and verl
+    total = len(C.names())
+    assert (int(trl[1]), int(trl[2])) == (runs(trl_host(H.config("/tmp/unused", beta=0.1))), total)
+    assert (int(verl[1]), int(verl[2]), int(verl[3])) == (
+        runs(verl_host(trainer=True)),
+        total,
+        runs(verl_host(trainer=False)),
+    )
