@@ -49,3 +49,19 @@ def test_no_source_module_is_over_600_lines():
         if (n := len(f.read_text().splitlines())) > 600
     }
     assert not big, f"modules over 600 lines (split them): {big}"
+
+
+def test_the_built_wheel_holds_only_the_allowed_top_level_names(tmp_path):
+    """What ``pip install .`` would install, read from the wheel pip builds: the allowed packages and the
+    distribution's metadata, nothing else."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True, cwd=tmp_path,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("entrolab-*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {t for t in tops if not t.endswith(".dist-info")} == TOP_LEVEL

@@ -200,16 +200,23 @@ def test_every_controller_runs_or_is_refused_before_training(name, tmp_path):
 
 
 def test_the_accepted_set_is_what_trl_can_feed():
-    refused = {n for n in C.names() if _accepted(n) is not None}
-    # each refused controller needs a field TRL cannot give, or whole groups inside the loss
-    for n in refused:
-        c = C.get(n)
-        assert (c.needs() & {"entropy_topp", "answer", "step_correct", "guide", "value", "ref_logp"}) or (
-            c.whole_groups() and c.stage() == "loss"
-        ), n
-    assert refused == {"ref_kl", "seed_grpo", "siren", "step_credit", "vapo"}  # as README says
-    with_beta = trl_host(H.config("/tmp/unused", beta=0.1))
-    assert {n for n in C.names() if C.contract.problem(C.get(n), with_beta)} == refused - {"ref_kl"}
+    """Who TRL refuses follows from the declarations, with no list of names to keep in step: a controller is
+    refused exactly when it needs a field TRL's host lacks, or whole groups inside the loss."""
+
+    def expected(host) -> set[str]:
+        lacks = set(C.contract.FIELDS) - host.provides
+        return {
+            n
+            for n in C.names()
+            if (C.get(n).needs() & lacks) or (C.get(n).whole_groups() and C.get(n).stage() == "loss")
+        }
+
+    for cfg in (H.config("/tmp/unused"), H.config("/tmp/unused", beta=0.1)):
+        host = trl_host(cfg)
+        refused = {n for n in C.names() if C.contract.problem(C.get(n), host)}
+        assert refused == expected(host) and refused  # some are refused: the rule is exercised
+    assert "ref_kl" in expected(trl_host(H.config("/tmp/unused")))  # without beta TRL keeps no reference ...
+    assert "ref_kl" not in expected(trl_host(H.config("/tmp/unused", beta=0.1)))  # ... with it, it does
 
 
 # -- refusals ----------------------------------------------------------------------------------------------

@@ -175,16 +175,29 @@ def test_every_controller_is_accepted_or_refused_in_one_line(name, trainer):
         assert "\n" not in why and name in why
 
 
-def test_the_refused_set_is_what_readme_says():
-    """With verl's own trainer modes, state is refused; the entrolab trainer mode keeps it."""
-    refused = {n for n in C.names() if C.contract.problem(C.get(n), V.verl_host(trainer=True))}
-    assert refused == {
-        "acc_filter", "dynamic_sampling", "nft",  # groups inside the loss
-        "fork_bonus", "unlikeliness",  # per-token values when shaping advantages
-        "diversity_reward", "seed_grpo", "siren", "step_credit", "vapo",  # fields verl does not give
-    }  # fmt: skip
+def test_the_refused_set_follows_the_declarations():
+    """Who the plugin refuses follows from the declarations, with no list of names to keep in step: a field
+    verl cannot give, whole groups inside the loss (verl's micro-batches come from a shuffled mini-batch), or
+    per-token values read while shaping rewards (the estimator gets none). With verl's own trainer modes,
+    state is refused too; the entrolab trainer mode keeps it."""
+    host = V.verl_host(trainer=True)
+    lacks = set(C.contract.FIELDS) - host.provides
+    refused = set()
+    for n in C.names():
+        c = C.get(n)
+        expect = (
+            bool(c.needs() & lacks)
+            or (c.whole_groups() and c.stage() == "loss")
+            or (c.stage() == "sampling" and bool(c.sampling_reads() & {"logp", "old_logp", "entropy"}))
+        )
+        why = C.contract.problem(c, host)
+        assert (why is not None) == expect, (n, why)
+        if why is not None:
+            refused.add(n)
+    assert refused and "grpo" not in refused and "clip_cov" not in refused  # the rule is exercised both ways
     stateless = {n for n in C.names() if C.contract.problem(C.get(n), V.verl_host(trainer=False))}
-    assert stateless - refused == {"adaptive_entropy", "entropic", "pi_control"}
+    assert stateless - refused == {n for n in C.names() if C.get(n).stateful()} - refused
+    assert stateless - refused  # some stateful controller runs only in the entrolab trainer mode
     assert C.contract.problem(C.get("ref_kl", reset_every=4), V.verl_host(trainer=True)).startswith(
         "controllers: 'ref_kl' asks for the reference model to be reset"
     )
