@@ -201,22 +201,26 @@ def test_every_controller_runs_or_is_refused_before_training(name, tmp_path):
 
 def test_the_accepted_set_is_what_trl_can_feed():
     """Who TRL refuses follows from the declarations, with no list of names to keep in step: a controller is
-    refused exactly when it needs a field TRL's host lacks, or whole groups inside the loss."""
+    refused exactly when it needs a field TRL's host lacks, or whole groups inside the loss when a loss call
+    does not see whole groups (an optimizer step that is not a whole generation batch)."""
 
     def expected(host) -> set[str]:
-        lacks = set(C.contract.FIELDS) - host.provides
+        lacks, split = set(C.contract.FIELDS) - host.provides, host.loss_groups is not None
         return {
             n
             for n in C.names()
-            if (C.get(n).needs() & lacks) or (C.get(n).whole_groups() and C.get(n).stage() == "loss")
+            if (C.get(n).needs() & lacks)
+            or (split and C.get(n).whole_groups() and C.get(n).stage() == "loss")
         }
 
-    for cfg in (H.config("/tmp/unused"), H.config("/tmp/unused", beta=0.1)):
+    split = H.config("/tmp/unused", steps_per_generation=2, gradient_accumulation_steps=1)
+    for cfg in (H.config("/tmp/unused"), H.config("/tmp/unused", beta=0.1), split):
         host = trl_host(cfg)
         refused = {n for n in C.names() if C.contract.problem(C.get(n), host)}
         assert refused == expected(host) and refused  # some are refused: the rule is exercised
     assert "ref_kl" in expected(trl_host(H.config("/tmp/unused")))  # without beta TRL keeps no reference ...
     assert "ref_kl" not in expected(trl_host(H.config("/tmp/unused", beta=0.1)))  # ... with it, it does
+    assert "nft" in expected(trl_host(split)) and "nft" not in expected(trl_host(H.config("/tmp/unused")))
 
 
 # -- refusals ----------------------------------------------------------------------------------------------
