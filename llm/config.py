@@ -14,10 +14,10 @@ from pathlib import Path
 
 import controllers as C
 from controllers.base import shown
+from entrolab.common.cli import RESUME
 
 TINY_MODELS = ("tiny", "tiny-qwen2")
 MIXED_PRECISION = ("no", "bf16", "fp16")
-RESUME = ("auto", "never")
 DEVICES = ("auto", "cpu", "cuda")
 SAMPLERS = ("own", "generate")
 SCORING = ("exact", "last_number", "math_verify")
@@ -287,9 +287,9 @@ class TrainConfig:
             )
         if self.sft_steps and self.model not in TINY_MODELS:
             bad("sft_steps", self.sft_steps, "0 unless model is tiny or tiny-qwen2")
-        self.hyperparameters()  # unknown names, malformed --hp entries fail here
+        entries = self.entries()  # unknown names, malformed --hp entries fail here
         try:
-            object.__setattr__(self, "_pipeline", self._build_pipeline())
+            object.__setattr__(self, "_pipeline", C.spec.build(entries))
         except ValueError as e:  # a hyperparameter's value, or a pipeline the controllers refuse
             text = str(e)
             raise ValueError(text if text.startswith("controllers: ") else f"hp: {text}") from None
@@ -353,16 +353,9 @@ class TrainConfig:
         """{controller: {key: value}}, inline and ``--hp`` together; values are Python literals or strings."""
         return {name: kw for name, kw in self.entries() if kw}
 
-    def names(self) -> tuple[str, ...]:
-        """The controller names of the pipeline, in order."""
-        return tuple(name for name, _ in C.spec.parse(self.controllers, "controllers"))
-
-    def _build_pipeline(self) -> C.Pipeline:
-        return C.spec.build(self.entries())
-
     def pipeline(self) -> C.Pipeline:
         """The pipeline, built once when the config was validated."""
-        return self.__dict__["_pipeline"] if "_pipeline" in self.__dict__ else self._build_pipeline()
+        return self.__dict__["_pipeline"] if "_pipeline" in self.__dict__ else C.spec.build(self.entries())
 
     def host(self) -> C.Host:
         """What this trainer feeds a pipeline in this configuration (controllers.contract): rewards, lengths,
@@ -514,11 +507,6 @@ def parse_command(argv: list[str] | None, prog: str, summary: str) -> tuple[Trai
     parsed = tyro.cli(Unchecked, default=default, args=args, prog=prog, description=description)
     cfg = TrainConfig(**{f.name: getattr(parsed, f.name) for f in dataclasses.fields(TrainConfig)})
     return cfg, CommandLine(quiet=quiet)
-
-
-def parse_cli(argv: list[str] | None, prog: str, summary: str) -> TrainConfig:
-    """The config of ``parse_command``."""
-    return parse_command(argv, prog, summary)[0]
 
 
 class Unchecked(TrainConfig):

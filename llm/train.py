@@ -67,7 +67,7 @@ from entrolab.common.runio import (
 )
 from llm import checkpoint
 from llm.checkpoint import RESUMABLE_CHANGES, checkpoint_problem  # noqa: F401  (re-exported)
-from llm.config import TrainConfig, parse_cli, parse_command
+from llm.config import TrainConfig, parse_command
 from llm.evaluate import evaluate
 from llm.rollout import add_guides, answer_ids, prefix_steps, sample
 from llm.setup import SetupMixin
@@ -434,11 +434,6 @@ read_metrics = rundir.read_metrics
 # -- command line -----------------------------------------------------------------------------------------
 
 
-def parse_config(argv: list[str] | None, prog: str = "python -m llm.train") -> TrainConfig:
-    """``--preset NAME`` (default tiny-copy) then any field override, parsed by tyro (``llm.config``)."""
-    return parse_cli(argv, prog=entrolab_prog(prog), summary=(__doc__ or "").splitlines()[0])
-
-
 def main(argv: list[str] | None = None) -> int:
     cfg = None
     try:
@@ -453,10 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 3
     except (OSError, RuntimeError) as e:
-        line = disk_full_message(e, cfg.run_dir if cfg is not None else "the run directory")
-        if line is None:
+        message = disk_full_message(e, cfg.run_dir if cfg is not None else "the run directory")
+        if message is None:
             raise
-        print(line, file=sys.stderr)
+        print(message, file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C while the first was finishing its rollout
         print("interrupted twice: stopped without saving; the last checkpoint is intact, rerun to resume",

@@ -198,11 +198,13 @@ class SimConfig:
                 " ".join(self.controllers),
                 "none with an exact update (they act on sampled batches)",
             )
-        names = [n for n, _ in C.spec.parse(self.controllers, "controllers")]  # unknown names fail here
+        entries = C.spec.parse(self.controllers, "controllers")  # unknown names fail here
+        names = [n for n, _ in entries]
         unknown = [n for n in self.hyperparameters if n not in names]
         if unknown:
             bad("hyperparameters", unknown, f"names of the chosen controllers: {', '.join(names)}")
-        object.__setattr__(self, "_pipeline", self._build_pipeline())  # built once; bad hyperparameters fail
+        # built once; bad hyperparameters fail here
+        object.__setattr__(self, "_pipeline", C.spec.build(entries, self.hyperparameters))
         C.contract.check(self.pipeline(), self.host())  # unmet needs
         if self.curriculum != "none" or self.offline_band:  # an empty band or too many mini-batches fail here
             spec = self.env_spec()
@@ -214,13 +216,12 @@ class SimConfig:
         if self.update == "ppo" and self.minibatches > n_prompts:
             bad("minibatches", self.minibatches, f"at most n_prompts = {n_prompts}")
 
-    def _build_pipeline(self) -> C.Pipeline:
-        return C.spec.build(C.spec.parse(self.controllers, "controllers"), self.hyperparameters)
-
     def pipeline(self) -> C.Pipeline:
         """The pipeline (``controllers`` with ``hyperparameters`` laid over any inline ones), built once when
         the config was validated."""
-        return self.__dict__["_pipeline"] if "_pipeline" in self.__dict__ else self._build_pipeline()
+        if "_pipeline" in self.__dict__:
+            return self.__dict__["_pipeline"]
+        return C.spec.build(C.spec.parse(self.controllers, "controllers"), self.hyperparameters)
 
     def host(self) -> C.Host:
         """What the simulator feeds a pipeline in this configuration (controllers.contract): rewards,

@@ -53,13 +53,21 @@ def test_no_source_module_is_over_600_lines():
 
 def test_the_built_wheel_holds_only_the_allowed_top_level_names(tmp_path):
     """What ``pip install .`` would install, read from the wheel pip builds: the allowed packages and the
-    distribution's metadata, nothing else."""
+    distribution's metadata, nothing else. Built from a copy of the sources, so setuptools' build folder and
+    egg-info never land in the checkout."""
+    import shutil
     import subprocess
     import sys
     import zipfile
 
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for top in TOP_LEVEL:
+        shutil.copytree(ROOT / top, src / top, ignore=shutil.ignore_patterns("__pycache__", "results"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(src)],
         check=True, capture_output=True, cwd=tmp_path,
     )  # fmt: skip
     (wheel,) = tmp_path.glob("entrolab-*.whl")

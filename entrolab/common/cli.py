@@ -76,15 +76,10 @@ def deprecated(old: str, new: str) -> None:
     print(f"note: {old} is deprecated and will be removed in the next release; use {new}", file=sys.stderr)
 
 
-def add_run_flags(p: argparse.ArgumentParser, default_name: str | None = None) -> None:
+def add_run_flags(p: argparse.ArgumentParser) -> None:
     """The flags of every command that writes a run (see the module docstring)."""
     p.add_argument("--out-dir", default="runs", metavar="DIR", help="folder holding the runs (default runs)")
-    p.add_argument(
-        "--name",
-        default=default_name,
-        help="the run's name: it is written to OUT_DIR/NAME"
-        + (f" (default {default_name})" if default_name else ""),
-    )
+    p.add_argument("--name", help="the run's name: it is written to OUT_DIR/NAME")
     p.add_argument(
         "--resume",
         choices=RESUME,
@@ -158,15 +153,9 @@ def add_config_flags(
             p.add_argument(flag(f.name), dest=f.name, nargs="*", default=None, help=helptext)
         elif isinstance(default, (int, float, str)) or default is None:
             kind: Callable = str if isinstance(default, str) or default is None else type(default)
-            if kind is float:
-                kind = _number
             p.add_argument(
                 flag(f.name), dest=f.name, type=kind, default=None, choices=choices.get(f.name), help=helptext
             )
-
-
-def _number(text: str) -> float:
-    return float(text)
 
 
 def config_changes(args: argparse.Namespace, cls, skip: tuple[str, ...] = ()) -> dict:

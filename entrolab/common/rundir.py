@@ -1,21 +1,20 @@
 """One run lifecycle for the simulator (``sim run``) and the trainer (``llm.train``): what their run
 directories share, written once.
 
-- ``lock(run_dir, ...)``: the lock that keeps a second process out (below).
+- ``lock(run_dir, ...)``: an exclusive ``flock`` on ``RUN/.lock`` that keeps a second process out (released
+  when the process ends), opened without following a symbolic link, so a lock planted as a link to another
+  file never truncates that file.
 - ``Signals``: SIGINT/SIGTERM stop the run at its next step boundary with a checkpoint; a second stops at once.
 - ``changed_fields(saved, now)``: the config diff a resume refuses, named field by field (old → new).
+- ``missing_steps(rows, expected)``: the logged steps a resumed run needs and the metrics file lacks (deleted
+  or cut short beside good checkpoints); the hosts refuse to resume over such a hole (``hole_message``).
 - ``run_metadata(config)``: what ``config.json`` records beside the config: commit, dirty flag, versions.
 - ``MetricsLog`` and ``read_metrics``: ``metrics.jsonl`` appended one JSON row per line, the rows written after
   the last checkpoint (and a torn last line) dropped when a run resumes, and read back with a torn line left
   out.
 - ``read_config_file``: a run's ``config.json`` as the fields of its config (``--config FILE``).
-
-- ``lock(run_dir, ...)``: an exclusive ``flock`` on ``RUN/.lock`` (released when the process ends), opened
-  without following a symbolic link, so a lock planted as a link to another file never truncates that file.
-- ``missing_steps(rows, expected)``: the logged steps a resumed run needs and the metrics file lacks (deleted
-  or cut short beside good checkpoints); the hosts refuse to resume over such a hole.
-- ``disk_full(error)``: the one-line reason when a write failed for want of space (``ENOSPC``, ``EDQUOT``, a
-  file-size limit, or torch's serializer reporting a failed write), else None.
+- ``disk_full(error)`` and ``disk_full_message``: the one-line reason when a write failed for want of space
+  (``ENOSPC``, ``EDQUOT``, a file-size limit, or torch's serializer reporting a failed write), else None.
 """
 
 from __future__ import annotations
@@ -112,8 +111,6 @@ def read_config_file(path: str | Path, option: str = "--config") -> dict:
     """The config fields in a run's ``config.json`` (the trainer writes them at top level, the simulator under
     ``"config"`` beside the run's metadata); a one-line ValueError naming ``option`` when the file is missing
     or not such a JSON object."""
-    import json
-
     try:
         data = json.loads(Path(path).read_text())
     except OSError as e:
@@ -231,8 +228,8 @@ class MetricsLog:
             print(f"note: {note}", file=sys.stderr)
         self._fh = self.path.open("a")
 
-    def write(self, row: dict, flush: bool = False, default=None) -> None:
-        self._fh.write(json.dumps(row, default=default) + "\n")
+    def write(self, row: dict, flush: bool = False) -> None:
+        self._fh.write(json.dumps(row) + "\n")
         if flush:
             self._fh.flush()
 

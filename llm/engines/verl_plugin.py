@@ -62,10 +62,7 @@ def parse_pipeline(text: str) -> C.Pipeline:
     (``controllers.spec``: ``grpo ppo_clip eps_hi=0.28 clip_cov frac=2e-4``), or, as before, a JSON list of
     controller names and [name, {hyperparameters}] pairs."""
     if not text.lstrip().startswith("["):
-        try:
-            entries = C.spec.parse(text, ENV)
-        except ValueError as e:
-            raise ValueError(str(e)) from None
+        entries = C.spec.parse(text, ENV)
         if not entries:
             raise ValueError(
                 f"{ENV}: got {text!r}; allowed: a pipeline spec, e.g. 'grpo ppo_clip eps_hi=0.28'"
